@@ -1,0 +1,222 @@
+"""The lab's topology model: which nodes exist, their roles, names, addresses and ports.
+
+Everything else (certificates, rendered configs, the compose project, probes) is derived
+from a Topology; nothing restates an address by hand.
+"""
+from __future__ import annotations
+
+import enum
+import ipaddress
+import re
+from dataclasses import dataclass, field, replace
+from typing import Any, Iterator
+
+SCHEMA = "pgha-lab/v1"
+DEFAULT_SUBNET = "192.168.56.0/24"   # VirtualBox's default host-only network
+DEFAULT_PROJECT = "pgha-lab"
+DB_NODE_RANGE = range(2, 10)         # 2..9
+ETCD_SIZES = (1, 3, 5)               # odd, so a majority is well defined
+
+# Host offsets inside the subnet. The defaults reproduce the original VM estate:
+# dbnode1 .10, dbnode2 .20, haproxy .30; further db nodes keep stepping by ten,
+# skipping the HAProxy's .30; etcd members sit at .11 upwards.
+HOST_OFFSET = 1
+HAPROXY_OFFSET = 30
+ETCD_FIRST_OFFSET = 11
+
+_NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,30}[a-z0-9])?$")
+
+
+class TopologyError(ValueError):
+    """A topology a user asked for that the lab cannot build; the message says what is allowed."""
+
+
+class UnknownNode(TopologyError):
+    pass
+
+
+class Role(str, enum.Enum):
+    ETCD = "etcd"
+    DB = "dbnode"
+    HAPROXY = "haproxy"
+
+
+@dataclass(frozen=True)
+class Node:
+    name: str
+    role: Role
+    address: ipaddress.IPv4Address
+    index: int  # 1-based position within its role
+
+    @property
+    def hostname(self) -> str:
+        return self.name
+
+
+@dataclass(frozen=True)
+class Ports:
+    """Ports the services listen on inside the lab network."""
+    postgres: int = 5432
+    restapi: int = 8008
+    etcd_client: int = 2379
+    etcd_peer: int = 2380
+    haproxy_primary: int = 5432
+    haproxy_replicas: int = 5433
+    haproxy_stats: int = 8404
+
+
+@dataclass(frozen=True)
+class Published:
+    """HAProxy ports published on the host (for Docker Desktop, where lab addresses are unreachable)."""
+    bind: str = "127.0.0.1"
+    primary: int = 5432
+    replicas: int = 5433
+    stats: int = 8404
+    enabled: bool = True
+
+    def as_pairs(self, ports: Ports) -> list[tuple[int, int]]:
+        """(host port, container port) pairs, empty when publishing is off."""
+        if not self.enabled:
+            return []
+        return [(self.primary, ports.haproxy_primary), (self.replicas, ports.haproxy_replicas),
+                (self.stats, ports.haproxy_stats)]
+
+
+def db_offset(index: int) -> int:
+    """Host offset of db node `index` (1-based): .10, .20, .40, .50 ... (.30 is HAProxy's)."""
+    offset = index * 10
+    return offset + 10 if offset >= HAPROXY_OFFSET else offset
+
+
+@dataclass(frozen=True)
+class Topology:
+    project: str
+    subnet: ipaddress.IPv4Network
+    prefix: str
+    etcd: tuple[Node, ...]
+    db: tuple[Node, ...]
+    haproxy: Node
+    scope: str = "18/main"
+    ports: Ports = field(default_factory=Ports)
+    published: Published = field(default_factory=Published)
+
+    # -- construction ---------------------------------------------------------------------
+    @classmethod
+    def build(cls, *, db_nodes: int = 2, etcd_nodes: int = 3, subnet: str = DEFAULT_SUBNET,
+              prefix: str = "", project: str = DEFAULT_PROJECT, published: Published | None = None,
+              scope: str = "18/main") -> "Topology":
+        if db_nodes not in DB_NODE_RANGE:
+            raise TopologyError(f"db nodes must be between {DB_NODE_RANGE.start} and {DB_NODE_RANGE.stop - 1}, not {db_nodes}.")
+        if etcd_nodes not in ETCD_SIZES:
+            raise TopologyError(f"etcd members must be 1, 3 or 5 (an odd count keeps a clear majority), not {etcd_nodes}.")
+        if not _NAME_RE.match(project):
+            raise TopologyError(f"project name {project!r} must be lowercase letters, digits and dashes.")
+        if prefix and not re.match(r"^[a-z][a-z0-9-]{0,15}$", prefix):
+            raise TopologyError(f"name prefix {prefix!r} must start with a letter and hold only lowercase letters, digits and dashes (16 at most).")
+        try:
+            net = ipaddress.IPv4Network(subnet, strict=True)
+        except ValueError as exc:
+            raise TopologyError(f"subnet {subnet!r} is not an IPv4 network such as {DEFAULT_SUBNET} ({exc}).") from None
+        if not net.is_private:
+            raise TopologyError(f"subnet {net} is not a private range; use one such as {DEFAULT_SUBNET}.")
+
+        def make(role: Role, base: str, index: int, offset: int) -> Node:
+            if offset >= net.num_addresses - 1:
+                needed = _smallest_prefix_for(offset)
+                raise TopologyError(
+                    f"subnet {net} is too small for {db_nodes} db nodes and {etcd_nodes} etcd members; "
+                    f"use a /{needed} or larger.")
+            return Node(f"{prefix}{base}{index}" if index else f"{prefix}{base}", role, net[offset], index)
+
+        etcd = tuple(make(Role.ETCD, "etcd", i, ETCD_FIRST_OFFSET + i - 1) for i in range(1, etcd_nodes + 1))
+        db = tuple(make(Role.DB, "dbnode", i, db_offset(i)) for i in range(1, db_nodes + 1))
+        haproxy = make(Role.HAPROXY, "haproxy", 0, HAPROXY_OFFSET)
+        topo = cls(project=project, subnet=net, prefix=prefix, etcd=etcd, db=db, haproxy=haproxy,
+                   scope=scope, published=published or Published())
+        topo.validate()
+        return topo
+
+    def validate(self) -> None:
+        """Refuse clashing names or addresses, and addresses outside the subnet."""
+        seen_names: dict[str, Node] = {}
+        seen_addrs: dict[ipaddress.IPv4Address, Node] = {}
+        reserved = {self.subnet.network_address, self.subnet.broadcast_address, self.host_address}
+        for node in self.nodes:
+            if node.name in seen_names:
+                raise TopologyError(f"node name {node.name} is used twice; every node needs its own name.")
+            if node.address in seen_addrs:
+                raise TopologyError(f"{node.name} and {seen_addrs[node.address].name} both have {node.address}; every node needs its own address.")
+            if node.address not in self.subnet or node.address in reserved:
+                raise TopologyError(f"{node.name}'s address {node.address} is not a usable host address in {self.subnet} (.1 is the host's).")
+            seen_names[node.name] = node
+            seen_addrs[node.address] = node
+        pub = self.published
+        if pub.enabled and len({pub.primary, pub.replicas, pub.stats}) != 3:
+            raise TopologyError("the published ports for the primary, the replicas and the stats page must differ.")
+
+    # -- views ----------------------------------------------------------------------------
+    @property
+    def nodes(self) -> tuple[Node, ...]:
+        return (*self.etcd, *self.db, self.haproxy)
+
+    @property
+    def names(self) -> list[str]:
+        return [n.name for n in self.nodes]
+
+    @property
+    def host_address(self) -> ipaddress.IPv4Address:
+        """The host's own address on the lab network, as a VirtualBox host-only adapter has it."""
+        return self.subnet[HOST_OFFSET]
+
+    @property
+    def network_name(self) -> str:
+        return f"{self.project}-net"
+
+    def container_name(self, node: Node | str) -> str:
+        name = node.name if isinstance(node, Node) else node
+        return f"{self.project}-{name}"
+
+    def node(self, name: str) -> Node:
+        for node in self.nodes:
+            if node.name == name:
+                return node
+        raise UnknownNode(f"unknown node {name!r}; valid nodes are: {', '.join(self.names)}.")
+
+    def by_role(self, role: Role) -> tuple[Node, ...]:
+        return tuple(n for n in self.nodes if n.role is role)
+
+    def __iter__(self) -> Iterator[Node]:
+        return iter(self.nodes)
+
+    # -- persistence (a kind-like versioned document) ------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "apiVersion": SCHEMA,
+            "project": self.project,
+            "subnet": str(self.subnet),
+            "prefix": self.prefix,
+            "scope": self.scope,
+            "dbNodes": len(self.db),
+            "etcdNodes": len(self.etcd),
+            "published": {"enabled": self.published.enabled, "bind": self.published.bind,
+                          "primary": self.published.primary, "replicas": self.published.replicas,
+                          "stats": self.published.stats},
+        }
+
+    @classmethod
+    def from_dict(cls, doc: dict[str, Any]) -> "Topology":
+        if doc.get("apiVersion") != SCHEMA:
+            raise TopologyError(f"unsupported topology apiVersion {doc.get('apiVersion')!r}; expected {SCHEMA!r}.")
+        pub = doc.get("published") or {}
+        return cls.build(db_nodes=int(doc.get("dbNodes", 2)), etcd_nodes=int(doc.get("etcdNodes", 3)),
+                         subnet=str(doc.get("subnet", DEFAULT_SUBNET)), prefix=str(doc.get("prefix", "")),
+                         project=str(doc.get("project", DEFAULT_PROJECT)), scope=str(doc.get("scope", "18/main")),
+                         published=replace(Published(), **pub))
+
+
+def _smallest_prefix_for(offset: int) -> int:
+    """Longest prefix length whose network still has `offset` as a usable host."""
+    for length in range(30, 0, -1):
+        if offset < 2 ** (32 - length) - 1:
+            return length
+    return 1
