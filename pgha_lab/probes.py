@@ -1,0 +1,195 @@
+"""Typed views of a running lab, read over the network the way a DBA's tools read it:
+etcd's API (gRPC gateway, client certificate), Patroni's REST API (TLS, client certificate),
+HAProxy's stats page (CSV) and SQL through HAProxy.
+"""
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import requests
+
+from .topology import Node, Topology
+
+TIMEOUT = 2.0
+
+
+@dataclass(frozen=True)
+class ClientTLS:
+    """Host-side files a probe presents: the lab CA and a client certificate."""
+    ca: str
+    cert: str
+    key: str
+
+
+@dataclass
+class EtcdEndpoint:
+    name: str
+    endpoint: str
+    id: str = ""
+    version: str = ""
+    db_size: int = 0
+    is_leader: bool = False
+    raft_term: int = 0
+    raft_index: int = 0
+    error: str = ""
+
+
+@dataclass
+class Member:
+    name: str
+    host: str
+    role: str
+    state: str
+    timeline: int | None = None
+    receive_lsn: str = ""
+    receive_lag: Any = None
+    replay_lsn: str = ""
+    replay_lag: Any = None
+    lag: Any = None
+    tags: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Backend:
+    backend: str
+    server: str
+    status: str
+    check_status: str = ""
+    last_check: str = ""
+    since_change_s: int | None = None
+
+
+def _hex_id(value: Any) -> str:
+    return format(int(value), "x") if value not in (None, "") else ""
+
+
+class LabProbe:
+    """Reads the state of one lab; every call is a fresh network read, nothing is cached."""
+
+    def __init__(self, topo: Topology, etcd_tls: ClientTLS, patroni_tls: ClientTLS) -> None:
+        self.topo = topo
+        self.etcd_tls = etcd_tls
+        self.patroni_tls = patroni_tls
+        self.http = requests.Session()
+        self.http.trust_env = False   # lab traffic never goes through a proxy
+
+    # -- etcd -----------------------------------------------------------------------------
+    def etcd_url(self, node: Node) -> str:
+        return f"https://{node.address}:{self.topo.ports.etcd_client}"
+
+    def etcd_status(self, node: Node) -> EtcdEndpoint:
+        ep = EtcdEndpoint(name=node.name, endpoint=self.etcd_url(node))
+        try:
+            r = self.http.post(f"{ep.endpoint}/v3/maintenance/status", json={}, timeout=TIMEOUT,
+                               cert=(self.etcd_tls.cert, self.etcd_tls.key), verify=self.etcd_tls.ca)
+            r.raise_for_status()
+            doc = r.json()
+        except (requests.RequestException, ValueError) as exc:
+            ep.error = _short_error(exc)
+            return ep
+        header = doc.get("header", {})
+        ep.id = _hex_id(header.get("member_id"))
+        ep.version = doc.get("version", "")
+        ep.db_size = int(doc.get("dbSize", 0))
+        ep.is_leader = ep.id != "" and _hex_id(doc.get("leader")) == ep.id
+        ep.raft_term = int(doc.get("raftTerm", header.get("raft_term", 0)))
+        ep.raft_index = int(doc.get("raftIndex", 0))
+        return ep
+
+    def etcd(self) -> list[EtcdEndpoint]:
+        return [self.etcd_status(n) for n in self.topo.etcd]
+
+    def etcd_get(self, key: str) -> str | None:
+        """The value of one etcd key (e.g. Patroni's leader key), read from any healthy member."""
+        import base64
+        payload = {"key": base64.b64encode(key.encode()).decode()}
+        for node in self.topo.etcd:
+            try:
+                r = self.http.post(f"{self.etcd_url(node)}/v3/kv/range", json=payload, timeout=TIMEOUT,
+                                   cert=(self.etcd_tls.cert, self.etcd_tls.key), verify=self.etcd_tls.ca)
+                r.raise_for_status()
+            except requests.RequestException:
+                continue
+            kvs = r.json().get("kvs") or []
+            return base64.b64decode(kvs[0]["value"]).decode() if kvs else None
+        return None
+
+    def leader_key(self) -> str | None:
+        return self.etcd_get(f"/service/{self.topo.scope}/leader")
+
+    # -- Patroni --------------------------------------------------------------------------
+    def rest_url(self, node: Node, path: str) -> str:
+        return f"https://{node.address}:{self.topo.ports.restapi}{path}"
+
+    def rest(self, node: Node, path: str, timeout: float = TIMEOUT) -> tuple[int, dict[str, Any]]:
+        """(status code, JSON body) of a GET; status 0 when the node does not answer."""
+        try:
+            r = self.http.get(self.rest_url(node, path), timeout=timeout,
+                              cert=(self.patroni_tls.cert, self.patroni_tls.key), verify=self.patroni_tls.ca)
+        except requests.RequestException:
+            return 0, {}
+        try:
+            body = r.json()
+        except ValueError:
+            body = {}
+        return r.status_code, body
+
+    def members(self) -> list[Member]:
+        """Patroni's own view of the cluster (GET /cluster), from the first db node that answers."""
+        for node in self.topo.db:
+            code, doc = self.rest(node, "/cluster")
+            if code == 200 and "members" in doc:
+                return [_member(m) for m in doc["members"]]
+        return []
+
+    # -- HAProxy --------------------------------------------------------------------------
+    def haproxy(self) -> list[Backend]:
+        """Server rows of HAProxy's stats CSV (frontends and backend summaries left out)."""
+        url = f"http://{self.topo.haproxy.address}:{self.topo.ports.haproxy_stats}/;csv"
+        try:
+            r = self.http.get(url, timeout=TIMEOUT)
+            r.raise_for_status()
+        except requests.RequestException:
+            return []
+        return parse_haproxy_csv(r.text)
+
+
+def _member(m: dict[str, Any]) -> Member:
+    return Member(name=m.get("name", ""), host=str(m.get("host", "")), role=m.get("role", ""),
+                  state=m.get("state", ""), timeline=m.get("timeline"),
+                  receive_lsn=str(m.get("receive_lsn", "")), receive_lag=m.get("receive_lag"),
+                  replay_lsn=str(m.get("replay_lsn", "")), replay_lag=m.get("replay_lag"),
+                  lag=m.get("lag"), tags=m.get("tags") or {})
+
+
+def parse_haproxy_csv(text: str) -> list[Backend]:
+    text = text.lstrip("# ")
+    rows = csv.DictReader(io.StringIO(text))
+    out = []
+    for row in rows:
+        if row.get("svname") in ("FRONTEND", "BACKEND", None):
+            continue
+        lastchg = row.get("lastchg") or ""
+        out.append(Backend(backend=row["pxname"], server=row["svname"], status=row.get("status", ""),
+                           check_status=row.get("check_status", ""),
+                           last_check=(row.get("last_chk") or "").strip(),
+                           since_change_s=int(lastchg) if lastchg.isdigit() else None))
+    return out
+
+
+def _short_error(exc: Exception) -> str:
+    text = str(exc)
+    if "CERTIFICATE" in text.upper() or "SSL" in text.upper():
+        return "TLS error"
+    if isinstance(exc, requests.Timeout):
+        return "timeout"
+    if isinstance(exc, requests.ConnectionError):
+        return "unreachable"
+    return text[:80]
+
+
+def as_json(items: list[Any]) -> list[dict[str, Any]]:
+    return [asdict(i) for i in items]

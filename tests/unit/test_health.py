@@ -1,0 +1,60 @@
+from pgha_lab.health import assess_etcd, assess_haproxy, assess_patroni
+from pgha_lab.probes import Backend, EtcdEndpoint, Member, parse_haproxy_csv
+
+
+def ep(name, id_, leader=False, error=""):
+    return EtcdEndpoint(name=name, endpoint=f"https://{name}:2379", id=id_, is_leader=leader, error=error)
+
+
+def test_etcd_needs_distinct_ids_and_one_leader():
+    assert assess_etcd([ep("etcd1", "a", True), ep("etcd2", "b"), ep("etcd3", "c")]).ok
+    cloned = assess_etcd([ep("etcd1", "a", True), ep("etcd2", "a"), ep("etcd3", "c")])
+    assert not cloned.ok and "share a member ID" in cloned.reason
+    assert not assess_etcd([ep("etcd1", "a"), ep("etcd2", "b"), ep("etcd3", "c")]).ok
+    down = assess_etcd([ep("etcd1", "a", True), ep("etcd2", "", error="unreachable"), ep("etcd3", "c")])
+    assert not down.ok and down.culprit == "etcd2"
+
+
+def m(name, role, state):
+    return Member(name=name, host="", role=role, state=state)
+
+
+def test_patroni_needs_a_leader_streaming_replicas_and_a_sync_standby():
+    names = ["dbnode1", "dbnode2", "dbnode3"]
+    good = [m("dbnode1", "leader", "running"), m("dbnode2", "sync_standby", "streaming"), m("dbnode3", "replica", "streaming")]
+    assert assess_patroni(good, names).ok
+    missing = assess_patroni(good[:2], names)
+    assert not missing.ok and missing.culprit == "dbnode3"
+    not_streaming = assess_patroni([good[0], good[1], m("dbnode3", "replica", "starting")], names)
+    assert not not_streaming.ok and not_streaming.culprit == "dbnode3"
+    no_sync = assess_patroni([good[0], m("dbnode2", "replica", "streaming"), good[2]], names)
+    assert not no_sync.ok and "synchronous" in no_sync.reason
+    two_leaders = assess_patroni([good[0], m("dbnode2", "leader", "running"), good[2]], names)
+    assert not two_leaders.ok
+
+
+def b(backend, server, status):
+    return Backend(backend=backend, server=server, status=status)
+
+
+def test_haproxy_must_route_primary_to_the_leader_and_replicas_to_the_rest():
+    rows = [b("primary", "dbnode1", "UP"), b("primary", "dbnode2", "DOWN"),
+            b("replicas", "dbnode1", "DOWN"), b("replicas", "dbnode2", "UP")]
+    assert assess_haproxy(rows, "dbnode1", ["dbnode2"]).ok
+    assert not assess_haproxy(rows, "dbnode2", ["dbnode1"]).ok
+    both = rows[:1] + [b("primary", "dbnode2", "UP")] + rows[2:]
+    assert not assess_haproxy(both, "dbnode1", ["dbnode2"]).ok
+    assert not assess_haproxy([], "dbnode1", ["dbnode2"]).ok
+
+
+def test_haproxy_stats_csv_keeps_server_rows_only():
+    text = ("# pxname,svname,qcur,qmax,scur,smax,slim,stot,bin,bout,dreq,dresp,ereq,econ,eresp,wretr,wredis,status,"
+            "weight,act,bck,chkfail,chkdown,lastchg,downtime,qlimit,pid,iid,sid,throttle,lbtot,tracked,type,rate,"
+            "rate_lim,rate_max,check_status,check_code,check_duration,hrsp_1xx,last_chk\n"
+            "primary,FRONTEND,,,0,0,100,0,0,0,0,0,0,,,,,OPEN,,,,,,,,,1,2,0,,,,0,0,0,0,,,,,\n"
+            "primary,dbnode1,0,0,0,0,,0,0,0,,0,,0,0,0,0,UP,1,1,0,0,0,42,0,,1,2,1,,0,,2,0,,0,L7OK,200,3,,OK\n"
+            "primary,dbnode2,0,0,0,0,,0,0,0,,0,,0,0,0,0,DOWN,1,1,0,1,1,40,40,,1,2,2,,0,,2,0,,0,L7STS,503,2,,Service Unavailable\n"
+            "primary,BACKEND,0,0,0,0,10,0,0,0,0,0,,0,0,0,0,UP,1,1,0,,0,42,0,,1,2,0,,0,,1,0,,0,,,,,\n")
+    rows = parse_haproxy_csv(text)
+    assert [(r.backend, r.server, r.status, r.check_status, r.since_change_s) for r in rows] == [
+        ("primary", "dbnode1", "UP", "L7OK", 42), ("primary", "dbnode2", "DOWN", "L7STS", 40)]
