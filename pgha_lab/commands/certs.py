@@ -1,0 +1,39 @@
+"""`pgha-lab certs [--rotate]`: make or renew the lab's TLS material, and show what is there."""
+from __future__ import annotations
+
+import argparse
+import json
+
+from .. import tls
+from ._common import lab_paths, load_topology
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("certs", help="make the lab's CA and certificates when needed (--rotate: always)",
+                       description="Make the lab CA and every node's certificates from the topology. Nothing "
+                                   "changes unless the topology changed, a certificate is near expiry, or --rotate.")
+    p.add_argument("--rotate", action="store_true", help="make a new CA and new certificates now")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    paths = lab_paths(args)
+    topology = load_topology(paths)
+    report = tls.ensure(paths, topology, rotate=args.rotate)
+    infos = tls.describe(paths, topology)
+    if args.json:
+        print(json.dumps({"dir": str(paths.certs), "changed": report.changed, "ca_renewed": report.ca_renewed,
+                          "reasons": report.reasons, "certificates": [vars(i) for i in infos]}, indent=2))
+        return 0
+    if report.changed:
+        why = "; ".join(report.reasons) or "node TLS folders were out of date"
+        print(f"certificates written to {paths.certs} ({why}).")
+    else:
+        print(f"certificates in {paths.certs} are current; nothing changed.")
+    rows = [("FILE", "SUBJECT", "USE", "EXPIRES", "NAMES")] + \
+        [(i.file, i.subject, i.purpose, i.not_after, ", ".join(i.names)) for i in infos]
+    widths = [max(len(r[c]) for r in rows) for c in range(4)]
+    for r in rows:
+        print("  ".join(r[c].ljust(widths[c]) for c in range(4)) + "  " + r[4])
+    return 0

@@ -1,0 +1,53 @@
+"""`pgha-lab config show NODE`: print the files a node runs, exactly as they are mounted."""
+from __future__ import annotations
+
+import argparse
+import json
+
+from .. import tls
+from ..errors import LabError
+from ..node_paths import TLS_MOUNT
+from ..topology import UnknownNode
+from ._common import lab_paths, load_topology
+
+RENDERED = {"etcd": ("etcd.conf.yml", "ectl.env"), "dbnode": ("patroni.yml",), "haproxy": ("haproxy.cfg",)}
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("config", help="show the configuration files a node runs")
+    csub = p.add_subparsers(dest="config_command", metavar="ACTION")
+    csub.required = True
+    show = csub.add_parser("show", help="print a node's rendered files with a header per file")
+    show.add_argument("node", metavar="NODE", help="node name, e.g. dbnode1")
+    show.add_argument("--json", action="store_true", help="print the files as JSON")
+    show.set_defaults(func=run_show)
+
+
+def run_show(args: argparse.Namespace) -> int:
+    from ..render import node_files   # the container paths come from the renderer, the text from disk
+    from ..profiles import SEED
+    paths = lab_paths(args)
+    topology = load_topology(paths)
+    try:
+        node = topology.node(args.node)
+    except UnknownNode as exc:
+        raise LabError(str(exc)) from None
+    folder = paths.node_dir(node.name)
+    files = []
+    for f in node_files(topology, node, SEED):
+        host = folder / f.name
+        if not host.is_file():
+            raise LabError(f"{host} does not exist yet; run `pgha-lab up` to write the lab's configuration.")
+        files.append({"path": f.container_path, "host_path": str(host), "content": host.read_text()})
+    tls_files = sorted(tls.node_bundle(topology, node))
+    if args.json:
+        print(json.dumps({"node": node.name, "role": node.role.value, "files": files,
+                          "tls": {"mount": TLS_MOUNT, "files": tls_files}}, indent=2))
+        return 0
+    for f in files:
+        print(f"==> {f['path']}  (host: {f['host_path']}) <==")
+        print(f["content"].rstrip("\n"))
+        print()
+    print(f"==> {TLS_MOUNT}  (host: {folder / 'tls'}, copied to the role's TLS folder at start) <==")
+    print("\n".join(tls_files))
+    return 0

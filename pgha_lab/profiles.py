@@ -1,0 +1,93 @@
+"""Timing profiles: Patroni's HA timings and HAProxy's health-check cadence, plus the bounds they imply.
+
+`seed` keeps what a production guide ships (Patroni's defaults, HAProxy `inter 3s fall 3 rise 2`);
+`fast` uses the smallest values Patroni's validator accepts, so drills on a laptop finish sooner.
+Drills derive their expected downtime from the same numbers that render the configs.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .errors import LabError
+
+# Patroni 4's validator (bootstrap.dcs) refuses anything lower, and its docs add the rule
+# loop_wait + 2 * retry_timeout <= ttl so a leader can retry the DCS twice before its key expires.
+PATRONI_MIN_TTL = 20
+PATRONI_MIN_LOOP_WAIT = 1
+PATRONI_MIN_RETRY_TIMEOUT = 3
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    description: str
+    ttl: int                 # seconds the leader key lives without renewal
+    loop_wait: int           # seconds between HA loop runs
+    retry_timeout: int       # seconds Patroni retries the DCS and PostgreSQL before acting
+    check_inter_ms: int      # HAProxy health-check interval
+    check_fall: int          # failed checks before a server is marked down
+    check_rise: int          # passed checks before a server is marked up
+    check_timeout_ms: int    # one health check's deadline
+    stats_refresh_s: int     # the stats page's auto refresh
+
+    def validate(self) -> None:
+        if self.ttl < PATRONI_MIN_TTL or self.loop_wait < PATRONI_MIN_LOOP_WAIT or self.retry_timeout < PATRONI_MIN_RETRY_TIMEOUT:
+            raise LabError(f"profile {self.name}: Patroni needs ttl >= {PATRONI_MIN_TTL}, loop_wait >= {PATRONI_MIN_LOOP_WAIT} "
+                           f"and retry_timeout >= {PATRONI_MIN_RETRY_TIMEOUT}.")
+        if self.loop_wait + 2 * self.retry_timeout > self.ttl:
+            raise LabError(f"profile {self.name}: loop_wait + 2 * retry_timeout ({self.loop_wait + 2 * self.retry_timeout}) "
+                           f"must not exceed ttl ({self.ttl}).")
+        if min(self.check_inter_ms, self.check_fall, self.check_rise, self.check_timeout_ms) < 1:
+            raise LabError(f"profile {self.name}: HAProxy's check interval, fall, rise and timeout must be positive.")
+
+    # -- bounds the drills compare against -------------------------------------------------
+    @property
+    def haproxy_mark_down_s(self) -> float:
+        """Worst case for HAProxy to stop sending to a server whose check started failing."""
+        return (self.check_fall * self.check_inter_ms + self.check_timeout_ms) / 1000
+
+    @property
+    def haproxy_mark_up_s(self) -> float:
+        """Worst case for HAProxy to start sending to a server whose check started passing
+        (one interval may pass before the first check, then `rise` passes)."""
+        return (self.check_rise + 1) * self.check_inter_ms / 1000
+
+    def failover_bound_s(self, promote_s: float = 5.0) -> float:
+        """Upper bound on write downtime after the primary dies without a word (power cut):
+        its leader key lives up to ttl, a replica notices within one loop, promotes, and
+        HAProxy then needs its rise checks. `promote_s` covers PostgreSQL's promotion itself."""
+        return self.ttl + self.loop_wait + promote_s + self.haproxy_mark_up_s
+
+    def switchover_bound_s(self, promote_s: float = 5.0) -> float:
+        """Upper bound on write downtime for a planned switchover: the old primary steps down
+        (its check fails at once, nothing waits for ttl), the candidate promotes within a loop or two."""
+        return 2 * self.loop_wait + promote_s + self.haproxy_mark_up_s
+
+    def as_dict(self) -> dict[str, object]:
+        return {"name": self.name, "description": self.description, "ttl": self.ttl,
+                "loop_wait": self.loop_wait, "retry_timeout": self.retry_timeout,
+                "check_inter_ms": self.check_inter_ms, "check_fall": self.check_fall,
+                "check_rise": self.check_rise, "check_timeout_ms": self.check_timeout_ms,
+                "failover_bound_s": self.failover_bound_s(), "switchover_bound_s": self.switchover_bound_s()}
+
+
+SEED = Profile(
+    name="seed", description="production defaults: Patroni ttl 30 / loop_wait 10 / retry_timeout 10, HAProxy inter 3s fall 3 rise 2",
+    ttl=30, loop_wait=10, retry_timeout=10,
+    check_inter_ms=3000, check_fall=3, check_rise=2, check_timeout_ms=3000, stats_refresh_s=5)
+
+FAST = Profile(
+    name="fast", description="the smallest timings Patroni accepts (ttl 20 / loop_wait 1 / retry_timeout 3) and 1 s HAProxy checks",
+    ttl=PATRONI_MIN_TTL, loop_wait=PATRONI_MIN_LOOP_WAIT, retry_timeout=PATRONI_MIN_RETRY_TIMEOUT,
+    check_inter_ms=1000, check_fall=3, check_rise=2, check_timeout_ms=1000, stats_refresh_s=1)
+
+PROFILES: dict[str, Profile] = {p.name: p for p in (SEED, FAST)}
+DEFAULT = SEED.name
+
+
+def get(name: str) -> Profile:
+    """The profile called `name`, or LabError naming the valid ones."""
+    try:
+        return PROFILES[name]
+    except KeyError:
+        raise LabError(f"unknown timing profile {name!r}; choose one of: {', '.join(PROFILES)}.") from None

@@ -1,0 +1,76 @@
+"""The one entry point that turns a Topology into the files a lab runs on: certificates,
+secrets, and every node's rendered configuration, written idempotently under paths.state."""
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+from pathlib import Path
+
+import yaml
+
+from . import render_etcd, render_haproxy, render_patroni, secrets, tls
+from .errors import LabError
+from .fsutil import write_if_changed
+from .paths import LabPaths
+from .profiles import Profile
+from .render_common import RenderedFile
+from .topology import Node, Role, Topology
+
+CONFIG_MODE = 0o644   # no secret lives in a rendered file; the service users must read them
+
+
+def node_files(topology: Topology, node: Node | str, profile: Profile) -> list[RenderedFile]:
+    """The rendered files one node runs (not its TLS folder), in memory."""
+    node = topology.node(node) if isinstance(node, str) else node
+    if node.role is Role.ETCD:
+        return render_etcd.render(topology, node, profile)
+    if node.role is Role.DB:
+        return render_patroni.render(topology, node, profile)
+    return render_haproxy.render(topology, profile)
+
+
+def node_mounts(node: Node) -> list[tuple[str, str]]:
+    """(file name in paths.node_dir(node), container path) for each rendered file of the node's
+    role, for compose to mount read-only; the TLS folder ("tls") goes to node_paths.TLS_MOUNT."""
+    files = {Role.ETCD: render_etcd.FILES, Role.DB: render_patroni.FILES, Role.HAPROXY: render_haproxy.FILES}
+    return [tuple(pair) for pair in files[node.role]]
+
+
+def save_topology(paths: LabPaths, topology: Topology) -> bool:
+    text = "# pgha-lab topology: the model every certificate and config of this lab is derived from.\n" + \
+        yaml.safe_dump(topology.to_dict(), sort_keys=False, default_flow_style=False)
+    return write_if_changed(paths.topology_file, text, 0o644)
+
+
+def write_lab(paths: LabPaths, topology: Topology, profile: Profile, *, rotate_certs: bool = False,
+              now: dt.datetime | None = None) -> list[Path]:
+    """Make certificates and secrets when needed and write every node's files.
+
+    Returns the paths that changed (empty when the lab on disk already matched), so `up` can
+    tell whether containers need recreating. Bad input is refused before anything is written.
+    """
+    if topology.project != paths.project:
+        raise LabError(f"the topology is for lab {topology.project!r} but the paths are for {paths.project!r}; use one project name.")
+    profile.validate()
+    rendered = {n.name: node_files(topology, n, profile) for n in topology.nodes}   # fail before writing
+
+    changed: list[Path] = []
+    if save_topology(paths, topology):
+        changed.append(paths.topology_file)
+    existed = paths.secrets_file.exists()
+    secrets.ensure(paths)
+    if not existed:
+        changed.append(paths.secrets_file)
+    changed.extend(tls.ensure(paths, topology, rotate=rotate_certs, now=now).written)
+    for name, files in rendered.items():
+        for f in files:
+            target = paths.node_dir(name) / f.name
+            if write_if_changed(target, f.content, CONFIG_MODE):
+                changed.append(target)
+    # A node the topology no longer has must not leave its keys and configs behind.
+    if paths.nodes.is_dir():
+        for stale in paths.nodes.iterdir():
+            if stale.is_dir() and stale.name not in rendered:
+                shutil.rmtree(stale)
+                changed.append(stale)
+    return changed

@@ -1,0 +1,85 @@
+"""HAProxy 2.8 configuration: 5432 to the primary, 5433 to the replicas, a stats page on 8404.
+
+Client traffic is plain TCP pass-through (PostgreSQL negotiates its own TLS inside it); only the
+health checks against Patroni's REST API are TLS, with HAProxy's own client certificate.
+"""
+from __future__ import annotations
+
+from . import node_paths
+from .profiles import Profile
+from .render_common import RenderedFile, header
+from .topology import Topology
+
+TLS = node_paths.HAPROXY_TLS
+CA = f"{TLS}/ca.crt"
+CLIENT_PEM = f"{TLS}/haproxy-check.pem"     # certificate + key in one file, as `crt` wants it
+FILES = (("haproxy.cfg", node_paths.HAPROXY_CONFIG),)   # host name, container path
+STATS_SOCKET = "/run/haproxy/admin.sock"
+
+
+def _listen(topology: Topology, profile: Profile, name: str, port: int, endpoint: str, comment: str) -> list[str]:
+    p = profile
+    lines = [
+        f"listen {name}",
+        f"    # {comment}",
+        f"    bind *:{port}",
+        "    mode tcp",
+        "    balance roundrobin" if name == "replicas" else "    balance first",
+        "    option httpchk",
+        f"    http-check send meth GET uri {endpoint}",
+        "    http-check expect status 200",
+        # check-ssl (not ssl): the check is TLS to Patroni's port, the data stays untouched TCP.
+        f"    default-server inter {p.check_inter_ms}ms fall {p.check_fall} rise {p.check_rise} "
+        f"on-marked-down shutdown-sessions check-ssl port {topology.ports.restapi} "
+        f"verify required ca-file {CA} crt {CLIENT_PEM}",
+    ]
+    for db in topology.db:
+        # check-sni/verifyhost: the REST API certificate must name the member being checked.
+        lines.append(f"    server {db.name} {db.address}:{topology.ports.postgres} check "
+                     f"check-sni {db.name} verifyhost {db.name}")
+    return lines
+
+
+def render_text(topology: Topology, profile: Profile) -> str:
+    ports = topology.ports
+    p = profile
+    out = [
+        "global",
+        "    user haproxy",
+        "    group haproxy",
+        "    maxconn 1000",
+        f"    stats socket {STATS_SOCKET} mode 660 level admin",
+        "    log stdout format raw local0",
+        "",
+        "defaults",
+        "    mode tcp",
+        "    log global",
+        "    option tcplog",
+        "    retries 2",
+        "    timeout connect 4s",
+        # Long client/server timeouts: an idle psql session must not be cut by the proxy.
+        "    timeout client 30m",
+        "    timeout server 30m",
+        f"    timeout check {p.check_timeout_ms}ms",
+        "",
+        "listen stats",
+        "    mode http",
+        f"    bind *:{ports.haproxy_stats}",
+        "    stats enable",
+        "    stats uri /",
+        f"    stats refresh {p.stats_refresh_s}s",
+        "",
+        *_listen(topology, p, "primary", ports.haproxy_primary, "/primary",
+                 "only the member whose REST API answers 200 on /primary (guides use the legacy /master; "
+                 "Patroni still answers it)"),
+        "",
+        *_listen(topology, p, "replicas", ports.haproxy_replicas, "/replica",
+                 "every running replica; /replica answers 200 only on a healthy standby"),
+        "",
+    ]
+    return "\n".join(out)
+
+
+def render(topology: Topology, profile: Profile) -> list[RenderedFile]:
+    text = header("HAProxy configuration", topology.project, profile.name) + render_text(topology, profile)
+    return [RenderedFile(FILES[0][0], FILES[0][1], text)]

@@ -1,0 +1,144 @@
+"""Patroni 4.1 configuration (/etc/patroni/config.yml) for one db node, without a single password.
+
+Passwords reach Patroni from the environment (secrets.env through compose's env_file), which
+overrides nothing here but fills what is deliberately absent.
+"""
+from __future__ import annotations
+
+import yaml
+
+from . import node_paths
+from .profiles import Profile
+from .render_common import RenderedFile, header
+from .secrets import REPLICATION_USER, REWIND_USER, SUPERUSER
+from .topology import Node, Topology
+
+TLS = node_paths.PATRONI_TLS
+CA = f"{TLS}/ca.crt"
+FILES = (("patroni.yml", node_paths.PATRONI_CONFIG),)   # host name, container path
+PGPASS = f"{node_paths.PG_HOME}/.pgpass_patroni"   # Patroni rewrites it; postgres must own the folder
+
+
+def _hba(kind: str, db: str, user: str, address: str, method: str) -> str:
+    return f"{kind:<8}{db:<13}{user:<13}{address:<17}{method}".rstrip() if address else f"{kind:<8}{db:<13}{user:<30}{method}"
+
+
+def pg_hba(topology: Topology) -> list[str]:
+    """TLS and SCRAM for every network connection; nothing unencrypted ('host') at all."""
+    net = str(topology.subnet)
+    return [
+        # Patroni and `sudo -u postgres psql` on the node itself, over the socket.
+        _hba("local", "all", "all", "", "peer"),
+        # A replica's Patroni reads its local timeline over a replication connection to
+        # 127.0.0.1; without this line it logs "no pg_hba.conf entry for replication connection".
+        _hba("hostssl", "replication", REPLICATION_USER, "127.0.0.1/32", "scram-sha-256"),
+        _hba("hostssl", "all", "all", "127.0.0.1/32", "scram-sha-256"),
+        _hba("hostssl", "all", "all", "::1/128", "scram-sha-256"),
+        _hba("hostssl", "replication", REPLICATION_USER, net, "scram-sha-256"),
+        _hba("hostssl", "all", "all", net, "scram-sha-256"),
+    ]
+
+
+def _auth(username: str) -> dict:
+    # verify-full: the peer's certificate must come from the lab CA and name the address we dialled.
+    return {"username": username, "sslmode": "verify-full", "sslrootcert": CA}
+
+
+def settings(topology: Topology, node: Node, profile: Profile) -> dict:
+    ports = topology.ports
+    return {
+        "scope": topology.scope,
+        "name": node.name,
+        "restapi": {
+            "listen": f"0.0.0.0:{ports.restapi}",
+            "connect_address": f"{node.address}:{ports.restapi}",
+            "certfile": f"{TLS}/restapi.crt",
+            "keyfile": f"{TLS}/restapi.key",
+            "cafile": CA,
+            # Every caller shows a lab certificate: HAProxy's checks, patronictl, the other members.
+            "verify_client": "required",
+        },
+        "ctl": {
+            # patronictl's client certificate; Patroni also presents it when it calls another member.
+            "insecure": False,
+            "certfile": f"{TLS}/patronictl.crt",
+            "keyfile": f"{TLS}/patronictl.key",
+            "cacert": CA,
+        },
+        "etcd3": {
+            "protocol": "https",
+            "hosts": [f"{m.address}:{ports.etcd_client}" for m in topology.etcd],
+            "cacert": CA,
+            "cert": f"{TLS}/etcd-client.crt",
+            "key": f"{TLS}/etcd-client.key",
+        },
+        "bootstrap": {
+            "dcs": {
+                "ttl": profile.ttl,
+                "loop_wait": profile.loop_wait,
+                "retry_timeout": profile.retry_timeout,
+                "maximum_lag_on_failover": 1048576,
+                # One synchronous standby; not strict, so a lone primary still takes writes.
+                "synchronous_mode": True,
+                "synchronous_node_count": 1,
+                "postgresql": {
+                    "use_pg_rewind": True,
+                    "use_slots": True,
+                    "parameters": {
+                        # A lab on a laptop: small memory, still every HA-relevant setting.
+                        "max_connections": 100,
+                        "shared_buffers": "128MB",
+                        "effective_cache_size": "256MB",
+                        "work_mem": "4MB",
+                        "maintenance_work_mem": "64MB",
+                        "wal_level": "replica",
+                        "hot_standby": "on",
+                        "wal_log_hints": "on",      # pg_rewind needs it (or checksums)
+                        "max_wal_senders": 10,
+                        "max_replication_slots": 10,
+                        "wal_keep_size": "128MB",
+                        "password_encryption": "scram-sha-256",
+                    },
+                },
+            },
+            "initdb": [{"encoding": "UTF8"}, {"locale": "C.UTF-8"}, "data-checksums"],
+        },
+        "postgresql": {
+            "listen": f"0.0.0.0:{ports.postgres}",
+            "connect_address": f"{node.address}:{ports.postgres}",
+            "data_dir": node_paths.PG_DATA,
+            "bin_dir": node_paths.PG_BIN,
+            "pgpass": PGPASS,
+            "use_unix_socket": True,
+            "authentication": {
+                # Usernames only; the passwords come from PATRONI_*_PASSWORD in the environment.
+                "superuser": _auth(SUPERUSER),
+                "replication": _auth(REPLICATION_USER),
+                "rewind": _auth(REWIND_USER),
+            },
+            "parameters": {
+                # Node-local: each node serves its own certificate (same paths on every node).
+                "ssl": "on",
+                "ssl_cert_file": f"{TLS}/postgres.crt",
+                "ssl_key_file": f"{TLS}/postgres.key",
+                "ssl_ca_file": CA,
+                "ssl_min_protocol_version": "TLSv1.2",
+                "password_encryption": "scram-sha-256",
+                "unix_socket_directories": node_paths.PG_RUN,
+            },
+            "pg_hba": pg_hba(topology),
+        },
+        "tags": {
+            "failover_priority": 1,
+            "sync_priority": 1,
+            "clonefrom": True,
+            "nofailover": False,
+            "noloadbalance": False,
+        },
+    }
+
+
+def render(topology: Topology, node: Node, profile: Profile) -> list[RenderedFile]:
+    text = header(f"Patroni configuration of {node.name}", topology.project, profile.name) + \
+        yaml.safe_dump(settings(topology, node, profile), sort_keys=False, default_flow_style=False, width=120)
+    return [RenderedFile(FILES[0][0], FILES[0][1], text)]

@@ -1,0 +1,388 @@
+"""The lab's TLS material: a CA, one certificate per role on each node, and each node's TLS folder.
+
+Everything is derived from the Topology. Files live in paths.certs (the CA key never leaves it);
+paths.node_dir(node)/"tls" gets exactly what that node needs, and compose mounts it read-only
+at node_paths.TLS_MOUNT, from where the image's entrypoint copies it into the role's TLS folder.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import ipaddress
+import json
+import shutil
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from .errors import LabError
+from .fsutil import ensure_dir, write_if_changed
+from .paths import LabPaths
+from .topology import Node, Role, Topology
+
+# Bump when the way certificates are made changes, so existing labs get fresh ones.
+PLAN_VERSION = 1
+CA_DAYS = 3650
+LEAF_DAYS = 397               # what public CAs may issue; short enough that renewal is exercised
+RENEW_WITHIN = dt.timedelta(days=30)
+STATE_FILE = "state.json"     # what shaped the certificates: the plan's fingerprint
+CA_CERT = "ca.crt"
+CA_KEY = "ca.key"
+HOST_CLIENT = "host-client"   # the host's own client certificate (probes: etcd API, Patroni REST API)
+KEY_MODE = 0o600
+CERT_MODE = 0o644
+ORG = "pgha-lab"
+
+
+@dataclass(frozen=True)
+class CertSpec:
+    """One leaf certificate: what it is for, the names it holds, the usages it allows."""
+    stem: str                       # file stem in paths.certs: <stem>.crt and <stem>.key
+    common_name: str
+    server: bool                    # serverAuth
+    client: bool                    # clientAuth
+    dns: tuple[str, ...]
+    ips: tuple[str, ...]
+    node: str | None = None         # the node whose TLS folder carries it (None: host only)
+    bundle_name: str = ""           # its name inside that node's TLS folder, without extension
+    combined_pem: bool = False      # HAProxy wants cert + key in one *.pem
+
+    @property
+    def purpose(self) -> str:
+        return "server+client" if self.server and self.client else "server" if self.server else "client"
+
+
+@dataclass
+class TlsReport:
+    """What `ensure` did and why; `changed` is False when no file on disk was touched."""
+    changed: bool
+    ca_renewed: bool
+    reasons: list[str] = field(default_factory=list)
+    written: list[Path] = field(default_factory=list)
+
+
+# -- the plan: which certificates a topology needs ----------------------------------------
+def _local() -> tuple[tuple[str, ...], tuple[str, ...]]:
+    return ("localhost",), ("127.0.0.1",)
+
+
+def _names(topology: Topology, node: Node) -> tuple[str, ...]:
+    return (node.name, topology.container_name(node))
+
+
+def plan(topology: Topology) -> list[CertSpec]:
+    """Every leaf certificate the lab needs, in a stable order."""
+    ldns, lips = _local()
+    specs: list[CertSpec] = []
+    for m in topology.etcd:
+        # One certificate for both client and peer traffic: peers present it as clients too.
+        specs.append(CertSpec(f"{m.name}-etcd", m.name, True, True, _names(topology, m) + ldns,
+                              (str(m.address),) + lips, m.name, "etcd"))
+        specs.append(CertSpec(f"{m.name}-etcdctl", f"etcdctl@{m.name}", False, True, _names(topology, m) + ldns,
+                              (str(m.address),) + lips, m.name, "etcdctl"))
+    hp = topology.haproxy
+    published = []
+    if topology.published.enabled and not ipaddress.ip_address(topology.published.bind).is_unspecified:
+        published.append(topology.published.bind)
+    for db in topology.db:
+        # Through HAProxy (TCP pass-through) a client meets this very certificate, so it must
+        # also name the HAProxy node and the loopback a published port is reached on, or
+        # sslmode=verify-full fails for everyone who does not connect to the node directly.
+        pg_dns = _names(topology, db) + _names(topology, hp) + ldns
+        pg_ips = tuple(dict.fromkeys((str(db.address), str(hp.address), *lips, *published)))
+        specs.append(CertSpec(f"{db.name}-postgres", db.name, True, False, pg_dns, pg_ips, db.name, "postgres"))
+        specs.append(CertSpec(f"{db.name}-restapi", db.name, True, False, _names(topology, db) + ldns,
+                              (str(db.address),) + lips, db.name, "restapi"))
+        specs.append(CertSpec(f"{db.name}-etcd-client", f"patroni@{db.name}", False, True, _names(topology, db) + ldns,
+                              (str(db.address),) + lips, db.name, "etcd-client"))
+        # ctl section: patronictl, and Patroni itself when it calls another member's REST API.
+        specs.append(CertSpec(f"{db.name}-patronictl", f"patronictl@{db.name}", False, True, _names(topology, db) + ldns,
+                              (str(db.address),) + lips, db.name, "patronictl"))
+    specs.append(CertSpec(f"{hp.name}-check", f"haproxy@{hp.name}", False, True, _names(topology, hp),
+                          (str(hp.address),), hp.name, "haproxy-check", combined_pem=True))
+    specs.append(CertSpec(HOST_CLIENT, f"{ORG}@host", False, True, ldns,
+                          (str(topology.host_address),) + lips, None, ""))
+    return specs
+
+
+def fingerprint(topology: Topology) -> str:
+    """A digest of everything that shapes the certificates; a change means new leaves."""
+    doc = {"version": PLAN_VERSION, "key": "ec-p256", "project": topology.project,
+           "specs": [asdict(s) for s in plan(topology)]}
+    return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
+
+
+# -- making certificates ------------------------------------------------------------------
+def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
+    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                             serialization.NoEncryption())
+
+
+def _make_ca(topology: Topology, now: dt.datetime) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, ORG),
+                      x509.NameAttribute(NameOID.COMMON_NAME, f"{ORG} CA ({topology.project})")])
+    pub = key.public_key()
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(pub)
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=CA_DAYS))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+            .add_extension(x509.KeyUsage(digital_signature=True, content_commitment=False, key_encipherment=False,
+                                         data_encipherment=False, key_agreement=False, key_cert_sign=True,
+                                         crl_sign=True, encipher_only=False, decipher_only=False), critical=True)
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(pub), critical=False)
+            .sign(key, hashes.SHA256()))
+    return key, cert
+
+
+def _make_leaf(spec: CertSpec, topology: Topology, ca_key: ec.EllipticCurvePrivateKey, ca_cert: x509.Certificate,
+               now: dt.datetime) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    pub = key.public_key()
+    usages = []
+    if spec.server:
+        usages.append(ExtendedKeyUsageOID.SERVER_AUTH)
+    if spec.client:
+        usages.append(ExtendedKeyUsageOID.CLIENT_AUTH)
+    san: list[x509.GeneralName] = [x509.DNSName(d) for d in spec.dns]
+    san += [x509.IPAddress(ipaddress.ip_address(i)) for i in spec.ips]
+    not_after = min(now + dt.timedelta(days=LEAF_DAYS), ca_cert.not_valid_after_utc)
+    subject = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, ORG),
+                         x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, topology.project),
+                         x509.NameAttribute(NameOID.COMMON_NAME, spec.common_name)])
+    ca_ski = ca_cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(ca_cert.subject).public_key(pub)
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(not_after)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            # ECDSA keys sign (handshakes); they never encipher keys, so digitalSignature alone.
+            .add_extension(x509.KeyUsage(digital_signature=True, content_commitment=False, key_encipherment=False,
+                                         data_encipherment=False, key_agreement=False, key_cert_sign=False,
+                                         crl_sign=False, encipher_only=False, decipher_only=False), critical=True)
+            .add_extension(x509.ExtendedKeyUsage(usages), critical=False)
+            .add_extension(x509.SubjectAlternativeName(san), critical=False)
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(pub), critical=False)
+            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ca_ski), critical=False)
+            .sign(ca_key, hashes.SHA256()))
+    return key, cert
+
+
+# -- reading what is on disk --------------------------------------------------------------
+def _load_cert(path: Path) -> x509.Certificate | None:
+    try:
+        return x509.load_pem_x509_certificate(path.read_bytes())
+    except (OSError, ValueError):
+        return None
+
+
+def _load_ca(certs: Path) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate] | None:
+    cert = _load_cert(certs / CA_CERT)
+    try:
+        key = serialization.load_pem_private_key((certs / CA_KEY).read_bytes(), password=None)
+    except (OSError, ValueError, TypeError):
+        return None
+    if cert is None or not isinstance(key, ec.EllipticCurvePrivateKey):
+        return None
+    if key.public_key().public_numbers() != cert.public_key().public_numbers():
+        return None
+    return key, cert
+
+
+def _signed_by(cert: x509.Certificate, ca: x509.Certificate) -> bool:
+    try:
+        cert.verify_directly_issued_by(ca)
+        return True
+    except (ValueError, TypeError, Exception):  # InvalidSignature is not a ValueError
+        return False
+
+
+def _read_state(certs: Path) -> dict:
+    try:
+        return json.loads((certs / STATE_FILE).read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+def _leaf_reasons(paths: LabPaths, topology: Topology, ca: x509.Certificate, now: dt.datetime) -> list[str]:
+    certs = paths.certs
+    reasons = []
+    if _read_state(certs).get("fingerprint") != fingerprint(topology):
+        reasons.append("the topology changed (or the certificates were never made)")
+        return reasons
+    for spec in plan(topology):
+        cert = _load_cert(certs / f"{spec.stem}.crt")
+        if cert is None or not (certs / f"{spec.stem}.key").is_file():
+            reasons.append(f"{spec.stem} is missing or unreadable")
+        elif not _signed_by(cert, ca):
+            reasons.append(f"{spec.stem} is not signed by the lab CA")
+        elif cert.not_valid_after_utc - now < RENEW_WITHIN:
+            reasons.append(f"{spec.stem} expires on {cert.not_valid_after_utc:%Y-%m-%d}")
+        elif spec.combined_pem and not (certs / f"{spec.stem}.pem").is_file():
+            reasons.append(f"{spec.stem}.pem is missing")
+    return reasons
+
+
+# -- the public entry points --------------------------------------------------------------
+def ensure(paths: LabPaths, topology: Topology, *, rotate: bool = False, now: dt.datetime | None = None) -> TlsReport:
+    """Make the CA and every certificate the topology needs, only when needed.
+
+    The CA is renewed when it is missing, damaged, within RENEW_WITHIN of expiry, or on rotate.
+    The leaves are renewed (all together) when the CA was, when the topology's fingerprint
+    changed, or when any leaf is missing, not signed by the CA, or near expiry. Otherwise
+    nothing on disk changes: same bytes, same mtimes. Node TLS folders are refreshed after.
+    """
+    now = now or _utcnow()
+    certs = paths.certs
+    ensure_dir(certs, 0o700)
+    report = TlsReport(changed=False, ca_renewed=False)
+
+    loaded = None if rotate else _load_ca(certs)
+    if rotate:
+        report.reasons.append("rotation was asked for")
+    elif loaded is None:
+        report.reasons.append("the CA is missing or unreadable")
+    elif loaded[1].not_valid_after_utc - now < RENEW_WITHIN:
+        report.reasons.append(f"the CA expires on {loaded[1].not_valid_after_utc:%Y-%m-%d}")
+        loaded = None
+    if loaded is None:
+        ca_key, ca_cert = _make_ca(topology, now)
+        report.ca_renewed = True
+    else:
+        ca_key, ca_cert = loaded
+
+    if not report.ca_renewed:
+        report.reasons.extend(_leaf_reasons(paths, topology, ca_cert, now))
+    if report.ca_renewed or report.reasons:
+        _write_all(paths, topology, ca_key, ca_cert, now, report)
+    report.written.extend(write_node_folders(paths, topology))
+    report.changed = bool(report.written)
+    return report
+
+
+def _write_all(paths: LabPaths, topology: Topology, ca_key: ec.EllipticCurvePrivateKey, ca_cert: x509.Certificate,
+               now: dt.datetime, report: TlsReport) -> None:
+    """Make every leaf in memory first, then write; the state file goes last, so a crash
+    half-way leaves a fingerprint that no longer matches and the next run starts over."""
+    certs = paths.certs
+    files: dict[str, tuple[bytes, int]] = {}
+    if report.ca_renewed:
+        files[CA_KEY] = (_key_pem(ca_key), KEY_MODE)
+        files[CA_CERT] = (ca_cert.public_bytes(serialization.Encoding.PEM), CERT_MODE)
+    for spec in plan(topology):
+        key, cert = _make_leaf(spec, topology, ca_key, ca_cert, now)
+        cert_pem, key_pem = cert.public_bytes(serialization.Encoding.PEM), _key_pem(key)
+        files[f"{spec.stem}.crt"] = (cert_pem, CERT_MODE)
+        files[f"{spec.stem}.key"] = (key_pem, KEY_MODE)
+        if spec.combined_pem:
+            files[f"{spec.stem}.pem"] = (cert_pem + key_pem, KEY_MODE)
+    (certs / STATE_FILE).unlink(missing_ok=True)
+    for name, (data, mode) in files.items():
+        if write_if_changed(certs / name, data, mode):
+            report.written.append(certs / name)
+    # Certificates of nodes the topology no longer has would only confuse; they go.
+    keep = set(files) | {CA_KEY, CA_CERT, STATE_FILE}
+    for stale in certs.iterdir():
+        if stale.is_file() and stale.suffix in (".crt", ".key", ".pem") and stale.name not in keep:
+            stale.unlink()
+            report.written.append(stale)
+    state = {"fingerprint": fingerprint(topology), "made": now.isoformat(timespec="seconds"),
+             "ca_not_after": ca_cert.not_valid_after_utc.isoformat(timespec="seconds")}
+    write_if_changed(certs / STATE_FILE, json.dumps(state, indent=2) + "\n", 0o600)
+    report.written.append(certs / STATE_FILE)
+
+
+def node_bundle(topology: Topology, node: Node | str) -> dict[str, str]:
+    """File name in the node's TLS folder -> file name in paths.certs, for one node.
+
+    Names inside a folder are the same on every node of a role (postgres.crt, etcd.crt ...),
+    so configs and the image's entrypoint never need the node's name to find them.
+    """
+    node = topology.node(node) if isinstance(node, str) else node
+    bundle = {CA_CERT: CA_CERT}
+    for spec in plan(topology):
+        if spec.node != node.name:
+            continue
+        if spec.combined_pem:
+            bundle[f"{spec.bundle_name}.pem"] = f"{spec.stem}.pem"
+        else:
+            bundle[f"{spec.bundle_name}.crt"] = f"{spec.stem}.crt"
+            bundle[f"{spec.bundle_name}.key"] = f"{spec.stem}.key"
+    return bundle
+
+
+def write_node_folders(paths: LabPaths, topology: Topology) -> list[Path]:
+    """Copy each node's material into paths.node_dir(node)/tls, exactly that and nothing else."""
+    written: list[Path] = []
+    for node in topology.nodes:
+        folder = paths.node_dir(node.name) / "tls"
+        ensure_dir(folder, 0o700)
+        bundle = node_bundle(topology, node)
+        for dest, src in bundle.items():
+            try:
+                data = (paths.certs / src).read_bytes()
+            except FileNotFoundError:
+                raise LabError(f"{paths.certs / src} is missing; run `pgha-lab certs` to make it again.") from None
+            mode = KEY_MODE if dest.endswith((".key", ".pem")) else CERT_MODE
+            if write_if_changed(folder / dest, data, mode):
+                written.append(folder / dest)
+        for extra in folder.iterdir():
+            if extra.name not in bundle:
+                shutil.rmtree(extra) if extra.is_dir() else extra.unlink()
+                written.append(extra)
+    return written
+
+
+@dataclass(frozen=True)
+class ClientFiles:
+    """A CA and a client certificate, as TLS clients on the host (probes, tests) need them."""
+    ca: Path
+    cert: Path
+    key: Path
+
+
+def host_client(paths: LabPaths) -> ClientFiles:
+    """The host's client certificate: etcd's API and the Patroni REST API both accept it."""
+    files = ClientFiles(paths.certs / CA_CERT, paths.certs / f"{HOST_CLIENT}.crt", paths.certs / f"{HOST_CLIENT}.key")
+    if not (files.ca.is_file() and files.cert.is_file() and files.key.is_file()):
+        raise LabError(f"the lab's certificates are not in {paths.certs}; run `pgha-lab certs` (or `pgha-lab up`) first.")
+    return files
+
+
+@dataclass(frozen=True)
+class CertInfo:
+    file: str
+    subject: str
+    purpose: str
+    names: list[str]
+    not_after: str
+
+
+def describe(paths: LabPaths, topology: Topology) -> list[CertInfo]:
+    """What is on disk, for `pgha-lab certs` to print."""
+    out = []
+    ca = _load_cert(paths.certs / CA_CERT)
+    if ca is not None:
+        out.append(CertInfo(CA_CERT, ca.subject.rfc4514_string(), "CA", [], f"{ca.not_valid_after_utc:%Y-%m-%d}"))
+    for spec in plan(topology):
+        cert = _load_cert(paths.certs / f"{spec.stem}.crt")
+        if cert is None:
+            continue
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        names = [*san.get_values_for_type(x509.DNSName), *(str(i) for i in san.get_values_for_type(x509.IPAddress))]
+        out.append(CertInfo(f"{spec.stem}.crt", cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value,
+                            spec.purpose, names, f"{cert.not_valid_after_utc:%Y-%m-%d}"))
+    return out
+
+
+def role_tls_dir(role: Role) -> str:
+    """Where the image's entrypoint puts a role's TLS files (the rendered configs point there)."""
+    from . import node_paths
+    return {Role.ETCD: node_paths.ETCD_TLS, Role.DB: node_paths.PATRONI_TLS, Role.HAPROXY: node_paths.HAPROXY_TLS}[role]

@@ -1,0 +1,231 @@
+"""The lab's TLS material: chains, names, usages, modes, and exactly-when-needed regeneration."""
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import os
+import stat
+import subprocess
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.x509.oid import ExtendedKeyUsageOID
+
+from pgha_lab import tls
+from pgha_lab.paths import LabPaths
+from pgha_lab.topology import Role, Topology
+
+NOW = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+
+
+@pytest.fixture()
+def lab(tmp_path: Path) -> tuple[LabPaths, Topology]:
+    paths, topo = LabPaths(home=tmp_path), Topology.build()
+    tls.ensure(paths, topo, now=NOW)
+    return paths, topo
+
+
+def _cert(path: Path) -> x509.Certificate:
+    return x509.load_pem_x509_certificate(path.read_bytes())
+
+
+def _sans(cert: x509.Certificate) -> tuple[set[str], set[str]]:
+    san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    return set(san.get_values_for_type(x509.DNSName)), {str(i) for i in san.get_values_for_type(x509.IPAddress)}
+
+
+def _eku(cert: x509.Certificate) -> set:
+    return set(cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value)
+
+
+def _snapshot(root: Path) -> dict[str, tuple[bytes, int]]:
+    return {str(p.relative_to(root)): (p.read_bytes(), p.stat().st_mtime_ns) for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_every_certificate_verifies_against_the_ca_with_cryptography_and_openssl(lab):
+    paths, topo = lab
+    ca = _cert(paths.certs / tls.CA_CERT)
+    ca_bc = ca.extensions.get_extension_for_class(x509.BasicConstraints)
+    assert ca_bc.critical and ca_bc.value.ca
+    assert ca.extensions.get_extension_for_class(x509.KeyUsage).value.key_cert_sign
+    for spec in tls.plan(topo):
+        crt = paths.certs / f"{spec.stem}.crt"
+        _cert(crt).verify_directly_issued_by(ca)
+        for purpose, wanted in (("sslserver", spec.server), ("sslclient", spec.client)):
+            proc = subprocess.run(["openssl", "verify", "-CAfile", str(paths.certs / tls.CA_CERT), "-purpose", purpose, str(crt)],
+                                  capture_output=True, text=True)
+            assert (proc.returncode == 0) == wanted, f"{spec.stem} {purpose}: {proc.stdout}{proc.stderr}"
+
+
+def test_usages_match_each_role(lab):
+    paths, topo = lab
+    server, client = ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH
+    expected = {"etcd": {server, client}, "etcdctl": {client}, "postgres": {server}, "restapi": {server},
+                "etcd-client": {client}, "patronictl": {client}, "haproxy-check": {client}}
+    for spec in tls.plan(topo):
+        cert = _cert(paths.certs / f"{spec.stem}.crt")
+        assert _eku(cert) == expected.get(spec.bundle_name, {client}), spec.stem
+        ku = cert.extensions.get_extension_for_class(x509.KeyUsage)
+        assert ku.critical and ku.value.digital_signature and not ku.value.key_cert_sign
+        assert not cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+
+
+def test_sans_hold_the_node_names_its_ip_and_loopback(lab):
+    paths, topo = lab
+    for node in topo.nodes:
+        for dest, src in tls.node_bundle(topo, node).items():
+            if src == tls.CA_CERT or src.endswith(".key"):
+                continue
+            cert_file = paths.certs / src.replace(".pem", ".crt")
+            dns, ips = _sans(_cert(cert_file))
+            assert {node.name, topo.container_name(node)} <= dns, cert_file.name
+            assert str(node.address) in ips, cert_file.name
+            if node.role is not Role.HAPROXY:   # tools on the node connect over loopback
+                assert "localhost" in dns and "127.0.0.1" in ips, cert_file.name
+
+
+def test_postgres_certificates_also_name_haproxy_so_verify_full_works_through_it(lab):
+    paths, topo = lab
+    hp = topo.haproxy
+    for db in topo.db:
+        dns, ips = _sans(_cert(paths.certs / f"{db.name}-postgres.crt"))
+        assert {hp.name, topo.container_name(hp), "localhost"} <= dns
+        assert {str(hp.address), "127.0.0.1", str(db.address)} <= ips
+        # and nothing of another db node: a client dialling dbnode2 must not accept dbnode1
+        for other in topo.db:
+            if other is not db:
+                assert other.name not in dns and str(other.address) not in ips
+
+
+def test_keys_are_0600_certificates_readable_and_the_certs_dir_private(lab):
+    paths, _ = lab
+    assert stat.S_IMODE(paths.certs.stat().st_mode) == 0o700
+    for f in paths.certs.iterdir():
+        mode = stat.S_IMODE(f.stat().st_mode)
+        if f.suffix in (".key", ".pem") or f.name == tls.STATE_FILE:
+            assert mode == 0o600, f.name
+        else:
+            assert mode == 0o644, f.name
+
+
+def test_each_node_folder_holds_exactly_what_the_node_needs(lab):
+    paths, topo = lab
+    expected = {
+        Role.ETCD: {"ca.crt", "etcd.crt", "etcd.key", "etcdctl.crt", "etcdctl.key"},
+        Role.DB: {"ca.crt", "postgres.crt", "postgres.key", "restapi.crt", "restapi.key",
+                  "etcd-client.crt", "etcd-client.key", "patronictl.crt", "patronictl.key"},
+        Role.HAPROXY: {"ca.crt", "haproxy-check.pem"},
+    }
+    for node in topo.nodes:
+        folder = paths.node_dir(node.name) / "tls"
+        names = {p.name for p in folder.iterdir()}
+        assert names == expected[node.role], node.name
+        assert tls.CA_KEY not in names
+        for p in folder.iterdir():
+            assert stat.S_IMODE(p.stat().st_mode) == (0o600 if p.suffix in (".key", ".pem") else 0o644)
+        for dest, src in tls.node_bundle(topo, node).items():
+            assert (folder / dest).read_bytes() == (paths.certs / src).read_bytes()
+
+
+def test_haproxy_pem_holds_its_certificate_then_its_key(lab):
+    paths, topo = lab
+    pem = (paths.node_dir(topo.haproxy.name) / "tls" / "haproxy-check.pem").read_text()
+    assert pem.index("BEGIN CERTIFICATE") < pem.index("BEGIN PRIVATE KEY")
+    assert pem.startswith((paths.certs / "haproxy-check.crt").read_text())
+
+
+def test_a_second_run_changes_nothing_byte_for_byte_and_mtime_for_mtime(lab):
+    paths, topo = lab
+    before = _snapshot(paths.state)
+    report = tls.ensure(paths, topo, now=NOW + dt.timedelta(days=100))
+    assert not report.changed and not report.written and not report.reasons
+    assert _snapshot(paths.state) == before
+
+
+def test_a_topology_change_makes_new_leaves_but_keeps_the_ca(lab):
+    paths, _ = lab
+    ca_before = (paths.certs / tls.CA_CERT).read_bytes()
+    bigger = Topology.build(db_nodes=3)
+    report = tls.ensure(paths, bigger, now=NOW)
+    assert report.changed and not report.ca_renewed
+    assert any("topology" in r for r in report.reasons)
+    assert (paths.certs / tls.CA_CERT).read_bytes() == ca_before
+    assert (paths.node_dir("dbnode3") / "tls" / "postgres.crt").is_file()
+    # and back: dbnode3's certificates leave the certs folder
+    tls.ensure(paths, Topology.build(), now=NOW)
+    assert not list(paths.certs.glob("dbnode3-*"))
+
+
+def test_leaves_near_expiry_are_renewed_and_not_a_day_earlier(lab):
+    paths, topo = lab
+    leaf = _cert(paths.certs / "dbnode1-postgres.crt")
+    quiet = leaf.not_valid_after_utc - tls.RENEW_WITHIN - dt.timedelta(days=1)
+    assert not tls.ensure(paths, topo, now=quiet).changed
+    due = leaf.not_valid_after_utc - tls.RENEW_WITHIN + dt.timedelta(days=1)
+    report = tls.ensure(paths, topo, now=due)
+    assert report.changed and not report.ca_renewed
+    assert any("expires" in r for r in report.reasons)
+    assert _cert(paths.certs / "dbnode1-postgres.crt").not_valid_after_utc > leaf.not_valid_after_utc
+
+
+def test_a_ca_near_expiry_renews_everything(lab):
+    paths, topo = lab
+    ca = _cert(paths.certs / tls.CA_CERT)
+    report = tls.ensure(paths, topo, now=ca.not_valid_after_utc - dt.timedelta(days=1))
+    assert report.ca_renewed
+    new_ca = _cert(paths.certs / tls.CA_CERT)
+    assert new_ca.serial_number != ca.serial_number
+    _cert(paths.certs / "etcd1-etcd.crt").verify_directly_issued_by(new_ca)
+
+
+def test_rotate_forces_a_new_ca_and_new_leaves(lab):
+    paths, topo = lab
+    before = _snapshot(paths.certs)
+    report = tls.ensure(paths, topo, rotate=True, now=NOW)
+    assert report.ca_renewed and report.changed
+    after = _snapshot(paths.certs)
+    for name in ("ca.crt", "ca.key", "dbnode1-postgres.crt", "dbnode1-postgres.key"):
+        assert after[name][0] != before[name][0]
+    new_ca = _cert(paths.certs / tls.CA_CERT)
+    _cert(paths.node_dir("dbnode1") / "tls" / "postgres.crt").verify_directly_issued_by(new_ca)
+
+
+def test_a_damaged_or_missing_leaf_is_remade(lab):
+    paths, topo = lab
+    (paths.certs / "etcd2-etcd.crt").write_text("not a certificate")
+    report = tls.ensure(paths, topo, now=NOW)
+    assert report.changed and not report.ca_renewed
+    _cert(paths.certs / "etcd2-etcd.crt")
+    (paths.node_dir("etcd2") / "tls" / "etcd.key").unlink()
+    assert tls.ensure(paths, topo, now=NOW).changed
+    assert (paths.node_dir("etcd2") / "tls" / "etcd.key").is_file()
+
+
+def test_a_stray_file_in_a_node_folder_is_removed(lab):
+    paths, topo = lab
+    stray = paths.node_dir("haproxy") / "tls" / "ca.key"
+    stray.write_text("must not be here")
+    tls.ensure(paths, topo, now=NOW)
+    assert not stray.exists()
+
+
+def test_host_client_files_exist_and_are_a_client_certificate(lab):
+    paths, topo = lab
+    files = tls.host_client(paths)
+    cert = _cert(files.cert)
+    assert _eku(cert) == {ExtendedKeyUsageOID.CLIENT_AUTH}
+    assert str(topo.host_address) in _sans(cert)[1]
+
+
+def test_host_client_without_certs_names_the_fix(tmp_path):
+    from pgha_lab.errors import LabError
+    with pytest.raises(LabError, match="run `pgha-lab certs`"):
+        tls.host_client(LabPaths(home=tmp_path))
+
+
+def test_fingerprint_follows_the_model_not_the_clock():
+    a, b = Topology.build(), Topology.build()
+    assert tls.fingerprint(a) == tls.fingerprint(b)
+    assert tls.fingerprint(a) != tls.fingerprint(Topology.build(subnet="10.20.0.0/24"))
+    assert tls.fingerprint(a) != tls.fingerprint(Topology.build(project="other"))
