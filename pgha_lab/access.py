@@ -1,0 +1,117 @@
+"""A lab from the host's side: bringing it up end to end, reading it, and connecting to it."""
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from . import compose, health, lab, profiles, render, secrets, tls
+from .images import ensure_built
+from .paths import LabPaths
+from .probes import ClientTLS, LabProbe, Member
+from .progress import Progress
+from .topology import Topology
+
+
+def probe_for(paths: LabPaths, topo: Topology) -> LabProbe:
+    files = tls.host_client(paths)   # etcd and the REST API both accept the host's client certificate
+    client = ClientTLS(ca=str(files.ca), cert=str(files.cert), key=str(files.key))
+    return LabProbe(topo, etcd_tls=client, patroni_tls=client)
+
+
+def ca_file(paths: LabPaths):
+    return paths.certs / tls.CA_CERT
+
+
+def saved_profile(paths: LabPaths) -> str | None:
+    f = paths.state / "profile"
+    return f.read_text().strip() if f.exists() else None
+
+
+def save_profile(paths: LabPaths, name: str) -> None:
+    f = paths.state / "profile"
+    if not f.exists() or f.read_text().strip() != name:
+        f.parent.mkdir(parents=True, exist_ok=True)
+        f.write_text(name + "\n")
+
+
+@dataclass
+class UpOutcome:
+    topology: Topology
+    paths: LabPaths
+    profile: str
+    members: list[Member] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def psql_dsn(self, replica: bool = False, published: bool = False) -> str:
+        return dsn(self.paths, self.topology, replica=replica, published=published)
+
+    def connect_text(self) -> str:
+        t, p = self.topology, self.paths
+        lines = [
+            "",
+            f"Lab {t.project!r} is healthy ({self.profile} timings, {self.seconds:.0f}s).",
+            "Connect through HAProxy (primary on 5432, replicas on 5433), TLS verified end to end:",
+            f"  psql \"{self.psql_dsn()}\"",
+            f"  URI: {uri(p, t)}",
+            f"  password: PGPASSWORD=$(sed -n 's/^PATRONI_SUPERUSER_PASSWORD=//p' {p.secrets_file})",
+            "  no psql on this host? `pgha-lab psql` runs one inside the lab.",
+        ]
+        if t.published.enabled:
+            lines.append(f"  Docker Desktop: the same on {t.published.bind}:{t.published.primary} "
+                         f"(replicas {t.published.replicas}).")
+        stats = f"http://{t.haproxy.address}:{t.ports.haproxy_stats}/"
+        if t.published.enabled:
+            stats += f" (or http://{t.published.bind}:{t.published.stats}/)"
+        lines.append(f"HAProxy stats: {stats}")
+        return "\n".join(lines)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"project": self.topology.project, "profile": self.profile, "seconds": round(self.seconds, 1),
+                "members": [asdict(m) for m in self.members], "dsn": self.psql_dsn(),
+                "replica_dsn": self.psql_dsn(replica=True)}
+
+
+def dsn(paths: LabPaths, topo: Topology, replica: bool = False, published: bool = False,
+        user: str = "postgres", dbname: str = "postgres") -> str:
+    if published:
+        host = topo.published.bind
+        port = topo.published.replicas if replica else topo.published.primary
+    else:
+        host = str(topo.haproxy.address)
+        port = topo.ports.haproxy_replicas if replica else topo.ports.haproxy_primary
+    return (f"host={host} port={port} dbname={dbname} user={user} sslmode=verify-full "
+            f"sslrootcert={ca_file(paths)}")
+
+
+def uri(paths: LabPaths, topo: Topology, replica: bool = False) -> str:
+    port = topo.ports.haproxy_replicas if replica else topo.ports.haproxy_primary
+    return (f"postgresql://postgres@{topo.haproxy.address}:{port}/postgres"
+            f"?sslmode=verify-full&sslrootcert={ca_file(paths)}")
+
+
+def superuser_password(paths: LabPaths) -> str:
+    return secrets.load(paths).superuser_password
+
+
+def bring_up(paths: LabPaths, topo: Topology, *, profile: str | None, pg_install: str,
+             progress: Progress, deadline_s: float) -> UpOutcome:
+    from .engine import client, require_compose
+    started = time.monotonic()
+    client()
+    require_compose()
+    # Refusals come before anything is written or started.
+    lab.check_ports_free(topo)
+    lab.check_stale_dcs(topo)
+    chosen = profile or saved_profile(paths) or "seed"
+    with progress.step("Ensuring node images"):
+        ensure_built(paths, pg_install=pg_install)
+    with progress.step("Writing certificates, secrets and node configs"):
+        render.write_lab(paths, topo, profiles.get(chosen))
+        compose.write_compose(topo, paths)
+        save_profile(paths, chosen)
+    lab.start(paths, topo, progress)
+    probe = probe_for(paths, topo)
+    lab.wait_for(progress, lab.health_waits(probe, topo), topo, deadline_s)
+    return UpOutcome(topology=topo, paths=paths, profile=chosen, members=probe.members(),
+                     seconds=time.monotonic() - started)

@@ -1,0 +1,83 @@
+"""`pgha-lab up` and `pgha-lab down`."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from .. import access, lab
+from ..errors import LabError
+from ..progress import Progress
+from ..topology import Published, Topology, TopologyError
+from ..views import members_table
+from ._common import lab_paths, load_topology
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("up", help="build what is missing, then start the lab and wait until it is healthy")
+    p.add_argument("--profile", choices=["seed", "fast"], default=None,
+                   help="Patroni/HAProxy timings: seed = Patroni's defaults (ttl 30, loop_wait 10), fast = the smallest (default: the lab's last, else seed)")
+    p.add_argument("--db-nodes", type=int, default=None, help="PostgreSQL nodes, 2 to 9 (default 2)")
+    p.add_argument("--etcd-nodes", type=int, default=None, help="etcd members: 1, 3 or 5 (default 3)")
+    p.add_argument("--subnet", default=None, help="lab network (default 192.168.56.0/24, like a VirtualBox host-only network)")
+    p.add_argument("--publish-ports", default=None, metavar="PRIMARY,REPLICAS,STATS",
+                   help="host ports on 127.0.0.1 for HAProxy (default 5432,5433,8404); 'off' publishes nothing")
+    p.add_argument("--pg-install", choices=["auto", "pgdg", "source"], default="auto",
+                   help="how images that are missing get PostgreSQL (default auto)")
+    p.add_argument("--timeout", type=float, default=lab.UP_DEADLINE_S, help="seconds to wait for health (default %(default)s)")
+    p.add_argument("--json", action="store_true", help="print the outcome as JSON")
+    p.set_defaults(func=cmd_up)
+
+    d = sub.add_parser("down", help="stop the lab; its data stays unless --volumes")
+    d.add_argument("--volumes", action="store_true", help="also delete etcd and PostgreSQL data")
+    d.set_defaults(func=cmd_down)
+
+
+def _parse_published(text: str) -> Published:
+    if text == "off":
+        return Published(enabled=False)
+    try:
+        primary, replicas, stats = (int(x) for x in text.split(","))
+    except ValueError:
+        raise LabError(f"--publish-ports takes three ports such as 5432,5433,8404 or 'off', not {text!r}.") from None
+    for port in (primary, replicas, stats):
+        if not 1 <= port <= 65535:
+            raise LabError(f"port {port} is not between 1 and 65535.")
+    return Published(primary=primary, replicas=replicas, stats=stats)
+
+
+def requested_topology(args: argparse.Namespace, current: Topology) -> Topology:
+    """The saved topology with whatever the user changed on the command line."""
+    published = _parse_published(args.publish_ports) if args.publish_ports else current.published
+    try:
+        return Topology.build(
+            db_nodes=args.db_nodes or len(current.db), etcd_nodes=args.etcd_nodes or len(current.etcd),
+            subnet=args.subnet or str(current.subnet), prefix=current.prefix, project=current.project,
+            published=published, scope=current.scope)
+    except TopologyError as exc:
+        raise LabError(str(exc)) from None
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    paths = lab_paths(args)
+    current = load_topology(paths)
+    topo = requested_topology(args, current)
+    if topo.etcd != current.etcd and paths.topology_file.exists() and lab.lab_volumes(topo):
+        raise LabError("the etcd membership of an existing lab cannot change in place; "
+                       "run `pgha-lab down --volumes` first, then `up` with the new size.")
+    progress = Progress(stream=sys.stderr)
+    outcome = access.bring_up(paths, topo, profile=args.profile, pg_install=args.pg_install,
+                              progress=progress, deadline_s=args.timeout)
+    if args.json:
+        print(json.dumps(outcome.as_dict(), indent=2))
+    else:
+        print(members_table(outcome.members, topo.scope))
+        print(outcome.connect_text())
+    return 0
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    paths = lab_paths(args)
+    topo = load_topology(paths)
+    lab.down(paths, topo, volumes=args.volumes, progress=Progress(stream=sys.stderr))
+    return 0

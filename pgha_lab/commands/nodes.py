@@ -1,0 +1,88 @@
+"""Reaching into nodes: `pgha-lab psql`, `exec` and `logs`."""
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+
+from .. import lab, node_paths, tls
+from ..errors import LabError
+from ..topology import Role, TopologyError
+from ._common import lab_paths, load_topology
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("psql", help="psql through HAProxy with TLS verified (runs inside the lab: no psql needed here)")
+    p.add_argument("--replica", action="store_true", help="connect to the replicas port (5433)")
+    p.add_argument("psql_args", nargs=argparse.REMAINDER, help="arguments for psql, after --")
+    p.set_defaults(func=cmd_psql)
+
+    e = sub.add_parser("exec", help="run a command in a node, e.g. `pgha-lab exec dbnode1 -- patronictl list`")
+    e.add_argument("node")
+    e.add_argument("-u", "--user", default=None,
+                   help="user to run as (default: postgres on db nodes, as after `sudo -iu postgres`; root elsewhere)")
+    e.add_argument("cmd", nargs=argparse.REMAINDER, help="the command, after --")
+    e.set_defaults(func=cmd_exec)
+
+    lg = sub.add_parser("logs", help="a node's log")
+    lg.add_argument("node")
+    lg.add_argument("-f", "--follow", action="store_true")
+    lg.add_argument("-n", "--tail", default="200", help="lines from the end (default 200, 'all' for everything)")
+    lg.set_defaults(func=cmd_logs)
+
+
+def _strip_dashes(argv: list[str]) -> list[str]:
+    return argv[1:] if argv[:1] == ["--"] else argv
+
+
+def _node(topo, name: str):
+    try:
+        return topo.node(name)
+    except TopologyError as exc:
+        raise LabError(str(exc)) from None
+
+
+def _require_running(topo, name: str) -> None:
+    if lab.running_containers(topo).get(name) != "running":
+        raise LabError(f"{name} is not running; `pgha-lab status` shows the lab, `pgha-lab up` starts it.")
+
+
+def _tty_flags() -> list[str]:
+    return ["-it"] if sys.stdin.isatty() and sys.stdout.isatty() else ["-i"]
+
+
+def cmd_psql(args: argparse.Namespace) -> int:
+    topo = load_topology(lab_paths(args))
+    states = lab.running_containers(topo)
+    client = next((n for n in topo.db if states.get(n.name) == "running"), None)
+    if client is None:
+        raise LabError(f"no db node of lab {topo.project!r} is running; start it with `pgha-lab up`.")
+    port = topo.ports.haproxy_replicas if args.replica else topo.ports.haproxy_primary
+    conninfo = (f"host={topo.haproxy.address} port={port} dbname=postgres user=postgres "
+                f"sslmode=verify-full sslrootcert={node_paths.PATRONI_TLS}/{tls.CA_CERT}")
+    # The db node's environment holds the superuser password (from secrets.env); psql reads PGPASSWORD.
+    cmd = ["docker", "exec", *_tty_flags(), topo.container_name(client), "sh", "-c",
+           'PGPASSWORD="$PATRONI_SUPERUSER_PASSWORD" exec psql "$@"', "psql", conninfo,
+           *_strip_dashes(args.psql_args)]
+    return subprocess.call(cmd)
+
+
+def cmd_exec(args: argparse.Namespace) -> int:
+    topo = load_topology(lab_paths(args))
+    node = _node(topo, args.node)
+    cmd = _strip_dashes(args.cmd)
+    if not cmd:
+        raise LabError("give the command after --, e.g. `pgha-lab exec dbnode1 -- patronictl list`.")
+    _require_running(topo, node.name)
+    user_name = args.user or ("postgres" if node.role is Role.DB else None)
+    user = ["-u", user_name] if user_name else []
+    return subprocess.call(["docker", "exec", *_tty_flags(), *user, topo.container_name(node), *cmd])
+
+
+def cmd_logs(args: argparse.Namespace) -> int:
+    topo = load_topology(lab_paths(args))
+    node = _node(topo, args.node)
+    if node.name not in lab.running_containers(topo):
+        raise LabError(f"{node.name} has no container; start the lab with `pgha-lab up`.")
+    cmd = ["docker", "logs", "--tail", args.tail] + (["-f"] if args.follow else []) + [topo.container_name(node)]
+    return subprocess.call(cmd)

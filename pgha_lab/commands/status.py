@@ -1,0 +1,52 @@
+"""`pgha-lab status`: Patroni members, etcd endpoints and HAProxy backends."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import asdict
+
+from .. import access, lab
+from ..errors import LabError
+from ..views import etcd_table, haproxy_table, members_table
+from ._common import lab_paths, load_topology
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("status", help="Patroni members, etcd endpoints and HAProxy backends")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--watch", nargs="?", const=2.0, type=float, metavar="SECONDS",
+                   help="refresh until interrupted (every 2 s unless given)")
+    p.set_defaults(func=cmd_status)
+
+
+def snapshot(paths, topo) -> dict:
+    probe = access.probe_for(paths, topo)
+    return {"members": probe.members(), "etcd": probe.etcd(), "haproxy": probe.haproxy()}
+
+
+def render_text(topo, snap: dict) -> str:
+    members = snap["members"]
+    parts = [members_table(members, topo.scope) if members else "Patroni: no db node answers its REST API.",
+             etcd_table(snap["etcd"]),
+             haproxy_table(snap["haproxy"]) if snap["haproxy"] else "HAProxy: the stats page does not answer."]
+    return "\n\n".join(parts)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    paths = lab_paths(args)
+    topo = load_topology(paths)
+    if not lab.running_containers(topo):
+        raise LabError(f"lab {topo.project!r} is not running; start it with `pgha-lab up`.")
+    while True:
+        snap = snapshot(paths, topo)
+        if args.json:
+            print(json.dumps({k: [asdict(x) for x in v] for k, v in snap.items()}, indent=2))
+        else:
+            if args.watch and sys.stdout.isatty():
+                print("\033[H\033[J", end="")
+            print(render_text(topo, snap))
+        if not args.watch:
+            return 0
+        time.sleep(args.watch)   # a display refresh interval, not a wait for readiness
