@@ -1,0 +1,278 @@
+"""VM failures simulated with Docker and iptables, each paired with what the cluster should do next.
+
+kill = power cut, pause = frozen VM, stop/start = clean shutdown and boot, isolate/heal = the
+cable pulled and plugged back, kill-postgres = the postmaster dies while Patroni lives, partition =
+a partial cut with iptables inside the node, degrade = packet loss (iptables' statistic match) or
+delay (tc netem, where the kernel has it). Every request is checked first; an impossible one is
+refused with a reason and changes nothing.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Callable
+
+from . import health
+from .errors import LabError
+from .nodectl import NodeControl
+from .probes import LabProbe, Member
+from .profiles import Profile
+from .topology import Node, Role, Topology, TopologyError
+
+ACTIONS = ("kill", "pause", "resume", "stop", "start", "isolate", "heal", "kill-postgres", "partition", "degrade")
+CHAIN_IN, CHAIN_OUT = "PGHA_CHAOS_IN", "PGHA_CHAOS_OUT"      # partitions
+LOSS_IN, LOSS_OUT = "PGHA_LOSS_IN", "PGHA_LOSS_OUT"          # random loss
+ALL_CHAINS = ((CHAIN_IN, "INPUT"), (CHAIN_OUT, "OUTPUT"), (LOSS_IN, "INPUT"), (LOSS_OUT, "OUTPUT"))
+
+
+@dataclass
+class Expectation:
+    """What should happen next, and a check that says whether it has."""
+    text: str
+    check: Callable[[], health.Verdict] | None = None
+    deadline_s: float = 60.0
+
+
+@dataclass
+class Outcome:
+    action: str
+    node: str
+    role_before: str
+    done: str
+    expectation: Expectation
+    happened: bool | None = None      # set by wait(): None when not waited for
+    waited_s: float = 0.0
+    verdict: str = ""
+    extra: dict = field(default_factory=dict)
+
+
+def parse_loss(text: str) -> float:
+    m = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*%?\s*", text)
+    if not m or not 0 < float(m.group(1)) < 100:
+        raise LabError(f"--loss takes a percentage between 0 and 100 such as 10%, not {text!r}.")
+    return float(m.group(1)) / 100
+
+
+def parse_delay(text: str) -> int:
+    m = re.fullmatch(r"\s*([0-9]+)\s*ms\s*", text)
+    if not m or not 0 < int(m.group(1)) <= 10000:
+        raise LabError(f"--delay takes milliseconds such as 200ms (at most 10000ms), not {text!r}.")
+    return int(m.group(1))
+
+
+class Chaos:
+    def __init__(self, topo: Topology, probe: LabProbe, profile: Profile) -> None:
+        self.topo = topo
+        self.probe = probe
+        self.profile = profile
+        self.ctl = NodeControl(topo)
+
+    # -- targets and roles -----------------------------------------------------------------
+    def members(self) -> list[Member]:
+        return self.probe.members()
+
+    def role_of(self, node: Node, members: list[Member] | None = None) -> str:
+        if node.role is not Role.DB:
+            return node.role.value
+        members = self.members() if members is None else members
+        return next((m.role for m in members if m.name == node.name), "unknown")
+
+    def resolve(self, target: str) -> Node:
+        """A node name, or `leader` / `replica` resolved now from Patroni's view."""
+        if target in ("leader", "replica"):
+            members = self.members()
+            if target == "leader":
+                name = health.leader_of(members)
+                if name is None:
+                    raise LabError("there is no leader right now to target; `pgha-lab status` shows the cluster.")
+                return self.topo.node(name)
+            replicas = sorted((m for m in members if m.role in ("sync_standby", "replica")),
+                              key=lambda m: (m.role != "sync_standby", m.name))
+            if not replicas:
+                raise LabError("there is no replica right now to target; `pgha-lab status` shows the cluster.")
+            return self.topo.node(replicas[0].name)
+        try:
+            return self.topo.node(target)
+        except TopologyError as exc:
+            raise LabError(f"{exc} (or `leader` / `replica`)") from None
+
+    # -- the faults ------------------------------------------------------------------------
+    def run(self, action: str, target: str, *, peers: str | None = None, clear: bool = False,
+            loss: str | None = None, delay: str | None = None) -> Outcome:
+        if action not in ACTIONS:
+            raise LabError(f"unknown chaos action {action!r}; choose one of: {', '.join(ACTIONS)}, heal-all.")
+        node = self.resolve(target)
+        members = self.members()
+        role = self.role_of(node, members)
+        state = self.ctl.state(node)
+        if state.status == "missing":
+            raise LabError(f"{node.name} has no container; start the lab with `pgha-lab up`.")
+        name = self.ctl.container(node)
+        if action == "kill":
+            self._need(state.status in ("running", "paused"), f"{node.name} is {state.status}; there is nothing to power off")
+            self.ctl.docker("kill", "--signal", "KILL", name)
+            done = f"{node.name} powered off (SIGKILL to every process, no clean shutdown)"
+        elif action == "pause":
+            self._need(state.running, f"{node.name} is {state.status}, not running; only a running node can freeze")
+            self.ctl.docker("pause", name)
+            done = f"{node.name} frozen (every process stopped, connections left hanging)"
+        elif action == "resume":
+            self._need(state.status == "paused", f"{node.name} is not paused (it is {state.status}); nothing to resume")
+            self.ctl.docker("unpause", name)
+            done = f"{node.name} thawed"
+        elif action == "stop":
+            self._need(state.running, f"{node.name} is {state.status}, not running; nothing to shut down")
+            self.ctl.docker("stop", name, timeout=180)
+            done = f"{node.name} shut down cleanly (SIGTERM, then the grace period)"
+        elif action == "start":
+            self._need(state.status in ("exited", "created"), f"{node.name} is {state.status}; only a stopped or killed node can boot")
+            self.ctl.docker("start", name)
+            done = f"{node.name} booted"
+        elif action == "isolate":
+            self._need(state.running, f"{node.name} is {state.status}; isolate needs a running node")
+            self._need(state.on_lab_network, f"{node.name} is already isolated; `heal` plugs it back")
+            self.ctl.docker("network", "disconnect", self.topo.network_name, name)
+            done = f"{node.name}'s cable pulled: it is off the lab network"
+        elif action == "heal":
+            self._need(state.status in ("running", "paused"), f"{node.name} is {state.status}; start it instead")
+            self._need(not state.on_lab_network, f"{node.name} is not isolated; nothing to heal")
+            self.ctl.docker("network", "connect", "--ip", str(node.address), self.topo.network_name, name)
+            done = f"{node.name}'s cable plugged back at {node.address}"
+        elif action == "kill-postgres":
+            self._need(node.role is Role.DB, f"{node.name} runs no PostgreSQL; kill-postgres takes a db node")
+            self._need(state.running, f"{node.name} is {state.status}, not running")
+            pid = self._postmaster_pid(node)
+            self.ctl.exec(node, "kill", "-KILL", str(pid))
+            done = f"{node.name}'s postmaster (pid {pid}) killed; Patroni keeps running"
+        elif action == "partition":
+            self._need(state.running, f"{node.name} is {state.status}; a partition needs a running node")
+            if clear:
+                self._flush(node, (CHAIN_IN, CHAIN_OUT))
+                done = f"{node.name}'s partition cleared"
+            else:
+                cut = self.peers(node, peers)
+                self._cut(node, cut)
+                done = f"{node.name} cut off from {', '.join(n.name for n in cut)} (iptables DROP both ways)"
+        else:  # degrade
+            self._need(state.running, f"{node.name} is {state.status}; degrade needs a running node")
+            done = self._degrade(node, loss, delay, clear)
+        return Outcome(action=action, node=node.name, role_before=role, done=done,
+                       expectation=self.expect(action, node, role, members, peers=peers, clear=clear))
+
+    def heal_all(self) -> list[str]:
+        """Put every node back: thaw, boot, reconnect, and drop every chaos rule."""
+        actions = []
+        for node in self.topo.nodes:
+            state = self.ctl.state(node)
+            name = self.ctl.container(node)
+            if state.status == "missing":
+                continue
+            if state.status == "paused":
+                self.ctl.docker("unpause", name)
+                actions.append(f"resumed {node.name}")
+            if state.status in ("exited", "created"):
+                self.ctl.docker("start", name)
+                actions.append(f"started {node.name}")
+            if not state.on_lab_network:
+                self.ctl.docker("network", "connect", "--ip", str(node.address), self.topo.network_name, name)
+                actions.append(f"reconnected {node.name}")
+            if self.ctl.state(node).running and self._has_rules(node):
+                self._flush(node, [c for c, _ in ALL_CHAINS])
+                self.ctl.exec(node, "tc", "qdisc", "del", "dev", "eth0", "root", check=False)
+                actions.append(f"cleared {node.name}'s network faults")
+        return actions
+
+    # -- helpers -----------------------------------------------------------------------------
+    @staticmethod
+    def _need(condition: bool, reason: str) -> None:
+        if not condition:
+            raise LabError(reason + ".")
+
+    def _postmaster_pid(self, node: Node) -> int:
+        from .node_paths import PG_DATA
+        proc = self.ctl.exec(node, "head", "-n1", f"{PG_DATA}/postmaster.pid", check=False)
+        pid = proc.stdout.strip()
+        if proc.returncode != 0 or not pid.isdigit():
+            raise LabError(f"PostgreSQL is not running on {node.name}; nothing to kill.")
+        return int(pid)
+
+    def peers(self, node: Node, spec: str | None) -> list[Node]:
+        """--from etcd | NODE[,NODE...]: the nodes to cut `node` off from."""
+        if not spec:
+            raise LabError("partition needs --from etcd or --from NODE[,NODE] (or --clear).")
+        out: list[Node] = []
+        for part in spec.split(","):
+            part = part.strip()
+            if part == "etcd":
+                out.extend(self.topo.etcd)
+            else:
+                out.append(self.resolve(part))
+        out = [n for n in dict.fromkeys(out) if n != node]
+        if not out:
+            raise LabError(f"--from {spec} leaves no node to cut {node.name} off from.")
+        return out
+
+    def _ensure_chains(self, node: Node) -> None:
+        script = "; ".join(
+            f"iptables -w -N {chain} 2>/dev/null; iptables -w -C {hook} -j {chain} 2>/dev/null || iptables -w -I {hook} -j {chain}"
+            for chain, hook in ALL_CHAINS)
+        self.ctl.exec(node, "sh", "-c", script)
+
+    def _rules(self, node: Node, chain: str) -> list[str]:
+        proc = self.ctl.exec(node, "iptables", "-w", "-S", chain, check=False)
+        return [line for line in proc.stdout.splitlines() if line.startswith("-A ")] if proc.returncode == 0 else []
+
+    def _has_rules(self, node: Node) -> bool:
+        return any(self._rules(node, c) for c, _ in ALL_CHAINS)
+
+    def _flush(self, node: Node, chains) -> None:
+        for chain in chains:
+            self.ctl.exec(node, "iptables", "-w", "-F", chain, check=False)
+
+    def _cut(self, node: Node, peers: list[Node]) -> None:
+        self._ensure_chains(node)
+        existing = set(self._rules(node, CHAIN_IN))
+        for peer in peers:
+            if f"-A {CHAIN_IN} -s {peer.address}/32 -j DROP" in existing:
+                raise LabError(f"{node.name} is already cut off from {peer.name}; `--clear` restores its links.")
+        for peer in peers:
+            self.ctl.exec(node, "iptables", "-w", "-A", CHAIN_IN, "-s", str(peer.address), "-j", "DROP")
+            self.ctl.exec(node, "iptables", "-w", "-A", CHAIN_OUT, "-d", str(peer.address), "-j", "DROP")
+
+    def netem_available(self, node: Node) -> bool:
+        probe = self.ctl.exec(node, "tc", "qdisc", "add", "dev", "lo", "root", "netem", "delay", "0ms", check=False)
+        if probe.returncode == 0:
+            self.ctl.exec(node, "tc", "qdisc", "del", "dev", "lo", "root", check=False)
+            return True
+        return False
+
+    def _degrade(self, node: Node, loss: str | None, delay: str | None, clear: bool) -> str:
+        if clear:
+            self._flush(node, (LOSS_IN, LOSS_OUT))
+            self.ctl.exec(node, "tc", "qdisc", "del", "dev", "eth0", "root", check=False)
+            return f"{node.name}'s packet loss and delay cleared"
+        if not loss and not delay:
+            raise LabError("degrade needs --loss PERCENT, --delay MS, or --clear.")
+        probability = parse_loss(loss) if loss else None
+        delay_ms = parse_delay(delay) if delay else None
+        if delay_ms is not None and not self.netem_available(node):
+            raise LabError("this kernel has no netem (tc qdisc netem), so --delay cannot work here; nothing was changed.")
+        done = []
+        if probability is not None:
+            self._ensure_chains(node)
+            if self._rules(node, LOSS_IN):
+                raise LabError(f"{node.name} already loses packets; `degrade {node.name} --clear` first.")
+            for chain in (LOSS_IN, LOSS_OUT):
+                self.ctl.exec(node, "iptables", "-w", "-A", chain, "-m", "statistic", "--mode", "random",
+                              "--probability", f"{probability:.4f}", "-j", "DROP")
+            done.append(f"{probability:.0%} of packets dropped each way")
+        if delay_ms is not None:
+            self.ctl.exec(node, "tc", "qdisc", "replace", "dev", "eth0", "root", "netem", "delay", f"{delay_ms}ms")
+            done.append(f"{delay_ms} ms added to every packet it sends")
+        return f"{node.name} degraded: " + ", ".join(done)
+
+    # -- expectations --------------------------------------------------------------------
+    def expect(self, action: str, node: Node, role: str, members: list[Member], *,
+               peers: str | None = None, clear: bool = False) -> Expectation:
+        from . import expectations as ex
+        return ex.expectation_for(self, action, node, role, members, peers=peers, clear=clear)

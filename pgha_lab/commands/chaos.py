@@ -1,0 +1,100 @@
+"""`pgha-lab switchover`, `failover` and `chaos`."""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from dataclasses import asdict
+
+from .. import access, roles, secrets
+from ..chaos import ACTIONS, Chaos, Outcome
+from ..errors import LabError
+from ..profiles import get as get_profile
+from ..views import members_table
+from ._common import lab_paths, load_topology
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    for kind, text in (("switchover", "planned: the leader hands over to a replica (patronictl switchover)"),
+                       ("failover", "unplanned: promote a replica even without a healthy leader (patronictl failover)")):
+        p = sub.add_parser(kind, help=text)
+        p.add_argument("--to", metavar="NODE", help="the candidate (default: Patroni's choice for switchover, "
+                                                    "the synchronous standby for failover)")
+        p.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for writes on the new leader")
+        p.set_defaults(func=cmd_role_change, kind=kind)
+
+    c = sub.add_parser("chaos", help="simulate a VM failure and say what should happen next",
+                       description="ACTION is one of: " + ", ".join(ACTIONS) + ", heal-all. TARGET is a node name, "
+                                   "or leader / replica resolved at the moment of the action.")
+    c.add_argument("action", choices=[*ACTIONS, "heal-all"])
+    c.add_argument("target", nargs="?", help="node name, leader or replica")
+    c.add_argument("--from", dest="peers", metavar="etcd|NODE[,NODE]", help="partition: whom to cut the node off from")
+    c.add_argument("--clear", action="store_true", help="partition/degrade: restore the node's links")
+    c.add_argument("--loss", metavar="PERCENT", help="degrade: drop this share of packets, e.g. 10%%")
+    c.add_argument("--delay", metavar="MS", help="degrade: add latency, e.g. 200ms (needs tc netem in the kernel)")
+    c.add_argument("--wait", action="store_true", help="wait for the expected outcome and say whether it happened")
+    c.add_argument("--json", action="store_true")
+    c.set_defaults(func=cmd_chaos)
+
+
+def _context(args):
+    paths = lab_paths(args)
+    topo = load_topology(paths)
+    probe = access.probe_for(paths, topo)
+    profile = get_profile(access.saved_profile(paths) or "seed")
+    return paths, topo, probe, profile
+
+
+def cmd_role_change(args: argparse.Namespace) -> int:
+    paths, topo, probe, _ = _context(args)
+    creds = secrets.load(paths)
+    change = roles.request_change(probe, topo, (creds.restapi_user, creds.restapi_password), args.kind, args.to)
+    print(members_table(change.before, topo.scope))
+    print(f"{args.kind}: {change.old_leader or 'no leader'} -> {change.new_leader or '(Patroni picks)'} requested; "
+          f"waiting for writes on the new leader through HAProxy...")
+    change = roles.wait_for_writes(probe, topo, change, access.dsn(paths, topo), creds.superuser_password, args.timeout)
+    print(f"{change.new_leader} takes writes through HAProxy after {change.seconds_to_writes:.1f}s.")
+    print(members_table(change.after, topo.scope))
+    return 0
+
+
+def wait(outcome: Outcome) -> Outcome:
+    exp = outcome.expectation
+    if exp.check is None:
+        return outcome
+    started = time.monotonic()
+    while True:
+        verdict = exp.check()
+        outcome.verdict = verdict.reason
+        if verdict.ok or time.monotonic() - started > exp.deadline_s:
+            outcome.happened = verdict.ok
+            outcome.waited_s = time.monotonic() - started
+            return outcome
+        time.sleep(0.5)
+
+
+def cmd_chaos(args: argparse.Namespace) -> int:
+    paths, topo, probe, profile = _context(args)
+    chaos = Chaos(topo, probe, profile)
+    if args.action == "heal-all":
+        if args.target:
+            raise LabError("heal-all takes no target: it puts every node back.")
+        done = chaos.heal_all()
+        print("\n".join(done) if done else "nothing to heal: every node runs, connected, without network faults.")
+        return 0
+    if not args.target:
+        raise LabError(f"chaos {args.action} needs a TARGET: a node name, leader or replica.")
+    outcome = chaos.run(args.action, args.target, peers=args.peers, clear=args.clear, loss=args.loss, delay=args.delay)
+    if not args.json:
+        print(f"{outcome.done}.")
+        print(f"Expected: {outcome.expectation.text}")
+    if args.wait:
+        wait(outcome)
+        if not args.json:
+            status = "happened" if outcome.happened else "did NOT happen"
+            print(f"Outcome {status} after {outcome.waited_s:.1f}s: {outcome.verdict}.")
+    if args.json:
+        doc = {k: v for k, v in asdict(outcome).items() if k != "expectation"}
+        doc["expected"] = outcome.expectation.text
+        print(json.dumps(doc, indent=2))
+    return 0 if outcome.happened in (None, True) else 3

@@ -1,0 +1,159 @@
+"""What Patroni, etcd and HAProxy should do after each fault, in this lab's configuration
+(synchronous_mode on but not strict, failsafe_mode off, primary_start_timeout at its default),
+with a check that reads the cluster and says whether it has happened yet."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Callable
+
+from . import health
+from .health import Verdict
+from .probes import Member
+from .topology import Node, Role
+
+if TYPE_CHECKING:
+    from .chaos import Chaos, Expectation
+
+REPLICA_ROLES = ("replica", "sync_standby")
+
+
+def _routes_primary_to(chaos: "Chaos", leader: str) -> Verdict:
+    backends = chaos.probe.haproxy()
+    up = sorted(b.server for b in backends if b.backend == health.PRIMARY_BACKEND and b.status.startswith("UP"))
+    if up != [leader]:
+        return Verdict(False, f"HAProxy's 5432 routes to {up or 'nothing'}, not {leader}", "haproxy")
+    return Verdict(True, f"{leader} leads and HAProxy's 5432 routes to it")
+
+
+def new_leader(chaos: "Chaos", old: str) -> Callable[[], Verdict]:
+    def check() -> Verdict:
+        leader = health.leader_of(chaos.members())
+        if leader is None or leader == old:
+            return Verdict(False, f"no new leader yet (leader: {leader or 'none'})")
+        return _routes_primary_to(chaos, leader)
+    return check
+
+
+def same_leader(chaos: "Chaos", leader: str, timeline: int | None = None) -> Callable[[], Verdict]:
+    def check() -> Verdict:
+        members = chaos.members()
+        now = health.leader_of(members)
+        if now != leader:
+            return Verdict(False, f"the leader is {now or 'nobody'}, not {leader}")
+        row = next(m for m in members if m.name == leader)
+        if row.state != "running":
+            return Verdict(False, f"{leader} is {row.state}")
+        if timeline is not None and row.timeline != timeline:
+            return Verdict(False, f"timeline moved from {timeline} to {row.timeline}")
+        return _routes_primary_to(chaos, leader)
+    return check
+
+
+def streams_as_replica(chaos: "Chaos", name: str) -> Callable[[], Verdict]:
+    def check() -> Verdict:
+        row = next((m for m in chaos.members() if m.name == name), None)
+        if row is None:
+            return Verdict(False, f"{name} is not registered with Patroni yet", name)
+        if row.role not in REPLICA_ROLES or row.state != "streaming":
+            return Verdict(False, f"{name} is {row.role}, {row.state}", name)
+        return Verdict(True, f"{name} streams as a {row.role.replace('_', ' ')}")
+    return check
+
+
+def no_primary(chaos: "Chaos") -> Callable[[], Verdict]:
+    def check() -> Verdict:
+        primaries = [n.name for n in chaos.topo.db if chaos.probe.rest(n, "/primary")[0] == 200]
+        if primaries:
+            return Verdict(False, f"{', '.join(primaries)} still answers as primary")
+        up = [b.server for b in chaos.probe.haproxy() if b.backend == health.PRIMARY_BACKEND and b.status.startswith("UP")]
+        if up:
+            return Verdict(False, f"HAProxy's 5432 still routes to {', '.join(up)}")
+        return Verdict(True, "no node accepts writes and HAProxy's 5432 has no server")
+    return check
+
+
+def healthy(chaos: "Chaos") -> Callable[[], Verdict]:
+    def check() -> Verdict:
+        v = health.assess_etcd(chaos.probe.etcd())
+        if not v.ok:
+            return v
+        members = chaos.members()
+        v = health.assess_patroni(members, [n.name for n in chaos.topo.db])
+        if not v.ok:
+            return v
+        leader = health.leader_of(members)
+        return health.assess_haproxy(chaos.probe.haproxy(), leader, [m.name for m in members if m.name != leader])
+    return check
+
+
+def etcd_running(chaos: "Chaos") -> int:
+    return sum(1 for n in chaos.topo.etcd if chaos.ctl.state(n).running and chaos.ctl.state(n).on_lab_network)
+
+
+def expectation_for(chaos: "Chaos", action: str, node: Node, role: str, members: list[Member], *,
+                    peers: str | None = None, clear: bool = False) -> "Expectation":
+    from .chaos import Expectation
+    p = chaos.profile
+    failover_s = p.failover_bound_s()
+    rejoin_s = 120.0   # a rewind or a fresh base backup on a laptop
+    leader = health.leader_of(members)
+    timeline = next((m.timeline for m in members if m.name == leader), None)
+
+    losing = action in ("kill", "pause", "stop", "isolate") or (action == "partition" and not clear)
+    returning = action in ("start", "resume", "heal") or (action == "partition" and clear)
+
+    if node.role is Role.DB:
+        if losing and role == "leader" and (action != "partition" or "etcd" in (peers or "")):
+            return Expectation(
+                f"{node.name} was the leader. It can no longer renew its leader key, which expires within ttl "
+                f"({p.ttl}s); a replica then takes the key and promotes, and HAProxy moves 5432 to it "
+                f"(bound ~{failover_s:.0f}s). A leader that still runs but cannot reach etcd demotes itself "
+                f"after retry_timeout ({p.retry_timeout}s).",
+                new_leader(chaos, node.name), failover_s + 30)
+        if losing and leader:
+            return Expectation(
+                f"{node.name} was a {role.replace('_', ' ')}. {leader} stays leader; with synchronous_mode on "
+                f"(not strict) Patroni drops a lost synchronous standby from synchronous_standby_names, so writes "
+                f"resume after at most a loop ({p.loop_wait}s) plus the replication timeout.",
+                same_leader(chaos, leader), failover_s + 30)
+        if returning or action == "degrade":
+            if leader == node.name:   # back before its key expired, or a degraded leader
+                return Expectation(f"{node.name} still holds the leader key and carries on as leader.",
+                                   same_leader(chaos, node.name), 60)
+            if action == "degrade":
+                text = f"{node.name} keeps working through the loss (TCP retransmits) and keeps streaming."
+            else:
+                text = (f"{node.name} comes back. Had it led before, it finds the leader key held by another, "
+                        f"steps down and rejoins as a replica (pg_rewind where its timeline diverged), so no write "
+                        f"reaches it; otherwise Patroni starts it as a replica. Either way it streams again.")
+            return Expectation(text, streams_as_replica(chaos, node.name), rejoin_s)
+        if action == "kill-postgres":
+            if role == "leader":
+                return Expectation(
+                    f"{node.name} still holds the leader key, so Patroni restarts PostgreSQL in place as primary "
+                    f"('starting primary after failure', primary_start_timeout 300s): no failover, same timeline.",
+                    same_leader(chaos, node.name, timeline), 60)
+            return Expectation(f"Patroni restarts PostgreSQL on {node.name} as a replica; it streams again.",
+                               streams_as_replica(chaos, node.name), 60)
+    if node.role is Role.ETCD:
+        total = len(chaos.topo.etcd)
+        quorum = total // 2 + 1
+        if losing:
+            left = etcd_running(chaos)
+            if left >= quorum:
+                return Expectation(
+                    f"etcd keeps its quorum ({left} of {total} members, {quorum} needed); Patroni carries on and "
+                    f"{leader} stays leader.", same_leader(chaos, leader) if leader else None, 60)
+            return Expectation(
+                f"etcd has lost its quorum ({left} of {total}, {quorum} needed). Patroni cannot renew the leader "
+                f"key, so within retry_timeout/ttl ({p.retry_timeout}s/{p.ttl}s) the primary demotes itself to "
+                f"read-only (failsafe_mode is off in this lab) and HAProxy's 5432 has no server; reads on 5433 go on.",
+                no_primary(chaos), p.ttl + 30)
+        if returning:
+            return Expectation(f"{node.name} rejoins etcd; with a quorum Patroni holds or elects a leader and "
+                               f"HAProxy routes 5432 again.", healthy(chaos), failover_s + 60)
+    if node.role is Role.HAPROXY:
+        if losing:
+            return Expectation("Clients lose 5432 and 5433 until HAProxy is back; the cluster itself does not change.",
+                               same_leader(chaos, leader) if leader else None, 30)
+        return Expectation("HAProxy routes 5432 to the leader and 5433 to the replicas again.", healthy(chaos), 60)
+    return Expectation("Nothing in particular: watch `pgha-lab status`.")
