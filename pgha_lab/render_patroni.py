@@ -129,10 +129,11 @@ def settings(topology: Topology, node: Node, profile: Profile) -> dict:
             "pg_hba": pg_hba(topology),
         },
         "tags": {
+            # Patroni 4.1's validator takes at most one of nofailover/failover_priority and of
+            # nosync/sync_priority: a priority above 0 already means "may fail over / may be sync".
             "failover_priority": 1,
             "sync_priority": 1,
             "clonefrom": True,
-            "nofailover": False,
             "noloadbalance": False,
         },
     }
