@@ -1,0 +1,37 @@
+"""`pgha-lab doctor`: is this host ready to build and run the lab."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+from .. import doctor
+from ._common import lab_paths
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("doctor", help="check Docker, Compose, disk, registry and the lab images")
+    p.add_argument("--json", action="store_true", help="print the checks as JSON")
+    p.add_argument("--registry-timeout", type=float, default=5.0, metavar="SECONDS",
+                   help="how long to wait for a registry (default: 5)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    checks = doctor.run(lab_paths(args), registry_timeout=args.registry_timeout)
+    ok = doctor.healthy(checks)
+    if args.json:
+        print(json.dumps({"ok": ok, "checks": [c.as_dict() for c in checks]}, indent=2))
+        return 0 if ok else 1
+    color = sys.stdout.isatty() and "NO_COLOR" not in os.environ
+    width = max(len(c.name) for c in checks)
+    for c in checks:
+        mark = "ok" if c.ok else ("FAIL" if c.required else "note")
+        if color:
+            mark = f"\x1b[{'32' if c.ok else '31' if c.required else '33'}m{mark:<4}\x1b[0m"
+        else:
+            mark = f"{mark:<4}"
+        print(f"{mark}  {c.name:<{width}}  {c.detail}")
+    print("ready" if ok else "not ready: fix the FAIL lines above")
+    return 0 if ok else 1

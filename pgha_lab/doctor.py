@@ -1,0 +1,106 @@
+"""What `pgha-lab doctor` checks on a host: engine, Compose v2, architecture, disk, registry,
+debootstrap, and which lab images exist. Each check is a plain record a test can read."""
+from __future__ import annotations
+
+import shutil
+import subprocess
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from . import baseimage, images
+from .errors import LabError
+from .paths import LabPaths
+
+MIN_FREE_GB = 10.0   # a cold build with the PostgreSQL compile needs about 3 GB; leave room
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    ok: bool
+    detail: str
+    required: bool = True   # a failing optional check is a note, not a failure
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _engine() -> tuple[Check, Any]:
+    from . import engine
+    try:
+        client = engine.client()
+    except LabError as exc:
+        return Check("engine", False, str(exc)), None
+    version = client.version()
+    return Check("engine", True, f"Docker Engine {version.get('Version')} (API {version.get('ApiVersion')}, "
+                                 f"{client.info().get('Driver', '?')})"), client
+
+
+def _compose() -> Check:
+    if shutil.which("docker") is None:
+        return Check("compose", False, "the docker command is missing; run `bash scripts/setup-host.sh` as root.")
+    proc = subprocess.run(["docker", "compose", "version", "--short"], capture_output=True, text=True)
+    version = proc.stdout.strip().lstrip("v")
+    if proc.returncode != 0 or not version.startswith("2"):
+        return Check("compose", False, "Docker Compose v2 is missing; run `bash scripts/setup-host.sh` as root.")
+    return Check("compose", True, f"Compose {version}")
+
+
+def _disk(client: Any, paths: LabPaths) -> Check:
+    # The engine's root dir is where images land; only measurable when the engine is local.
+    root = client.info().get("DockerRootDir", "/var/lib/docker") if client else "/"
+    target = root if shutil.os.path.exists(root) else str(paths.home)
+    usage = shutil.disk_usage(target)
+    free_gb = usage.free / 2**30
+    return Check("disk", free_gb >= MIN_FREE_GB, f"{free_gb:.1f} GB free on {target} (builds want {MIN_FREE_GB:.0f} GB)")
+
+
+def run(paths: LabPaths, *, registry_timeout: float = 5.0) -> list[Check]:
+    checks: list[Check] = []
+    engine_check, client = _engine()
+    checks.append(engine_check)
+    checks.append(_compose())
+    if client is None:
+        return checks
+    info = client.info()
+    arch = images.engine_arch(client)
+    try:
+        from .wheelhouse import machine_for
+        checks.append(Check("architecture", True, f"{machine_for(arch)} ({info.get('OSType')}, {info.get('NCPU')} CPUs, "
+                                                  f"{info.get('MemTotal', 0) / 2**30:.1f} GiB)"))
+    except LabError as exc:
+        checks.append(Check("architecture", False, str(exc)))
+    checks.append(_disk(client, paths))
+    reachable, detail = baseimage.registry_reachable(timeout=registry_timeout)
+    checks.append(Check("registry", reachable,
+                        f"{baseimage.UBUNTU_REF} manifest " + ("found" if reachable else f"unavailable: {detail}"),
+                        required=False))
+    missing = baseimage.debootstrap_missing()
+    checks.append(Check("debootstrap", missing is None,
+                        "can bootstrap Ubuntu 24.04 without a registry" if missing is None else missing,
+                        required=False))
+    have = images.existing(client)
+    for ubuntu in (baseimage.UBUNTU_REF, baseimage.BOOTSTRAPPED_REF):
+        if baseimage.image_exists(client, ubuntu):
+            checks.append(Check("ubuntu base", True, f"{ubuntu} present", required=False))
+            break
+    else:
+        # Without a registry or debootstrap, no build can start.
+        checks.append(Check("ubuntu base", reachable or missing is None,
+                            "none local yet; `pgha-lab build` will " + ("pull it" if reachable else "bootstrap it" if missing is None else "have no way to get one"),
+                            required=not (reachable or missing is None)))
+    for role, ref in {"base": images.BASE_IMAGE, **images.IMAGES}.items():
+        if role in have:
+            meta = have[role]
+            extra = ""
+            method = meta["labels"].get(f"{images.LABEL}.pg-install")
+            if method:
+                extra = f", PostgreSQL from {method}"
+            checks.append(Check(f"image {role}", True, f"{ref} {meta['size'] / 1e6:.0f} MB{extra}", required=False))
+        else:
+            checks.append(Check(f"image {role}", False, f"{ref} not built; run `pgha-lab build`", required=False))
+    return checks
+
+
+def healthy(checks: list[Check]) -> bool:
+    return all(c.ok for c in checks if c.required)

@@ -1,0 +1,372 @@
+"""The lab's node images: names, build contexts, the PostgreSQL install choice, and the
+concurrent builds (docker SDK, classic builder) with per-step progress."""
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from . import baseimage, wheelhouse
+from .build_progress import Lines, Progress, Silent
+from .errors import LabError
+from .paths import LabPaths
+
+BASE_IMAGE = "pgha-lab/base:noble"
+IMAGES: dict[str, str] = {
+    "etcd": "pgha-lab/etcd:latest",
+    "dbnode": "pgha-lab/dbnode:latest",
+    "haproxy": "pgha-lab/haproxy:latest",
+}
+ROLES = tuple(IMAGES)
+LABEL = "org.pgha-lab"                # label prefix on every image the lab builds
+PG_INSTALL_CHOICES = ("auto", "pgdg", "source")
+PG_INSTALL_FILE = "/etc/pgha-lab/postgresql-install"   # method=..., version=... inside dbnode
+
+# A RUN step may print nothing for minutes (the PostgreSQL compile); the SDK's read timeout
+# must outlast it.
+BUILD_READ_TIMEOUT = 3 * 3600
+PGDG_PROBE_TIMEOUT = 120.0            # seconds for the whole probe container
+PGDG_PROBE_TTL = 6 * 3600             # an "unreachable" answer is trusted this long
+LOG_TAIL_LINES = 25
+
+
+@dataclass(frozen=True)
+class StepTiming:
+    image: str
+    step: str
+    seconds: float
+    cached: bool = False
+
+
+@dataclass
+class BuildResult:
+    images: dict[str, str]
+    pg_install: str
+    pg_install_reason: str
+    base: baseimage.Choice
+    steps: list[StepTiming] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+# -- facts about existing images ---------------------------------------------------------------
+def sdk(timeout: int = BUILD_READ_TIMEOUT) -> Any:
+    """A docker SDK client with a long read timeout, after the usual reachability check."""
+    from . import engine
+    import docker
+    engine.client()   # raises LabError with the one-sentence fix when there is no engine
+    return docker.from_env(timeout=timeout)
+
+
+def existing(client: Any) -> dict[str, dict[str, Any]]:
+    """role -> {id, size, created, labels} for the lab images the engine has (base included)."""
+    import docker.errors
+    found: dict[str, dict[str, Any]] = {}
+    for role, ref in {"base": BASE_IMAGE, **IMAGES}.items():
+        try:
+            img = client.images.get(ref)
+        except docker.errors.ImageNotFound:
+            continue
+        found[role] = {"ref": ref, "id": img.id, "size": img.attrs.get("Size", 0),
+                       "created": img.attrs.get("Created", ""), "labels": img.labels or {}}
+    return found
+
+
+def engine_arch(client: Any) -> str:
+    """The engine's architecture (not the host's: Docker Desktop may differ from the laptop)."""
+    return str(client.version().get("Arch") or client.info().get("Architecture"))
+
+
+# -- the PostgreSQL install method -----------------------------------------------------------
+def choose_pg_install(requested: str, pgdg_reachable: Callable[[], bool]) -> tuple[str, str]:
+    """(method, reason). `auto` asks the probe; explicit choices never probe."""
+    if requested not in PG_INSTALL_CHOICES:
+        raise LabError(f"--pg-install must be one of {', '.join(PG_INSTALL_CHOICES)}, not {requested!r}.")
+    if requested == "pgdg":
+        return "pgdg", "requested: the PostgreSQL apt repository"
+    if requested == "source":
+        return "source", "requested: compiled from the release tarball"
+    if pgdg_reachable():
+        return "pgdg", "auto: the PostgreSQL apt repository is reachable"
+    return "source", "auto: the PostgreSQL apt repository is unreachable, compiling the release tarball"
+
+
+# Runs in a throwaway container from the base image. It unpacks postgresql-common's pgdg
+# script (without installing the package), lets it add the repository as it would on a host,
+# and asks apt whether postgresql-18 became installable. Only noble main is indexed first so
+# the probe stays a few seconds; the repository's address comes from Ubuntu's script.
+_PGDG_PROBE = r"""
+set -e
+mirror=$(cat /usr/local/lib/pgha-lab/ubuntu-mirror)
+rm -f /etc/apt/sources.list.d/*
+echo "deb [signed-by=/usr/share/keyrings/ubuntu-archive-keyring.gpg] $mirror noble main" >/etc/apt/sources.list
+apt-get -qq update >/dev/null
+cd /tmp && apt-get -qq download postgresql-common >/dev/null
+dpkg-deb -x postgresql-common_*.deb /
+timeout 60 sh /usr/share/postgresql-common/pgdg/apt.postgresql.org.sh -y >/tmp/pgdg.log 2>&1 || true
+apt-cache show postgresql-18 >/dev/null 2>&1
+"""
+
+
+def pgdg_probe(client: Any, cache: Path, base_id: str) -> bool:
+    """Whether the PostgreSQL apt repository works from a container; remembered for a while
+    (per base image) so a warm build does not repeat the probe."""
+    memo = cache / "pgdg-probe.json"
+    try:
+        seen = json.loads(memo.read_text())
+        if seen.get("base") == base_id and time.time() - float(seen["at"]) < PGDG_PROBE_TTL:
+            return bool(seen["reachable"])
+    except (OSError, ValueError, KeyError):
+        pass
+    container = client.containers.run(BASE_IMAGE, ["sh", "-c", _PGDG_PROBE], detach=True,
+                                      labels={f"{LABEL}.probe": "pgdg"})
+    try:
+        try:
+            status = container.wait(timeout=PGDG_PROBE_TIMEOUT)
+            reachable = status.get("StatusCode") == 0
+        except Exception:     # the wait timed out: treat as unreachable
+            reachable = False
+    finally:
+        container.remove(force=True)
+    cache.mkdir(parents=True, exist_ok=True)
+    memo.write_text(json.dumps({"base": base_id, "reachable": reachable, "at": time.time()}))
+    return reachable
+
+
+# -- build contexts --------------------------------------------------------------------------
+def context_tar(folder: Path, extra: dict[str, Path] | None = None) -> io.BytesIO:
+    """The build context as an uncompressed tar: `folder`'s files plus extra folders/files
+    under the given names. Owners and times are normalised so an unchanged input always
+    hits the builder's cache."""
+    buf = io.BytesIO()
+
+    def add(tar: tarfile.TarFile, path: Path, arcname: str) -> None:
+        info = tar.gettarinfo(str(path), arcname)
+        info.uid = info.gid = 0
+        info.uname = info.gname = ""
+        info.mtime = 0
+        if info.isfile():
+            with path.open("rb") as fh:
+                tar.addfile(info, fh)
+        else:
+            tar.addfile(info)
+
+    def walk(tar: tarfile.TarFile, root: Path, prefix: str) -> None:
+        for path in sorted(root.rglob("*")):
+            if path.name.startswith(".") or "__pycache__" in path.parts:
+                continue
+            add(tar, path, f"{prefix}{path.relative_to(root).as_posix()}")
+
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        walk(tar, folder, "")
+        for name, path in (extra or {}).items():
+            if path.is_dir():
+                add(tar, path, name)
+                walk(tar, path, f"{name}/")
+            else:
+                add(tar, path, name)
+    buf.seek(0)
+    return buf
+
+
+# -- one image build -----------------------------------------------------------------------
+class BuildFailed(Exception):
+    def __init__(self, image: str, step: str, log: Path, tail: str):
+        super().__init__(f"{image}: {step}")
+        self.image, self.step, self.log, self.tail = image, step, log, tail
+
+
+def docker_build(client: Any, *, image: str, tag: str, context: io.BytesIO, dockerfile: str,
+                 buildargs: dict[str, str], labels: dict[str, str], nocache: bool,
+                 log: Path, progress: Progress, timings: list[StepTiming]) -> str:
+    """Build with the engine's classic builder, reporting each Dockerfile step; image id."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    step, started, cached, image_id = "", time.monotonic(), False, ""
+
+    def finish() -> None:
+        if step:
+            seconds = time.monotonic() - started
+            timings.append(StepTiming(image, step, seconds, cached))   # list.append is atomic
+            progress.done(image, step, seconds, cached)
+
+    with log.open("w") as fh:
+        stream = client.api.build(fileobj=context, custom_context=True, dockerfile=dockerfile, tag=tag,
+                                  buildargs=buildargs, labels=labels, nocache=nocache, rm=True,
+                                  forcerm=True, pull=False, decode=True)
+        for chunk in stream:
+            if "error" in chunk:
+                fh.write(chunk["error"] + "\n")
+                fh.flush()
+                tail = "\n".join(log.read_text(errors="replace").splitlines()[-LOG_TAIL_LINES:])
+                progress.fail(image, step or "build", time.monotonic() - started, tail)
+                raise BuildFailed(image, step or "build", log, tail)
+            text = chunk.get("stream", "")
+            if not text:
+                if "aux" in chunk and "ID" in chunk["aux"]:
+                    image_id = chunk["aux"]["ID"]
+                continue
+            fh.write(text)
+            if text.startswith("Step "):
+                finish()
+                # "Step 3/12 : RUN apt-get ..." -> "[3/12] RUN apt-get ..."
+                head, _, instruction = text.partition(" : ")
+                step = f"[{head.split()[1]}] {instruction.strip()}"
+                started, cached = time.monotonic(), False
+                progress.start(image, step)
+            elif text.strip() == "---> Using cache":
+                cached = True
+        finish()
+    return image_id
+
+
+# -- the whole build -----------------------------------------------------------------------
+@dataclass
+class _Plan:
+    paths: LabPaths
+    pg_install: str
+    pg_source_url: str | None
+    no_cache: bool
+    progress: Progress
+    timings: list[StepTiming] = field(default_factory=list)
+
+    @property
+    def logs(self) -> Path:
+        return self.paths.cache / "logs"
+
+
+def _timed(plan: _Plan, image: str, step: str, action: Callable[[], Any]) -> Any:
+    started = time.monotonic()
+    plan.progress.start(image, step)
+    try:
+        value = action()
+    except LabError as exc:
+        plan.progress.fail(image, step, time.monotonic() - started, str(exc))
+        raise
+    seconds = time.monotonic() - started
+    plan.timings.append(StepTiming(image, step, seconds))
+    plan.progress.done(image, step, seconds)
+    return value
+
+
+def _ensure_ubuntu(plan: _Plan, client: Any) -> baseimage.Choice:
+    choice = baseimage.decide(baseimage.gather(client))
+    plan.progress.info(f"Ubuntu 24.04: {choice.reason}")
+    if choice.source is baseimage.Source.PULL:
+        try:
+            _timed(plan, "ubuntu", f"pull {baseimage.UBUNTU_REF}", lambda: baseimage.pull(client))
+        except Exception:
+            # A registry that answered the probe may still fail the pull: bootstrap instead.
+            facts = baseimage.Facts(False, False, False, baseimage.debootstrap_missing() is None)
+            choice = baseimage.decide(facts)
+            plan.progress.info(f"Ubuntu 24.04: pull failed; {choice.reason}")
+    if choice.source is baseimage.Source.DEBOOTSTRAP:
+        _timed(plan, "ubuntu", "debootstrap noble and docker import",
+               lambda: baseimage.bootstrap(client, plan.paths.cache, plan.logs / "debootstrap.log"))
+    return choice
+
+
+def _build_role(plan: _Plan, role: str, buildargs: dict[str, str], extra: dict[str, Path] | None = None,
+                dockerfile: str = "Dockerfile", labels: dict[str, str] | None = None) -> str:
+    client = sdk()
+    folder = plan.paths.images / role
+    if not (folder / dockerfile).is_file():
+        raise LabError(f"{folder / dockerfile} is missing; the checkout is incomplete.")
+    tag = BASE_IMAGE if role == "base" else IMAGES[role]
+    all_labels = {f"{LABEL}.role": role, **(labels or {})}
+    return docker_build(client, image=role, tag=tag, context=context_tar(folder, extra),
+                        dockerfile=dockerfile, buildargs=buildargs, labels=all_labels,
+                        nocache=plan.no_cache, log=plan.logs / f"{role}.log",
+                        progress=plan.progress, timings=plan.timings)
+
+
+def build(paths: LabPaths, *, pg_install: str = "auto", pg_source_url: str | None = None,
+          no_cache: bool = False, progress: Progress | None = None) -> BuildResult:
+    """Build (or refresh from the cache) the base and every node image.
+
+    Order: the Ubuntu base, then the lab base; then etcd, haproxy and dbnode concurrently, so
+    the small images finish while PostgreSQL compiles. The wheelhouse is filled on the host
+    meanwhile."""
+    if pg_install not in PG_INSTALL_CHOICES:
+        raise LabError(f"--pg-install must be one of {', '.join(PG_INSTALL_CHOICES)}, not {pg_install!r}.")
+    progress = progress or Silent()
+    plan = _Plan(paths, pg_install, pg_source_url, no_cache, progress)
+    started = time.monotonic()
+    client = sdk()
+    arch = engine_arch(client)
+    lock_file = paths.images / "dbnode" / "patroni.lock"
+    plan.logs.mkdir(parents=True, exist_ok=True)
+    try:
+        return _build_all(plan, client, arch, lock_file, started)
+    finally:
+        progress.close()
+
+
+def _build_all(plan: _Plan, client: Any, arch: str, lock_file: Path, started: float) -> BuildResult:
+    paths, pg_install, pg_source_url, progress = plan.paths, plan.pg_install, plan.pg_source_url, plan.progress
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        # pip on the host needs nothing from the engine: start it first.
+        wheels = pool.submit(_timed, plan, "dbnode", f"wheelhouse for cp312/{wheelhouse.machine_for(arch)} (host pip)",
+                             lambda: wheelhouse.prepare(lock_file, paths.cache, arch, log=plan.logs / "wheelhouse.log"))
+        try:
+            choice = _ensure_ubuntu(plan, client)
+            _build_role(plan, "base", {"UBUNTU": choice.ref})
+        except BuildFailed as exc:
+            wheels.cancel()
+            raise LabError(f"building {exc.image} failed at {exc.step}; the full log is {exc.log}.") from None
+        base_id = client.images.get(BASE_IMAGE).id
+        node_args = {"BASE": BASE_IMAGE}
+
+        def dbnode() -> str:
+            method, reason = choose_pg_install(
+                pg_install, lambda: _timed(plan, "dbnode", "probe the PostgreSQL apt repository",
+                                           lambda: pgdg_probe(client, paths.cache, base_id)))
+            plan.progress.info(f"PostgreSQL 18: {reason}")
+            result_meta["pg_install"], result_meta["reason"] = method, reason
+            house = wheels.result()
+            args = dict(node_args)
+            if method == "source" and pg_source_url:
+                args["PG_SOURCE_URL"] = pg_source_url
+            return _build_role(plan, "dbnode", args, extra={"wheelhouse": house},
+                               dockerfile="Dockerfile" if method == "source" else "Dockerfile.pgdg",
+                               labels={f"{LABEL}.pg-install": method})
+
+        result_meta: dict[str, str] = {"pg_install": pg_install, "reason": ""}
+        futures = {"dbnode": pool.submit(dbnode),
+                   "etcd": pool.submit(_build_role, plan, "etcd", node_args),
+                   "haproxy": pool.submit(_build_role, plan, "haproxy", node_args)}
+        failures: list[str] = []
+        for role, fut in futures.items():
+            try:
+                fut.result()
+            except BuildFailed as exc:
+                failures.append(f"{exc.image} failed at {exc.step} (full log: {exc.log})")
+            except LabError as exc:
+                failures.append(f"{role}: {exc}")
+    if failures:
+        raise LabError("the build failed: " + "; ".join(failures) + ".")
+    return BuildResult(images=dict(IMAGES), pg_install=result_meta["pg_install"],
+                       pg_install_reason=result_meta["reason"], base=choice,
+                       steps=list(plan.timings), seconds=time.monotonic() - started)
+
+
+def missing(client: Any) -> list[str]:
+    have = existing(client)
+    return [role for role in ROLES if role not in have]
+
+
+def ensure_built(paths: LabPaths, progress: Progress | None = None) -> dict[str, str]:
+    """role -> image name, building first when any node image is missing."""
+    client = sdk()
+    if missing(client):
+        build(paths, progress=progress or Lines())
+    return dict(IMAGES)
+
+
+def pg_install_of(client: Any) -> str | None:
+    """How the current dbnode image got its PostgreSQL (from its label)."""
+    info = existing(client).get("dbnode")
+    return (info or {}).get("labels", {}).get(f"{LABEL}.pg-install")
