@@ -34,17 +34,6 @@ def _mounts(paths: LabPaths, topo: Topology, node) -> list[str]:
     return out + ["-v", f"{paths.node_dir(node.name) / 'tls'}:{node_paths.TLS_MOUNT}:ro"]
 
 
-@pytest.mark.parametrize("profile", sorted(profiles.PROFILES))
-def test_every_rendered_patroni_config_passes_patronis_validator(built_images, tmp_path, profile):
-    paths, topo = LabPaths(home=tmp_path), Topology.build()
-    render.write_lab(paths, topo, profiles.get(profile))
-    for db in topo.db:
-        proc = _run("run", "--rm", "--network", "none", "--env-file", str(paths.secrets_file),
-                    *_mounts(paths, topo, db), built_images["dbnode"],
-                    "patroni", "--validate-config", node_paths.PATRONI_CONFIG)
-        assert proc.returncode == 0, f"{db.name}: {proc.stdout}{proc.stderr}"
-
-
 def test_rendered_haproxy_cfg_passes_haproxy_check(built_images, tmp_path):
     paths, topo = LabPaths(home=tmp_path), Topology.build(db_nodes=3)
     render.write_lab(paths, topo, profiles.SEED)
@@ -56,8 +45,8 @@ def test_rendered_haproxy_cfg_passes_haproxy_check(built_images, tmp_path):
 
 
 # -- a real etcd cluster from its rendered settings -------------------------------------------
-@pytest.fixture()
-def etcd_cluster(built_images, tmp_path):
+@pytest.fixture(scope="module")
+def etcd_cluster(built_images, tmp_path_factory):
     """Three etcd members on a bridge of the test's own, started from rendered files; removed after."""
     project = f"pgha-t{uuid.uuid4().hex[:8]}"
     network = None
@@ -72,7 +61,7 @@ def etcd_cluster(built_images, tmp_path):
             pytest.fail(f"cannot create the test network: {proc.stderr.strip()}", pytrace=False)
     if network is None:
         pytest.fail(f"every candidate subnet overlaps a network on this host: {CANDIDATE_SUBNETS}", pytrace=False)
-    paths = LabPaths(home=tmp_path, project=project)
+    paths = LabPaths(home=tmp_path_factory.mktemp("etcdlab"), project=project)
     render.write_lab(paths, topo, profiles.SEED)
     names = []
     try:
@@ -82,6 +71,9 @@ def etcd_cluster(built_images, tmp_path):
                         "--ip", str(m.address), *_mounts(paths, topo, m), built_images["etcd"])
             assert proc.returncode == 0, proc.stderr
             names.append(name)
+        client = tls.host_client(paths)
+        for m in topo.etcd:   # every test starts from a cluster that answers
+            _wait_healthy(f"https://{m.address}:{topo.ports.etcd_client}/health", client)
         yield paths, topo
     finally:
         for name in names:
@@ -146,3 +138,16 @@ def test_etcd_refuses_a_client_without_a_certificate(etcd_cluster):
     with pytest.raises(requests.exceptions.SSLError):
         requests.get(f"https://{m.address}:{topo.ports.etcd_client}/health",
                      cert=(str(other.cert), str(other.key)), verify=str(client.ca), timeout=5)
+
+
+@pytest.mark.parametrize("profile", sorted(profiles.PROFILES))
+def test_every_rendered_patroni_config_passes_patronis_validator(built_images, etcd_cluster, profile):
+    """`patroni --validate-config` on each db node's own address, with the etcd members it
+    names up and reachable (the validator connects to every DCS host)."""
+    paths, topo = etcd_cluster
+    render.write_lab(paths, topo, profiles.get(profile))
+    for db in topo.db:
+        proc = _run("run", "--rm", "--network", topo.network_name, "--ip", str(db.address),
+                    "--env-file", str(paths.secrets_file), *_mounts(paths, topo, db), built_images["dbnode"],
+                    "patroni", "--validate-config", node_paths.PATRONI_CONFIG)
+        assert proc.returncode == 0, f"{db.name} ({profile}): {proc.stdout}{proc.stderr}"
