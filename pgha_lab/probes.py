@@ -102,23 +102,31 @@ class LabProbe:
     def etcd(self) -> list[EtcdEndpoint]:
         return [self.etcd_status(n) for n in self.topo.etcd]
 
-    def etcd_get(self, key: str) -> str | None:
+    def etcd_get(self, key: str, timeout: float = TIMEOUT) -> str | None:
         """The value of one etcd key (e.g. Patroni's leader key), read from any healthy member."""
+        return self.etcd_read(key, timeout)[1]
+
+    def etcd_read(self, key: str, timeout: float = TIMEOUT) -> tuple[bool, str | None]:
+        """(some member answered, value): tells an absent key from an etcd that cannot be read."""
         import base64
         payload = {"key": base64.b64encode(key.encode()).decode()}
         for node in self.topo.etcd:
             try:
-                r = self.http.post(f"{self.etcd_url(node)}/v3/kv/range", json=payload, timeout=TIMEOUT,
+                r = self.http.post(f"{self.etcd_url(node)}/v3/kv/range", json=payload, timeout=timeout,
                                    cert=(self.etcd_tls.cert, self.etcd_tls.key), verify=self.etcd_tls.ca)
                 r.raise_for_status()
             except requests.RequestException:
                 continue
             kvs = r.json().get("kvs") or []
-            return base64.b64decode(kvs[0]["value"]).decode() if kvs else None
-        return None
+            return True, (base64.b64decode(kvs[0]["value"]).decode() if kvs else None)
+        return False, None
 
-    def leader_key(self) -> str | None:
-        return self.etcd_get(f"/service/{self.topo.scope}/leader")
+    def leader_key(self, timeout: float = TIMEOUT) -> str | None:
+        return self.etcd_get(self.leader_key_path, timeout)
+
+    @property
+    def leader_key_path(self) -> str:
+        return f"/service/{self.topo.scope}/leader"
 
     # -- Patroni --------------------------------------------------------------------------
     def rest_url(self, node: Node, path: str) -> str:
@@ -146,11 +154,11 @@ class LabProbe:
         return []
 
     # -- HAProxy --------------------------------------------------------------------------
-    def haproxy(self) -> list[Backend]:
+    def haproxy(self, timeout: float = TIMEOUT) -> list[Backend]:
         """Server rows of HAProxy's stats CSV (frontends and backend summaries left out)."""
         url = f"http://{self.topo.haproxy.address}:{self.topo.ports.haproxy_stats}/;csv"
         try:
-            r = self.http.get(url, timeout=TIMEOUT)
+            r = self.http.get(url, timeout=timeout)
             r.raise_for_status()
         except requests.RequestException:
             return []
