@@ -1,0 +1,176 @@
+"""The drill's writer and its client-side ledger: one insert of a strictly increasing id per
+attempt through HAProxy's 5432, each attempt recorded with its timing, the server that answered
+and any notice PostgreSQL sent with the answer."""
+from __future__ import annotations
+
+import csv
+import threading
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Callable, Iterable
+
+import psycopg
+
+from .clock import Clock
+
+TABLE = "pgha_drill_writes"
+# No unique key on (run, id), on purpose: a write that reached the table twice (a retried commit,
+# two primaries merging) must stay visible to the reconciliation instead of being refused.
+DDL = (f"create table if not exists {TABLE} (run text not null, id bigint not null, "
+       f"at timestamptz not null default clock_timestamp(), server inet default inet_server_addr())",
+       f"create index if not exists {TABLE}_run on {TABLE} (run)")
+INSERT = f"insert into {TABLE} (run, id) values (%s, %s) returning host(inet_server_addr())"
+
+
+@dataclass
+class Attempt:
+    id: int
+    start_s: float          # seconds since the drill began, when the attempt started
+    end_s: float            # when the answer (or the error) came back
+    ok: bool                # the client got a success: the write is acknowledged
+    server: str = ""        # the db node that answered (mapped from inet_server_addr())
+    error: str = ""         # why the attempt failed; "connect: ..." when no session could be opened
+    notice: str = ""        # notices that came with the answer, e.g. a cancelled synchronous-replication wait
+
+    @property
+    def latency_ms(self) -> float:
+        return (self.end_s - self.start_s) * 1000
+
+
+LEDGER_FIELDS = [f.name for f in fields(Attempt)]
+
+
+def write_csv(attempts: Iterable[Attempt], path: Path, clock: Clock | None = None) -> None:
+    with path.open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow([*LEDGER_FIELDS, "latency_ms", "start_epoch"])
+        for a in attempts:
+            row = asdict(a)
+            w.writerow([*(row[k] for k in LEDGER_FIELDS), f"{a.latency_ms:.1f}",
+                        f"{clock.wall(a.start_s):.3f}" if clock else ""])
+
+
+def read_csv(path: Path) -> list[Attempt]:
+    out = []
+    with path.open(newline="") as fh:
+        for row in csv.DictReader(fh):
+            out.append(Attempt(id=int(row["id"]), start_s=float(row["start_s"]), end_s=float(row["end_s"]),
+                               ok=row["ok"] == "True", server=row["server"], error=row["error"],
+                               notice=row["notice"]))
+    return out
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:200] if text else type(exc).__name__
+
+
+@dataclass(frozen=True)
+class WriterSettings:
+    interval_s: float = 0.05        # one attempt every ~50 ms
+    connect_timeout_s: int = 2      # libpq's smallest meaningful value (it rounds 1 up to 2)
+    statement_timeout_ms: int = 2000
+
+
+class Writer:
+    """Writes in its own thread until stopped; `attempts` is the ledger, in attempt order."""
+
+    def __init__(self, dsn: str, password: str, run: str, addresses: dict[str, str], clock: Clock,
+                 settings: WriterSettings = WriterSettings(),
+                 connect: Callable[..., psycopg.Connection] = psycopg.connect) -> None:
+        self.dsn = dsn
+        self.password = password
+        self.run = run
+        self.addresses = addresses     # server address -> node name, from the topology
+        self.clock = clock
+        self.settings = settings
+        self._connect = connect
+        self.attempts: list[Attempt] = []
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="drill-writer", daemon=True)
+        self._conn: psycopg.Connection | None = None
+        self._notices: list[str] = []
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout_s: float = 30.0) -> None:
+        self._stop.set()
+        # A session stuck on a frozen server returns once HAProxy shuts it down (on-marked-down).
+        self._thread.join(timeout_s)
+        self._close()
+
+    def snapshot(self) -> list[Attempt]:
+        with self._lock:
+            return list(self.attempts)
+
+    def last_ack(self) -> Attempt | None:
+        with self._lock:
+            return next((a for a in reversed(self.attempts) if a.ok), None)
+
+    # -- the loop --------------------------------------------------------------------------
+    def _open(self) -> psycopg.Connection:
+        conn = self._connect(self.dsn, password=self.password, autocommit=True,
+                             connect_timeout=self.settings.connect_timeout_s,
+                             application_name="pgha-lab-drill",
+                             options=f"-c statement_timeout={self.settings.statement_timeout_ms}")
+        # Keep every notice: a commit whose synchronous-replication wait was cancelled comes back
+        # as a success with a WARNING, and the report must show that rather than hide it.
+        conn.add_notice_handler(lambda diag: self._notices.append(
+            f"{diag.severity}: {diag.message_primary}"))
+        return conn
+
+    def _close(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            except Exception:   # the server may be gone; the session is dropped either way
+                pass
+            self._conn = None
+
+    def attempt(self, ident: int) -> Attempt:
+        start = self.clock.now()
+        self._notices.clear()
+        try:
+            if self._conn is None or self._conn.closed:
+                try:
+                    self._conn = self._open()
+                except psycopg.Error as exc:
+                    return Attempt(ident, start, self.clock.now(), False, error="connect: " + _first_line(exc))
+            row = self._conn.execute(INSERT, (self.run, ident)).fetchone()
+            addr = row[0] if row else ""
+            return Attempt(ident, start, self.clock.now(), True, server=self.addresses.get(addr, addr),
+                           notice=" | ".join(self._notices))
+        except psycopg.Error as exc:
+            # Reconnect on the next attempt: after an error the session may point at a dead primary.
+            self._close()
+            return Attempt(ident, start, self.clock.now(), False, error=_first_line(exc),
+                           notice=" | ".join(self._notices))
+
+    def _loop(self) -> None:
+        ident = 0
+        due = time.monotonic()
+        while not self._stop.is_set():
+            ident += 1   # a fresh id per attempt, failed or not, so ids order attempts strictly
+            result = self.attempt(ident)
+            with self._lock:
+                self.attempts.append(result)
+            due += self.settings.interval_s
+            now = time.monotonic()
+            if due < now:        # behind after a stall: carry on from now instead of bursting
+                due = now
+            self._stop.wait(due - now)
+
+
+def ensure_table(conn: psycopg.Connection) -> None:
+    for stmt in DDL:
+        conn.execute(stmt)
+
+
+def table_counts(conn: psycopg.Connection, run: str) -> dict[int, int]:
+    """id -> how many rows of this run the table holds."""
+    rows = conn.execute(f"select id, count(*) from {TABLE} where run = %s group by id", (run,)).fetchall()
+    return {int(i): int(n) for i, n in rows}

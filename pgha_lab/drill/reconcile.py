@@ -1,0 +1,324 @@
+"""Pure judgement of one drill: the ledger, the samples and the table's final contents in,
+downtime, lost and duplicate writes, writes acknowledged by a non-leader, split brain and the
+phase breakdown out. No I/O here, so every detector is unit-tested on synthetic data."""
+from __future__ import annotations
+
+import bisect
+import statistics
+from dataclasses import asdict, dataclass, field
+from typing import Any, Iterable
+
+from .ledger import Attempt
+from .sampler import ETCD, HAPROXY, PATRONI, Sample
+
+SYNC_CANCEL = "canceling wait for synchronous replication"
+
+
+# -- write downtime -------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Gap:
+    """Between two consecutive acknowledgements: the last before the gap, the first after it."""
+    start_s: float
+    end_s: float
+    last_id: int
+    first_id: int
+
+    @property
+    def seconds(self) -> float:
+        return self.end_s - self.start_s
+
+
+def acks(attempts: Iterable[Attempt]) -> list[Attempt]:
+    return sorted((a for a in attempts if a.ok), key=lambda a: a.end_s)
+
+
+def ack_gaps(attempts: Iterable[Attempt]) -> list[Gap]:
+    done = acks(attempts)
+    return [Gap(a.end_s, b.end_s, a.id, b.id) for a, b in zip(done, done[1:])]
+
+
+def longest_gap(attempts: Iterable[Attempt], ending_after_s: float | None = None) -> Gap | None:
+    """The write downtime: the longest stretch without an acknowledgement (optionally only
+    gaps that end after a moment, e.g. the fault)."""
+    gaps = [g for g in ack_gaps(attempts) if ending_after_s is None or g.end_s > ending_after_s]
+    return max(gaps, key=lambda g: g.seconds, default=None)
+
+
+# -- what the table holds against what the client was told -----------------------------------
+def lost_writes(attempts: Iterable[Attempt], table: dict[int, int]) -> list[int]:
+    """Acknowledged to the client, absent from the table after recovery."""
+    return sorted({a.id for a in attempts if a.ok and table.get(a.id, 0) == 0})
+
+
+def duplicate_writes(attempts: Iterable[Attempt], table: dict[int, int]) -> list[int]:
+    """Ids the table holds more than once, or that the ledger acknowledges more than once."""
+    seen: dict[int, int] = {}
+    for a in attempts:
+        if a.ok:
+            seen[a.id] = seen.get(a.id, 0) + 1
+    return sorted({i for i, n in table.items() if n > 1} | {i for i, n in seen.items() if n > 1})
+
+
+def unacknowledged_commits(attempts: Iterable[Attempt], table: dict[int, int]) -> list[int]:
+    """Attempts the client saw fail that committed anyway (the answer was lost, not the write):
+    not a loss, but an application retrying them would write twice."""
+    return sorted({a.id for a in attempts if not a.ok and table.get(a.id, 0) > 0})
+
+
+def unknown_rows(attempts: Iterable[Attempt], table: dict[int, int]) -> list[int]:
+    tried = {a.id for a in attempts}
+    return sorted(i for i, n in table.items() if n > 0 and i not in tried)
+
+
+def with_notice(attempts: Iterable[Attempt], text: str = "") -> list[int]:
+    return [a.id for a in attempts if a.ok and a.notice and text in a.notice]
+
+
+# -- acknowledged by a server that was not the leader of record ------------------------------
+@dataclass(frozen=True)
+class NonLeaderAck:
+    id: int
+    at_s: float
+    server: str
+    leader_before: str    # the leader key's holder in the last reading before the attempt ("" = no key)
+    leader_after: str     # ... and in the first reading after it
+
+
+def non_leader_acks(attempts: Iterable[Attempt], samples: Iterable[Sample]) -> list[NonLeaderAck]:
+    """Acknowledgements from a server that held the leader key neither in the reading before the
+    attempt started nor in any reading up to the first one after it ended. An attempt with no
+    readable reading on one side is not judged: the key may have moved where nobody looked."""
+    keys = sorted((s for s in samples if s.source == ETCD), key=lambda s: s.t_s)
+    times = [s.t_s for s in keys]
+    out = []
+    for a in acks(attempts):
+        i = bisect.bisect_right(times, a.start_s) - 1     # last reading at or before the start
+        j = bisect.bisect_left(times, a.end_s)            # first reading at or after the end
+        if i < 0 or j >= len(keys):
+            continue
+        window = keys[i:j + 1]
+        if not keys[i].answered or not keys[j].answered:
+            continue
+        if any(s.answered and s.value == a.server for s in window):
+            continue
+        out.append(NonLeaderAck(a.id, a.end_s, a.server, keys[i].value, keys[j].value))
+    return out
+
+
+# -- split brain -----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Overlap:
+    source: str           # patroni (two nodes answered as primary) or haproxy (two primary servers UP)
+    start_s: float
+    end_s: float
+    nodes: tuple[str, ...]
+
+    @property
+    def seconds(self) -> float:
+        return self.end_s - self.start_s
+
+
+def _runs(points: list[tuple[float, bool]]) -> list[tuple[float, float]]:
+    """Maximal runs of consecutive True readings, as (first, last) reading times."""
+    runs, start, last = [], None, None
+    for t, flag in points:
+        if flag:
+            start = t if start is None else start
+            last = t
+        elif start is not None:
+            runs.append((start, last))
+            start = None
+    if start is not None:
+        runs.append((start, last))
+    return runs
+
+
+def primary_runs(samples: Iterable[Sample]) -> dict[str, list[tuple[float, float]]]:
+    """Per db node, the stretches it certainly answered as primary: a run of consecutive
+    'primary' readings. A silent reading ends a run: a node nobody heard is not counted."""
+    by_node: dict[str, list[tuple[float, bool]]] = {}
+    for s in sorted((s for s in samples if s.source == PATRONI), key=lambda s: s.t_s):
+        by_node.setdefault(s.node, []).append((s.t_s, s.says_primary))
+    return {node: _runs(points) for node, points in by_node.items()}
+
+
+def two_primaries(samples: Iterable[Sample]) -> list[Overlap]:
+    """Intervals in which two nodes answered as primary. Nodes are read in separate threads at
+    different instants, so one node's role change between two readings of the other is not an
+    overlap: each node must have said 'primary' on both sides of (or at) the shared moment."""
+    samples = list(samples)
+    runs = primary_runs(samples)
+    nodes = sorted(runs)
+    out = []
+    for x, a in enumerate(nodes):
+        for b in nodes[x + 1:]:
+            for a0, a1 in runs[a]:
+                for b0, b1 in runs[b]:
+                    lo, hi = max(a0, b0), min(a1, b1)
+                    if lo <= hi:
+                        out.append(Overlap(PATRONI, lo, hi, (a, b)))
+    out.extend(haproxy_two_primaries(samples))
+    return sorted(out, key=lambda o: o.start_s)
+
+
+def haproxy_two_primaries(samples: Iterable[Sample]) -> list[Overlap]:
+    """Intervals in which HAProxy had two servers UP behind 5432 (one stats page is one instant)."""
+    readings = sorted((s for s in samples if s.source == HAPROXY and s.answered), key=lambda s: s.t_s)
+    out, run = [], []
+    for s in [*readings, None]:
+        if s is not None and len(s.up_servers) >= 2:
+            run.append(s)
+            continue
+        if run:
+            nodes = tuple(sorted({n for r in run for n in r.up_servers}))
+            out.append(Overlap(HAPROXY, run[0].t_s, run[-1].t_s, nodes))
+            run = []
+    return out
+
+
+# -- phases ----------------------------------------------------------------------------------
+@dataclass
+class Phases:
+    """Seconds after the fault for each step of a failover; None when it did not happen."""
+    fault_s: float                        # when the fault was injected (drill time)
+    old_leader: str
+    leader_key_gone: float | None = None  # the old leader no longer holds the key (readable etcd)
+    new_leader: float | None = None       # another node holds the key
+    new_leader_name: str = ""
+    haproxy_switched: float | None = None  # 5432's only UP server is the new leader
+    first_write: float | None = None      # first acknowledgement after the outage
+    first_write_server: str = ""
+
+
+def phases(attempts: Iterable[Attempt], samples: Iterable[Sample], fault_s: float, old_leader: str) -> Phases:
+    attempts, samples = list(attempts), list(samples)
+    ph = Phases(fault_s=fault_s, old_leader=old_leader)
+    after = sorted((s for s in samples if s.t_s >= fault_s and s.answered), key=lambda s: s.t_s)
+    for s in after:
+        if s.source != ETCD:
+            continue
+        if ph.leader_key_gone is None and s.value != old_leader:
+            ph.leader_key_gone = s.t_s - fault_s
+        if s.value and s.value != old_leader:
+            ph.new_leader, ph.new_leader_name = s.t_s - fault_s, s.value
+            break
+    if ph.new_leader_name:
+        t_new = fault_s + (ph.new_leader or 0.0)
+        switched = next((s for s in after if s.source == HAPROXY and s.t_s >= t_new
+                         and s.up_servers == [ph.new_leader_name]), None)
+        if switched:
+            ph.haproxy_switched = switched.t_s - fault_s
+    gap = longest_gap(attempts, ending_after_s=fault_s)
+    if gap is not None:
+        first = next(a for a in acks(attempts) if a.id == gap.first_id)
+        ph.first_write, ph.first_write_server = first.end_s - fault_s, first.server
+    return ph
+
+
+def timelines(samples: Iterable[Sample], fault_s: float) -> tuple[int | None, int | None]:
+    """The primary's timeline in the last reading before the fault and in the last reading of all."""
+    primaries = sorted((s for s in samples if s.says_primary and s.timeline is not None), key=lambda s: s.t_s)
+    before = [s.timeline for s in primaries if s.t_s < fault_s]
+    return (before[-1] if before else None), (primaries[-1].timeline if primaries else None)
+
+
+# -- the whole verdict -----------------------------------------------------------------------
+@dataclass
+class Findings:
+    attempts: int
+    acked: int
+    failed: int
+    downtime: Gap | None
+    lost: list[int]
+    duplicates: list[int]
+    unacknowledged_commits: list[int]
+    unknown_rows: list[int]
+    non_leader_acks: list[NonLeaderAck]
+    split_brain: list[Overlap]
+    sync_cancelled: list[int]         # acknowledged with "canceling wait for synchronous replication"
+    with_notices: list[int]
+    phases: Phases
+    timeline_before: int | None
+    timeline_after: int | None
+    servers: dict[str, int] = field(default_factory=dict)   # acknowledgements per node
+
+    def problems(self) -> list[str]:
+        """What a DBA must look at; empty for a clean drill."""
+        out = []
+        if self.lost:
+            out.append(f"{len(self.lost)} acknowledged write(s) missing after recovery (ids {_ids(self.lost)})")
+        if self.duplicates:
+            out.append(f"{len(self.duplicates)} write(s) duplicated (ids {_ids(self.duplicates)})")
+        if self.non_leader_acks:
+            out.append(f"{len(self.non_leader_acks)} write(s) acknowledged by a node that was not the leader of record "
+                       f"(ids {_ids([n.id for n in self.non_leader_acks])})")
+        if self.split_brain:
+            spans = ", ".join(f"{o.source} {'+'.join(o.nodes)} {o.start_s:.2f}-{o.end_s:.2f}s" for o in self.split_brain)
+            out.append(f"split brain: two primaries at once ({spans})")
+        if self.unknown_rows:
+            out.append(f"{len(self.unknown_rows)} row(s) in the table that the writer never attempted")
+        return out
+
+    def figures(self) -> dict[str, Any]:
+        """The numbers a drill is compared on (flat, so --repeat can take min/median/max)."""
+        ph = self.phases
+        return {
+            "write_downtime_s": round(self.downtime.seconds, 3) if self.downtime else None,
+            "attempts": self.attempts, "acknowledged": self.acked, "failed": self.failed,
+            "lost_writes": len(self.lost), "duplicate_writes": len(self.duplicates),
+            "non_leader_acks": len(self.non_leader_acks),
+            "split_brain_intervals": len(self.split_brain),
+            "split_brain_s": round(sum(o.seconds for o in self.split_brain), 3),
+            "unacknowledged_commits": len(self.unacknowledged_commits),
+            "sync_wait_cancelled": len(self.sync_cancelled),
+            "leader_key_gone_s": _r(ph.leader_key_gone), "new_leader_s": _r(ph.new_leader),
+            "haproxy_switched_s": _r(ph.haproxy_switched), "first_write_s": _r(ph.first_write),
+        }
+
+    def as_dict(self) -> dict[str, Any]:
+        doc = asdict(self)
+        doc["downtime"] = None if self.downtime is None else {**asdict(self.downtime), "seconds": round(self.downtime.seconds, 3)}
+        doc["problems"] = self.problems()
+        doc["figures"] = self.figures()
+        return doc
+
+
+def _r(x: float | None) -> float | None:
+    return None if x is None else round(x, 3)
+
+
+def _ids(ids: list[int], most: int = 10) -> str:
+    shown = ", ".join(map(str, ids[:most]))
+    return shown + (f" and {len(ids) - most} more" if len(ids) > most else "")
+
+
+def reconcile(attempts: Iterable[Attempt], samples: Iterable[Sample], table: dict[int, int],
+              fault_s: float, old_leader: str) -> Findings:
+    attempts, samples = list(attempts), list(samples)
+    ok = [a for a in attempts if a.ok]
+    servers: dict[str, int] = {}
+    for a in ok:
+        servers[a.server] = servers.get(a.server, 0) + 1
+    before, after = timelines(samples, fault_s)
+    return Findings(
+        attempts=len(attempts), acked=len(ok), failed=len(attempts) - len(ok),
+        downtime=longest_gap(attempts), lost=lost_writes(attempts, table),
+        duplicates=duplicate_writes(attempts, table),
+        unacknowledged_commits=unacknowledged_commits(attempts, table),
+        unknown_rows=unknown_rows(attempts, table),
+        non_leader_acks=non_leader_acks(attempts, samples), split_brain=two_primaries(samples),
+        sync_cancelled=with_notice(attempts, SYNC_CANCEL), with_notices=with_notice(attempts),
+        phases=phases(attempts, samples, fault_s, old_leader),
+        timeline_before=before, timeline_after=after, servers=servers)
+
+
+# -- repeats ----------------------------------------------------------------------------------
+def summarize(runs: list[dict[str, Any]]) -> dict[str, dict[str, float | None]]:
+    """min / median / max of every figure over repeated runs (a figure missing in a run is skipped)."""
+    names = list(dict.fromkeys(k for r in runs for k in r))
+    out = {}
+    for name in names:
+        values = [r[name] for r in runs if isinstance(r.get(name), (int, float))]
+        out[name] = ({"min": min(values), "median": statistics.median(values), "max": max(values), "n": len(values)}
+                     if values else {"min": None, "median": None, "max": None, "n": 0})
+    return out

@@ -1,0 +1,233 @@
+"""The drill's detectors on synthetic ledgers and samples: each problem fires, a clean drill fires none."""
+from __future__ import annotations
+
+import pytest
+
+from pgha_lab.drill import reconcile as rc
+from pgha_lab.drill.ledger import Attempt
+from pgha_lab.drill.sampler import ETCD, HAPROXY, PATRONI, Sample
+
+
+# -- builders ---------------------------------------------------------------------------------
+def ledger(n: int = 100, step: float = 0.05, server: str = "dbnode1", gap: tuple[float, float] | None = None,
+           after: str | None = None) -> list[Attempt]:
+    """n attempts every `step` s, each taking 10 ms; attempts starting inside `gap` fail;
+    after the gap `after` answers instead of `server`."""
+    out = []
+    for i in range(1, n + 1):
+        t = i * step
+        if gap and gap[0] <= t < gap[1]:
+            out.append(Attempt(i, t, t + 0.01, False, error="connection refused"))
+        else:
+            who = after if (after and gap and t >= gap[1]) else server
+            out.append(Attempt(i, t, t + 0.01, True, server=who))
+    return out
+
+
+def table_of(attempts: list[Attempt]) -> dict[int, int]:
+    return {a.id: 1 for a in attempts if a.ok}
+
+
+def key_readings(changes: list[tuple[float, str]], until: float, step: float = 0.1) -> list[Sample]:
+    """etcd readings every `step` s; `changes` = [(from time, holder)], holder "" = no key."""
+    out, t = [], 0.0
+    while t <= until:
+        holder = [h for since, h in changes if since <= t][-1]
+        out.append(Sample(round(t, 3), ETCD, value=holder))
+        t += step
+    return out
+
+
+def roles(node: str, primary_until: float | None, primary_from: float | None, until: float,
+          step: float = 0.1, offset: float = 0.0) -> list[Sample]:
+    out, t = [], offset
+    while t <= until:
+        primary = (primary_until is not None and t < primary_until) or (primary_from is not None and t >= primary_from)
+        out.append(Sample(round(t, 3), PATRONI, node, value="primary" if primary else "replica",
+                          state="running", timeline=2 if primary_from is not None and t >= primary_from else 1))
+        t += step
+    return out
+
+
+def clean_drill() -> tuple[list[Attempt], list[Sample], dict[int, int]]:
+    """A switchover dbnode1 -> dbnode2 at 2.0 s, done cleanly: writes pause 2.0-2.6 s."""
+    attempts = ledger(100, gap=(2.0, 2.6), after="dbnode2")
+    samples = (key_readings([(0, "dbnode1"), (2.2, ""), (2.4, "dbnode2")], 5.0)
+               + roles("dbnode1", 2.1, None, 5.0, offset=0.03)
+               + roles("dbnode2", None, 2.45, 5.0, offset=0.07)
+               + [Sample(t / 10, HAPROXY, value="dbnode1" if t < 22 else ("" if t < 27 else "dbnode2"))
+                  for t in range(51)])
+    return attempts, samples, table_of(attempts)
+
+
+# -- a clean drill --------------------------------------------------------------------------
+def test_a_clean_drill_fires_no_detector():
+    attempts, samples, table = clean_drill()
+    f = rc.reconcile(attempts, samples, table, fault_s=2.0, old_leader="dbnode1")
+    assert f.problems() == []
+    assert f.lost == [] and f.duplicates == [] and f.non_leader_acks == [] and f.split_brain == []
+    assert f.unacknowledged_commits == [] and f.unknown_rows == []
+    assert f.acked + f.failed == f.attempts == 100
+
+
+def test_the_clean_drill_phases_and_timeline():
+    attempts, samples, table = clean_drill()
+    f = rc.reconcile(attempts, samples, table, fault_s=2.0, old_leader="dbnode1")
+    ph = f.phases
+    assert ph.leader_key_gone == pytest.approx(0.2, abs=0.01)
+    assert ph.new_leader == pytest.approx(0.4, abs=0.01) and ph.new_leader_name == "dbnode2"
+    assert ph.haproxy_switched == pytest.approx(0.7, abs=0.01)
+    assert ph.first_write_server == "dbnode2" and ph.first_write == pytest.approx(0.61, abs=0.01)
+    assert (f.timeline_before, f.timeline_after) == (1, 2)
+    assert f.servers["dbnode1"] > 0 and f.servers["dbnode2"] > 0
+
+
+# -- downtime ----------------------------------------------------------------------------------
+def test_the_longest_gap_runs_from_the_last_ack_before_to_the_first_after():
+    attempts = ledger(100, gap=(1.0, 3.0))   # attempts 20..59 fail
+    gap = rc.longest_gap(attempts)
+    assert (gap.last_id, gap.first_id) == (19, 60)
+    assert gap.seconds == pytest.approx(60 * 0.05 - 19 * 0.05)
+
+
+def test_the_longest_of_several_gaps_is_the_downtime():
+    attempts = ledger(100, gap=(1.0, 1.5))
+    for a in attempts:
+        if 3.0 <= a.start_s < 4.0:
+            a.ok, a.server, a.error = False, "", "timeout"
+    assert rc.longest_gap(attempts).seconds == pytest.approx(1.0, abs=0.06)
+    assert len([g for g in rc.ack_gaps(attempts) if g.seconds > 0.2]) == 2
+
+
+def test_no_ack_at_all_means_no_downtime_figure():
+    attempts = [Attempt(i, i * 0.05, i * 0.05 + 0.01, False, error="refused") for i in range(1, 10)]
+    assert rc.longest_gap(attempts) is None
+
+
+# -- the table against the ledger ----------------------------------------------------------
+def test_an_acknowledged_write_missing_from_the_table_is_lost():
+    attempts, samples, table = clean_drill()
+    del table[37]
+    f = rc.reconcile(attempts, samples, table, fault_s=2.0, old_leader="dbnode1")
+    assert f.lost == [37]
+    assert any("missing after recovery" in p and "37" in p for p in f.problems())
+
+
+def test_a_row_held_twice_is_a_duplicate():
+    attempts, samples, table = clean_drill()
+    table[12] = 2
+    f = rc.reconcile(attempts, samples, table, fault_s=2.0, old_leader="dbnode1")
+    assert f.duplicates == [12]
+    assert any("duplicated" in p for p in f.problems())
+
+
+def test_an_id_acknowledged_twice_in_the_ledger_is_a_duplicate():
+    attempts = ledger(10)
+    attempts.append(Attempt(5, 0.6, 0.61, True, server="dbnode1"))
+    assert rc.duplicate_writes(attempts, table_of(attempts)) == [5]
+
+
+def test_a_failed_attempt_that_committed_is_reported_but_is_not_a_loss():
+    attempts = ledger(50, gap=(1.0, 1.2))
+    table = table_of(attempts)
+    failed = next(a.id for a in attempts if not a.ok)
+    table[failed] = 1
+    f = rc.reconcile(attempts, [], table, fault_s=1.0, old_leader="dbnode1")
+    assert f.unacknowledged_commits == [failed] and f.lost == [] and f.problems() == []
+
+
+def test_a_row_nobody_attempted_is_flagged():
+    attempts = ledger(10)
+    table = table_of(attempts) | {999: 1}
+    assert rc.unknown_rows(attempts, table) == [999]
+
+
+# -- non-leader acknowledgements -------------------------------------------------------------
+def test_a_write_acknowledged_by_a_node_that_did_not_hold_the_key_is_flagged():
+    attempts, samples, table = clean_drill()
+    # attempt 80 (4.0 s) answered by the old leader long after the key moved to dbnode2
+    attempts[79].server = "dbnode1"
+    f = rc.reconcile(attempts, samples, table, fault_s=2.0, old_leader="dbnode1")
+    assert [(n.id, n.server, n.leader_before, n.leader_after) for n in f.non_leader_acks] == [(80, "dbnode1", "dbnode2", "dbnode2")]
+    assert any("not the leader of record" in p for p in f.problems())
+
+
+def test_an_ack_straddling_the_key_change_is_judged_against_both_sides():
+    # The key moves dbnode1 -> dbnode2 at 1.0 s; an ack from dbnode2 whose attempt started at
+    # 0.95 s has the old holder before it and the new one after it: not flagged.
+    samples = key_readings([(0, "dbnode1"), (1.0, "dbnode2")], 3.0)
+    straddling = [Attempt(1, 0.95, 1.05, True, server="dbnode2")]
+    assert rc.non_leader_acks(straddling, samples) == []
+    # ... but an ack from dbnode1 entirely after the change is flagged.
+    late = [Attempt(2, 1.25, 1.28, True, server="dbnode1")]
+    assert [n.id for n in rc.non_leader_acks(late, samples)] == [2]
+
+
+def test_an_ack_without_a_readable_key_on_one_side_is_not_judged():
+    samples = [Sample(0.0, ETCD, value="dbnode1"), Sample(0.1, ETCD, error="etcd unreadable"),
+               Sample(0.3, ETCD, value="dbnode1")]
+    assert rc.non_leader_acks([Attempt(1, 0.12, 0.2, True, server="dbnode2")], samples) == []
+
+
+def test_an_ack_while_nobody_holds_the_key_is_flagged():
+    samples = key_readings([(0, "dbnode1"), (1.0, "")], 3.0)
+    found = rc.non_leader_acks([Attempt(1, 2.0, 2.02, True, server="dbnode1")], samples)
+    assert [(n.leader_before, n.leader_after) for n in found] == [("", "")]
+
+
+# -- split brain -----------------------------------------------------------------------------
+def test_two_nodes_answering_as_primary_at_once_is_split_brain():
+    samples = roles("dbnode1", None, 0.0, 3.0) + roles("dbnode2", None, 1.5, 3.0, offset=0.05)
+    f = rc.reconcile([], samples, {}, fault_s=1.0, old_leader="dbnode1")
+    patroni = [o for o in f.split_brain if o.source == PATRONI]
+    assert len(patroni) == 1 and patroni[0].nodes == ("dbnode1", "dbnode2")
+    assert patroni[0].start_s == pytest.approx(1.55) and patroni[0].end_s == pytest.approx(3.0, abs=0.11)
+    assert any("split brain" in p for p in f.problems())
+
+
+def test_a_handover_between_two_readings_is_not_split_brain():
+    # dbnode1's last 'primary' reading is at 2.0 s and its next says replica; dbnode2's first
+    # 'primary' reading is at 2.05 s. Under a latest-reading view both 'are' primary for 50 ms,
+    # but neither reading pair confirms it.
+    samples = roles("dbnode1", 2.05, None, 4.0) + roles("dbnode2", None, 2.05, 4.0, offset=0.05)
+    assert rc.two_primaries(samples) == []
+
+
+def test_a_silent_node_is_not_counted_as_primary():
+    samples = (roles("dbnode1", None, 0.0, 1.0)
+               + [Sample(t / 10, PATRONI, "dbnode1", error="no answer") for t in range(11, 30)]
+               + roles("dbnode2", None, 1.2, 3.0, offset=0.05))
+    assert rc.two_primaries(samples) == []
+
+
+def test_two_primary_servers_up_in_haproxy_is_split_brain():
+    samples = [Sample(t / 10, HAPROXY, value="dbnode1+dbnode2" if 10 <= t <= 14 else "dbnode1") for t in range(30)]
+    found = rc.haproxy_two_primaries(samples)
+    assert [(o.source, o.start_s, o.end_s, o.nodes) for o in found] == [(HAPROXY, 1.0, 1.4, ("dbnode1", "dbnode2"))]
+    assert rc.reconcile([], samples, {}, 0.5, "dbnode1").split_brain == found
+
+
+# -- notices, figures, repeats -----------------------------------------------------------------
+def test_a_cancelled_synchronous_wait_is_recorded_on_the_acknowledgement():
+    attempts = ledger(10)
+    attempts[3].notice = ("WARNING: canceling wait for synchronous replication due to user request | "
+                          "WARNING: The transaction has already committed locally, but might not have been replicated to the standby.")
+    f = rc.reconcile(attempts, [], table_of(attempts), 0.2, "dbnode1")
+    assert f.sync_cancelled == [4] and f.with_notices == [4]
+    assert f.figures()["sync_wait_cancelled"] == 1
+
+
+def test_figures_are_flat_numbers_and_the_dict_round_trips_to_json():
+    import json
+    attempts, samples, table = clean_drill()
+    f = rc.reconcile(attempts, samples, table, fault_s=2.0, old_leader="dbnode1")
+    figs = f.figures()
+    assert figs["write_downtime_s"] == pytest.approx(0.65, abs=0.01)
+    assert all(v is None or isinstance(v, (int, float)) for v in figs.values())
+    assert json.loads(json.dumps(f.as_dict()))["figures"] == figs
+
+
+def test_summarize_takes_min_median_max_and_skips_missing_values():
+    s = rc.summarize([{"a": 1.0, "b": None}, {"a": 3.0, "b": 2}, {"a": 2.0, "b": None}])
+    assert s["a"] == {"min": 1.0, "median": 2.0, "max": 3.0, "n": 3}
+    assert s["b"] == {"min": 2, "median": 2, "max": 2, "n": 1}
