@@ -22,7 +22,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from .errors import LabError
 from .fsutil import ensure_dir, write_if_changed
 from .paths import LabPaths
-from .topology import Node, Role, Topology
+from .topology import Node, Topology
 
 # Bump when the way certificates are made changes, so existing labs get fresh ones.
 PLAN_VERSION = 1
@@ -196,7 +196,7 @@ def _signed_by(cert: x509.Certificate, ca: x509.Certificate) -> bool:
     try:
         cert.verify_directly_issued_by(ca)
         return True
-    except (ValueError, TypeError, Exception):  # InvalidSignature is not a ValueError
+    except Exception:   # ValueError, TypeError or InvalidSignature: all mean "not this CA's"
         return False
 
 
@@ -381,8 +381,3 @@ def describe(paths: LabPaths, topology: Topology) -> list[CertInfo]:
                             spec.purpose, names, f"{cert.not_valid_after_utc:%Y-%m-%d}"))
     return out
 
-
-def role_tls_dir(role: Role) -> str:
-    """Where the image's entrypoint puts a role's TLS files (the rendered configs point there)."""
-    from . import node_paths
-    return {Role.ETCD: node_paths.ETCD_TLS, Role.DB: node_paths.PATRONI_TLS, Role.HAPROXY: node_paths.HAPROXY_TLS}[role]

@@ -7,7 +7,6 @@ import ssl
 import subprocess
 import time
 import uuid
-from pathlib import Path
 
 import pytest
 import requests

@@ -11,7 +11,7 @@ import yaml
 from pgha_lab import node_paths, profiles, render, secrets, tls
 from pgha_lab.errors import LabError
 from pgha_lab.paths import LabPaths
-from pgha_lab.topology import Role, Topology
+from pgha_lab.topology import Topology
 
 SEED, FAST = profiles.SEED, profiles.FAST
 

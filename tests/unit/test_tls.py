@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import ipaddress
-import os
 import stat
 import subprocess
 from pathlib import Path
@@ -229,3 +227,43 @@ def test_fingerprint_follows_the_model_not_the_clock():
     assert tls.fingerprint(a) == tls.fingerprint(b)
     assert tls.fingerprint(a) != tls.fingerprint(Topology.build(subnet="10.20.0.0/24"))
     assert tls.fingerprint(a) != tls.fingerprint(Topology.build(project="other"))
+
+
+def _handshake(server_ctx, client_ctx, name: str) -> None:
+    """A TLS handshake entirely in memory (no socket), the client checking `name`."""
+    import ssl
+    c_in, c_out, s_in, s_out = ssl.MemoryBIO(), ssl.MemoryBIO(), ssl.MemoryBIO(), ssl.MemoryBIO()
+    client = client_ctx.wrap_bio(c_in, c_out, server_hostname=name)
+    server = server_ctx.wrap_bio(s_in, s_out, server_side=True)
+    done = {"c": False, "s": False}
+    for _ in range(20):
+        for key, end in (("c", client), ("s", server)):
+            if not done[key]:
+                try:
+                    end.do_handshake()
+                    done[key] = True
+                except ssl.SSLWantReadError:
+                    pass
+        s_in.write(c_out.read())
+        c_in.write(s_out.read())
+        if all(done.values()):
+            return
+    raise AssertionError("handshake did not finish")
+
+
+@pytest.mark.parametrize("name, ok", [("haproxy", True), ("192.168.56.30", True), ("127.0.0.1", True),
+                                      ("localhost", True), ("dbnode1", True), ("192.168.56.10", True),
+                                      ("pgha-lab-haproxy", True), ("dbnode2", False), ("192.168.56.20", False)])
+def test_verify_full_through_haproxy_accepts_dbnode1s_postgres_certificate(lab, name, ok):
+    """What libpq's verify-full does when a client dials HAProxy (or a published loopback port)
+    and meets dbnode1's own certificate behind it."""
+    import ssl
+    paths, _ = lab
+    server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_ctx.load_cert_chain(paths.certs / "dbnode1-postgres.crt", paths.certs / "dbnode1-postgres.key")
+    client_ctx = ssl.create_default_context(cafile=str(paths.certs / tls.CA_CERT))
+    if ok:
+        _handshake(server_ctx, client_ctx, name)
+    else:
+        with pytest.raises(ssl.SSLCertVerificationError):
+            _handshake(server_ctx, client_ctx, name)
