@@ -322,3 +322,9 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, dict[str, float | None]]:
         out[name] = ({"min": min(values), "median": statistics.median(values), "max": max(values), "n": len(values)}
                      if values else {"min": None, "median": None, "max": None, "n": 0})
     return out
+
+
+def writes_flowing(attempts: Iterable[Attempt], now_s: float, window_s: float) -> bool:
+    """Every attempt that finished in the last `window_s` seconds was acknowledged (and there was one)."""
+    recent = [a for a in attempts if a.end_s >= now_s - window_s]
+    return bool(recent) and all(a.ok for a in recent)

@@ -231,3 +231,14 @@ def test_summarize_takes_min_median_max_and_skips_missing_values():
     s = rc.summarize([{"a": 1.0, "b": None}, {"a": 3.0, "b": 2}, {"a": 2.0, "b": None}])
     assert s["a"] == {"min": 1.0, "median": 2.0, "max": 3.0, "n": 3}
     assert s["b"] == {"min": 2, "median": 2, "max": 2, "n": 1}
+
+
+def test_writes_flow_only_when_every_recent_attempt_was_acknowledged():
+    attempts = ledger(100, gap=(2.0, 3.0))
+
+    def at(t: float) -> bool:   # what the runner sees at time t: the attempts finished by then
+        return rc.writes_flowing([a for a in attempts if a.end_s <= t], now_s=t, window_s=1.0)
+    assert at(1.9)
+    assert not at(3.2)     # failures inside the window
+    assert at(4.5)
+    assert not at(9.0)     # nothing finished lately

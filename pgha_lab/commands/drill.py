@@ -1,0 +1,109 @@
+"""`pgha-lab drill`: a measured failover experiment and its report."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+from .. import access, profiles
+from ..drill import report
+from ..drill.runner import DrillResult, make_lab, run_drill
+from ..drill.scenarios import SCENARIOS, get as get_scenario
+from ..errors import LabError
+from ..progress import Progress
+from ._common import lab_paths, load_topology
+
+EXIT_PROBLEMS = 3   # the drill ran, and found something a DBA must look at
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "drill", help="break the cluster under a steady write load and measure what happens",
+        description="Scenarios: " + "; ".join(f"{s.name} ({s.summary})" for s in SCENARIOS.values()) + ". "
+                    "Exits 0 when the drill found no problem and left the lab healthy, 3 when it found one.")
+    p.add_argument("scenario", metavar="SCENARIO", help="one of: " + ", ".join(SCENARIOS))
+    p.add_argument("--repeat", type=int, default=1, metavar="N", help="run the drill N times; the report adds min/median/max")
+    p.add_argument("--profile", metavar="seed|fast",
+                   help="the timing profile the measurement assumes; refused when the lab runs another one")
+    p.add_argument("--out", metavar="DIR", help="report folder (default: labs/<project>/drills/<time>-<scenario>)")
+    p.add_argument("--json", action="store_true", help="print the figures as JSON")
+    p.set_defaults(func=cmd_drill)
+
+
+def cmd_drill(args: argparse.Namespace) -> int:
+    # Every refusal comes before anything is touched.
+    scenario = get_scenario(args.scenario)
+    if args.repeat < 1:
+        raise LabError(f"--repeat takes a count of 1 or more, not {args.repeat}.")
+    paths = lab_paths(args)
+    if not paths.topology_file.exists():
+        raise LabError(f"there is no lab {paths.project!r} here; start one with `pgha-lab up`.")
+    topo = load_topology(paths)
+    running = access.saved_profile(paths) or profiles.DEFAULT
+    if args.profile is not None:
+        profiles.get(args.profile)   # an unknown name is refused with the valid ones
+        if args.profile != running:
+            # Re-running `up` from here would restart Patroni and HAProxy under the user's feet; a drill
+            # only measures, so it refuses rather than silently comparing against the wrong timings.
+            raise LabError(f"lab {paths.project!r} runs the {running} profile, not {args.profile}; run "
+                           f"`pgha-lab up --profile {args.profile}` first, or drop --profile.")
+    profile = profiles.get(running)
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    folder = report.prepare_dir(Path(args.out).resolve() if args.out else paths.state / "drills" / f"{stamp}-{scenario.name}")
+
+    progress = Progress(stream=sys.stderr)
+    lab = make_lab(paths, topo, profile)
+    results: list[DrillResult] = []
+    for k in range(args.repeat):
+        if args.repeat > 1:
+            progress.info(f"run {k + 1} of {args.repeat}")
+        run_id = f"{stamp}-{scenario.name}-{k + 1}"
+        result = run_drill(lab, scenario, run_id, progress=progress)
+        target = folder / f"run-{k + 1:02d}" if args.repeat > 1 else folder
+        target.mkdir(exist_ok=True)
+        report.write(result, target)
+        results.append(result)
+        if not result.healthy_after:
+            progress.info(f"the lab did not return to health ({result.health_note}); stopping the repeats")
+            break
+    summary = report.write_summary(scenario.name, results, folder) if args.repeat > 1 else None
+
+    if args.json:
+        doc = {"scenario": scenario.name, "folder": str(folder), "profile": profile.name,
+               "runs": [{"run": r.run, "figures": r.figures(), "problems": r.findings.problems() if r.findings else [],
+                         "healthy_after": r.healthy_after} for r in results]}
+        if summary:
+            doc["summary"] = summary["summary"]
+        print(json.dumps(doc, indent=2))
+    else:
+        print(_human(results, folder, summary))
+    bad = any((r.findings and r.findings.problems()) or not r.healthy_after for r in results)
+    return EXIT_PROBLEMS if bad else 0
+
+
+def _human(results: list[DrillResult], folder: Path, summary: dict | None) -> str:
+    lines = []
+    for r in results:
+        f = r.findings
+        assert f is not None
+        figs = r.figures()
+        bound = f" (bound {r.bound_s:.1f}s: {'within' if r.within_bound else 'OVER'})" if r.within_bound is not None else ""
+        down = figs["write_downtime_s"]
+        lines.append(f"{r.run}: write downtime {down if down is not None else '—'}s{bound}, "
+                     f"{figs['lost_writes']} lost, {figs['duplicate_writes']} duplicate, "
+                     f"{figs['non_leader_acks']} acked by a non-leader, {figs['split_brain_intervals']} split-brain interval(s); "
+                     f"timeline {figs['timeline_before']} -> {figs['timeline_after']}"
+                     + ("" if r.healthy_after else f"; lab NOT healthy after: {r.health_note}"))
+        lines += [f"  problem: {p}" for p in f.problems()]
+    if summary:
+        lines.append("")
+        lines.append(f"{'figure':34} {'min':>8} {'median':>8} {'max':>8}")
+        for key in ("write_downtime_s", "lost_writes", "non_leader_acks", "split_brain_intervals", "new_leader_s",
+                    "haproxy_switched_s", "first_write_s"):
+            s = summary["summary"].get(key, {})
+            cells = [("—" if s.get(k) is None else f"{s[k]:.2f}") for k in ("min", "median", "max")]
+            lines.append(f"{key:34} {cells[0]:>8} {cells[1]:>8} {cells[2]:>8}")
+    lines.append(f"Report: {folder / ('summary.md' if summary else 'report.md')}")
+    return "\n".join(lines)

@@ -1,0 +1,172 @@
+"""A drill's report on disk: Markdown for the DBA, JSON for scripts, the raw ledger and samples
+as CSV for re-plotting, and the timeline PNG; plus a min/median/max summary over repeats."""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from ..errors import LabError
+from . import ledger, sampler
+from .reconcile import summarize
+from .runner import DrillResult
+
+FILES = {"markdown": "report.md", "json": "report.json", "ledger": "ledger.csv", "samples": "samples.csv",
+         "timeline": "timeline.png"}
+
+# Figure names as a DBA reads them, in the order the tables show them.
+LABELS = {
+    "write_downtime_s": "write downtime (s): last ack before the gap to first ack after it",
+    "recovery_bound_s": "bound implied by the profile (s)",
+    "lost_writes": "acknowledged writes lost",
+    "duplicate_writes": "duplicate writes",
+    "non_leader_acks": "writes acknowledged by a non-leader",
+    "split_brain_intervals": "split-brain intervals (two primaries)",
+    "split_brain_s": "split-brain time (s)",
+    "leader_key_gone_s": "leader key gone (s after fault)",
+    "new_leader_s": "new leader holds the key (s after fault)",
+    "haproxy_switched_s": "HAProxy 5432 on the new leader (s after fault)",
+    "first_write_s": "first acknowledged write after the outage (s after fault)",
+    "timeline_before": "timeline before",
+    "timeline_after": "timeline after",
+    "attempts": "write attempts",
+    "acknowledged": "acknowledged",
+    "failed": "failed",
+    "unacknowledged_commits": "failed for the client but committed",
+    "sync_wait_cancelled": "acknowledged after a cancelled synchronous-replication wait",
+}
+
+
+def prepare_dir(path: Path) -> Path:
+    """The output folder, created; refused when it already holds files, so no report is overwritten."""
+    if path.exists() and (not path.is_dir() or any(path.iterdir())):
+        raise LabError(f"{path} already exists and is not an empty folder; choose another --out.")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise LabError(f"cannot create {path}: {exc.strerror}.") from None
+    return path
+
+
+def as_json(result: DrillResult) -> dict[str, Any]:
+    f = result.findings
+    assert f is not None
+    return {
+        "scenario": result.scenario.name, "summary": result.scenario.summary, "project": result.project,
+        "run": result.run, "started": result.started, "profile": result.profile.as_dict(),
+        "fault": {"target": result.fault.target, "role_before": result.fault.role_before, "done": result.fault.done,
+                  "expected": result.fault.expected, "also": result.fault.extra_targets, "at_s": round(result.fault_s, 3)},
+        "old_leader": result.old_leader,
+        "bound": {"seconds": result.bound_s, "derivation": result.scenario.bound_text, "within": result.within_bound},
+        "recovered": result.recovered, "recovery_note": result.recovery_note,
+        "healed": result.healed, "healthy_after": result.healthy_after, "health_note": result.health_note,
+        "events": [asdict(e) for e in result.events],
+        "figures": result.figures(),
+        "problems": f.problems(),
+        "findings": f.as_dict(),
+        "members_before": result.members_before, "members_after": result.members_after,
+        "writer": asdict(result.writer_settings),
+        "files": FILES,
+    }
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, float):
+        return f"{value:.2f}"
+    return str(value)
+
+
+def markdown(result: DrillResult) -> str:
+    f = result.findings
+    assert f is not None
+    p = result.profile
+    figs = result.figures()
+    verdict = "no problem found" if not f.problems() else f"{len(f.problems())} problem(s)"
+    bound = result.bound_s
+    lines = [
+        f"# Drill `{result.scenario.name}` — {verdict}",
+        "",
+        f"{result.scenario.summary}. Lab `{result.project}`, {p.name} profile (ttl {p.ttl}s, loop_wait {p.loop_wait}s, "
+        f"retry_timeout {p.retry_timeout}s, HAProxy inter {p.check_inter_ms}ms fall {p.check_fall} rise {p.check_rise}); "
+        f"started {result.started}, run id `{result.run}`.",
+        "",
+        f"- **Fault** at {result.fault_s:.2f}s: {result.fault.done}.",
+        f"- **Expected**: {result.fault.expected}",
+        f"- **Recovery**: {result.recovery_note}. **Healed**: {', '.join(result.healed) or 'nothing to heal'}. "
+        f"**Healthy after**: {'yes' if result.healthy_after else 'NO — ' + result.health_note}.",
+        "",
+        "## Figures",
+        "",
+        "| figure | value |",
+        "|---|---|",
+    ]
+    for key, label in LABELS.items():
+        lines.append(f"| {label} | {_fmt(figs.get(key))} |")
+    if bound is not None and f.downtime is not None:
+        lines += ["", f"Write downtime {f.downtime.seconds:.2f}s against a bound of {bound:.1f}s "
+                      f"({result.scenario.bound_text}): **{'within' if result.within_bound else 'OVER'}** the bound."]
+    lines += ["", "## Problems", ""]
+    lines += [f"- {x}" for x in f.problems()] or ["None: every acknowledged write is in the table, no duplicate, "
+                                                   "no write acknowledged by a non-leader, never two primaries."]
+    ph = f.phases
+    lines += ["", "## Phases (seconds after the fault)", "", "| phase | at | detail |", "|---|---|---|",
+              f"| fault | 0.00 | {result.fault.target} ({result.fault.role_before}) |",
+              f"| leader key gone | {_fmt(ph.leader_key_gone)} | {ph.old_leader} no longer holds it |",
+              f"| new leader | {_fmt(ph.new_leader)} | {ph.new_leader_name or '—'} |",
+              f"| HAProxy switched | {_fmt(ph.haproxy_switched)} | 5432 routes only to {ph.new_leader_name or '—'} |",
+              f"| first write | {_fmt(ph.first_write)} | acknowledged by {ph.first_write_server or '—'} |",
+              "", f"Timeline {_fmt(f.timeline_before)} → {_fmt(f.timeline_after)}.", ""]
+    if f.downtime is not None:
+        d = f.downtime
+        lines.append(f"The longest gap runs from write #{d.last_id} ({d.start_s:.2f}s) to write #{d.first_id} ({d.end_s:.2f}s).")
+    lines += ["", "## Writes", "",
+              f"{f.attempts} attempts, {f.acked} acknowledged, {f.failed} failed; acknowledged by "
+              + ", ".join(f"{k or '?'} ({v})" for k, v in sorted(f.servers.items())) + "."]
+    if f.unacknowledged_commits:
+        lines.append(f"{len(f.unacknowledged_commits)} attempt(s) failed for the client yet committed "
+                     f"(ids {', '.join(map(str, f.unacknowledged_commits[:10]))}): an application that retries them writes twice.")
+    if f.sync_cancelled:
+        lines.append(f"{len(f.sync_cancelled)} write(s) came back as success with PostgreSQL's WARNING that the wait for "
+                     f"synchronous replication was cancelled: committed locally, maybe not on the standby "
+                     f"(ids {', '.join(map(str, f.sync_cancelled[:10]))}).")
+    lines += ["", "## Events (drill time, s)", ""] + [f"- {e.t_s:.2f} {e.label}" for e in result.events]
+    lines += ["", "## Files", "",
+              "- `ledger.csv`: one row per write attempt (id, start_s, end_s, ok, server, error, notice, latency_ms, start_epoch)",
+              "- `samples.csv`: one row per reading (t_s, source patroni/etcd/haproxy, node, value, state, timeline, error, epoch)",
+              "- `report.json`: everything above for scripts; `timeline.png`: latency, errors and roles over time", ""]
+    return "\n".join(lines)
+
+
+def write(result: DrillResult, folder: Path) -> dict[str, Path]:
+    from . import plot
+    files = {k: folder / v for k, v in FILES.items()}
+    ledger.write_csv(result.attempts, files["ledger"], result.clock)
+    sampler.write_csv(result.samples, files["samples"], result.clock)
+    files["json"].write_text(json.dumps(as_json(result), indent=2) + "\n")
+    files["markdown"].write_text(markdown(result))
+    plot.timeline(result, files["timeline"])
+    return files
+
+
+def write_summary(scenario: str, results: list[DrillResult], folder: Path) -> dict[str, Any]:
+    """min / median / max of every figure over the runs of a --repeat."""
+    runs = [r.figures() for r in results]
+    summary = summarize(runs)
+    doc = {"scenario": scenario, "runs": len(results), "profile": results[0].profile.name,
+           "summary": summary, "per_run": runs,
+           "problems": {r.run: r.findings.problems() for r in results if r.findings and r.findings.problems()}}
+    (folder / "summary.json").write_text(json.dumps(doc, indent=2) + "\n")
+    lines = [f"# Drill `{scenario}` × {len(results)} ({results[0].profile.name} profile)", "",
+             "| figure | min | median | max |", "|---|---|---|---|"]
+    for key, label in LABELS.items():
+        s = summary.get(key)
+        if s:
+            lines.append(f"| {label} | {_fmt(s['min'])} | {_fmt(s['median'])} | {_fmt(s['max'])} |")
+    lines += ["", "Runs: " + ", ".join(f"[{r.run}](run-{i + 1:02d}/report.md)" for i, r in enumerate(results)), ""]
+    if doc["problems"]:
+        lines += ["## Problems", ""] + [f"- {run}: {p}" for run, ps in doc["problems"].items() for p in ps]
+    (folder / "summary.md").write_text("\n".join(lines) + "\n")
+    return doc

@@ -1,0 +1,242 @@
+"""One drill end to end: healthy check, steady writes, the fault, recovery, heal, full health,
+then reconciliation of the ledger against the table."""
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable
+
+import psycopg
+
+from .. import access, health, secrets
+from ..chaos import Chaos
+from ..errors import LabError
+from ..paths import LabPaths
+from ..profiles import Profile
+from ..progress import Progress
+from ..topology import Topology
+from . import reconcile as rc
+from .clock import Clock
+from .ledger import Attempt, Writer, WriterSettings, ensure_table, table_counts
+from .sampler import Sample, Sampler
+from .scenarios import Fault, Lab, Scenario, healthy
+
+POLL_S = 0.25
+
+
+@dataclass(frozen=True)
+class DrillOptions:
+    pre_fault_s: float = 3.0         # the fault's fixed offset: steady writes first, as a baseline
+    tail_s: float = 2.0              # writes kept going after full health, so the last gap closes
+    flowing_window_s: float = 1.0    # "writes flow": every attempt of the last second acknowledged
+    writer: WriterSettings = WriterSettings()
+    sample_interval_s: float = 0.1
+    sample_timeout_s: float = 0.5
+    recover_margin_s: float = 60.0   # past the profile's bound before a drill stops waiting and heals
+    health_deadline_s: float = 300.0  # a rewind or a fresh base backup of the old leader
+
+
+@dataclass
+class Event:
+    t_s: float
+    label: str
+
+
+@dataclass
+class DrillResult:
+    scenario: Scenario
+    project: str
+    profile: Profile
+    run: str
+    clock: Clock
+    fault: Fault
+    fault_s: float
+    old_leader: str
+    members_before: list[dict[str, Any]]
+    members_after: list[dict[str, Any]] = field(default_factory=list)
+    events: list[Event] = field(default_factory=list)
+    recovered: bool = False
+    recovery_note: str = ""
+    healed: list[str] = field(default_factory=list)
+    healthy_after: bool = False
+    health_note: str = ""
+    attempts: list[Attempt] = field(default_factory=list)
+    samples: list[Sample] = field(default_factory=list)
+    table: dict[int, int] = field(default_factory=dict)
+    findings: rc.Findings | None = None
+    writer_settings: WriterSettings = field(default_factory=WriterSettings)
+
+    @property
+    def bound_s(self) -> float | None:
+        return self.scenario.bound_s(self.profile)
+
+    @property
+    def within_bound(self) -> bool | None:
+        f = self.findings
+        if self.bound_s is None or f is None or f.downtime is None:
+            return None
+        return f.downtime.seconds <= self.bound_s
+
+    @property
+    def started(self) -> str:
+        return datetime.fromtimestamp(self.clock.wall0, timezone.utc).isoformat(timespec="seconds")
+
+    def figures(self) -> dict[str, Any]:
+        figs = dict(self.findings.figures()) if self.findings else {}
+        figs["recovery_bound_s"] = None if self.bound_s is None else round(self.bound_s, 3)
+        figs["timeline_before"] = self.findings.timeline_before if self.findings else None
+        figs["timeline_after"] = self.findings.timeline_after if self.findings else None
+        return figs
+
+
+def make_lab(paths: LabPaths, topo: Topology, profile: Profile) -> Lab:
+    probe = access.probe_for(paths, topo)
+    creds = secrets.load(paths)
+    return Lab(paths=paths, topo=topo, probe=probe, chaos=Chaos(topo, probe, profile), profile=profile,
+               restapi_auth=(creds.restapi_user, creds.restapi_password))
+
+
+def _poll(predicate: Callable[[], bool], deadline_s: float) -> bool:
+    end = time.monotonic() + deadline_s
+    while True:
+        if predicate():
+            return True
+        if time.monotonic() > end:
+            return False
+        time.sleep(POLL_S)
+
+
+def _read_table(dsn: str, password: str, run: str, deadline_s: float) -> dict[int, int]:
+    """The table's rows of this run, read from the primary through HAProxy once the lab is healthy."""
+    end = time.monotonic() + deadline_s
+    last = ""
+    while time.monotonic() < end:
+        try:
+            with psycopg.connect(dsn, password=password, connect_timeout=3, autocommit=True) as conn:
+                return table_counts(conn, run)
+        except psycopg.Error as exc:
+            last = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        time.sleep(POLL_S)
+    raise LabError(f"could not read the drill's table through HAProxy to reconcile it: {last}.")
+
+
+def run_drill(lab: Lab, scenario: Scenario, run: str, opts: DrillOptions = DrillOptions(),
+              progress: Progress | None = None) -> DrillResult:
+    progress = progress or Progress(quiet=True)
+    verdict = healthy(lab)
+    if not verdict.ok:
+        raise LabError(f"the lab is not healthy ({verdict.reason}); bring it back with `pgha-lab chaos heal-all` "
+                       f"and `pgha-lab up`, then run the drill again.")
+    members = lab.probe.members()
+    old_leader = health.leader_of(members) or ""
+    password = access.superuser_password(lab.paths)
+    dsn = access.dsn(lab.paths, lab.topo)
+    try:
+        with psycopg.connect(dsn, password=password, connect_timeout=5, autocommit=True) as conn:
+            ensure_table(conn)
+    except psycopg.Error as exc:
+        raise LabError(f"cannot write through HAProxy's 5432 before the drill: {str(exc).strip()[:200]}.") from None
+
+    clock = Clock()
+    addresses = {str(n.address): n.name for n in lab.topo.db}
+    writer = Writer(dsn, password, run, addresses, clock, opts.writer)
+    sampler = Sampler(lab.probe, clock, opts.sample_interval_s, opts.sample_timeout_s)
+    result = DrillResult(scenario=scenario, project=lab.topo.project, profile=lab.profile, run=run, clock=clock,
+                         fault=Fault("", "", "", ""), fault_s=0.0, old_leader=old_leader,
+                         members_before=[asdict(m) for m in members], writer_settings=opts.writer)
+
+    def flowing() -> bool:
+        return rc.writes_flowing(writer.snapshot(), clock.now(), opts.flowing_window_s)
+
+    def mark(label: str) -> None:
+        result.events.append(Event(round(clock.now(), 3), label))
+
+    sampler.start()
+    writer.start()
+    injected = False
+    try:
+        with progress.step(f"Writing through HAProxy for {opts.pre_fault_s:.0f}s before the fault"):
+            ok = _poll(lambda: clock.now() >= opts.pre_fault_s and flowing(), opts.pre_fault_s + 30)
+            if not ok:
+                last = writer.snapshot()[-1:]
+                raise LabError("writes through HAProxy's 5432 do not succeed steadily before the fault"
+                               + (f" ({last[0].error})" if last and last[0].error else "") + "; nothing was broken.")
+
+        with progress.step(f"Fault: {scenario.summary}"):
+            result.fault_s = clock.now()
+            mark("fault")
+            injected = True
+            result.fault = scenario.inject(lab)
+            mark("fault injected")
+            progress.detail(result.fault.done)
+        progress.info(result.fault.done)
+
+        bound = scenario.bound_s(lab.profile) or lab.profile.failover_bound_s()
+        observe = scenario.observe_s(lab.profile)
+        deadline = observe + bound + opts.recover_margin_s
+        title = (f"Watching the fault for {observe:.0f}s" if scenario.hold
+                 else f"Waiting for recovery (writes flowing{' on a new leader' if scenario.leader_changes else ''})")
+        with progress.step(title):
+            check = result.fault.check
+
+            def recovered() -> bool:
+                since = clock.now() - result.fault_s
+                if since < observe:
+                    return False
+                if scenario.hold:
+                    return True
+                v = check() if check else None
+                if v is not None:
+                    progress.detail(v.reason)
+                return (v is None or v.ok) and flowing()
+            result.recovered = _poll(recovered, deadline)
+            if scenario.hold:
+                result.recovery_note = f"held the fault for {observe:.0f}s (no recovery expected before healing)"
+            elif result.recovered:
+                result.recovery_note = "recovered before healing"
+            else:
+                v = check() if check else None
+                result.recovery_note = (f"did not recover within {deadline:.0f}s"
+                                        + (f": {v.reason}" if v else "") + "; healed anyway")
+            mark("recovered" if result.recovered and not scenario.hold else "heal due")
+
+        _heal_and_settle(lab, result, opts, progress, flowing, mark)
+    except BaseException:
+        if injected:   # never leave a half-broken lab behind, whatever stopped the drill
+            try:
+                lab.chaos.heal_all()
+            except Exception:
+                pass
+        writer.stop()
+        sampler.stop()
+        raise
+    writer.stop()
+    sampler.stop()
+
+    result.attempts = writer.snapshot()
+    result.samples = sampler.snapshot()
+    with progress.step("Reconciling the ledger against the table"):
+        result.table = _read_table(dsn, password, run, 60)
+        result.findings = rc.reconcile(result.attempts, result.samples, result.table, result.fault_s, old_leader)
+        result.members_after = [asdict(m) for m in lab.probe.members()]
+    return result
+
+
+def _heal_and_settle(lab: Lab, result: DrillResult, opts: DrillOptions, progress: Progress,
+                     flowing: Callable[[], bool], mark: Callable[[str], None]) -> None:
+    with progress.step("Healing every fault"):
+        result.healed = lab.chaos.heal_all()
+        mark("healed")
+    with progress.step("Waiting for full health (old leader back as a replica, HAProxy routing)"):
+        def settled() -> bool:
+            v = healthy(lab)
+            result.health_note = v.reason
+            progress.detail(v.reason)
+            return v.ok and flowing()
+        result.healthy_after = _poll(settled, opts.health_deadline_s)
+        mark("healthy" if result.healthy_after else "health deadline")
+    end = result.clock.now() + opts.tail_s
+    # Pacing, not a readiness wait: a few more writes on the healed cluster close the last gap.
+    _poll(lambda: result.clock.now() >= end, opts.tail_s + 1)

@@ -1,0 +1,147 @@
+"""What each drill breaks, how long it watches, what recovery means and how it puts things back.
+
+Faults go through Chaos and roles (the same code paths as `pgha-lab chaos` and `switchover`), so a
+drill measures exactly what a DBA can do by hand.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+from .. import expectations as ex
+from .. import health, roles
+from ..chaos import Chaos
+from ..errors import LabError
+from ..health import Verdict
+from ..paths import LabPaths
+from ..probes import LabProbe
+from ..profiles import Profile
+from ..topology import Topology
+
+
+@dataclass
+class Lab:
+    """Everything a scenario needs to act on one lab."""
+    paths: LabPaths
+    topo: Topology
+    probe: LabProbe
+    chaos: Chaos
+    profile: Profile
+    restapi_auth: tuple[str, str]
+
+
+@dataclass
+class Fault:
+    """What was done, to whom, and what the cluster should do about it."""
+    target: str
+    role_before: str
+    done: str
+    expected: str
+    check: Callable[[], Verdict] | None = None   # the expected outcome, read from the cluster
+    extra_targets: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    summary: str
+    inject: Callable[[Lab], Fault]
+    # Minimum seconds to watch after the fault before healing: long enough for the effect the
+    # scenario is about to show (e.g. a sync standby's member key expiring), whatever recovers first.
+    observe_s: Callable[[Profile], float] = lambda p: 0.0
+    # Heal after observe_s without waiting for recovery: for faults the cluster cannot recover
+    # from by itself (no etcd quorum).
+    hold: bool = False
+    # Upper bound on write downtime implied by the profile; None where no downtime bound applies.
+    bound_s: Callable[[Profile], float | None] = lambda p: None
+    bound_text: str = ""
+    leader_changes: bool = True
+
+
+def _from_chaos(lab: Lab, action: str, target: str, peers: str | None = None) -> Fault:
+    out = lab.chaos.run(action, target, peers=peers)
+    return Fault(target=out.node, role_before=out.role_before, done=out.done, expected=out.expectation.text,
+                 check=out.expectation.check)
+
+
+def _switchover(lab: Lab) -> Fault:
+    change = roles.request_change(lab.probe, lab.topo, lab.restapi_auth, "switchover", None)
+    old = change.old_leader or ""
+    return Fault(target=old, role_before="leader",
+                 done=f"switchover requested through {old}'s REST API (Patroni picks the candidate)",
+                 expected=("the leader stops PostgreSQL cleanly and releases the key; the synchronous standby "
+                           "promotes and HAProxy moves 5432 to it"),
+                 check=ex.new_leader(lab.chaos, old))
+
+
+def _etcd_leader(lab: Lab) -> str:
+    leaders = [e.name for e in lab.probe.etcd() if e.is_leader]
+    if not leaders:
+        raise LabError("etcd has no leader right now; `pgha-lab status` shows the lab.")
+    return leaders[0]
+
+
+def _etcd_kill(lab: Lab, how_many: int) -> Fault:
+    # The raft leader first: losing it also forces an etcd election, the harder case.
+    first = _etcd_leader(lab)
+    others = sorted(n.name for n in lab.topo.etcd if n.name != first)
+    victims = [first, *others][:how_many]
+    outcomes = [lab.chaos.run("kill", name) for name in victims]
+    last = outcomes[-1]
+    return Fault(target=victims[0], role_before="etcd leader", done="; ".join(o.done for o in outcomes),
+                 expected=last.expectation.text, check=last.expectation.check, extra_targets=victims[1:])
+
+
+def _etcd_majority(lab: Lab) -> int:
+    return len(lab.topo.etcd) // 2 + 1
+
+
+def _quorum_loss(lab: Lab) -> Fault:
+    # Keep one member fewer than a majority running.
+    return _etcd_kill(lab, len(lab.topo.etcd) - _etcd_majority(lab) + 1)
+
+
+SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
+    Scenario("switchover", "planned switchover through Patroni's REST API", _switchover,
+             bound_s=lambda p: p.switchover_bound_s(),
+             bound_text="2 x loop_wait + promotion (5 s) + HAProxy rise checks"),
+    Scenario("kill-leader", "power cut on the leader (docker kill)", lambda lab: _from_chaos(lab, "kill", "leader"),
+             bound_s=lambda p: p.failover_bound_s(), bound_text="ttl + loop_wait + promotion (5 s) + HAProxy rise checks"),
+    Scenario("pause-leader", "the leader's VM freezes (docker pause)", lambda lab: _from_chaos(lab, "pause", "leader"),
+             bound_s=lambda p: p.failover_bound_s(), bound_text="ttl + loop_wait + promotion (5 s) + HAProxy rise checks"),
+    Scenario("stop-leader", "clean shutdown of the leader's VM (docker stop)", lambda lab: _from_chaos(lab, "stop", "leader"),
+             bound_s=lambda p: p.failover_bound_s(), bound_text="ttl + loop_wait + promotion (5 s) + HAProxy rise checks"),
+    Scenario("isolate-leader", "the leader's cable pulled (docker network disconnect)",
+             lambda lab: _from_chaos(lab, "isolate", "leader"),
+             bound_s=lambda p: p.failover_bound_s(), bound_text="ttl + loop_wait + promotion (5 s) + HAProxy rise checks"),
+    Scenario("partition-leader-from-etcd", "the leader cut off from every etcd member (iptables)",
+             lambda lab: _from_chaos(lab, "partition", "leader", peers="etcd"),
+             bound_s=lambda p: p.failover_bound_s(), bound_text="ttl + loop_wait + promotion (5 s) + HAProxy rise checks"),
+    Scenario("kill-replica", "power cut on the synchronous standby", lambda lab: _from_chaos(lab, "kill", "replica"),
+             # Patroni drops a standby from synchronous_standby_names once its member key expires.
+             observe_s=lambda p: p.ttl + 2 * p.loop_wait, leader_changes=False),
+    Scenario("kill-postgres", "the leader's postmaster killed, Patroni left running",
+             lambda lab: _from_chaos(lab, "kill-postgres", "leader"),
+             observe_s=lambda p: 2 * p.loop_wait + p.haproxy_mark_down_s, leader_changes=False,
+             bound_s=lambda p: p.haproxy_mark_down_s + p.loop_wait + 5.0 + p.haproxy_mark_up_s,
+             bound_text="HAProxy fall checks + loop_wait + restart (5 s) + HAProxy rise checks"),
+    Scenario("etcd-minority-loss", "power cut on one etcd member (the raft leader)", lambda lab: _etcd_kill(lab, 1),
+             observe_s=lambda p: float(p.ttl), leader_changes=False),
+    Scenario("etcd-quorum-loss", "power cut on a majority of etcd members", _quorum_loss,
+             observe_s=lambda p: p.ttl + p.loop_wait + p.haproxy_mark_down_s + 5.0, hold=True),
+)}
+
+
+def get(name: str) -> Scenario:
+    try:
+        return SCENARIOS[name]
+    except KeyError:
+        raise LabError(f"unknown drill {name!r}; choose one of: {', '.join(SCENARIOS)}.") from None
+
+
+def healthy(lab: Lab) -> Verdict:
+    return ex.healthy(lab.chaos)()
+
+
+def leader_now(lab: Lab) -> str | None:
+    return health.leader_of(lab.probe.members())

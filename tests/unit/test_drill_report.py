@@ -1,0 +1,72 @@
+"""The drill report from a synthetic drill: every file written, the JSON agreeing with the CSVs,
+the CSVs reading back to the same ledger and samples, and a PNG that is a PNG."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from pgha_lab import profiles
+from pgha_lab.drill import ledger, reconcile as rc, report, sampler
+from pgha_lab.drill.clock import Clock
+from pgha_lab.drill.runner import DrillResult, Event
+from pgha_lab.drill.scenarios import SCENARIOS, Fault
+
+from test_drill_reconcile import clean_drill
+
+
+def synthetic_result(table_change=None) -> DrillResult:
+    attempts, samples, table = clean_drill()
+    if table_change:
+        table_change(table)
+    attempts[10].notice = "WARNING: canceling wait for synchronous replication due to statement timeout"
+    result = DrillResult(
+        scenario=SCENARIOS["switchover"], project="pgha-lab-test", profile=profiles.FAST, run="t-switchover-1",
+        clock=Clock(), fault=Fault("dbnode1", "leader", "switchover requested", "dbnode2 takes over"),
+        fault_s=2.0, old_leader="dbnode1", members_before=[], events=[Event(2.0, "fault"), Event(4.0, "healed"),
+                                                                       Event(4.5, "healthy")],
+        recovered=True, recovery_note="recovered before healing", healthy_after=True,
+        attempts=attempts, samples=samples, table=table)
+    result.findings = rc.reconcile(attempts, samples, table, 2.0, "dbnode1")
+    return result
+
+
+def test_every_file_is_written_and_the_json_agrees_with_the_ledger_csv(tmp_path):
+    result = synthetic_result()
+    files = report.write(result, tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(report.FILES.values())
+    assert files["timeline"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    doc = json.loads(files["json"].read_text())
+    back = ledger.read_csv(files["ledger"])
+    assert back == result.attempts
+    assert doc["figures"]["write_downtime_s"] == pytest.approx(rc.longest_gap(back).seconds, abs=1e-3)
+    assert doc["figures"]["acknowledged"] == sum(a.ok for a in back)
+    assert doc["figures"]["attempts"] == len(back)
+    assert doc["figures"]["sync_wait_cancelled"] == 1
+    assert doc["bound"]["seconds"] == pytest.approx(profiles.FAST.switchover_bound_s())
+    assert doc["problems"] == []
+    assert sampler.read_csv(files["samples"]) == result.samples
+
+
+def test_a_problem_is_named_in_the_markdown_and_the_json(tmp_path):
+    result = synthetic_result(lambda table: table.pop(30))
+    report.write(result, tmp_path)
+    doc = json.loads((tmp_path / "report.json").read_text())
+    assert doc["figures"]["lost_writes"] == 1 and doc["findings"]["lost"] == [30]
+    md = (tmp_path / "report.md").read_text()
+    assert "1 problem(s)" in md and "missing after recovery" in md
+
+
+def test_a_summary_over_repeats_has_min_median_max(tmp_path):
+    runs = [synthetic_result() for _ in range(3)]
+    doc = report.write_summary("switchover", runs, tmp_path)
+    assert doc["summary"]["write_downtime_s"]["n"] == 3
+    assert (tmp_path / "summary.md").read_text().count("|") > 10
+
+
+def test_an_output_folder_with_files_is_refused(tmp_path):
+    (tmp_path / "old.md").write_text("x")
+    from pgha_lab.errors import LabError
+    with pytest.raises(LabError, match="not an empty folder"):
+        report.prepare_dir(tmp_path)
+    assert report.prepare_dir(tmp_path / "new") == tmp_path / "new"
