@@ -1,0 +1,58 @@
+"""`pgha-lab drill` refuses bad input with one sentence and exit 1, before touching anything."""
+from __future__ import annotations
+
+import yaml
+
+from pgha_lab import cli
+from pgha_lab.topology import Topology
+
+
+def fake_lab(home, project="drilltest", profile="fast"):
+    state = home / "labs" / project
+    state.mkdir(parents=True)
+    (state / "topology.yaml").write_text(yaml.safe_dump(Topology.build(project=project).to_dict()))
+    (state / "profile").write_text(profile + "\n")
+    return state
+
+
+def run(home, *args):
+    return cli.main(["--home", str(home), "--project", "drilltest", "drill", *args])
+
+
+def test_an_unknown_scenario_is_refused(tmp_path, capsys):
+    fake_lab(tmp_path)
+    assert run(tmp_path, "kill-everything") == 1
+    err = capsys.readouterr().err
+    assert "unknown drill 'kill-everything'; choose one of: switchover, kill-leader" in err
+    assert not (tmp_path / "labs" / "drilltest" / "drills").exists()
+
+
+def test_a_repeat_below_one_is_refused(tmp_path, capsys):
+    fake_lab(tmp_path)
+    assert run(tmp_path, "switchover", "--repeat", "0") == 1
+    assert "--repeat takes a count of 1 or more" in capsys.readouterr().err
+
+
+def test_a_profile_other_than_the_labs_is_refused(tmp_path, capsys):
+    state = fake_lab(tmp_path, profile="fast")
+    assert run(tmp_path, "kill-leader", "--profile", "seed") == 1
+    err = capsys.readouterr().err
+    assert "runs the fast profile, not seed" in err and "pgha-lab up --profile seed" in err
+    assert not (state / "drills").exists()
+    assert run(tmp_path, "kill-leader", "--profile", "slow") == 1
+    assert "unknown timing profile 'slow'" in capsys.readouterr().err
+
+
+def test_no_lab_is_refused(tmp_path, capsys):
+    assert run(tmp_path, "switchover") == 1
+    assert "there is no lab 'drilltest' here" in capsys.readouterr().err
+
+
+def test_an_occupied_output_folder_is_refused(tmp_path, capsys):
+    fake_lab(tmp_path)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    assert run(tmp_path, "switchover", "--out", str(out)) == 1
+    assert "not an empty folder" in capsys.readouterr().err
+    assert sorted(p.name for p in out.iterdir()) == ["keep.txt"]
