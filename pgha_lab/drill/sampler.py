@@ -107,9 +107,9 @@ class Sampler:
         # One probe (one HTTP session) per thread: requests' sessions are not meant to be shared.
         readers: list[tuple[str, Callable[[], Sample]]] = [
             (f"patroni-{n.name}", read_patroni(_clone(probe), n.name, timeout_s)) for n in probe.topo.db]
-        # etcd tries its members one after the other; a shorter per-member timeout keeps a full
-        # round (quorum lost, every member slow) near a second.
-        readers.append(("etcd", read_leader_key(_clone(probe), timeout_s / 2)))
+        # etcd tries its members one after the other, so a round without quorum (every member
+        # timing out) takes members x timeout; that thread alone slows down, the others keep pace.
+        readers.append(("etcd", read_leader_key(_clone(probe), timeout_s)))
         readers.append(("haproxy", read_haproxy(_clone(probe), timeout_s)))
         self._threads = [threading.Thread(target=self._loop, args=(name, read), name=f"drill-sample-{name}",
                                           daemon=True) for name, read in readers]
