@@ -112,6 +112,10 @@ class Overlap:
     start_s: float
     end_s: float
     nodes: tuple[str, ...]
+    # HAProxy only: every node it had UP also answered as primary itself during the interval. An
+    # unconfirmed double UP is HAProxy's check lag (a demoted node not yet failed `fall` times):
+    # new sessions may go to a node that refuses writes, but no second node accepts them.
+    confirmed: bool = True
 
     @property
     def seconds(self) -> float:
@@ -157,13 +161,25 @@ def two_primaries(samples: Iterable[Sample]) -> list[Overlap]:
                     lo, hi = max(a0, b0), min(a1, b1)
                     if lo <= hi:
                         out.append(Overlap(PATRONI, lo, hi, (a, b)))
-    out.extend(haproxy_two_primaries(samples))
+    out.extend(o for o in haproxy_two_primaries(samples) if o.confirmed)
     return sorted(out, key=lambda o: o.start_s)
 
 
 def haproxy_two_primaries(samples: Iterable[Sample]) -> list[Overlap]:
-    """Intervals in which HAProxy had two servers UP behind 5432 (one stats page is one instant)."""
+    """Intervals in which HAProxy had two servers UP behind 5432 (one stats page is one instant),
+    each marked confirmed when every one of those nodes answered as primary within the interval
+    or in its last reading before it (its state on both sides of the interval's start)."""
+    samples = list(samples)
     readings = sorted((s for s in samples if s.source == HAPROXY and s.answered), key=lambda s: s.t_s)
+    roles_by_node: dict[str, list[Sample]] = {}
+    for s in sorted((s for s in samples if s.source == PATRONI), key=lambda s: s.t_s):
+        roles_by_node.setdefault(s.node, []).append(s)
+
+    def said_primary(node: str, start: float, end: float) -> bool:
+        mine = roles_by_node.get(node, [])
+        before = [s for s in mine if s.t_s <= start][-1:]
+        return any(s.says_primary for s in before + [s for s in mine if start < s.t_s <= end])
+
     out, run = [], []
     for s in [*readings, None]:
         if s is not None and len(s.up_servers) >= 2:
@@ -171,7 +187,8 @@ def haproxy_two_primaries(samples: Iterable[Sample]) -> list[Overlap]:
             continue
         if run:
             nodes = tuple(sorted({n for r in run for n in r.up_servers}))
-            out.append(Overlap(HAPROXY, run[0].t_s, run[-1].t_s, nodes))
+            start, end = run[0].t_s, run[-1].t_s
+            out.append(Overlap(HAPROXY, start, end, nodes, all(said_primary(n, start, end) for n in nodes)))
             run = []
     return out
 
@@ -235,6 +252,7 @@ class Findings:
     unknown_rows: list[int]
     non_leader_acks: list[NonLeaderAck]
     split_brain: list[Overlap]
+    haproxy_lag: list[Overlap]        # two servers UP behind 5432, only one of them answering as primary
     sync_cancelled: list[int]         # acknowledged with "canceling wait for synchronous replication"
     with_notices: list[int]
     phases: Phases
@@ -269,6 +287,7 @@ class Findings:
             "non_leader_acks": len(self.non_leader_acks),
             "split_brain_intervals": len(self.split_brain),
             "split_brain_s": round(sum(o.seconds for o in self.split_brain), 3),
+            "haproxy_stale_primary_s": round(sum(o.seconds for o in self.haproxy_lag), 3),
             "unacknowledged_commits": len(self.unacknowledged_commits),
             "sync_wait_cancelled": len(self.sync_cancelled),
             "leader_key_gone_s": _r(ph.leader_key_gone), "new_leader_s": _r(ph.new_leader),
@@ -307,6 +326,7 @@ def reconcile(attempts: Iterable[Attempt], samples: Iterable[Sample], table: dic
         unacknowledged_commits=unacknowledged_commits(attempts, table),
         unknown_rows=unknown_rows(attempts, table),
         non_leader_acks=non_leader_acks(attempts, samples), split_brain=two_primaries(samples),
+        haproxy_lag=[o for o in haproxy_two_primaries(samples) if not o.confirmed],
         sync_cancelled=with_notice(attempts, SYNC_CANCEL), with_notices=with_notice(attempts),
         phases=phases(attempts, samples, fault_s, old_leader),
         timeline_before=before, timeline_after=after, servers=servers)

@@ -24,6 +24,7 @@ LABELS = {
     "non_leader_acks": "writes acknowledged by a non-leader",
     "split_brain_intervals": "split-brain intervals (two primaries)",
     "split_brain_s": "split-brain time (s)",
+    "haproxy_stale_primary_s": "HAProxy had a demoted node still UP behind 5432 (s)",
     "leader_key_gone_s": "leader key gone (s after fault)",
     "new_leader_s": "new leader holds the key (s after fault)",
     "haproxy_switched_s": "HAProxy 5432 on the new leader (s after fault)",
@@ -111,6 +112,11 @@ def markdown(result: DrillResult) -> str:
     lines += ["", "## Problems", ""]
     lines += [f"- {x}" for x in f.problems()] or ["None: every acknowledged write is in the table, no duplicate, "
                                                    "no write acknowledged by a non-leader, never two primaries."]
+    if f.haproxy_lag:
+        spans = ", ".join(f"{'+'.join(o.nodes)} {o.start_s:.2f}-{o.end_s:.2f}s" for o in f.haproxy_lag)
+        lines += ["", f"HAProxy kept a node that no longer answered as primary UP behind 5432 next to the new one ({spans}): "
+                      f"its checks need {p.check_fall} failures to mark a server down but {p.check_rise} passes to mark one up, "
+                      f"so new sessions may still reach the old node and fail. Routing lag, not a second primary."]
     ph = f.phases
     lines += ["", "## Phases (seconds after the fault)", "", "| phase | at | detail |", "|---|---|---|",
               f"| fault | 0.00 | {result.fault.target} ({result.fault.role_before}) |",

@@ -201,10 +201,28 @@ def test_a_silent_node_is_not_counted_as_primary():
 
 
 def test_two_primary_servers_up_in_haproxy_is_split_brain():
-    samples = [Sample(t / 10, HAPROXY, value="dbnode1+dbnode2" if 10 <= t <= 14 else "dbnode1") for t in range(30)]
-    found = rc.haproxy_two_primaries(samples)
-    assert [(o.source, o.start_s, o.end_s, o.nodes) for o in found] == [(HAPROXY, 1.0, 1.4, ("dbnode1", "dbnode2"))]
-    assert rc.reconcile([], samples, {}, 0.5, "dbnode1").split_brain == found
+    # HAProxy has both UP behind 5432 from 1.0 to 1.4 s, and both nodes say they are primary.
+    haproxy = [Sample(t / 10, HAPROXY, value="dbnode1+dbnode2" if 10 <= t <= 14 else "dbnode1") for t in range(30)]
+    both = roles("dbnode1", None, 0.0, 3.0, offset=0.03) + roles("dbnode2", 1.6, None, 3.0, offset=0.06)
+    found = rc.haproxy_two_primaries(haproxy + both)
+    assert [(o.source, o.start_s, o.end_s, o.nodes, o.confirmed) for o in found] == [
+        (HAPROXY, 1.0, 1.4, ("dbnode1", "dbnode2"), True)]
+    f = rc.reconcile([], haproxy + both, {}, 0.5, "dbnode1")
+    assert found[0] in f.split_brain and any("split brain" in p for p in f.problems())
+
+
+def test_haproxy_lagging_behind_a_demotion_is_reported_but_is_not_split_brain():
+    # After a switchover HAProxy needs `fall` failed checks to drop the old primary but only `rise`
+    # passes to add the new one: both are UP behind 5432 for a while although dbnode1 already
+    # answers 'demoted'. That is routing lag (sessions to a node that refuses writes), not two primaries.
+    haproxy = [Sample(t / 10, HAPROXY, value="dbnode1+dbnode2" if 20 <= t <= 25 else ("dbnode1" if t < 20 else "dbnode2"))
+               for t in range(40)]
+    demoted = [Sample(round(t / 10 + 0.03, 3), PATRONI, "dbnode1", value="primary" if t < 15 else "demoted",
+                      state="running" if t < 15 else "stopped") for t in range(40)]
+    f = rc.reconcile([], haproxy + demoted + roles("dbnode2", None, 1.7, 4.0, offset=0.06), {}, 1.4, "dbnode1")
+    assert f.split_brain == [] and f.problems() == []
+    assert [(o.start_s, o.end_s, o.confirmed) for o in f.haproxy_lag] == [(2.0, 2.5, False)]
+    assert f.figures()["haproxy_stale_primary_s"] == pytest.approx(0.5)
 
 
 # -- notices, figures, repeats -----------------------------------------------------------------
