@@ -4,6 +4,7 @@ and any notice PostgreSQL sent with the answer."""
 from __future__ import annotations
 
 import csv
+import select
 import threading
 import time
 from dataclasses import asdict, dataclass, fields
@@ -11,6 +12,8 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 import psycopg
+from psycopg import pq
+from psycopg.conninfo import make_conninfo
 
 from .clock import Clock
 
@@ -61,6 +64,37 @@ def read_csv(path: Path) -> list[Attempt]:
     return out
 
 
+def quick_connect(conninfo: str, timeout_s: float, **params: str) -> psycopg.Connection:
+    """A psycopg connection opened under a client-side deadline shorter than libpq's 2 s floor.
+
+    While HAProxy still lists a stopped primary as UP it retries it with a one-second turnaround
+    before giving up, and a writer stuck there for libpq's minimum of 2 s would blur the moment
+    writes resume by as much. Polling the non-blocking handshake ourselves lets the writer give up
+    and retry sooner."""
+    pgconn = pq.PGconn.connect_start(make_conninfo(conninfo, **params).encode())
+    deadline = time.monotonic() + timeout_s
+    while True:
+        if pgconn.status == pq.ConnStatus.BAD:
+            break
+        status = pgconn.connect_poll()
+        if status == pq.PollingStatus.OK:
+            return psycopg.Connection(pgconn)
+        if status == pq.PollingStatus.FAILED:
+            break
+        left = deadline - time.monotonic()
+        if left <= 0:
+            pgconn.finish()
+            raise psycopg.errors.ConnectionTimeout("connection timeout expired")
+        fd = pgconn.socket
+        ready = select.select([fd], [], [], left) if status == pq.PollingStatus.READING else select.select([], [fd], [], left)
+        if not any(ready):
+            pgconn.finish()
+            raise psycopg.errors.ConnectionTimeout("connection timeout expired")
+    message = pgconn.get_error_message() if hasattr(pgconn, "get_error_message") else pgconn.error_message.decode(errors="replace")
+    pgconn.finish()
+    raise psycopg.OperationalError(message.strip() or "connection failed")
+
+
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0][:200] if text else type(exc).__name__
@@ -69,7 +103,7 @@ def _first_line(exc: BaseException) -> str:
 @dataclass(frozen=True)
 class WriterSettings:
     interval_s: float = 0.05        # one attempt every ~50 ms
-    connect_timeout_s: int = 2      # libpq's smallest meaningful value (it rounds 1 up to 2)
+    connect_timeout_s: float = 1.0  # client-side, see quick_connect (a healthy TLS + SCRAM login takes ~0.1 s)
     statement_timeout_ms: int = 2000
 
 
@@ -78,14 +112,14 @@ class Writer:
 
     def __init__(self, dsn: str, password: str, run: str, addresses: dict[str, str], clock: Clock,
                  settings: WriterSettings = WriterSettings(),
-                 connect: Callable[..., psycopg.Connection] = psycopg.connect) -> None:
+                 connect: Callable[..., psycopg.Connection] | None = None) -> None:
         self.dsn = dsn
         self.password = password
         self.run = run
         self.addresses = addresses     # server address -> node name, from the topology
         self.clock = clock
         self.settings = settings
-        self._connect = connect
+        self._connect = connect or self._quick
         self.attempts: list[Attempt] = []
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -112,8 +146,14 @@ class Writer:
             return next((a for a in reversed(self.attempts) if a.ok), None)
 
     # -- the loop --------------------------------------------------------------------------
+    @staticmethod
+    def _quick(dsn: str, *, connect_timeout: float, **params: str) -> psycopg.Connection:
+        conn = quick_connect(dsn, connect_timeout, **params)
+        conn.autocommit = True
+        return conn
+
     def _open(self) -> psycopg.Connection:
-        conn = self._connect(self.dsn, password=self.password, autocommit=True,
+        conn = self._connect(self.dsn, password=self.password,
                              connect_timeout=self.settings.connect_timeout_s,
                              application_name="pgha-lab-drill",
                              options=f"-c statement_timeout={self.settings.statement_timeout_ms}")

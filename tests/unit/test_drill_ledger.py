@@ -48,7 +48,7 @@ def test_attempts_ids_servers_notices_and_reconnects():
             raise psycopg.OperationalError("connection refused\nDETAIL: more")
         conn = FakeConn(script)
         opened.append(conn)
-        assert kw["connect_timeout"] == 2 and "statement_timeout=2000" in kw["options"]
+        assert kw["connect_timeout"] == 1.0 and "statement_timeout=2000" in kw["options"]
         return conn
 
     w = Writer("host=x", "pw", "run1", {"10.0.0.10": "dbnode1", "10.0.0.20": "dbnode2"}, Clock(),
