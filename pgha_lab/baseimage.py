@@ -101,7 +101,9 @@ def registry_reachable(ref: str = UBUNTU_REF, timeout: float = REGISTRY_TIMEOUT)
             result["detail"] = info.get("Descriptor", {}).get("digest", "")
         except Exception as exc:   # any failure means "not usable now"
             result["ok"] = False
-            result["detail"] = str(exc).splitlines()[0][:200]
+            # The engine's own words (e.g. a DNS failure) say more than the SDK's wrapper.
+            text = getattr(exc, "explanation", None) or str(exc)
+            result["detail"] = str(text).splitlines()[0][:160]
 
     thread = threading.Thread(target=probe, daemon=True)
     thread.start()
@@ -129,11 +131,20 @@ def pull(client: Any) -> None:
         raise LabError(f"pulling {UBUNTU_REF} did not leave the image in the engine; check `docker pull {UBUNTU_REF}`.")
 
 
-def bootstrap(client: Any, cache: Path, log: Path, say: Callable[[str], None] = lambda _m: None) -> None:
+def _untimed(_name: str, action: Callable[[], Any]) -> Any:
+    return action()
+
+
+def bootstrap(client: Any, cache: Path, log: Path, prepare_script: Path,
+              step: Callable[[str, Callable[[], Any]], Any] = _untimed) -> None:
     """debootstrap a minimal noble (main and universe) and import it as BOOTSTRAPPED_REF.
 
     The mirror argument stays empty so debootstrap uses its script's default archive; the
-    base image later reads whatever mirror this rootfs names."""
+    base image later reads whatever mirror this rootfs names. debootstrap takes packages from
+    the release pocket only, so the import is upgraded from noble-updates and noble-security
+    in a container and flattened: otherwise every node image would carry a second copy of
+    each upgraded library in the base image's upgrade layer. `step(name, action)` runs each
+    phase (a caller times and reports them)."""
     why = debootstrap_missing()
     if why:
         raise LabError(f"cannot bootstrap Ubuntu 24.04: {why}; run `bash scripts/setup-host.sh` as root.")
@@ -147,21 +158,66 @@ def bootstrap(client: Any, cache: Path, log: Path, say: Callable[[str], None] = 
     cache.mkdir(parents=True, exist_ok=True)
     cmd = ["debootstrap", "--variant=minbase", "--components=main,universe",
            f"--keyring={UBUNTU_KEYRING}", "noble", str(rootfs), "", str(DEBOOTSTRAP_SCRIPT)]
-    say("debootstrap noble (minbase)")
-    _logged(cmd, log, "debootstrap failed")
-    # The rootfs keeps nothing a container does not need: downloaded .debs and apt lists.
-    for junk in ("var/cache/apt/archives", "var/lib/apt/lists"):
-        for entry in (rootfs / junk).glob("*"):
-            if entry.is_file():
-                entry.unlink()
-    say(f"docker import as {BOOTSTRAPPED_REF}")
-    _logged(["tar", "--numeric-owner", "--xattrs", "-C", str(rootfs), "-cf", str(tarball), "."], log, "packing the rootfs failed")
-    client.api.import_image(src=str(tarball), repository=BOOTSTRAPPED_REPO, tag=UBUNTU_TAG,
-                            changes=['CMD ["/bin/bash"]', "ENV LANG=C.UTF-8"])
-    shutil.rmtree(rootfs)
-    tarball.unlink()
+    step("debootstrap noble (minbase)", lambda: _debootstrap(cmd, rootfs, log))
+    raw = f"{BOOTSTRAPPED_REPO}:{UBUNTU_TAG}-release"
+
+    def import_raw() -> None:
+        # The rootfs keeps nothing a container does not need: downloaded .debs and apt lists.
+        for junk in ("var/cache/apt/archives", "var/lib/apt/lists"):
+            for entry in (rootfs / junk).glob("*"):
+                if entry.is_file():
+                    entry.unlink()
+        _logged(["tar", "--numeric-owner", "--xattrs", "-C", str(rootfs), "-cf", str(tarball), "."], log,
+                "packing the rootfs failed")
+        client.api.import_image(src=str(tarball), repository=BOOTSTRAPPED_REPO, tag=f"{UBUNTU_TAG}-release")
+        shutil.rmtree(rootfs)
+        tarball.unlink()
+
+    step("docker import the rootfs", import_raw)
+    script = prepare_script.read_text() + (
+        "\napt-get update -q && apt-get -y -q upgrade && apt-get clean && rm -rf /var/lib/apt/lists/*\n")
+
+    def upgrade_and_flatten() -> None:
+        ctr = client.containers.run(raw, ["sh", "-c", script], detach=True,
+                                    environment={"DEBIAN_FRONTEND": "noninteractive"})
+        try:
+            code = ctr.wait()["StatusCode"]
+            with log.open("a") as fh:
+                fh.write(ctr.logs().decode(errors="replace"))
+            if code != 0:
+                tail = "\n".join(log.read_text(errors="replace").splitlines()[-15:])
+                raise LabError(f"upgrading the bootstrapped Ubuntu failed (exit {code}); the end of {log}:\n{tail}")
+            # export streams the container's filesystem; import reads it back as one layer.
+            with tarball.open("wb") as fh:
+                for chunk in ctr.export():
+                    fh.write(chunk)
+        finally:
+            ctr.remove(force=True)
+        client.api.import_image(src=str(tarball), repository=BOOTSTRAPPED_REPO, tag=UBUNTU_TAG,
+                                changes=['CMD ["/bin/bash"]', "ENV LANG=C.UTF-8"])
+        tarball.unlink()
+        client.images.remove(raw)
+
+    step("upgrade from noble-updates and -security, flatten", upgrade_and_flatten)
     if not image_exists(client, BOOTSTRAPPED_REF):
         raise LabError(f"importing the bootstrapped rootfs did not create {BOOTSTRAPPED_REF}; see {log}.")
+
+
+def _debootstrap(cmd: list[str], rootfs: Path, log: Path) -> None:
+    # One retry: a download cut mid-package shows up as a failed extraction, and a second
+    # run from an empty folder is cheaper than sending the user off to investigate.
+    for attempt in (1, 2):
+        try:
+            _logged(cmd, log, "debootstrap failed")
+            return
+        except LabError:
+            inner = rootfs / "debootstrap" / "debootstrap.log"
+            if inner.exists():
+                with log.open("a") as fh:
+                    fh.write("".join(inner.read_text(errors="replace").splitlines(keepends=True)[-30:]))
+            if attempt == 2:
+                raise
+            shutil.rmtree(rootfs, ignore_errors=True)
 
 
 def _logged(cmd: list[str], log: Path, what: str) -> None:

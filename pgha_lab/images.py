@@ -92,7 +92,7 @@ def choose_pg_install(requested: str, pgdg_reachable: Callable[[], bool]) -> tup
         return "source", "requested: compiled from the release tarball"
     if pgdg_reachable():
         return "pgdg", "auto: the PostgreSQL apt repository is reachable"
-    return "source", "auto: the PostgreSQL apt repository is unreachable, compiling the release tarball"
+    return "source", "auto: the PostgreSQL apt repository is unreachable, so it is built from the release tarball"
 
 
 # Runs in a throwaway container from the base image. It unpacks postgresql-common's pgdg
@@ -264,8 +264,9 @@ def _ensure_ubuntu(plan: _Plan, client: Any) -> baseimage.Choice:
             choice = baseimage.decide(facts)
             plan.progress.info(f"Ubuntu 24.04: pull failed; {choice.reason}")
     if choice.source is baseimage.Source.DEBOOTSTRAP:
-        _timed(plan, "ubuntu", "debootstrap noble and docker import",
-               lambda: baseimage.bootstrap(client, plan.paths.cache, plan.logs / "debootstrap.log"))
+        baseimage.bootstrap(client, plan.paths.cache, plan.logs / "debootstrap.log",
+                            plan.paths.images / "base" / "setup-apt.sh",
+                            step=lambda name, action: _timed(plan, "ubuntu", name, action))
     return choice
 
 

@@ -56,4 +56,5 @@ printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
 chmod 0755 /usr/sbin/policy-rc.d
 
 # Where the build scripts read the mirror from (the PostgreSQL source tarball lies in its pool).
+mkdir -p /usr/local/lib/pgha-lab
 printf '%s\n' "$mirror" >/usr/local/lib/pgha-lab/ubuntu-mirror
