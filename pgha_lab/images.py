@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import tarfile
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -12,7 +13,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from . import baseimage, wheelhouse
-from .build_progress import Lines, Progress, Silent
+from .build_progress import Lines, Progress, Silent, fmt_seconds
 from .errors import LabError
 from .paths import LabPaths
 
@@ -33,6 +34,7 @@ BUILD_READ_TIMEOUT = 3 * 3600
 PGDG_PROBE_TIMEOUT = 120.0            # seconds for the whole probe container
 PGDG_PROBE_TTL = 6 * 3600             # an "unreachable" answer is trusted this long
 LOG_TAIL_LINES = 25
+WORK_INSTRUCTIONS = {"RUN", "COPY", "ADD"}
 
 
 @dataclass(frozen=True)
@@ -174,6 +176,17 @@ def context_tar(folder: Path, extra: dict[str, Path] | None = None) -> io.BytesI
 
 
 # -- one image build -----------------------------------------------------------------------
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def failed_step_tail(log_text: str, lines: int = LOG_TAIL_LINES) -> str:
+    """The end of a build log from the last step's header on: what the failing step printed."""
+    rows = log_text.splitlines()
+    starts = [i for i, row in enumerate(rows) if row.startswith("Step ")]
+    rows = rows[starts[-1]:] if starts else rows
+    return "\n".join(rows[-lines:])
+
+
 class BuildFailed(Exception):
     def __init__(self, image: str, step: str, log: Path, tail: str):
         super().__init__(f"{image}: {step}")
@@ -191,7 +204,10 @@ def docker_build(client: Any, *, image: str, tag: str, context: io.BytesIO, dock
         if step:
             seconds = time.monotonic() - started
             timings.append(StepTiming(image, step, seconds, cached))   # list.append is atomic
-            progress.done(image, step, seconds, cached)
+            # ARG, ENV, LABEL and the like take no time and say nothing: keep the output to
+            # the steps that do work.
+            if step.split("] ", 1)[-1].split(" ", 1)[0].upper() in WORK_INSTRUCTIONS:
+                progress.done(image, step, seconds, cached)
 
     with log.open("w") as fh:
         stream = client.api.build(fileobj=context, custom_context=True, dockerfile=dockerfile, tag=tag,
@@ -201,10 +217,11 @@ def docker_build(client: Any, *, image: str, tag: str, context: io.BytesIO, dock
             if "error" in chunk:
                 fh.write(chunk["error"] + "\n")
                 fh.flush()
-                tail = "\n".join(log.read_text(errors="replace").splitlines()[-LOG_TAIL_LINES:])
+                tail = failed_step_tail(log.read_text(errors="replace"))
                 progress.fail(image, step or "build", time.monotonic() - started, tail)
                 raise BuildFailed(image, step or "build", log, tail)
-            text = chunk.get("stream", "")
+            # The classic builder paints a RUN's stderr red, a few characters per chunk.
+            text = _ANSI.sub("", chunk.get("stream", ""))
             if not text:
                 if "aux" in chunk and "ID" in chunk["aux"]:
                     image_id = chunk["aux"]["ID"]
@@ -278,10 +295,18 @@ def _build_role(plan: _Plan, role: str, buildargs: dict[str, str], extra: dict[s
         raise LabError(f"{folder / dockerfile} is missing; the checkout is incomplete.")
     tag = BASE_IMAGE if role == "base" else IMAGES[role]
     all_labels = {f"{LABEL}.role": role, **(labels or {})}
-    return docker_build(client, image=role, tag=tag, context=context_tar(folder, extra),
-                        dockerfile=dockerfile, buildargs=buildargs, labels=all_labels,
-                        nocache=plan.no_cache, log=plan.logs / f"{role}.log",
-                        progress=plan.progress, timings=plan.timings)
+    started = time.monotonic()
+    mine: list[StepTiming] = []
+    image_id = docker_build(client, image=role, tag=tag, context=context_tar(folder, extra),
+                            dockerfile=dockerfile, buildargs=buildargs, labels=all_labels,
+                            nocache=plan.no_cache, log=plan.logs / f"{role}.log",
+                            progress=plan.progress, timings=mine)
+    plan.timings.extend(mine)
+    work = [t for t in mine if t.step.split("] ", 1)[-1].split(" ", 1)[0].upper() in WORK_INSTRUCTIONS]
+    cached = sum(t.cached for t in work)
+    plan.progress.info(f"{tag} ready in {fmt_seconds(time.monotonic() - started)}"
+                       + (f" ({cached} of {len(work)} steps from the cache)" if cached else ""))
+    return image_id
 
 
 def build(paths: LabPaths, *, pg_install: str = "auto", pg_source_url: str | None = None,

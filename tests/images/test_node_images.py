@@ -251,3 +251,19 @@ def test_haproxy_starts_as_root_and_workers_run_as_haproxy(docker_client, built_
         assert uids == [0, haproxy_uid], procs(ctr)   # master (root) and one worker
     finally:
         ctr.remove(force=True)
+
+
+# -- the build command -------------------------------------------------------------------------
+def test_a_failing_step_prints_its_log_tail_and_exits_1(built_images):
+    import subprocess
+    import sys
+    # Port 9 (discard) on the loopback of the build container: the download step fails fast.
+    proc = subprocess.run([sys.executable, "-m", "pgha_lab.cli", "build", "--pg-install", "source",
+                           "--pg-source-url", "http://127.0.0.1:9/postgresql-18.6.tar.bz2"],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stderr
+    assert "✗ dbnode" in proc.stderr and "build-postgresql.sh" in proc.stderr
+    assert "curl: (7)" in proc.stderr          # the step's own output, not just "it failed"
+    assert "\x1b[91m" not in proc.stderr       # the builder's colour codes are stripped
+    assert proc.stderr.strip().splitlines()[-1].startswith("pgha-lab: the build failed: dbnode failed at")

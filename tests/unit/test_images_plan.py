@@ -74,3 +74,9 @@ def test_no_color_wins_on_a_terminal(monkeypatch):
 
 def test_long_step_titles_are_shortened():
     assert len(shorten("RUN " + "x" * 200)) == 64
+
+
+def test_failed_step_tail_starts_at_the_failing_step():
+    log = "Step 1/3 : FROM x\n ---> abc\nStep 2/3 : RUN make\n ---> Running in 1\ncc: error\nThe command returned 2\n"
+    assert images.failed_step_tail(log) == "Step 2/3 : RUN make\n ---> Running in 1\ncc: error\nThe command returned 2"
+    assert images.failed_step_tail("only\nlines\n", lines=1) == "lines"
