@@ -2,6 +2,7 @@
 debootstrap, and which lab images exist. Each check is a plain record a test can read."""
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from dataclasses import asdict, dataclass
@@ -49,7 +50,7 @@ def _compose() -> Check:
 def _disk(client: Any, paths: LabPaths) -> Check:
     # The engine's root dir is where images land; only measurable when the engine is local.
     root = client.info().get("DockerRootDir", "/var/lib/docker") if client else "/"
-    target = root if shutil.os.path.exists(root) else str(paths.home)
+    target = root if os.path.exists(root) else str(paths.home)
     usage = shutil.disk_usage(target)
     free_gb = usage.free / 2**30
     return Check("disk", free_gb >= MIN_FREE_GB, f"{free_gb:.1f} GB free on {target} (builds want {MIN_FREE_GB:.0f} GB)")

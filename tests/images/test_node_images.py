@@ -267,3 +267,18 @@ def test_a_failing_step_prints_its_log_tail_and_exits_1(built_images):
     assert "curl: (7)" in proc.stderr          # the step's own output, not just "it failed"
     assert "\x1b[91m" not in proc.stderr       # the builder's colour codes are stripped
     assert proc.stderr.strip().splitlines()[-1].startswith("pgha-lab: the build failed: dbnode failed at")
+
+
+def test_doctor_reports_engine_and_built_images_as_json(built_images):
+    import json
+    import subprocess
+    import sys
+    proc = subprocess.run([sys.executable, "-m", "pgha_lab.cli", "doctor", "--json", "--registry-timeout", "3"],
+                          capture_output=True, text=True, timeout=60)
+    doc = json.loads(proc.stdout)
+    checks = {c["name"]: c for c in doc["checks"]}
+    assert checks["engine"]["ok"] and checks["compose"]["ok"]
+    assert "registry" in checks and checks["registry"]["required"] is False
+    for role in ("etcd", "dbnode", "haproxy"):
+        assert checks[f"image {role}"]["ok"], checks[f"image {role}"]
+    assert proc.returncode == (0 if doc["ok"] else 1)
