@@ -118,11 +118,12 @@ def timeline(result: "DrillResult", path: Path) -> None:
             if value is not None:
                 markers.append((result.fault_s + value, label, colour))
     markers += [(e.t_s, e.label, "grey") for e in result.events if e.label in ("healed", "healthy")]
-    for x, label, colour in markers:
+    for i, (x, label, colour) in enumerate(sorted(markers)):
         for ax in (ax_lat, ax_roles):
             ax.axvline(x, color=colour, linestyle="--", linewidth=0.8)
-        ax_lat.annotate(label, (x, 1), xycoords=("data", "axes fraction"), rotation=90, fontsize=7,
-                        va="top", ha="right", color=colour)
+        # Phases often land within a second of each other: stagger the labels so they stay legible.
+        ax_lat.annotate(label, (x, 1 - 0.22 * (i % 3)), xycoords=("data", "axes fraction"), rotation=90,
+                        fontsize=7, va="top", ha="right", color=colour)
     ax_lat.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
