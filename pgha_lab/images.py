@@ -134,9 +134,13 @@ def pgdg_probe(client: Any, cache: Path, base_id: str) -> bool:
             reachable = False
     finally:
         container.remove(force=True)
-    cache.mkdir(parents=True, exist_ok=True)
-    memo.write_text(json.dumps({"base": base_id, "reachable": reachable, "at": time.time()}))
+    remember_pgdg(cache, base_id, reachable)
     return reachable
+
+
+def remember_pgdg(cache: Path, base_id: str, reachable: bool) -> None:
+    cache.mkdir(parents=True, exist_ok=True)
+    (cache / "pgdg-probe.json").write_text(json.dumps({"base": base_id, "reachable": reachable, "at": time.time()}))
 
 
 # -- build contexts --------------------------------------------------------------------------
@@ -353,12 +357,27 @@ def _build_all(plan: _Plan, client: Any, arch: str, lock_file: Path, started: fl
             plan.progress.info(f"PostgreSQL 18: {reason}")
             result_meta["pg_install"], result_meta["reason"] = method, reason
             house = wheels.result()
-            args = dict(node_args)
-            if method == "source" and pg_source_url:
-                args["PG_SOURCE_URL"] = pg_source_url
-            return _build_role(plan, "dbnode", args, extra={"wheelhouse": house},
-                               dockerfile="Dockerfile" if method == "source" else "Dockerfile.pgdg",
-                               labels={f"{LABEL}.pg-install": method})
+
+            def build_with(method: str) -> str:
+                args = dict(node_args)
+                if method == "source" and pg_source_url:
+                    args["PG_SOURCE_URL"] = pg_source_url
+                return _build_role(plan, "dbnode", args, extra={"wheelhouse": house},
+                                   dockerfile="Dockerfile" if method == "source" else "Dockerfile.pgdg",
+                                   labels={f"{LABEL}.pg-install": method})
+
+            try:
+                return build_with(method)
+            except BuildFailed:
+                if pg_install != "auto" or method != "pgdg":
+                    raise
+            # The repository answered the probe but the install failed: auto means "whatever
+            # works here", so fall back to the tarball and say so.
+            reason = "auto: installing from the PostgreSQL apt repository failed, so it is built from the release tarball"
+            plan.progress.info(f"PostgreSQL 18: {reason}")
+            result_meta["pg_install"], result_meta["reason"] = "source", reason
+            remember_pgdg(paths.cache, base_id, False)   # so the next build does not retry at once
+            return build_with("source")
 
         result_meta: dict[str, str] = {"pg_install": pg_install, "reason": ""}
         futures = {"dbnode": pool.submit(dbnode),
@@ -372,6 +391,8 @@ def _build_all(plan: _Plan, client: Any, arch: str, lock_file: Path, started: fl
                 failures.append(f"{exc.image} failed at {exc.step} (full log: {exc.log})")
             except LabError as exc:
                 failures.append(f"{role}: {exc}")
+            except Exception as exc:   # e.g. the engine went away mid-build: still one message
+                failures.append(f"{role}: {type(exc).__name__}: {exc}")
     if failures:
         raise LabError("the build failed: " + "; ".join(failures) + ".")
     return BuildResult(images=dict(IMAGES), pg_install=result_meta["pg_install"],
