@@ -84,6 +84,21 @@ class NonLeaderAck:
     leader_after: str     # ... and in the first reading after it
 
 
+def unjudged_acks(attempts: Iterable[Attempt], samples: Iterable[Sample]) -> list[int]:
+    """Acknowledgements non_leader_acks cannot judge: no readable leader key on one side of them
+    (etcd without quorum, or the edges of the drill). Reported so 'no non-leader ack' is not
+    mistaken for 'every ack was checked'."""
+    keys = sorted((s for s in samples if s.source == ETCD), key=lambda s: s.t_s)
+    times = [s.t_s for s in keys]
+    out = []
+    for a in acks(attempts):
+        i = bisect.bisect_right(times, a.start_s) - 1
+        j = bisect.bisect_left(times, a.end_s)
+        if i < 0 or j >= len(keys) or not keys[i].answered or not keys[j].answered:
+            out.append(a.id)
+    return out
+
+
 def non_leader_acks(attempts: Iterable[Attempt], samples: Iterable[Sample]) -> list[NonLeaderAck]:
     """Acknowledgements from a server that held the leader key neither in the reading before the
     attempt started nor in any reading up to the first one after it ended. An attempt with no
@@ -251,6 +266,7 @@ class Findings:
     unacknowledged_commits: list[int]
     unknown_rows: list[int]
     non_leader_acks: list[NonLeaderAck]
+    unjudged_acks: list[int]          # acks with no readable leader key on one side: not checked
     split_brain: list[Overlap]
     haproxy_lag: list[Overlap]        # two servers UP behind 5432, only one of them answering as primary
     sync_cancelled: list[int]         # acknowledged with "canceling wait for synchronous replication"
@@ -285,6 +301,7 @@ class Findings:
             "attempts": self.attempts, "acknowledged": self.acked, "failed": self.failed,
             "lost_writes": len(self.lost), "duplicate_writes": len(self.duplicates),
             "non_leader_acks": len(self.non_leader_acks),
+            "unjudged_acks": len(self.unjudged_acks),
             "split_brain_intervals": len(self.split_brain),
             "split_brain_s": round(sum(o.seconds for o in self.split_brain), 3),
             "haproxy_stale_primary_s": round(sum(o.seconds for o in self.haproxy_lag), 3),
@@ -325,7 +342,8 @@ def reconcile(attempts: Iterable[Attempt], samples: Iterable[Sample], table: dic
         duplicates=duplicate_writes(attempts, table),
         unacknowledged_commits=unacknowledged_commits(attempts, table),
         unknown_rows=unknown_rows(attempts, table),
-        non_leader_acks=non_leader_acks(attempts, samples), split_brain=two_primaries(samples),
+        non_leader_acks=non_leader_acks(attempts, samples), unjudged_acks=unjudged_acks(attempts, samples),
+        split_brain=two_primaries(samples),
         haproxy_lag=[o for o in haproxy_two_primaries(samples) if not o.confirmed],
         sync_cancelled=with_notice(attempts, SYNC_CANCEL), with_notices=with_notice(attempts),
         phases=phases(attempts, samples, fault_s, old_leader),

@@ -22,6 +22,7 @@ LABELS = {
     "lost_writes": "acknowledged writes lost",
     "duplicate_writes": "duplicate writes",
     "non_leader_acks": "writes acknowledged by a non-leader",
+    "unjudged_acks": "acknowledged writes not judged (leader key unreadable around them)",
     "split_brain_intervals": "split-brain intervals (two primaries)",
     "split_brain_s": "split-brain time (s)",
     "haproxy_stale_primary_s": "HAProxy had a demoted node still UP behind 5432 (s)",

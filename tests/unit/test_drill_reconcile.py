@@ -163,10 +163,12 @@ def test_an_ack_straddling_the_key_change_is_judged_against_both_sides():
     assert [n.id for n in rc.non_leader_acks(late, samples)] == [2]
 
 
-def test_an_ack_without_a_readable_key_on_one_side_is_not_judged():
+def test_an_ack_without_a_readable_key_on_one_side_is_not_judged_but_counted():
     samples = [Sample(0.0, ETCD, value="dbnode1"), Sample(0.1, ETCD, error="etcd unreadable"),
                Sample(0.3, ETCD, value="dbnode1")]
-    assert rc.non_leader_acks([Attempt(1, 0.12, 0.2, True, server="dbnode2")], samples) == []
+    acked = [Attempt(1, 0.12, 0.2, True, server="dbnode2"), Attempt(2, 0.31, 0.32, True, server="dbnode1")]
+    assert rc.non_leader_acks(acked, samples) == []
+    assert rc.unjudged_acks(acked, samples) == [1, 2]    # 2 has no reading after it
 
 
 def test_an_ack_while_nobody_holds_the_key_is_flagged():
