@@ -121,10 +121,14 @@ def markdown(result: DrillResult) -> str:
     ph = f.phases
     lines += ["", "## Phases (seconds after the fault)", "", "| phase | at | detail |", "|---|---|---|",
               f"| fault | 0.00 | {result.fault.target} ({result.fault.role_before}) |",
-              f"| leader key gone | {_fmt(ph.leader_key_gone)} | {ph.old_leader} no longer holds it |",
-              f"| new leader | {_fmt(ph.new_leader)} | {ph.new_leader_name or '—'} |",
-              f"| HAProxy switched | {_fmt(ph.haproxy_switched)} | 5432 routes only to {ph.new_leader_name or '—'} |",
-              f"| first write | {_fmt(ph.first_write)} | acknowledged by {ph.first_write_server or '—'} |",
+              f"| leader key gone | {_fmt(ph.leader_key_gone)} | "
+              + (f"{ph.old_leader} no longer holds it |" if ph.leader_key_gone is not None
+                 else f"{ph.old_leader} held it throughout (or etcd could not be read) |"),
+              f"| new leader | {_fmt(ph.new_leader)} | {ph.new_leader_name or 'no other node took the key'} |",
+              f"| HAProxy switched | {_fmt(ph.haproxy_switched)} | "
+              + (f"5432 routes only to {ph.new_leader_name} |" if ph.haproxy_switched is not None else "— |"),
+              f"| first write | {_fmt(ph.first_write)} | first acknowledgement after the longest gap since the fault, "
+              f"by {ph.first_write_server or '—'} |",
               "", f"Timeline {_fmt(f.timeline_before)} → {_fmt(f.timeline_after)}.", ""]
     if f.downtime is not None:
         d = f.downtime
