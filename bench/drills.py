@@ -20,6 +20,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from pgha_lab.drill.scenarios import SCENARIOS  # noqa: E402
+from pgha_lab.images import IMAGES  # noqa: E402
 from pgha_lab.profiles import PROFILES  # noqa: E402
 
 PROJECT = "pgha-lab-drills"
@@ -61,6 +62,14 @@ def main() -> int:
     if bad or args.repeat < 1:
         print(f"bench/drills.py: unknown scenario or profile {bad} (scenarios: {', '.join(SCENARIOS)}; "
               f"profiles: {', '.join(PROFILES)}), or --repeat below 1.", file=sys.stderr)
+        return 1
+    # `up` builds missing images, which takes long and competes with the drills for CPU; a bench
+    # measures an existing build instead of quietly starting one.
+    absent = [ref for ref in IMAGES.values()
+              if subprocess.run(["docker", "image", "inspect", ref], capture_output=True).returncode != 0]
+    if absent:
+        print(f"bench/drills.py: node image(s) {', '.join(absent)} missing; build them first with `pgha-lab build`.",
+              file=sys.stderr)
         return 1
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     rows: list[tuple[str, str, dict[str, list[float]], str, str]] = []
