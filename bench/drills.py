@@ -35,10 +35,26 @@ def cli(*args: str, check: bool = True) -> subprocess.CompletedProcess:
                           check=check, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
+def absent_images() -> list[str]:
+    return [ref for ref in IMAGES.values()
+            if subprocess.run(["docker", "image", "inspect", ref], capture_output=True).returncode != 0]
+
+
+def up(*args: str) -> None:
+    # `up` builds missing images, which takes long and competes with the drills for CPU; a bench
+    # measures an existing build instead of quietly starting one (checked before every up, as
+    # images may be rebuilt while a long bench runs).
+    absent = absent_images()
+    if absent:
+        raise SystemExit(f"bench/drills.py: node image(s) {', '.join(absent)} missing; "
+                         f"build them first with `pgha-lab build`.")
+    cli("up", *args)
+
+
 def fresh_lab(profile: str) -> None:
     if (REPO / "labs" / PROJECT / "topology.yaml").exists():
         cli("down", "--volumes", check=False)
-    cli("up", "--profile", profile, "--subnet", SUBNET, "--publish-ports", "off")
+    up("--profile", profile, "--subnet", SUBNET, "--publish-ports", "off")
 
 
 def spread(values: list[float]) -> str:
@@ -63,13 +79,9 @@ def main() -> int:
         print(f"bench/drills.py: unknown scenario or profile {bad} (scenarios: {', '.join(SCENARIOS)}; "
               f"profiles: {', '.join(PROFILES)}), or --repeat below 1.", file=sys.stderr)
         return 1
-    # `up` builds missing images, which takes long and competes with the drills for CPU; a bench
-    # measures an existing build instead of quietly starting one.
-    absent = [ref for ref in IMAGES.values()
-              if subprocess.run(["docker", "image", "inspect", ref], capture_output=True).returncode != 0]
-    if absent:
-        print(f"bench/drills.py: node image(s) {', '.join(absent)} missing; build them first with `pgha-lab build`.",
-              file=sys.stderr)
+    if absent_images():
+        print(f"bench/drills.py: node image(s) {', '.join(absent_images())} missing; build them first with "
+              f"`pgha-lab build`.", file=sys.stderr)
         return 1
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     rows: list[tuple[str, str, dict[str, list[float]], str, str]] = []
@@ -89,7 +101,7 @@ def main() -> int:
                     note = (proc.stderr.strip().splitlines() or ["failed"])[-1][:80]
                     # Whatever broke, put the lab back before the next scenario.
                     cli("chaos", "heal-all", check=False)
-                    cli("up", check=False)
+                    up()
                 values: dict[str, list[float]] = {}
                 bound = ""
                 for run in doc["runs"]:
