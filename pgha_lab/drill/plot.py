@@ -105,6 +105,7 @@ def timeline(result: "DrillResult", path: Path) -> None:
     legend = [Patch(color=c, label=k) for k, c in ROLE_COLOURS.items()]
     legend += [Patch(color=c, label=f"{n} (key / 5432)") for n, c in node_colour.items()]
     legend += [Patch(facecolor="white", edgecolor="black", label="no key / no server"),
+               Patch(color="black", label="two servers UP behind 5432"),
                Patch(color="#bdbdbd", label="no answer")]
     ax_roles.legend(handles=legend, loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=7)
 
