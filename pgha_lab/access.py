@@ -5,8 +5,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from . import compose, health, lab, profiles, render, secrets, tls
-from .images import ensure_built
+from . import compose, health, images, lab, profiles, render, secrets, tls
+from .errors import LabError
 from .paths import LabPaths
 from .probes import ClientTLS, LabProbe, Member
 from .progress import Progress
@@ -104,14 +104,52 @@ def bring_up(paths: LabPaths, topo: Topology, *, profile: str | None, pg_install
     lab.check_ports_free(topo)
     lab.check_stale_dcs(topo)
     chosen = profile or saved_profile(paths) or "seed"
-    with progress.step("Ensuring node images"):
-        ensure_built(paths, pg_install=pg_install)
+    if images.missing(images.sdk()):
+        images.build(paths, pg_install=pg_install)   # prints its own progress, image by image
+    else:
+        with progress.step("Node images present"):
+            pass
+    existing = {name for name, state in lab.running_containers(topo).items() if state == "running"}
     with progress.step("Writing certificates, secrets and node configs"):
-        render.write_lab(paths, topo, profiles.get(chosen))
+        changed = render.write_lab(paths, topo, profiles.get(chosen))
         compose.write_compose(topo, paths)
         save_profile(paths, chosen)
     lab.start(paths, topo, progress)
+    # Configs and TLS are read at boot (single-file mounts even pin the old file), so a running
+    # node whose files changed is rebooted, as one would reboot a VM after editing its config.
+    stale = [n.name for n in topo.nodes if n.name in existing and _touched(paths, n.name, changed)]
+    if stale:
+        with progress.step(f"Restarting {', '.join(stale)} to apply their new files"):
+            lab.run_compose(paths, topo, "restart", *stale)
     probe = probe_for(paths, topo)
     lab.wait_for(progress, lab.health_waits(probe, topo), topo, deadline_s)
+    with progress.step("Checking Patroni's timings in etcd"):
+        creds = secrets.load(paths)
+        note = apply_dcs_timings(probe, topo, (creds.restapi_user, creds.restapi_password), profiles.get(chosen))
+    if note.startswith("set"):
+        progress.info(f"Patroni's timings in etcd {note} ({chosen} profile)")
     return UpOutcome(topology=topo, paths=paths, profile=chosen, members=probe.members(),
                      seconds=time.monotonic() - started)
+
+
+def _touched(paths: LabPaths, node: str, changed: list) -> bool:
+    folder = paths.node_dir(node)
+    return any(folder == p or folder in p.parents for p in changed)
+
+
+def apply_dcs_timings(probe: LabProbe, topo: Topology, auth: tuple[str, str], profile) -> str:
+    """bootstrap.dcs only counts on the first boot; later profile changes go to etcd through the
+    REST API (what `patronictl edit-config` does), so `up --profile` works on an existing lab."""
+    wanted = {"ttl": profile.ttl, "loop_wait": profile.loop_wait, "retry_timeout": profile.retry_timeout}
+    leader = health.leader_of(probe.members())
+    node = topo.node(leader) if leader else topo.db[0]
+    code, config = probe.rest(node, "/config")
+    if code != 200:
+        raise LabError(f"could not read Patroni's configuration from {node.name} (HTTP {code}).")
+    if all(config.get(k) == v for k, v in wanted.items()):
+        return "already " + ", ".join(f"{k} {v}" for k, v in wanted.items())
+    r = probe.http.patch(probe.rest_url(node, "/config"), json=wanted, auth=auth, timeout=10,
+                         cert=(probe.patroni_tls.cert, probe.patroni_tls.key), verify=probe.patroni_tls.ca)
+    if r.status_code != 200:
+        raise LabError(f"Patroni refused the {profile.name} timings: {r.text.strip() or r.status_code}.")
+    return "set " + ", ".join(f"{k} {v}" for k, v in wanted.items())

@@ -9,7 +9,7 @@ from . import __version__
 from .errors import LabError
 
 # Each name is a module in pgha_lab.commands with register(subparsers).
-COMMAND_MODULES: list[str] = ["doctor", "build", "certs", "config"]
+COMMAND_MODULES: list[str] = ["doctor", "build", "lifecycle", "status", "nodes", "certs", "config", "chaos", "drill"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -37,8 +37,11 @@ def _rel(path: Path, compose_dir: Path) -> str:
 
 def _healthcheck(node: Node, topo: Topology) -> dict[str, Any]:
     if node.role is Role.ETCD:
-        test = ["CMD", "ectl", f"--endpoints=https://{node.address}:{topo.ports.etcd_client}",
-                "endpoint", "health", "--command-timeout=2s"]
+        # etcd's /health is 200 only while this member sees a leader (ectl would check them all).
+        tls_dir = NP.ETCD_TLS
+        test = ["CMD", "curl", "-fsS", "-o", "/dev/null", "--cacert", f"{tls_dir}/{tls.CA_CERT}",
+                "--cert", f"{tls_dir}/etcdctl.crt", "--key", f"{tls_dir}/etcdctl.key",
+                f"https://127.0.0.1:{topo.ports.etcd_client}/health"]
     elif node.role is Role.DB:
         # Patroni's /health answers 200 once PostgreSQL runs; the REST API wants a client certificate.
         tls_dir = NP.PATRONI_TLS

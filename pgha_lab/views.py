@@ -47,10 +47,14 @@ def _lag(value: Any) -> str:
     return str(value)
 
 
+def _tag(value: Any) -> str:
+    return str(value).lower() if isinstance(value, bool) else str(value)   # YAML spelling, as patronictl
+
+
 def members_table(members: list[Member], scope: str) -> str:
     rows = []
     for m in members:
-        tags = ", ".join(f"{k}: {v}" for k, v in sorted(m.tags.items()))
+        tags = ", ".join(f"{k}: {_tag(v)}" for k, v in sorted(m.tags.items()))
         rows.append([m.name, m.host, ROLE_NAMES.get(m.role, m.role), m.state, m.timeline,
                      m.receive_lsn, _lag(m.receive_lag), m.replay_lsn, _lag(m.replay_lag), tags])
     return table(MEMBER_COLUMNS, rows, title=f"Cluster: {scope}")

@@ -1,16 +1,7 @@
 #!/usr/bin/env bash
-# The test command: prepares Docker (scripts/setup-host.sh), a venv with pgha-lab, then runs
-# every test: unit tests, image tests and the real-cluster tests. Extra arguments go to pytest.
-set -euo pipefail
-cd "$(dirname "$0")/.."
-
-bash scripts/setup-host.sh
-
-if [ ! -x .venv/bin/python ]; then
-  python3 -m venv .venv
-fi
-.venv/bin/pip install -q --disable-pip-version-check -e '.[test]'
-
+# The test command: Docker, pgha-lab with its test dependencies in .venv, then every test: unit
+# tests, image tests and the real-cluster tests (the suite runs its own lab). Arguments go to pytest.
+source "$(dirname "$0")/venv.sh" test
 set +e
 .venv/bin/python -m pytest -ra "$@"
 rc=$?

@@ -126,9 +126,8 @@ def test_isolated_leader_demotes_itself_and_rejoins_after_heal(lab):
 
     def demoted() -> bool:
         # Cut off from the lab, the node is reached on its console (docker exec), as a VM would be.
-        proc = subprocess.run(["docker", "exec", lab.topo.container_name(old), "psql", "-h", "/var/run/postgresql",
-                               "-U", "postgres", "-tAc", "select pg_is_in_recovery()"],
-                              capture_output=True, text=True, env={"PATH": "/usr/bin:/bin"})
+        proc = subprocess.run(["docker", "exec", "-u", "postgres", lab.topo.container_name(old),
+                               "psql", "-tAc", "select pg_is_in_recovery()"], capture_output=True, text=True)
         return proc.stdout.strip() == "t" or "Connection refused" in proc.stderr or "No such file" in proc.stderr
     wait_until(demoted, 60, f"{old} demoting itself")
     refused = chaos(lab, "isolate", old, check=False)

@@ -63,3 +63,18 @@ def test_down_then_up_keeps_the_data_and_down_volumes_removes_it(healthy_lab):
     lab.up()
     with psycopg.connect(lab.dsn(), password=lab.password()) as conn:
         assert conn.execute("select to_regclass('keep_me')").fetchone()[0] is None
+
+
+def test_switching_the_profile_reaches_etcd_and_haproxy(healthy_lab):
+    lab = healthy_lab
+    lab.cli("up", "--profile", "seed")
+    probe = lab.probe()
+    leader = next(m.name for m in probe.members() if m.role == "leader")
+    config = probe.rest(lab.topo.node(leader), "/config")[1]
+    assert (config["ttl"], config["loop_wait"], config["retry_timeout"]) == (30, 10, 10)
+    cfg = subprocess.run(["docker", "exec", lab.topo.container_name(lab.topo.haproxy), "cat", "/etc/haproxy/haproxy.cfg"],
+                         capture_output=True, text=True).stdout
+    assert "inter 3000ms fall 3 rise 2" in cfg
+    lab.up()   # back to fast
+    config = probe.rest(lab.topo.node(next(m.name for m in probe.members() if m.role == "leader")), "/config")[1]
+    assert (config["ttl"], config["loop_wait"], config["retry_timeout"]) == (20, 1, 3)
