@@ -10,7 +10,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Protocol, TextIO
 
-SPINNER = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
+from .progress import SPINNER, paint
+
 TITLE_WIDTH = 64
 
 
@@ -96,7 +97,7 @@ class Lines:
 
     # -- drawing ---------------------------------------------------------------------------
     def _paint(self, text: str, code: str) -> str:
-        return f"\x1b[{code}m{text}\x1b[0m" if self.color else text
+        return paint(text, code, bool(self.color))
 
     def _clear_status(self) -> None:
         if self._status_shown:

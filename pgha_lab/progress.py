@@ -14,8 +14,16 @@ from contextlib import contextmanager
 from typing import Iterator, TextIO
 
 
+SPINNER = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
+
+
 def use_colour(stream: TextIO) -> bool:
-    return stream.isatty() and "NO_COLOR" not in os.environ
+    return bool(getattr(stream, "isatty", lambda: False)()) and "NO_COLOR" not in os.environ
+
+
+def paint(text: str, code: str, colour: bool) -> str:
+    """text in the ANSI colour `code` when colour is on, else unchanged."""
+    return f"\033[{code}m{text}\033[0m" if colour else text
 
 
 class Progress:
@@ -27,7 +35,7 @@ class Progress:
         self._detail = ""
 
     def _paint(self, text: str, code: str) -> str:
-        return f"\033[{code}m{text}\033[0m" if self.colour else text
+        return paint(text, code, self.colour)
 
     def detail(self, text: str) -> None:
         """A short live note next to the running step (shown on a terminal only)."""
@@ -61,7 +69,7 @@ class Progress:
                 print(f"{clear} {mark} {title} ({elapsed:.1f}s)", file=self.stream, flush=True)
 
     def _spin(self, title: str, start: float, stop: threading.Event) -> None:
-        for frame in itertools.cycle("⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"):
+        for frame in itertools.cycle(SPINNER):
             if stop.wait(0.1):
                 return
             detail = f" — {self._detail}" if self._detail else ""
