@@ -165,6 +165,10 @@ def test_etcd_entrypoint_runs_etcd_as_etcd_and_ectl_reaches_it(docker_client, bu
     try:
         out = wait_for(ctr, ["ectl", "endpoint", "health"])
         assert "is healthy" in out
+        # A DBA's own --endpoints wins over the rendered default instead of etcdctl's
+        # "conflicting environment variable" refusal.
+        code, own = ctr.exec_run(["ectl", "--endpoints=http://127.0.0.1:2379", "endpoint", "health"])
+        assert code == 0 and b"is healthy" in own, own
         etcd_uid = uid(docker_client, built_images["etcd"], "etcd")
         running = procs(ctr)
         assert ("etcd", etcd_uid) in running, running
