@@ -9,6 +9,7 @@ from . import compose, health, images, lab, profiles, render, secrets, tls
 from .errors import LabError
 from .paths import LabPaths
 from .probes import ClientTLS, LabProbe, Member
+from .build_progress import Lines
 from .progress import Progress
 from .topology import Topology
 
@@ -104,17 +105,19 @@ def bring_up(paths: LabPaths, topo: Topology, *, profile: str | None, pg_install
     lab.check_ports_free(topo)
     lab.check_stale_dcs(topo)
     chosen = profile or saved_profile(paths) or "seed"
-    if images.missing(images.sdk()):
-        images.build(paths, pg_install=pg_install)   # prints its own progress, image by image
-    else:
-        with progress.step("Node images present"):
-            pass
+    with progress.step("Checking the node images against this checkout"):
+        stale = images.outdated(images.sdk(), paths)
+    if stale:
+        progress.info(f"building: {', '.join(stale)} missing or out of date")
+        images.build(paths, pg_install=pg_install, progress=Lines())   # its own lines, image by image
     existing = {name for name, state in lab.running_containers(topo).items() if state == "running"}
     with progress.step("Writing certificates, secrets and node configs"):
         changed = render.write_lab(paths, topo, profiles.get(chosen))
         compose.write_compose(topo, paths)
         save_profile(paths, chosen)
     lab.start(paths, topo, progress)
+    # Nodes recreated on newer images free the old ones, which no build has removed yet.
+    images.prune_superseded(images.sdk(), paths)
     # Configs and TLS are read at boot (single-file mounts even pin the old file), so a running
     # node whose files changed is rebooted, as one would reboot a VM after editing its config.
     stale = [n.name for n in topo.nodes if n.name in existing and _touched(paths, n.name, changed)]

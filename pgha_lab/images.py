@@ -2,6 +2,7 @@
 concurrent builds (docker SDK, classic builder) with per-step progress."""
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import re
@@ -298,7 +299,7 @@ def _build_role(plan: _Plan, role: str, buildargs: dict[str, str], extra: dict[s
     if not (folder / dockerfile).is_file():
         raise LabError(f"{folder / dockerfile} is missing; the checkout is incomplete.")
     tag = BASE_IMAGE if role == "base" else IMAGES[role]
-    all_labels = {f"{LABEL}.role": role, **(labels or {})}
+    all_labels = {f"{LABEL}.role": role, f"{LABEL}.recipe": recipe_digest(plan.paths, role), **(labels or {})}
     started = time.monotonic()
     mine: list[StepTiming] = []
     image_id = docker_build(client, image=role, tag=tag, context=context_tar(folder, extra),
@@ -395,6 +396,9 @@ def _build_all(plan: _Plan, client: Any, arch: str, lock_file: Path, started: fl
                 failures.append(f"{role}: {type(exc).__name__}: {exc}")
     if failures:
         raise LabError("the build failed: " + "; ".join(failures) + ".")
+    freed = prune_superseded(client, paths)
+    if freed:
+        progress.info(f"removed {freed} untagged lab image(s) left from earlier builds")
     return BuildResult(images=dict(IMAGES), pg_install=result_meta["pg_install"],
                        pg_install_reason=result_meta["reason"], base=choice,
                        steps=list(plan.timings), seconds=time.monotonic() - started)
@@ -405,12 +409,51 @@ def missing(client: Any) -> list[str]:
     return [role for role in ROLES if role not in have]
 
 
-def ensure_built(paths: LabPaths, progress: Progress | None = None) -> dict[str, str]:
-    """role -> image name, building first when any node image is missing."""
-    client = sdk()
-    if missing(client):
-        build(paths, progress=progress or Lines())
-    return dict(IMAGES)
+def recipe_digest(paths: LabPaths, role: str) -> str:
+    """A digest of images/<role> as the builder sees it; stored as a label on the image so a
+    checkout with other Dockerfiles or scripts is noticed (the wheelhouse follows patroni.lock,
+    which is part of it)."""
+    return hashlib.sha256(context_tar(paths.images / role).getvalue()).hexdigest()[:16]
+
+
+def outdated(client: Any, paths: LabPaths) -> list[str]:
+    """The lab images (base included) that are missing or were built from other files than the
+    checkout holds now."""
+    have = existing(client)
+    return [role for role in ("base", *ROLES)
+            if have.get(role, {}).get("labels", {}).get(f"{LABEL}.recipe") != recipe_digest(paths, role)]
+
+
+def superseded(dangling: list[Any], paths: LabPaths) -> list[Any]:
+    """Untagged lab images built from other files than the checkout's: the old images a rebuild
+    replaced. Untagged build stages of the current recipes stay, since they are the cache of
+    the next build (they carry the base's labels)."""
+    current = {role: recipe_digest(paths, role) for role in ("base", *ROLES)}
+    return [img for img in dangling
+            if (img.labels or {}).get(f"{LABEL}.recipe") != current.get((img.labels or {}).get(f"{LABEL}.role"))]
+
+
+def prune_superseded(client: Any, paths: LabPaths) -> int:
+    """Remove superseded lab images; one a container still uses stays. The number removed."""
+    import docker.errors
+    removed = 0
+    for img in superseded(client.images.list(filters={"dangling": True, "label": f"{LABEL}.role"}), paths):
+        try:
+            client.images.remove(img.id)
+            removed += 1
+        except docker.errors.APIError:   # in use by a container of a running lab: keep it
+            pass
+    return removed
+
+
+def ensure_built(paths: LabPaths, *, pg_install: str = "auto", progress: Progress | None = None) -> list[str]:
+    """Build when any image is missing or out of date; the roles that were, in order. An
+    up-to-date set costs one image lookup per role; a rebuild reuses the build cache for every
+    unchanged step."""
+    stale = outdated(sdk(), paths)
+    if stale:
+        build(paths, pg_install=pg_install, progress=progress or Lines())
+    return stale
 
 
 def pg_install_of(client: Any) -> str | None:

@@ -25,4 +25,5 @@ def docker_client():
 def built_images(docker_client):
     """The node images, built (or reused from the build cache) once per session."""
     from pgha_lab import images
-    return images.ensure_built(LabPaths(home=REPO))
+    images.ensure_built(LabPaths(home=REPO))
+    return dict(images.IMAGES)

@@ -1,5 +1,6 @@
 """Build decisions that need no engine: names, the PostgreSQL install choice, contexts, steps."""
 import io
+import os
 import tarfile
 
 import pytest
@@ -7,6 +8,7 @@ import pytest
 from pgha_lab import images
 from pgha_lab.build_progress import Lines, shorten
 from pgha_lab.errors import LabError
+from pgha_lab.paths import LabPaths
 
 
 def test_image_names_are_the_published_contract():
@@ -80,3 +82,74 @@ def test_failed_step_tail_starts_at_the_failing_step():
     log = "Step 1/3 : FROM x\n ---> abc\nStep 2/3 : RUN make\n ---> Running in 1\ncc: error\nThe command returned 2\n"
     assert images.failed_step_tail(log) == "Step 2/3 : RUN make\n ---> Running in 1\ncc: error\nThe command returned 2"
     assert images.failed_step_tail("only\nlines\n", lines=1) == "lines"
+
+
+def recipe_tree(home):
+    for role in ("base", *images.ROLES):
+        folder = home / "images" / role
+        folder.mkdir(parents=True)
+        (folder / "Dockerfile").write_text(f"FROM scratch\n# {role}\n")
+    return LabPaths(home=home)
+
+
+class Engine:
+    """Just enough of the SDK's image lookup for the label comparison."""
+    def __init__(self, labels_by_ref):
+        self.images = self
+        self.labels_by_ref = labels_by_ref
+
+    def get(self, ref):
+        import docker.errors
+        if ref not in self.labels_by_ref:
+            raise docker.errors.ImageNotFound(ref)
+        return type("Image", (), {"id": ref, "attrs": {}, "labels": self.labels_by_ref[ref]})()
+
+
+def built_from(paths):
+    refs = {"base": images.BASE_IMAGE, **images.IMAGES}
+    return {ref: {f"{images.LABEL}.recipe": images.recipe_digest(paths, role)} for role, ref in refs.items()}
+
+
+def test_recipe_digest_follows_content_not_file_times(tmp_path):
+    paths = recipe_tree(tmp_path)
+    before = images.recipe_digest(paths, "etcd")
+    dockerfile = tmp_path / "images" / "etcd" / "Dockerfile"
+    os.utime(dockerfile, (1, 1))
+    assert images.recipe_digest(paths, "etcd") == before
+    dockerfile.write_text("FROM scratch\n# changed\n")
+    assert images.recipe_digest(paths, "etcd") != before
+
+
+def test_images_built_from_this_checkout_are_current(tmp_path):
+    paths = recipe_tree(tmp_path)
+    assert images.outdated(Engine(built_from(paths)), paths) == []
+
+
+def test_a_missing_image_or_a_changed_recipe_is_outdated(tmp_path):
+    paths = recipe_tree(tmp_path)
+    labels = built_from(paths)
+    del labels[images.IMAGES["haproxy"]]
+    (tmp_path / "images" / "etcd" / "ectl").write_text("#!/bin/sh\n")
+    assert images.outdated(Engine(labels), paths) == ["etcd", "haproxy"]
+
+
+def test_an_image_without_a_recipe_label_is_outdated(tmp_path):
+    paths = recipe_tree(tmp_path)
+    labels = built_from(paths)
+    labels[images.BASE_IMAGE] = {}
+    assert images.outdated(Engine(labels), paths) == ["base"]
+
+
+def test_only_images_of_other_recipes_are_superseded(tmp_path):
+    paths = recipe_tree(tmp_path)
+    label = f"{images.LABEL}"
+
+    def image(role, recipe):
+        labels = {f"{label}.role": role, **({f"{label}.recipe": recipe} if recipe else {})}
+        return type("Image", (), {"id": f"{role}-{recipe}", "labels": labels})()
+
+    current_stage = image("base", images.recipe_digest(paths, "base"))   # a build stage: the cache
+    old_dbnode = image("dbnode", "0" * 16)
+    unlabelled_etcd = image("etcd", None)
+    found = images.superseded([current_stage, old_dbnode, unlabelled_etcd], paths)
+    assert found == [old_dbnode, unlabelled_etcd]
