@@ -50,7 +50,8 @@ def main() -> int:
     rows = []
     try:
         for i in range(args.rounds):
-            cli("down", "--volumes") if (REPO / "labs" / PROJECT / "topology.yaml").exists() else None
+            if (REPO / "labs" / PROJECT / "topology.yaml").exists():
+                cli("down", "--volumes")
             start = time.monotonic()
             cli("up", "--profile", args.profile, "--subnet", SUBNET, "--publish-ports", "off")
             cold = time.monotonic() - start
