@@ -43,7 +43,9 @@ class Profile:
     # -- bounds the drills compare against -------------------------------------------------
     @property
     def haproxy_mark_down_s(self) -> float:
-        """Worst case for HAProxy to stop sending to a server whose check started failing."""
+        """Worst case for HAProxy to stop sending to a server whose check started failing with an
+        answer (Patroni's REST API saying 503). A server that vanished fails each check only at
+        its timeout, so there it is fall * (inter + timeout); no bound here relies on that case."""
         return (self.check_fall * self.check_inter_ms + self.check_timeout_ms) / 1000
 
     @property
