@@ -34,6 +34,7 @@ def new_leader(chaos: "Chaos", old: str) -> Callable[[], Verdict]:
 
 
 def same_leader(chaos: "Chaos", leader: str, timeline: int | None = None) -> Callable[[], Verdict]:
+    # With a timeline, a leader that demoted and promoted again (a new timeline) does not count.
     def check() -> Verdict:
         members = chaos.members()
         now = health.leader_of(members)
@@ -114,7 +115,7 @@ def expectation_for(chaos: "Chaos", action: str, node: Node, role: str, members:
                 f"{node.name} was a {role.replace('_', ' ')}. {leader} stays leader; with synchronous_mode on "
                 f"(not strict) Patroni drops a lost synchronous standby from synchronous_standby_names, so writes "
                 f"resume after at most a loop ({p.loop_wait}s) plus the replication timeout.",
-                same_leader(chaos, leader), failover_s + 30)
+                same_leader(chaos, leader, timeline), failover_s + 30)
         if returning or action == "degrade":
             if leader == node.name:   # back before its key expired, or a degraded leader
                 return Expectation(f"{node.name} still holds the leader key and carries on as leader.",
@@ -142,7 +143,7 @@ def expectation_for(chaos: "Chaos", action: str, node: Node, role: str, members:
             if left >= quorum:
                 return Expectation(
                     f"etcd keeps its quorum ({left} of {total} members, {quorum} needed); Patroni carries on and "
-                    f"{leader} stays leader.", same_leader(chaos, leader) if leader else None, 60)
+                    f"{leader} stays leader.", same_leader(chaos, leader, timeline) if leader else None, 60)
             return Expectation(
                 f"etcd has lost its quorum ({left} of {total}, {quorum} needed). Patroni cannot renew the leader "
                 f"key, so within retry_timeout/ttl ({p.retry_timeout}s/{p.ttl}s) the primary demotes itself to "
@@ -154,6 +155,6 @@ def expectation_for(chaos: "Chaos", action: str, node: Node, role: str, members:
     if node.role is Role.HAPROXY:
         if losing:
             return Expectation("Clients lose 5432 and 5433 until HAProxy is back; the cluster itself does not change.",
-                               same_leader(chaos, leader) if leader else None, 30)
+                               same_leader(chaos, leader, timeline) if leader else None, 30)
         return Expectation("HAProxy routes 5432 to the leader and 5433 to the replicas again.", healthy(chaos), 60)
     return Expectation("Nothing in particular: watch `pgha-lab status`.")
