@@ -14,7 +14,7 @@ from ._common import lab_paths, load_topology
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("up", help="build what is missing, then start the lab and wait until it is healthy")
+    p = sub.add_parser("up", help="build missing or out-of-date images, then start the lab and wait until it is healthy")
     p.add_argument("--profile", choices=["seed", "fast"], default=None,
                    help="Patroni/HAProxy timings: seed = Patroni's defaults (ttl 30, loop_wait 10), fast = the smallest (default: the lab's last, else seed)")
     p.add_argument("--db-nodes", type=int, default=None, help="PostgreSQL nodes, 2 to 9 (default 2)")
