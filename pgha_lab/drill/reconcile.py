@@ -84,40 +84,33 @@ class NonLeaderAck:
     leader_after: str     # ... and in the first reading after it
 
 
-def unjudged_acks(attempts: Iterable[Attempt], samples: Iterable[Sample]) -> list[int]:
-    """Acknowledgements non_leader_acks cannot judge: no readable leader key on one side of them
-    (etcd without quorum, or the edges of the drill). Reported so 'no non-leader ack' is not
-    mistaken for 'every ack was checked'."""
+def _key_windows(attempts: Iterable[Attempt], samples: Iterable[Sample]) -> list[tuple[Attempt, list[Sample] | None]]:
+    """Each acknowledgement with the leader-key readings from the last one at or before its start
+    to the first one at or after its end; None when either end is missing or did not answer
+    (etcd without quorum, or the edges of the drill): the key may have moved where nobody looked."""
     keys = sorted((s for s in samples if s.source == ETCD), key=lambda s: s.t_s)
     times = [s.t_s for s in keys]
-    out = []
+    out: list[tuple[Attempt, list[Sample] | None]] = []
     for a in acks(attempts):
-        i = bisect.bisect_right(times, a.start_s) - 1
-        j = bisect.bisect_left(times, a.end_s)
-        if i < 0 or j >= len(keys) or not keys[i].answered or not keys[j].answered:
-            out.append(a.id)
+        i = bisect.bisect_right(times, a.start_s) - 1     # last reading at or before the start
+        j = bisect.bisect_left(times, a.end_s)            # first reading at or after the end
+        judged = i >= 0 and j < len(keys) and keys[i].answered and keys[j].answered
+        out.append((a, keys[i:j + 1] if judged else None))
     return out
+
+
+def unjudged_acks(attempts: Iterable[Attempt], samples: Iterable[Sample]) -> list[int]:
+    """Acknowledgements non_leader_acks cannot judge. Reported so 'no non-leader ack' is not
+    mistaken for 'every ack was checked'."""
+    return [a.id for a, window in _key_windows(attempts, samples) if window is None]
 
 
 def non_leader_acks(attempts: Iterable[Attempt], samples: Iterable[Sample]) -> list[NonLeaderAck]:
     """Acknowledgements from a server that held the leader key neither in the reading before the
-    attempt started nor in any reading up to the first one after it ended. An attempt with no
-    readable reading on one side is not judged: the key may have moved where nobody looked."""
-    keys = sorted((s for s in samples if s.source == ETCD), key=lambda s: s.t_s)
-    times = [s.t_s for s in keys]
-    out = []
-    for a in acks(attempts):
-        i = bisect.bisect_right(times, a.start_s) - 1     # last reading at or before the start
-        j = bisect.bisect_left(times, a.end_s)            # first reading at or after the end
-        if i < 0 or j >= len(keys):
-            continue
-        window = keys[i:j + 1]
-        if not keys[i].answered or not keys[j].answered:
-            continue
-        if any(s.answered and s.value == a.server for s in window):
-            continue
-        out.append(NonLeaderAck(a.id, a.end_s, a.server, keys[i].value, keys[j].value))
-    return out
+    attempt started nor in any reading up to the first one after it ended."""
+    return [NonLeaderAck(a.id, a.end_s, a.server, window[0].value, window[-1].value)
+            for a, window in _key_windows(attempts, samples)
+            if window is not None and not any(s.answered and s.value == a.server for s in window)]
 
 
 # -- split brain -----------------------------------------------------------------------------
