@@ -176,9 +176,10 @@ def two_primaries(samples: Iterable[Sample]) -> list[Overlap]:
 def haproxy_two_primaries(samples: Iterable[Sample]) -> list[Overlap]:
     """Intervals in which HAProxy had two servers UP behind 5432 (one stats page is one instant),
     each marked confirmed when every one of those nodes answered as primary within the interval
-    or in its last reading before it (its state on both sides of the interval's start)."""
+    or in its last reading before it (its state on both sides of the interval's start). An unanswered
+    stats reading ends a run, as a silent node does in primary_runs: nobody saw what HAProxy did then."""
     samples = list(samples)
-    readings = sorted((s for s in samples if s.source == HAPROXY and s.answered), key=lambda s: s.t_s)
+    readings = sorted((s for s in samples if s.source == HAPROXY), key=lambda s: s.t_s)
     roles_by_node: dict[str, list[Sample]] = {}
     for s in sorted((s for s in samples if s.source == PATRONI), key=lambda s: s.t_s):
         roles_by_node.setdefault(s.node, []).append(s)

@@ -213,6 +213,18 @@ def test_two_primary_servers_up_in_haproxy_is_split_brain():
     assert found[0] in f.split_brain and any("split brain" in p for p in f.problems())
 
 
+def test_an_unanswered_stats_reading_ends_a_haproxy_run():
+    # Two stretches of two servers UP with the stats page silent between them: two intervals, not
+    # one spanning the silence (as primary_runs does for a silent node).
+    def reading(t: int) -> Sample:
+        if 13 <= t <= 15:
+            return Sample(t / 10, HAPROXY, error="stats page does not answer")
+        return Sample(t / 10, HAPROXY, value="dbnode1+dbnode2" if 10 <= t <= 18 else "dbnode1")
+    both = roles("dbnode1", None, 0.0, 3.0, offset=0.03) + roles("dbnode2", None, 0.0, 3.0, offset=0.06)
+    found = rc.haproxy_two_primaries([reading(t) for t in range(30)] + both)
+    assert [(o.start_s, o.end_s) for o in found] == [(1.0, 1.2), (1.6, 1.8)]
+
+
 def test_haproxy_lagging_behind_a_demotion_is_reported_but_is_not_split_brain():
     # After a switchover HAProxy needs `fall` failed checks to drop the old primary but only `rise`
     # passes to add the new one: both are UP behind 5432 for a while although dbnode1 already
