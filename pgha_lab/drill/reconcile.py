@@ -173,6 +173,18 @@ def two_primaries(samples: Iterable[Sample]) -> list[Overlap]:
     return sorted(out, key=lambda o: o.start_s)
 
 
+def merged(overlaps: Iterable[Overlap]) -> list[tuple[float, float]]:
+    """The union of overlaps as disjoint (start, end) intervals: Patroni and HAProxy often see the
+    same split brain, and one event must count once (each source's overlap stays in the detail)."""
+    out: list[tuple[float, float]] = []
+    for o in sorted(overlaps, key=lambda o: o.start_s):
+        if out and o.start_s <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], o.end_s))
+        else:
+            out.append((o.start_s, o.end_s))
+    return out
+
+
 def haproxy_two_primaries(samples: Iterable[Sample]) -> list[Overlap]:
     """Intervals in which HAProxy had two servers UP behind 5432 (one stats page is one instant),
     each marked confirmed when every one of those nodes answered as primary within the interval
@@ -282,7 +294,9 @@ class Findings:
                        f"(ids {_ids([n.id for n in self.non_leader_acks])})")
         if self.split_brain:
             spans = ", ".join(f"{o.source} {'+'.join(o.nodes)} {o.start_s:.2f}-{o.end_s:.2f}s" for o in self.split_brain)
-            out.append(f"split brain: two primaries at once ({spans})")
+            union = merged(self.split_brain)
+            out.append(f"split brain: two primaries at once, {len(union)} interval(s), "
+                       f"{sum(b - a for a, b in union):.2f}s in all (seen as {spans})")
         if self.unknown_rows:
             out.append(f"{len(self.unknown_rows)} row(s) in the table that the writer never attempted")
         return out
@@ -296,8 +310,8 @@ class Findings:
             "lost_writes": len(self.lost), "duplicate_writes": len(self.duplicates),
             "non_leader_acks": len(self.non_leader_acks),
             "unjudged_acks": len(self.unjudged_acks),
-            "split_brain_intervals": len(self.split_brain),
-            "split_brain_s": round(sum(o.seconds for o in self.split_brain), 3),
+            "split_brain_intervals": len(merged(self.split_brain)),
+            "split_brain_s": round(sum(end - start for start, end in merged(self.split_brain)), 3),
             "haproxy_stale_primary_s": round(sum(o.seconds for o in self.haproxy_lag), 3),
             "unacknowledged_commits": len(self.unacknowledged_commits),
             "sync_wait_cancelled": len(self.sync_cancelled),

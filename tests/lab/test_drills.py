@@ -54,7 +54,7 @@ def check_report(folder: Path, bound_s: float) -> dict:
     gap = reconcile.longest_gap(attempts)
     assert gap is not None and figs["write_downtime_s"] == pytest.approx(gap.seconds, abs=1e-3)
     assert figs["non_leader_acks"] == len(reconcile.non_leader_acks(attempts, samples))
-    assert figs["split_brain_intervals"] == len(reconcile.two_primaries(samples))
+    assert figs["split_brain_intervals"] == len(reconcile.merged(reconcile.two_primaries(samples)))
     assert doc["findings"]["lost"] == [] and figs["lost_writes"] == 0, "acknowledged writes lost with synchronous mode on"
     assert figs["duplicate_writes"] == 0
 

@@ -211,6 +211,16 @@ def test_two_primary_servers_up_in_haproxy_is_split_brain():
         (HAPROXY, 1.0, 1.4, ("dbnode1", "dbnode2"), True)]
     f = rc.reconcile([], haproxy + both, {}, 0.5, "dbnode1")
     assert found[0] in f.split_brain and any("split brain" in p for p in f.problems())
+    # Patroni sees the same event (both primary 0.06-1.56 s): it counts once, over its union.
+    assert sorted(o.source for o in f.split_brain) == [HAPROXY, PATRONI]
+    assert f.figures()["split_brain_intervals"] == 1
+    assert f.figures()["split_brain_s"] == pytest.approx(1.5)
+
+
+def test_separate_split_brain_intervals_are_counted_and_timed_apart():
+    overlaps = [rc.Overlap(PATRONI, 1.0, 2.0, ("a", "b")), rc.Overlap(HAPROXY, 1.5, 2.5, ("a", "b")),
+                rc.Overlap(PATRONI, 4.0, 4.25, ("a", "b"))]
+    assert rc.merged(overlaps) == [(1.0, 2.5), (4.0, 4.25)]
 
 
 def test_an_unanswered_stats_reading_ends_a_haproxy_run():
