@@ -17,8 +17,7 @@ REPLICA_ROLES = ("replica", "sync_standby")
 
 
 def _routes_primary_to(chaos: "Chaos", leader: str) -> Verdict:
-    backends = chaos.probe.haproxy()
-    up = sorted(b.server for b in backends if b.backend == health.PRIMARY_BACKEND and b.status.startswith("UP"))
+    up = health.servers_up(chaos.probe.haproxy())
     if up != [leader]:
         return Verdict(False, f"HAProxy's 5432 routes to {up or 'nothing'}, not {leader}", "haproxy")
     return Verdict(True, f"{leader} leads and HAProxy's 5432 routes to it")
@@ -33,8 +32,10 @@ def new_leader(chaos: "Chaos", old: str) -> Callable[[], Verdict]:
     return check
 
 
-def same_leader(chaos: "Chaos", leader: str, timeline: int | None = None) -> Callable[[], Verdict]:
+def same_leader(chaos: "Chaos", leader: str, timeline: int | None = None,
+                via_haproxy: bool = True) -> Callable[[], Verdict]:
     # With a timeline, a leader that demoted and promoted again (a new timeline) does not count.
+    # via_haproxy=False when HAProxy itself is the node that is down and cannot be asked.
     def check() -> Verdict:
         members = chaos.members()
         now = health.leader_of(members)
@@ -45,6 +46,8 @@ def same_leader(chaos: "Chaos", leader: str, timeline: int | None = None) -> Cal
             return Verdict(False, f"{leader} is {row.state}")
         if timeline is not None and row.timeline != timeline:
             return Verdict(False, f"timeline moved from {timeline} to {row.timeline}")
+        if not via_haproxy:
+            return Verdict(True, f"{leader} still leads on timeline {row.timeline}")
         return _routes_primary_to(chaos, leader)
     return check
 
@@ -65,7 +68,7 @@ def no_primary(chaos: "Chaos") -> Callable[[], Verdict]:
         primaries = [n.name for n in chaos.topo.db if chaos.probe.rest(n, "/primary")[0] == 200]
         if primaries:
             return Verdict(False, f"{', '.join(primaries)} still answers as primary")
-        up = [b.server for b in chaos.probe.haproxy() if b.backend == health.PRIMARY_BACKEND and b.status.startswith("UP")]
+        up = health.servers_up(chaos.probe.haproxy())
         if up:
             return Verdict(False, f"HAProxy's 5432 still routes to {', '.join(up)}")
         return Verdict(True, "no node accepts writes and HAProxy's 5432 has no server")
@@ -87,7 +90,8 @@ def healthy(chaos: "Chaos") -> Callable[[], Verdict]:
 
 
 def etcd_running(chaos: "Chaos") -> int:
-    return sum(1 for n in chaos.topo.etcd if chaos.ctl.state(n).running and chaos.ctl.state(n).on_lab_network)
+    states = [chaos.ctl.state(n) for n in chaos.topo.etcd]
+    return sum(1 for s in states if s.running and s.on_lab_network)
 
 
 def expectation_for(chaos: "Chaos", action: str, node: Node, role: str, members: list[Member], *,
@@ -141,9 +145,10 @@ def expectation_for(chaos: "Chaos", action: str, node: Node, role: str, members:
         if losing:
             left = etcd_running(chaos)
             if left >= quorum:
+                keeps = f"{leader} stays leader." if leader else "it elects a leader as usual."
                 return Expectation(
                     f"etcd keeps its quorum ({left} of {total} members, {quorum} needed); Patroni carries on and "
-                    f"{leader} stays leader.", same_leader(chaos, leader, timeline) if leader else None, 60)
+                    f"{keeps}", same_leader(chaos, leader, timeline) if leader else healthy(chaos), 60)
             return Expectation(
                 f"etcd has lost its quorum ({left} of {total}, {quorum} needed). Patroni cannot renew the leader "
                 f"key, so within retry_timeout/ttl ({p.retry_timeout}s/{p.ttl}s) the primary demotes itself to "
@@ -155,6 +160,6 @@ def expectation_for(chaos: "Chaos", action: str, node: Node, role: str, members:
     if node.role is Role.HAPROXY:
         if losing:
             return Expectation("Clients lose 5432 and 5433 until HAProxy is back; the cluster itself does not change.",
-                               same_leader(chaos, leader, timeline) if leader else None, 30)
+                               same_leader(chaos, leader, timeline, via_haproxy=False) if leader else None, 30)
         return Expectation("HAProxy routes 5432 to the leader and 5433 to the replicas again.", healthy(chaos), 60)
     return Expectation("Nothing in particular: watch `pgha-lab status`.")

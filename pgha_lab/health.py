@@ -57,16 +57,20 @@ def assess_patroni(members: list[Member], expected: list[str]) -> Verdict:
                          f"{', '.join(m.name for m in members if m.role == 'sync_standby')}")
 
 
+def servers_up(backends: list[Backend], backend: str = PRIMARY_BACKEND) -> list[str]:
+    """The servers HAProxy has UP (or UP, going down) in one backend, sorted."""
+    return sorted(b.server for b in backends if b.backend == backend and b.status.startswith("UP"))
+
+
 def assess_haproxy(backends: list[Backend], leader: str | None, replicas: list[str]) -> Verdict:
     if not backends:
         return Verdict(False, "HAProxy's stats page does not answer", "haproxy")
-    up = {(b.backend, b.server) for b in backends if b.status.startswith("UP")}
     if leader is None:
         return Verdict(False, "no leader to route to", None)
-    primary_up = sorted(s for bk, s in up if bk == PRIMARY_BACKEND)
+    primary_up = servers_up(backends, PRIMARY_BACKEND)
     if primary_up != [leader]:
         return Verdict(False, f"port {PRIMARY_BACKEND} routes to {primary_up or 'nothing'}, not {leader}", "haproxy")
-    replica_up = sorted(s for bk, s in up if bk == REPLICA_BACKEND)
+    replica_up = servers_up(backends, REPLICA_BACKEND)
     if replica_up != sorted(replicas):
         return Verdict(False, f"replica port routes to {replica_up or 'nothing'}, not {sorted(replicas)}", "haproxy")
     return Verdict(True, f"primary port to {leader}, replica port to {', '.join(replica_up)}")

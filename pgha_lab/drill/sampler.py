@@ -90,8 +90,7 @@ def read_haproxy(probe: LabProbe, timeout: float) -> Callable[[], Sample]:
         backends = probe.haproxy(timeout=timeout)
         if not backends:
             return Sample(0.0, HAPROXY, error="stats page does not answer")
-        up = sorted(b.server for b in backends if b.backend == health.PRIMARY_BACKEND and b.status.startswith("UP"))
-        return Sample(0.0, HAPROXY, value="+".join(up))
+        return Sample(0.0, HAPROXY, value="+".join(health.servers_up(backends)))
     return read
 
 
