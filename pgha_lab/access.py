@@ -9,7 +9,6 @@ from . import compose, health, images, lab, profiles, render, secrets, tls
 from .errors import LabError
 from .paths import LabPaths
 from .probes import ClientTLS, LabProbe, Member
-from .build_progress import Lines
 from .progress import Progress
 from .topology import Topology
 
@@ -74,7 +73,9 @@ class UpOutcome:
 
 
 def dsn(paths: LabPaths, topo: Topology, replica: bool = False, published: bool = False,
-        user: str = "postgres", dbname: str = "postgres") -> str:
+        user: str = "postgres", dbname: str = "postgres", ca: str | None = None) -> str:
+    """libpq conninfo through HAProxy with full verification; `ca` is the CA file's path as the
+    client sees it (the host's copy unless given)."""
     if published:
         host = topo.published.bind
         port = topo.published.replicas if replica else topo.published.primary
@@ -82,7 +83,7 @@ def dsn(paths: LabPaths, topo: Topology, replica: bool = False, published: bool 
         host = str(topo.haproxy.address)
         port = topo.ports.haproxy_replicas if replica else topo.ports.haproxy_primary
     return (f"host={host} port={port} dbname={dbname} user={user} sslmode=verify-full "
-            f"sslrootcert={ca_file(paths)}")
+            f"sslrootcert={ca or ca_file(paths)}")
 
 
 def uri(paths: LabPaths, topo: Topology, replica: bool = False) -> str:
@@ -104,15 +105,16 @@ def bring_up(paths: LabPaths, topo: Topology, *, profile: str | None, pg_install
     # Refusals come before anything is written or started.
     lab.check_ports_free(topo)
     lab.check_stale_dcs(topo)
-    chosen = profile or saved_profile(paths) or "seed"
-    with progress.step("Checking the node images against this checkout"):
-        stale = images.outdated(images.sdk(), paths)
-    if stale:
-        progress.info(f"building: {', '.join(stale)} missing or out of date")
-        images.build(paths, pg_install=pg_install, progress=Lines())   # its own lines, image by image
+    chosen = profile or saved_profile(paths) or profiles.DEFAULT
+    timings = profiles.get(chosen)   # an unknown saved profile is refused here, before any build
+    built = images.ensure_built(   # the build prints its own lines, image by image
+        paths, pg_install=pg_install,
+        announce=lambda roles: progress.info(f"building images: {', '.join(roles)} missing or out of date"))
+    if not built:
+        progress.info("node images match this checkout")
     existing = {name for name, state in lab.running_containers(topo).items() if state == "running"}
     with progress.step("Writing certificates, secrets and node configs"):
-        changed = render.write_lab(paths, topo, profiles.get(chosen))
+        changed = render.write_lab(paths, topo, timings)
         compose.write_compose(topo, paths)
         save_profile(paths, chosen)
     lab.start(paths, topo, progress)
@@ -128,7 +130,7 @@ def bring_up(paths: LabPaths, topo: Topology, *, profile: str | None, pg_install
     lab.wait_for(progress, lab.health_waits(probe, topo), topo, deadline_s)
     with progress.step("Checking Patroni's timings in etcd"):
         creds = secrets.load(paths)
-        note = apply_dcs_timings(probe, topo, (creds.restapi_user, creds.restapi_password), profiles.get(chosen))
+        note = apply_dcs_timings(probe, topo, (creds.restapi_user, creds.restapi_password), timings)
     if note.startswith("set"):
         progress.info(f"Patroni's timings in etcd {note} ({chosen} profile)")
     return UpOutcome(topology=topo, paths=paths, profile=chosen, members=probe.members(),
@@ -151,8 +153,7 @@ def apply_dcs_timings(probe: LabProbe, topo: Topology, auth: tuple[str, str], pr
         raise LabError(f"could not read Patroni's configuration from {node.name} (HTTP {code}).")
     if all(config.get(k) == v for k, v in wanted.items()):
         return "already " + ", ".join(f"{k} {v}" for k, v in wanted.items())
-    r = probe.http.patch(probe.rest_url(node, "/config"), json=wanted, auth=auth, timeout=10,
-                         cert=(probe.patroni_tls.cert, probe.patroni_tls.key), verify=probe.patroni_tls.ca)
+    r = probe.rest_change(node, "PATCH", "/config", wanted, auth, timeout=10)
     if r.status_code != 200:
         raise LabError(f"Patroni refused the {profile.name} timings: {r.text.strip() or r.status_code}.")
     return "set " + ", ".join(f"{k} {v}" for k, v in wanted.items())

@@ -35,14 +35,22 @@ class NodeControl:
         return ContainerState(status, self.topo.network_name in (json.loads(nets or "{}") or {}))
 
     def docker(self, *args: str, timeout: float = 120) -> str:
-        proc = subprocess.run(["docker", *args], capture_output=True, text=True, timeout=timeout)
+        proc = _run(["docker", *args], timeout, f"docker {args[0]}")
         if proc.returncode != 0:
-            raise LabError(f"docker {args[0]} failed: {(proc.stderr or proc.stdout).strip().splitlines()[-1:]}")
+            last = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
+            raise LabError(f"docker {args[0]} failed: {last[0]}")
         return proc.stdout
 
     def exec(self, node: Node, *cmd: str, check: bool = True, user: str | None = None) -> subprocess.CompletedProcess:
         args = ["docker", "exec", *(["-u", user] if user else []), self.container(node), *cmd]
-        proc = subprocess.run(args, capture_output=True, text=True, timeout=60)
+        proc = _run(args, 60, f"`{' '.join(cmd)}` on {node.name}")
         if check and proc.returncode != 0:
             raise LabError(f"`{' '.join(cmd)}` failed on {node.name}: {(proc.stderr or proc.stdout).strip()[:300]}")
         return proc
+
+
+def _run(args: list[str], timeout: float, what: str) -> subprocess.CompletedProcess:
+    try:
+        return subprocess.run(args, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise LabError(f"{what} did not finish within {timeout:.0f}s; the engine or the node is stuck.") from None

@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import csv
 import io
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 import requests
 
+from .errors import LabError
 from .topology import Node, Topology
 
 TIMEOUT = 2.0
@@ -102,10 +103,6 @@ class LabProbe:
     def etcd(self) -> list[EtcdEndpoint]:
         return [self.etcd_status(n) for n in self.topo.etcd]
 
-    def etcd_get(self, key: str, timeout: float = TIMEOUT) -> str | None:
-        """The value of one etcd key (e.g. Patroni's leader key), read from any healthy member."""
-        return self.etcd_read(key, timeout)[1]
-
     def etcd_read(self, key: str, timeout: float = TIMEOUT) -> tuple[bool, str | None]:
         """(some member answered, value): tells an absent key from an etcd that cannot be read."""
         import base64
@@ -120,9 +117,6 @@ class LabProbe:
             kvs = r.json().get("kvs") or []
             return True, (base64.b64decode(kvs[0]["value"]).decode() if kvs else None)
         return False, None
-
-    def leader_key(self, timeout: float = TIMEOUT) -> str | None:
-        return self.etcd_get(self.leader_key_path, timeout)
 
     @property
     def leader_key_path(self) -> str:
@@ -144,6 +138,15 @@ class LabProbe:
         except ValueError:
             body = {}
         return r.status_code, body
+
+    def rest_change(self, node: Node, method: str, path: str, body: dict[str, Any], auth: tuple[str, str],
+                    timeout: float) -> requests.Response:
+        """An authenticated POST or PATCH to Patroni's REST API; LabError when the node does not answer."""
+        try:
+            return self.http.request(method, self.rest_url(node, path), json=body, auth=auth, timeout=timeout,
+                                     cert=(self.patroni_tls.cert, self.patroni_tls.key), verify=self.patroni_tls.ca)
+        except requests.RequestException as exc:
+            raise LabError(f"Patroni on {node.name} did not answer {method} {path}: {_short_error(exc)}.") from None
 
     def members(self) -> list[Member]:
         """Patroni's own view of the cluster (GET /cluster), from the first db node that answers."""
@@ -197,7 +200,3 @@ def _short_error(exc: Exception) -> str:
     if isinstance(exc, requests.ConnectionError):
         return "unreachable"
     return text[:80]
-
-
-def as_json(items: list[Any]) -> list[dict[str, Any]]:
-    return [asdict(i) for i in items]

@@ -60,8 +60,7 @@ def request_change(probe: LabProbe, topo: Topology, auth: tuple[str, str], kind:
             to = sorted(candidates, key=lambda n: next(m.role != "sync_standby" for m in members if m.name == n))[0]
         body = {"candidate": to}
     node = _leader_client(probe, topo, members)
-    r = probe.http.post(probe.rest_url(node, f"/{kind}"), json=body, auth=auth, timeout=60,
-                        cert=(probe.patroni_tls.cert, probe.patroni_tls.key), verify=probe.patroni_tls.ca)
+    r = probe.rest_change(node, "POST", f"/{kind}", body, auth, timeout=60)
     if r.status_code != 200:
         raise LabError(f"Patroni refused the {kind}: {r.text.strip() or r.status_code}.")
     return RoleChange(kind=kind, old_leader=leader, new_leader=to or "", before=members, after=[], seconds_to_writes=0.0)

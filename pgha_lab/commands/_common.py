@@ -5,10 +5,11 @@ import argparse
 
 import yaml
 
+from pathlib import Path
+
+from ..errors import LabError
 from ..paths import LabPaths, default_home
 from ..topology import DEFAULT_PROJECT, Topology, TopologyError
-from ..errors import LabError
-from pathlib import Path
 
 
 def lab_paths(args: argparse.Namespace) -> LabPaths:
@@ -24,3 +25,6 @@ def load_topology(paths: LabPaths) -> Topology:
         return Topology.from_dict(yaml.safe_load(paths.topology_file.read_text()))
     except TopologyError as exc:
         raise LabError(f"{paths.topology_file}: {exc}") from None
+    except (yaml.YAMLError, AttributeError, TypeError, KeyError, ValueError):
+        raise LabError(f"{paths.topology_file} is not a topology pgha-lab wrote; fix it, or remove it "
+                       f"to fall back to the default topology.") from None

@@ -37,6 +37,8 @@ def render_text(topo, snap: dict) -> str:
 def cmd_status(args: argparse.Namespace) -> int:
     paths = lab_paths(args)
     topo = load_topology(paths)
+    if args.watch is not None and args.watch <= 0:
+        raise LabError(f"--watch takes a refresh interval in seconds above 0, not {args.watch:g}.")
     if not lab.running_containers(topo):
         raise LabError(f"lab {topo.project!r} is not running; start it with `pgha-lab up`.")
     while True:
