@@ -9,7 +9,7 @@ refused with a reason and changes nothing.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable
 
 from . import health
@@ -43,7 +43,6 @@ class Outcome:
     happened: bool | None = None      # set by wait(): None when not waited for
     waited_s: float = 0.0
     verdict: str = ""
-    extra: dict = field(default_factory=dict)
 
 
 def parse_loss(text: str) -> float:
@@ -77,10 +76,11 @@ class Chaos:
         members = self.members() if members is None else members
         return next((m.role for m in members if m.name == node.name), "unknown")
 
-    def resolve(self, target: str) -> Node:
-        """A node name, or `leader` / `replica` resolved now from Patroni's view."""
+    def resolve(self, target: str, members: list[Member] | None = None) -> Node:
+        """A node name, or `leader` / `replica` resolved now from Patroni's view (`members`, when
+        the caller has just read it)."""
         if target in ("leader", "replica"):
-            members = self.members()
+            members = self.members() if members is None else members
             if target == "leader":
                 name = health.leader_of(members)
                 if name is None:
@@ -101,8 +101,8 @@ class Chaos:
             loss: str | None = None, delay: str | None = None) -> Outcome:
         if action not in ACTIONS:
             raise LabError(f"unknown chaos action {action!r}; choose one of: {', '.join(ACTIONS)}, heal-all.")
-        node = self.resolve(target)
-        members = self.members()
+        members = self.members()   # one reading: the target and its role come from the same view
+        node = self.resolve(target, members)
         role = self.role_of(node, members)
         state = self.ctl.state(node)
         if state.status == "missing":
@@ -176,7 +176,7 @@ class Chaos:
             if not state.on_lab_network:
                 self.ctl.docker("network", "connect", "--ip", str(node.address), self.topo.network_name, name)
                 actions.append(f"reconnected {node.name}")
-            if self.ctl.state(node).running and self._has_rules(node):
+            if self.ctl.state(node).running and (self._has_rules(node) or self._has_netem(node)):
                 self._flush(node, [c for c, _ in ALL_CHAINS])
                 self.ctl.exec(node, "tc", "qdisc", "del", "dev", "eth0", "root", check=False)
                 actions.append(f"cleared {node.name}'s network faults")
@@ -224,6 +224,10 @@ class Chaos:
 
     def _has_rules(self, node: Node) -> bool:
         return any(self._rules(node, c) for c, _ in ALL_CHAINS)
+
+    def _has_netem(self, node: Node) -> bool:
+        """A --delay left on the node's lab interface (only where the kernel has netem)."""
+        return "netem" in self.ctl.exec(node, "tc", "qdisc", "show", "dev", "eth0", check=False).stdout
 
     def _flush(self, node: Node, chains) -> None:
         for chain in chains:

@@ -34,9 +34,9 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]], title: str | No
 def _size(n: int) -> str:
     for unit in ("B", "kB", "MB", "GB"):
         if n < 1024 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+            break
         n /= 1024
-    return str(n)
+    return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
 
 
 def _lag(value: Any) -> str:

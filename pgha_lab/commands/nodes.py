@@ -5,7 +5,7 @@ import argparse
 import subprocess
 import sys
 
-from .. import lab, node_paths, tls
+from .. import access, lab, node_paths, tls
 from ..errors import LabError
 from ..topology import Role, TopologyError
 from ._common import lab_paths, load_topology
@@ -52,14 +52,13 @@ def _tty_flags() -> list[str]:
 
 
 def cmd_psql(args: argparse.Namespace) -> int:
-    topo = load_topology(lab_paths(args))
+    paths = lab_paths(args)
+    topo = load_topology(paths)
     states = lab.running_containers(topo)
     client = next((n for n in topo.db if states.get(n.name) == "running"), None)
     if client is None:
         raise LabError(f"no db node of lab {topo.project!r} is running; start it with `pgha-lab up`.")
-    port = topo.ports.haproxy_replicas if args.replica else topo.ports.haproxy_primary
-    conninfo = (f"host={topo.haproxy.address} port={port} dbname=postgres user=postgres "
-                f"sslmode=verify-full sslrootcert={node_paths.PATRONI_TLS}/{tls.CA_CERT}")
+    conninfo = access.dsn(paths, topo, replica=args.replica, ca=f"{node_paths.PATRONI_TLS}/{tls.CA_CERT}")
     # The db node's environment holds the superuser password (from secrets.env); psql reads PGPASSWORD.
     cmd = ["docker", "exec", *_tty_flags(), topo.container_name(client), "sh", "-c",
            'PGPASSWORD="$PATRONI_SUPERUSER_PASSWORD" exec psql "$@"', "psql", conninfo,
