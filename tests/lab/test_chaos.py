@@ -11,6 +11,8 @@ import psycopg
 import pytest
 
 from pgha_lab import health
+from pgha_lab.chaos import LOSS_IN, LOSS_OUT
+from pgha_lab.nodectl import NodeControl
 
 pytestmark = [pytest.mark.docker, pytest.mark.lab]
 
@@ -178,17 +180,28 @@ def test_leader_partitioned_from_etcd_demotes_and_returns_as_a_replica(lab):
     assert rest_code(lab, old, "/replica") == 200
 
 
+def loss_rules(lab, node: str) -> list[str]:
+    """The random-drop rules in the node's loss chains, as iptables -S prints them."""
+    script = f"iptables -w -S {LOSS_IN}; iptables -w -S {LOSS_OUT}"
+    out = subprocess.run(["docker", "exec", lab.topo.container_name(node), "sh", "-c", script],
+                         capture_output=True, text=True).stdout
+    return [line for line in out.splitlines() if line.startswith("-A ") and "statistic" in line]
+
+
 def test_ten_percent_packet_loss_on_a_replica_keeps_it_streaming(lab):
     replica = replicas(lab)[0]
     chaos(lab, "degrade", replica, "--loss", "10%")
     try:
+        rules = loss_rules(lab, replica)
+        assert len(rules) == 2 and all("--probability 0.1" in r and r.endswith("-j DROP") for r in rules), rules
         for _ in range(10):
             write_through_haproxy(lab)
-        time.sleep(3)
+        time.sleep(3)   # a few seconds of replication under loss
         row = next(m for m in lab.probe().members() if m.name == replica)
         assert row.state == "streaming"
     finally:
         chaos(lab, "degrade", replica, "--clear")
+    assert loss_rules(lab, replica) == []
 
 
 def test_delay_needs_netem_and_changes_nothing_without_it(lab):
@@ -224,12 +237,31 @@ def test_killing_the_synchronous_standby_lets_writes_continue(lab):
     wait_until(lambda: rest_code(lab, sync, "/sync") == 200, 60, f"{sync} synchronous again")
 
 
+def lab_state(lab) -> tuple:
+    """What a refused request must leave as it was: each container's state and lab-network
+    plug, and each member's role and timeline."""
+    ctl = NodeControl(lab.topo)
+    containers = tuple((n.name, ctl.state(n)) for n in lab.topo.nodes)
+    members = tuple(sorted((m.name, m.role, m.timeline) for m in lab.probe().members()))
+    return containers, members
+
+
+def refused(lab, *args: str) -> str:
+    out = chaos(lab, *args, check=False)
+    assert out.get("returncode") == 1, out
+    assert "Traceback" not in out["stderr"]
+    return out["stderr"]
+
+
 def test_impossible_requests_are_refused_and_change_nothing(lab):
     running = replicas(lab)[0]
-    out = chaos(lab, "resume", running, check=False)
-    assert out["returncode"] == 1 and f"{running} is not paused (it is running); nothing to resume." in out["stderr"]
-    out = chaos(lab, "kill", "dbnode9", check=False)
-    assert out["returncode"] == 1 and "unknown node 'dbnode9'" in out["stderr"]
-    out = chaos(lab, "kill-postgres", lab.topo.etcd[0].name, check=False)
-    assert out["returncode"] == 1 and "runs no PostgreSQL" in out["stderr"]
-    assert "Traceback" not in out["stderr"]
+    before = lab_state(lab)
+    assert f"{running} is not paused (it is running); nothing to resume." in refused(lab, "resume", running)
+    assert "unknown node 'dbnode9'" in refused(lab, "kill", "dbnode9")
+    assert "runs no PostgreSQL" in refused(lab, "kill-postgres", lab.topo.etcd[0].name)
+    assert lab_state(lab) == before
+
+    chaos(lab, "isolate", running)
+    isolated = lab_state(lab)
+    assert f"{running} is already isolated" in refused(lab, "isolate", running)
+    assert lab_state(lab) == isolated
