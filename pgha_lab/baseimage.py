@@ -169,7 +169,7 @@ def bootstrap(client: Any, cache: Path, log: Path, prepare_script: Path,
                     entry.unlink()
         _logged(["tar", "--numeric-owner", "--xattrs", "-C", str(rootfs), "-cf", str(tarball), "."], log,
                 "packing the rootfs failed")
-        client.api.import_image(src=str(tarball), repository=BOOTSTRAPPED_REPO, tag=f"{UBUNTU_TAG}-release")
+        _import(client, tarball, BOOTSTRAPPED_REPO, f"{UBUNTU_TAG}-release", log)
         shutil.rmtree(rootfs)
         tarball.unlink()
 
@@ -193,8 +193,8 @@ def bootstrap(client: Any, cache: Path, log: Path, prepare_script: Path,
                     fh.write(chunk)
         finally:
             ctr.remove(force=True)
-        client.api.import_image(src=str(tarball), repository=BOOTSTRAPPED_REPO, tag=UBUNTU_TAG,
-                                changes=['CMD ["/bin/bash"]', "ENV LANG=C.UTF-8"])
+        _import(client, tarball, BOOTSTRAPPED_REPO, UBUNTU_TAG, log,
+                changes=['CMD ["/bin/bash"]', "ENV LANG=C.UTF-8"])
         tarball.unlink()
         client.images.remove(raw)
 
@@ -229,3 +229,12 @@ def _logged(cmd: list[str], log: Path, what: str) -> None:
     if proc.returncode != 0:
         tail = "\n".join(log.read_text(errors="replace").splitlines()[-15:])
         raise LabError(f"{what} (exit {proc.returncode}); the end of {log}:\n{tail}")
+
+
+def _import(client: Any, tarball: Path, repository: str, tag: str, log: Path, changes: list[str] | None = None) -> None:
+    """docker import; the engine reports a failed import in the response body, not as an error."""
+    answer = client.api.import_image(src=str(tarball), repository=repository, tag=tag, changes=changes)
+    with log.open("a") as fh:
+        fh.write(f"docker import {repository}:{tag}: {answer}\n")
+    if not image_exists(client, f"{repository}:{tag}"):
+        raise LabError(f"importing the Ubuntu rootfs as {repository}:{tag} failed; the engine said so in {log}.")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -38,13 +37,11 @@ def _engine() -> tuple[Check, Any]:
 
 
 def _compose() -> Check:
-    if shutil.which("docker") is None:
-        return Check("compose", False, "the docker command is missing; run `bash scripts/setup-host.sh` as root.")
-    proc = subprocess.run(["docker", "compose", "version", "--short"], capture_output=True, text=True)
-    version = proc.stdout.strip().lstrip("v")
-    if proc.returncode != 0 or not version.startswith("2"):
-        return Check("compose", False, "Docker Compose v2 is missing; run `bash scripts/setup-host.sh` as root.")
-    return Check("compose", True, f"Compose {version}")
+    from . import engine
+    try:
+        return Check("compose", True, f"Compose {engine.require_compose()}")
+    except LabError as exc:
+        return Check("compose", False, str(exc))
 
 
 def _disk(client: Any, paths: LabPaths) -> Check:

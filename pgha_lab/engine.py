@@ -21,10 +21,12 @@ def client():
         raise LabError(NO_ENGINE) from None
 
 
-def require_compose() -> None:
-    """Compose v2 (`docker compose`) must be on the host."""
+def require_compose() -> str:
+    """Compose v2 (`docker compose`) must be on the host; its version."""
     if shutil.which("docker") is None:
         raise LabError("the docker command is missing; install Docker (as root on Debian or Ubuntu, `bash scripts/setup-host.sh`).")
     proc = subprocess.run(["docker", "compose", "version", "--short"], capture_output=True, text=True)
-    if proc.returncode != 0 or not proc.stdout.strip().lstrip("v").startswith("2"):
+    version = proc.stdout.strip().lstrip("v")
+    if proc.returncode != 0 or not version.startswith("2"):
         raise LabError("Docker Compose v2 (`docker compose`) is missing; install it (as root on Debian or Ubuntu, `bash scripts/setup-host.sh`).")
+    return version

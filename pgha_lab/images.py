@@ -27,13 +27,12 @@ IMAGES: dict[str, str] = {
 ROLES = tuple(IMAGES)
 LABEL = "org.pgha-lab"                # label prefix on every image the lab builds
 PG_INSTALL_CHOICES = ("auto", "pgdg", "source")
-PG_INSTALL_FILE = "/etc/pgha-lab/postgresql-install"   # method=..., version=... inside dbnode
 
 # A RUN step may print nothing for minutes (the PostgreSQL compile); the SDK's read timeout
 # must outlast it.
 BUILD_READ_TIMEOUT = 3 * 3600
 PGDG_PROBE_TIMEOUT = 120.0            # seconds for the whole probe container
-PGDG_PROBE_TTL = 6 * 3600             # an "unreachable" answer is trusted this long
+PGDG_PROBE_TTL = 6 * 3600             # the probe's answer is trusted this long
 LOG_TAIL_LINES = 25
 WORK_INSTRUCTIONS = {"RUN", "COPY", "ADD"}
 
@@ -164,7 +163,8 @@ def context_tar(folder: Path, extra: dict[str, Path] | None = None) -> io.BytesI
 
     def walk(tar: tarfile.TarFile, root: Path, prefix: str) -> None:
         for path in sorted(root.rglob("*")):
-            if path.name.startswith(".") or "__pycache__" in path.parts:
+            parts = path.relative_to(root).parts
+            if any(part.startswith(".") or part == "__pycache__" for part in parts):
                 continue
             add(tar, path, f"{prefix}{path.relative_to(root).as_posix()}")
 
@@ -182,6 +182,11 @@ def context_tar(folder: Path, extra: dict[str, Path] | None = None) -> io.BytesI
 
 # -- one image build -----------------------------------------------------------------------
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def is_work_step(step: str) -> bool:
+    """"[3/12] RUN apt-get ..." does work; ARG, ENV, LABEL and the like take no time and say nothing."""
+    return step.split("] ", 1)[-1].split(" ", 1)[0].upper() in WORK_INSTRUCTIONS
 
 
 def failed_step_tail(log_text: str, lines: int = LOG_TAIL_LINES) -> str:
@@ -209,9 +214,7 @@ def docker_build(client: Any, *, image: str, tag: str, context: io.BytesIO, dock
         if step:
             seconds = time.monotonic() - started
             timings.append(StepTiming(image, step, seconds, cached))   # list.append is atomic
-            # ARG, ENV, LABEL and the like take no time and say nothing: keep the output to
-            # the steps that do work.
-            if step.split("] ", 1)[-1].split(" ", 1)[0].upper() in WORK_INSTRUCTIONS:
+            if is_work_step(step):   # the output keeps to the steps that do work
                 progress.done(image, step, seconds, cached)
 
     with log.open("w") as fh:
@@ -238,7 +241,8 @@ def docker_build(client: Any, *, image: str, tag: str, context: io.BytesIO, dock
                 head, _, instruction = text.partition(" : ")
                 step = f"[{head.split()[1]}] {instruction.strip()}"
                 started, cached = time.monotonic(), False
-                progress.start(image, step)
+                if is_work_step(step):
+                    progress.start(image, step)
             elif text.strip() == "---> Using cache":
                 cached = True
         finish()
@@ -307,7 +311,7 @@ def _build_role(plan: _Plan, role: str, buildargs: dict[str, str], extra: dict[s
                             nocache=plan.no_cache, log=plan.logs / f"{role}.log",
                             progress=plan.progress, timings=mine)
     plan.timings.extend(mine)
-    work = [t for t in mine if t.step.split("] ", 1)[-1].split(" ", 1)[0].upper() in WORK_INSTRUCTIONS]
+    work = [t for t in mine if is_work_step(t.step)]
     cached = sum(t.cached for t in work)
     plan.progress.info(f"{tag} ready in {fmt_seconds(time.monotonic() - started)}"
                        + (f" ({cached} of {len(work)} steps from the cache)" if cached else ""))
@@ -323,6 +327,10 @@ def build(paths: LabPaths, *, pg_install: str = "auto", pg_source_url: str | Non
     meanwhile."""
     if pg_install not in PG_INSTALL_CHOICES:
         raise LabError(f"--pg-install must be one of {', '.join(PG_INSTALL_CHOICES)}, not {pg_install!r}.")
+    if pg_source_url and pg_install == "pgdg":
+        raise LabError("--pg-source-url is for --pg-install source; pgdg installs from the apt repository.")
+    if pg_source_url:
+        pg_install = "source"   # a tarball URL given with auto means: build from it
     progress = progress or Silent()
     plan = _Plan(paths, pg_install, pg_source_url, no_cache, progress)
     started = time.monotonic()
@@ -342,12 +350,17 @@ def _build_all(plan: _Plan, client: Any, arch: str, lock_file: Path, started: fl
         # pip on the host needs nothing from the engine: start it first.
         wheels = pool.submit(_timed, plan, "dbnode", f"wheelhouse for cp312/{wheelhouse.machine_for(arch)} (host pip)",
                              lambda: wheelhouse.prepare(lock_file, paths.cache, arch, log=plan.logs / "wheelhouse.log"))
+        # A failure here is reported once the wheelhouse's pip run (seconds) has ended: a running
+        # future cannot be cancelled.
         try:
             choice = _ensure_ubuntu(plan, client)
             _build_role(plan, "base", {"UBUNTU": choice.ref})
         except BuildFailed as exc:
-            wheels.cancel()
             raise LabError(f"building {exc.image} failed at {exc.step}; the full log is {exc.log}.") from None
+        except LabError:
+            raise
+        except Exception as exc:   # the engine went away, an import or pull broke: still one sentence
+            raise LabError(f"preparing the Ubuntu base failed: {type(exc).__name__}: {exc}.") from None
         base_id = client.images.get(BASE_IMAGE).id
         node_args = {"BASE": BASE_IMAGE}
 
@@ -404,11 +417,6 @@ def _build_all(plan: _Plan, client: Any, arch: str, lock_file: Path, started: fl
                        steps=list(plan.timings), seconds=time.monotonic() - started)
 
 
-def missing(client: Any) -> list[str]:
-    have = existing(client)
-    return [role for role in ROLES if role not in have]
-
-
 def recipe_digest(paths: LabPaths, role: str) -> str:
     """A digest of images/<role> as the builder sees it; stored as a label on the image so a
     checkout with other Dockerfiles or scripts is noticed (the wheelhouse follows patroni.lock,
@@ -425,12 +433,15 @@ def outdated(client: Any, paths: LabPaths) -> list[str]:
 
 
 def superseded(dangling: list[Any], paths: LabPaths) -> list[Any]:
-    """Untagged lab images built from other files than the checkout's: the old images a rebuild
-    replaced. Untagged build stages of the current recipes stay, since they are the cache of
-    the next build (they carry the base's labels)."""
-    current = {role: recipe_digest(paths, role) for role in ("base", *ROLES)}
-    return [img for img in dangling
-            if (img.labels or {}).get(f"{LABEL}.recipe") != current.get((img.labels or {}).get(f"{LABEL}.role"))]
+    """The untagged lab images a rebuild replaced. A node image is untagged only once a newer one
+    took its tag. Untagged images labelled as the base are also the build stages (they inherit
+    the base's labels), the next build's cache: only those of another base recipe go."""
+    base = recipe_digest(paths, "base")
+
+    def replaced(labels: dict[str, str]) -> bool:
+        role = labels.get(f"{LABEL}.role")
+        return role in ROLES or (role == "base" and labels.get(f"{LABEL}.recipe") != base)
+    return [img for img in dangling if replaced(img.labels or {})]
 
 
 def prune_superseded(client: Any, paths: LabPaths) -> int:
@@ -446,17 +457,14 @@ def prune_superseded(client: Any, paths: LabPaths) -> int:
     return removed
 
 
-def ensure_built(paths: LabPaths, *, pg_install: str = "auto", progress: Progress | None = None) -> list[str]:
-    """Build when any image is missing or out of date; the roles that were, in order. An
-    up-to-date set costs one image lookup per role; a rebuild reuses the build cache for every
-    unchanged step."""
+def ensure_built(paths: LabPaths, *, pg_install: str = "auto", progress: Progress | None = None,
+                 announce: Callable[[list[str]], None] | None = None) -> list[str]:
+    """Build when any image is missing or out of date (told to `announce` first); the roles that
+    were. An up-to-date set costs one image lookup per role; a rebuild reuses the build cache for
+    every unchanged step."""
     stale = outdated(sdk(), paths)
     if stale:
+        if announce:
+            announce(stale)
         build(paths, pg_install=pg_install, progress=progress or Lines())
     return stale
-
-
-def pg_install_of(client: Any) -> str | None:
-    """How the current dbnode image got its PostgreSQL (from its label)."""
-    info = existing(client).get("dbnode")
-    return (info or {}).get("labels", {}).get(f"{LABEL}.pg-install")

@@ -70,8 +70,11 @@ def test_progress_lines_without_a_terminal_have_no_colour(monkeypatch):
 
 def test_no_color_wins_on_a_terminal(monkeypatch):
     monkeypatch.setenv("NO_COLOR", "1")
-    progress = Lines(stream=io.StringIO(), tty=False)
-    assert progress.color is False
+    progress = Lines(stream=io.StringIO(), tty=True)
+    try:
+        assert progress.color is False
+    finally:
+        progress.close()
 
 
 def test_long_step_titles_are_shortened():
@@ -153,3 +156,8 @@ def test_only_images_of_other_recipes_are_superseded(tmp_path):
     unlabelled_etcd = image("etcd", None)
     found = images.superseded([current_stage, old_dbnode, unlabelled_etcd], paths)
     assert found == [old_dbnode, unlabelled_etcd]
+
+
+def test_a_tarball_url_with_the_apt_repository_is_refused_before_anything_runs(tmp_path):
+    with pytest.raises(LabError, match="--pg-source-url is for --pg-install source"):
+        images.build(LabPaths(home=tmp_path), pg_install="pgdg", pg_source_url="http://example.invalid/pg.tar.bz2")
