@@ -120,12 +120,14 @@ class Topology:
         if not net.is_private:
             raise TopologyError(f"subnet {net} is not a private range; use one such as {DEFAULT_SUBNET}.")
 
+        # Size the advice by the highest offset any node needs, not the first one that misses.
+        highest = max(ETCD_FIRST_OFFSET + etcd_nodes - 1, db_offset(db_nodes), HAPROXY_OFFSET)
+        if highest >= net.num_addresses - 1:
+            raise TopologyError(
+                f"subnet {net} is too small for {db_nodes} db nodes and {etcd_nodes} etcd members; "
+                f"use a /{_smallest_prefix_for(highest)} or larger.")
+
         def make(role: Role, base: str, index: int, offset: int) -> Node:
-            if offset >= net.num_addresses - 1:
-                needed = _smallest_prefix_for(offset)
-                raise TopologyError(
-                    f"subnet {net} is too small for {db_nodes} db nodes and {etcd_nodes} etcd members; "
-                    f"use a /{needed} or larger.")
             return Node(f"{prefix}{base}{index}" if index else f"{prefix}{base}", role, net[offset], index)
 
         etcd = tuple(make(Role.ETCD, "etcd", i, ETCD_FIRST_OFFSET + i - 1) for i in range(1, etcd_nodes + 1))

@@ -28,6 +28,7 @@ def test_every_name_and_address_is_distinct_at_the_largest_size():
     (dict(etcd_nodes=2), "etcd members must be 1, 3 or 5 (an odd count keeps a clear majority), not 2."),
     (dict(etcd_nodes=4), "etcd members must be 1, 3 or 5 (an odd count keeps a clear majority), not 4."),
     (dict(subnet="192.168.56.0/28"), "subnet 192.168.56.0/28 is too small for 2 db nodes and 3 etcd members; use a /27 or larger."),
+    (dict(subnet="10.1.0.0/27", db_nodes=9), "subnet 10.1.0.0/27 is too small for 9 db nodes and 3 etcd members; use a /25 or larger."),
     (dict(subnet="10.1.0.0/26", db_nodes=9), "subnet 10.1.0.0/26 is too small for 9 db nodes and 3 etcd members; use a /25 or larger."),
     (dict(subnet="8.8.8.0/24"), "subnet 8.8.8.0/24 is not a private range; use one such as 192.168.56.0/24."),
     (dict(project="Bad_Name"), "project name 'Bad_Name' must be lowercase letters, digits and dashes."),
