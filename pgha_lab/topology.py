@@ -8,7 +8,7 @@ from __future__ import annotations
 import enum
 import ipaddress
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any, Iterator
 
 SCHEMA = "pgha-lab/v1"
@@ -73,6 +73,25 @@ class Published:
     replicas: int = 5433
     stats: int = 8404
     enabled: bool = True
+
+    def validate(self) -> None:
+        """Refuse what compose or the certificates could not use; checked even when off, as it is saved."""
+        if not isinstance(self.enabled, bool):
+            raise TopologyError(f"published.enabled must be true or false, not {self.enabled!r}.")
+        try:
+            bind = ipaddress.ip_address(self.bind if isinstance(self.bind, str) else "")   # not an int: 127 parses
+        except ValueError:
+            raise TopologyError(f"the published bind address must be an IPv4 address such as 127.0.0.1, "
+                                f"not {self.bind!r}.") from None
+        if bind.version != 4:
+            # compose.py writes bind:host:container, which an IPv6 literal would need brackets for.
+            raise TopologyError(f"the published bind address {self.bind} is IPv6; only IPv4 addresses "
+                                f"such as 127.0.0.1 are supported.")
+        for port in (self.primary, self.replicas, self.stats):
+            if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+                raise TopologyError(f"published ports must be whole numbers between 1 and 65535, not {port!r}.")
+        if len({self.primary, self.replicas, self.stats}) != 3:
+            raise TopologyError("the published ports for the primary, the replicas and the stats page must differ.")
 
     def as_pairs(self, ports: Ports) -> list[tuple[int, int]]:
         """(host port, container port) pairs, empty when publishing is off."""
@@ -152,9 +171,7 @@ class Topology:
                 raise TopologyError(f"{node.name}'s address {node.address} is not a usable host address in {self.subnet} (.1 is the host's).")
             seen_names[node.name] = node
             seen_addrs[node.address] = node
-        pub = self.published
-        if pub.enabled and len({pub.primary, pub.replicas, pub.stats}) != 3:
-            raise TopologyError("the published ports for the primary, the replicas and the stats page must differ.")
+        self.published.validate()
 
     # -- views ----------------------------------------------------------------------------
     @property
@@ -207,13 +224,43 @@ class Topology:
 
     @classmethod
     def from_dict(cls, doc: dict[str, Any]) -> "Topology":
+        if not isinstance(doc, dict):
+            raise TopologyError("a topology document must be a mapping of keys such as apiVersion and dbNodes.")
         if doc.get("apiVersion") != SCHEMA:
             raise TopologyError(f"unsupported topology apiVersion {doc.get('apiVersion')!r}; expected {SCHEMA!r}.")
         pub = doc.get("published") or {}
-        return cls.build(db_nodes=int(doc.get("dbNodes", 2)), etcd_nodes=int(doc.get("etcdNodes", 3)),
-                         subnet=str(doc.get("subnet", DEFAULT_SUBNET)), prefix=str(doc.get("prefix", "")),
-                         project=str(doc.get("project", DEFAULT_PROJECT)), scope=str(doc.get("scope", "18/main")),
-                         published=replace(Published(), **pub))
+        if not isinstance(pub, dict):
+            raise TopologyError("published must be a mapping of keys such as bind and primary.")
+        _known_keys(doc, _DOC_KEYS, "the topology")
+        _known_keys(pub, _PUBLISHED_KEYS, "published")
+        try:
+            return cls.build(db_nodes=_count(doc, "dbNodes", 2), etcd_nodes=_count(doc, "etcdNodes", 3),
+                             subnet=str(doc.get("subnet", DEFAULT_SUBNET)), prefix=str(doc.get("prefix", "")),
+                             project=str(doc.get("project", DEFAULT_PROJECT)), scope=str(doc.get("scope", "18/main")),
+                             published=replace(Published(), **pub))
+        except TopologyError:
+            raise
+        except (TypeError, ValueError, KeyError) as exc:   # a safety net: callers catch TopologyError only
+            raise TopologyError(f"the topology document is not one pgha-lab can read ({exc}).") from None
+
+
+_DOC_KEYS = ("apiVersion", "project", "subnet", "prefix", "scope", "dbNodes", "etcdNodes", "published")
+_PUBLISHED_KEYS = tuple(f.name for f in fields(Published))
+
+
+def _known_keys(doc: dict[str, Any], allowed: tuple[str, ...], where: str) -> None:
+    unknown = [k for k in doc if k not in allowed]
+    if unknown:
+        raise TopologyError(f"{where} has an unknown key {unknown[0]!r}; the allowed keys are {', '.join(allowed)}.")
+
+
+def _count(doc: dict[str, Any], key: str, default: int) -> int:
+    value = doc.get(key, default)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value)
+    raise TopologyError(f"{key} must be a whole number, not {value!r}.")
 
 
 def _smallest_prefix_for(offset: int) -> int:

@@ -33,6 +33,10 @@ def test_every_name_and_address_is_distinct_at_the_largest_size():
     (dict(subnet="8.8.8.0/24"), "subnet 8.8.8.0/24 is not a private range; use one such as 192.168.56.0/24."),
     (dict(project="Bad_Name"), "project name 'Bad_Name' must be lowercase letters, digits and dashes."),
     (dict(published=Published(primary=5432, replicas=5432)), "the published ports for the primary, the replicas and the stats page must differ."),
+    (dict(published=Published(bind="localhost")), "the published bind address must be an IPv4 address such as 127.0.0.1, not 'localhost'."),
+    (dict(published=Published(bind="::1")), "the published bind address ::1 is IPv6; only IPv4 addresses such as 127.0.0.1 are supported."),
+    (dict(published=Published(stats=70000)), "published ports must be whole numbers between 1 and 65535, not 70000."),
+    (dict(published=Published(primary=0, enabled=False)), "published ports must be whole numbers between 1 and 65535, not 0."),
 ])
 def test_invalid_topologies_are_refused_with_the_sentence_users_see(kwargs, sentence):
     with pytest.raises(TopologyError) as exc:
@@ -57,3 +61,34 @@ def test_round_trip_through_the_versioned_document():
     assert Topology.from_dict(t.to_dict()) == t
     with pytest.raises(TopologyError, match="apiVersion"):
         Topology.from_dict({**t.to_dict(), "apiVersion": "v0"})
+
+
+@pytest.mark.parametrize("change, sentence", [
+    ({"dbnodes": 3}, "the topology has an unknown key 'dbnodes'; the allowed keys are apiVersion, project, subnet, prefix, scope, dbNodes, etcdNodes, published."),
+    ({"published": {"host": "127.0.0.1"}}, "published has an unknown key 'host'; the allowed keys are bind, primary, replicas, stats, enabled."),
+    ({"published": ["127.0.0.1"]}, "published must be a mapping of keys such as bind and primary."),
+    ({"published": {"primary": "5432"}}, "published ports must be whole numbers between 1 and 65535, not '5432'."),
+    ({"published": {"enabled": "no"}}, "published.enabled must be true or false, not 'no'."),
+    ({"published": {"bind": 127}}, "the published bind address must be an IPv4 address such as 127.0.0.1, not 127."),
+    ({"dbNodes": "three"}, "dbNodes must be a whole number, not 'three'."),
+])
+def test_a_hand_edited_document_is_refused_with_a_topology_error(change, sentence):
+    with pytest.raises(TopologyError) as exc:
+        Topology.from_dict({**Topology.build().to_dict(), **change})
+    assert str(exc.value) == sentence
+
+
+def test_a_document_that_is_not_a_mapping_is_a_topology_error():
+    with pytest.raises(TopologyError, match="must be a mapping"):
+        Topology.from_dict(["dbNodes", 3])
+
+
+def test_publish_ports_out_of_range_get_the_models_sentence():
+    import argparse
+
+    from pgha_lab.commands.lifecycle import requested_topology
+    from pgha_lab.errors import LabError
+    args = argparse.Namespace(publish_ports="5432,5433,70000", db_nodes=None, etcd_nodes=None, subnet=None)
+    with pytest.raises(LabError) as exc:
+        requested_topology(args, Topology.build())
+    assert str(exc.value) == "published ports must be whole numbers between 1 and 65535, not 70000."
