@@ -17,11 +17,13 @@ SYNC_CANCEL = "canceling wait for synchronous replication"
 # -- write downtime -------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Gap:
-    """Between two consecutive acknowledgements: the last before the gap, the first after it."""
+    """Between two consecutive acknowledgements: the last before the gap, the first after it. An
+    open gap has no acknowledgement after it: it ends at the last attempt (first_id), failed."""
     start_s: float
     end_s: float
     last_id: int
     first_id: int
+    open: bool = False
 
     @property
     def seconds(self) -> float:
@@ -37,10 +39,24 @@ def ack_gaps(attempts: Iterable[Attempt]) -> list[Gap]:
     return [Gap(a.end_s, b.end_s, a.id, b.id) for a, b in zip(done, done[1:])]
 
 
+def open_gap(attempts: Iterable[Attempt]) -> Gap | None:
+    """Writes that had not resumed when the drill stopped: from the last acknowledgement to the
+    last attempt, when attempts after it failed. A lower bound on that downtime, not its length."""
+    attempts = list(attempts)
+    done = acks(attempts)
+    later = [a for a in attempts if done and a.end_s > done[-1].end_s]
+    if not later:
+        return None
+    last = max(later, key=lambda a: a.end_s)
+    return Gap(done[-1].end_s, last.end_s, done[-1].id, last.id, open=True)
+
+
 def longest_gap(attempts: Iterable[Attempt], ending_after_s: float | None = None) -> Gap | None:
-    """The write downtime: the longest stretch without an acknowledgement (optionally only
-    gaps that end after a moment, e.g. the fault)."""
-    gaps = [g for g in ack_gaps(attempts) if ending_after_s is None or g.end_s > ending_after_s]
+    """The write downtime: the longest stretch without an acknowledgement, the open one at the
+    end included (optionally only gaps that end after a moment, e.g. the fault)."""
+    attempts = list(attempts)
+    gaps = [g for g in [*ack_gaps(attempts), open_gap(attempts)]
+            if g is not None and (ending_after_s is None or g.end_s > ending_after_s)]
     return max(gaps, key=lambda g: g.seconds, default=None)
 
 
@@ -228,7 +244,9 @@ class Phases:
     first_write_server: str = ""
 
 
-def phases(attempts: Iterable[Attempt], samples: Iterable[Sample], fault_s: float, old_leader: str) -> Phases:
+def phases(attempts: Iterable[Attempt], samples: Iterable[Sample], fault_s: float, old_leader: str,
+           downtime: Gap | None) -> Phases:
+    """`downtime` is the longest gap ending after the fault: the first write is the ack closing it."""
     attempts, samples = list(attempts), list(samples)
     ph = Phases(fault_s=fault_s, old_leader=old_leader)
     after = sorted((s for s in samples if s.t_s >= fault_s and s.answered), key=lambda s: s.t_s)
@@ -246,10 +264,9 @@ def phases(attempts: Iterable[Attempt], samples: Iterable[Sample], fault_s: floa
                          and s.up_servers == [ph.new_leader_name]), None)
         if switched:
             ph.haproxy_switched = switched.t_s - fault_s
-    gap = longest_gap(attempts, ending_after_s=fault_s)
-    if gap is not None:
-        first = next(a for a in acks(attempts) if a.id == gap.first_id)
-        ph.first_write, ph.first_write_server = first.end_s - fault_s, first.server
+    if downtime is not None and not downtime.open:
+        ph.first_write = downtime.end_s - fault_s
+        ph.first_write_server = next(a.server for a in attempts if a.ok and a.id == downtime.first_id)
     return ph
 
 
@@ -281,10 +298,17 @@ class Findings:
     timeline_before: int | None
     timeline_after: int | None
     servers: dict[str, int] = field(default_factory=dict)   # acknowledgements per node
+    unresumed: Gap | None = None      # attempts after the last ack all failed: writes had not resumed
 
     def problems(self) -> list[str]:
         """What a DBA must look at; empty for a clean drill."""
         out = []
+        if self.attempts and not self.acked:
+            out.append("no write was acknowledged during the drill")
+        if self.unresumed:
+            u = self.unresumed
+            out.append(f"writes had not resumed by the end of the drill: none acknowledged after write #{u.last_id} "
+                       f"({u.start_s:.2f}s) up to the last attempt #{u.first_id} ({u.end_s:.2f}s)")
         if self.lost:
             out.append(f"{len(self.lost)} acknowledged write(s) missing after recovery (ids {_ids(self.lost)})")
         if self.duplicates:
@@ -344,9 +368,10 @@ def reconcile(attempts: Iterable[Attempt], samples: Iterable[Sample], table: dic
     for a in ok:
         servers[a.server] = servers.get(a.server, 0) + 1
     before, after = timelines(samples, fault_s)
+    downtime = longest_gap(attempts, ending_after_s=fault_s)
     return Findings(
         attempts=len(attempts), acked=len(ok), failed=len(attempts) - len(ok),
-        downtime=longest_gap(attempts), lost=lost_writes(attempts, table),
+        downtime=downtime, lost=lost_writes(attempts, table),
         duplicates=duplicate_writes(attempts, table),
         unacknowledged_commits=unacknowledged_commits(attempts, table),
         unknown_rows=unknown_rows(attempts, table),
@@ -354,8 +379,8 @@ def reconcile(attempts: Iterable[Attempt], samples: Iterable[Sample], table: dic
         split_brain=two_primaries(samples),
         haproxy_lag=[o for o in haproxy_two_primaries(samples) if not o.confirmed],
         sync_cancelled=with_notice(attempts, SYNC_CANCEL), with_notices=with_notice(attempts),
-        phases=phases(attempts, samples, fault_s, old_leader),
-        timeline_before=before, timeline_after=after, servers=servers)
+        phases=phases(attempts, samples, fault_s, old_leader, downtime),
+        timeline_before=before, timeline_after=after, servers=servers, unresumed=open_gap(attempts))
 
 
 # -- repeats ----------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ FILES = {"markdown": "report.md", "json": "report.json", "ledger": "ledger.csv",
 
 # Figure names as a DBA reads them, in the order the tables show them.
 LABELS = {
-    "write_downtime_s": "write downtime (s): last ack before the gap to first ack after it",
+    "write_downtime_s": "write downtime (s): the longest gap between acks ending after the fault",
     "recovery_bound_s": "bound implied by the profile (s)",
     "lost_writes": "acknowledged writes lost",
     "duplicate_writes": "duplicate writes",
@@ -107,7 +107,10 @@ def markdown(result: DrillResult) -> str:
     ]
     for key, label in LABELS.items():
         lines.append(f"| {label} | {_fmt(figs.get(key))} |")
-    if bound is not None and f.downtime is not None:
+    if bound is not None and f.unresumed is not None:
+        lines += ["", f"Writes had not resumed by the end of the drill (at least {f.unresumed.seconds:.2f}s without an "
+                      f"acknowledgement): **not within** the bound of {bound:.1f}s ({result.scenario.bound_text})."]
+    elif bound is not None and f.downtime is not None:
         lines += ["", f"Write downtime {f.downtime.seconds:.2f}s against a bound of {bound:.1f}s "
                       f"({result.scenario.bound_text}): **{'within' if result.within_bound else 'OVER'}** the bound."]
     lines += ["", "## Problems", ""]
@@ -130,9 +133,13 @@ def markdown(result: DrillResult) -> str:
               f"| first write | {_fmt(ph.first_write)} | first acknowledgement after the longest gap since the fault, "
               f"by {ph.first_write_server or '—'} |",
               "", f"Timeline {_fmt(f.timeline_before)} → {_fmt(f.timeline_after)}.", ""]
-    if f.downtime is not None:
-        d = f.downtime
-        lines.append(f"The longest gap runs from write #{d.last_id} ({d.start_s:.2f}s) to write #{d.first_id} ({d.end_s:.2f}s).")
+    d = f.downtime
+    if d is not None and d.open:
+        lines.append(f"The longest gap since the fault starts at write #{d.last_id} ({d.start_s:.2f}s) and was still open "
+                     f"at the last attempt, #{d.first_id} ({d.end_s:.2f}s).")
+    elif d is not None:
+        lines.append(f"The longest gap since the fault runs from write #{d.last_id} ({d.start_s:.2f}s) "
+                     f"to write #{d.first_id} ({d.end_s:.2f}s).")
     lines += ["", "## Writes", "",
               f"{f.attempts} attempts, {f.acked} acknowledged, {f.failed} failed; acknowledged by "
               + ", ".join(f"{k or '?'} ({v})" for k, v in sorted(f.servers.items())) + "."]

@@ -77,7 +77,8 @@ class DrillResult:
         f = self.findings
         if self.bound_s is None or f is None or f.downtime is None:
             return None
-        return f.downtime.seconds <= self.bound_s
+        # Writes that never resumed are not within any bound, however short the drill's tail.
+        return f.unresumed is None and f.downtime.seconds <= self.bound_s
 
     @property
     def started(self) -> str:

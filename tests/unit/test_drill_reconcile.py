@@ -104,6 +104,33 @@ def test_no_ack_at_all_means_no_downtime_figure():
     assert rc.longest_gap(attempts) is None
 
 
+def test_writes_that_never_resume_leave_an_open_gap_and_a_problem():
+    attempts = ledger(100, gap=(2.0, 99))   # attempts 40..100 fail: no ack after the fault
+    f = rc.reconcile(attempts, [], table_of(attempts), fault_s=2.0, old_leader="dbnode1")
+    assert f.downtime == f.unresumed and f.downtime.open
+    assert (f.downtime.last_id, f.downtime.first_id) == (39, 100)
+    assert f.figures()["write_downtime_s"] == pytest.approx(5.01 - 1.96)
+    assert f.phases.first_write is None
+    assert any("writes had not resumed by the end of the drill" in p for p in f.problems())
+
+
+def test_writes_that_resumed_leave_no_open_gap():
+    attempts, samples, table = clean_drill()
+    assert rc.open_gap(attempts) is None
+    assert rc.reconcile(attempts, samples, table, fault_s=2.0, old_leader="dbnode1").unresumed is None
+
+
+def test_the_downtime_is_the_longest_gap_ending_after_the_fault():
+    attempts = ledger(100, gap=(0.5, 1.5))   # a 1.05 s stall before the fault is not its downtime
+    for a in attempts:
+        if 3.0 <= a.start_s < 3.5:
+            a.ok, a.server, a.error = False, "", "timeout"
+    f = rc.reconcile(attempts, [], table_of(attempts), fault_s=2.0, old_leader="dbnode1")
+    assert (f.downtime.last_id, f.downtime.first_id) == (59, 70)
+    assert f.figures()["write_downtime_s"] == pytest.approx(0.55)
+    assert f.phases.first_write == pytest.approx(f.downtime.end_s - 2.0)
+
+
 # -- the table against the ledger ----------------------------------------------------------
 def test_an_acknowledged_write_missing_from_the_table_is_lost():
     attempts, samples, table = clean_drill()

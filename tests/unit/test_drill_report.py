@@ -39,7 +39,8 @@ def test_every_file_is_written_and_the_json_agrees_with_the_ledger_csv(tmp_path)
     doc = json.loads(files["json"].read_text())
     back = ledger.read_csv(files["ledger"])
     assert back == result.attempts
-    assert doc["figures"]["write_downtime_s"] == pytest.approx(rc.longest_gap(back).seconds, abs=1e-3)
+    fault_s = doc["findings"]["phases"]["fault_s"]
+    assert doc["figures"]["write_downtime_s"] == pytest.approx(rc.longest_gap(back, ending_after_s=fault_s).seconds, abs=1e-3)
     assert doc["figures"]["acknowledged"] == sum(a.ok for a in back)
     assert doc["figures"]["attempts"] == len(back)
     assert doc["figures"]["sync_wait_cancelled"] == 1
@@ -55,6 +56,20 @@ def test_a_problem_is_named_in_the_markdown_and_the_json(tmp_path):
     assert doc["figures"]["lost_writes"] == 1 and doc["findings"]["lost"] == [30]
     md = (tmp_path / "report.md").read_text()
     assert "1 problem(s)" in md and "missing after recovery" in md
+
+
+def test_writes_that_never_resume_are_not_within_the_bound(tmp_path):
+    result = synthetic_result()
+    for a in result.attempts:
+        if a.start_s >= 4.5:   # failing from 4.5 s to the end: an open gap of 0.55 s
+            a.ok, a.server, a.error = False, "", "connection refused"
+    result.findings = rc.reconcile(result.attempts, result.samples, {a.id: 1 for a in result.attempts if a.ok},
+                                   2.0, "dbnode1")
+    assert result.findings.unresumed.seconds < result.findings.downtime.seconds < result.bound_s
+    assert result.within_bound is False
+    report.write(result, tmp_path)
+    md = (tmp_path / "report.md").read_text()
+    assert "writes had not resumed by the end of the drill" in md and "**not within** the bound" in md
 
 
 def test_a_summary_over_repeats_has_min_median_max(tmp_path):
