@@ -137,4 +137,7 @@ def down(paths: LabPaths, topo: Topology, volumes: bool, progress: Progress) -> 
     with progress.step(title):
         args = ["down", "--remove-orphans"] + (["--volumes"] if volumes else [])
         run_compose(paths, topo, *args)
+    if volumes:   # the next up bootstraps a new cluster, with the profile it is given then
+        from .render import BOOTSTRAP_PROFILE_FILE
+        (paths.state / BOOTSTRAP_PROFILE_FILE).unlink(missing_ok=True)
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import yaml
 
-from . import render_etcd, render_haproxy, render_patroni, secrets, tls
+from . import profiles, render_etcd, render_haproxy, render_patroni, secrets, tls
 from .errors import LabError
 from .fsutil import write_if_changed
 from .paths import LabPaths
@@ -17,16 +17,28 @@ from .render_common import RenderedFile
 from .topology import Node, Role, Topology
 
 CONFIG_MODE = 0o644   # no secret lives in a rendered file; the service users must read them
+BOOTSTRAP_PROFILE_FILE = "bootstrap-profile"
 
 
-def node_files(topology: Topology, node: Node | str, profile: Profile) -> list[RenderedFile]:
-    """The rendered files one node runs (not its TLS folder), in memory."""
+def node_files(topology: Topology, node: Node | str, profile: Profile,
+               bootstrap: Profile | None = None) -> list[RenderedFile]:
+    """The rendered files one node runs (not its TLS folder), in memory. Patroni's file holds the
+    timings the cluster was bootstrapped with (`bootstrap`, default `profile`)."""
     node = topology.node(node) if isinstance(node, str) else node
     if node.role is Role.ETCD:
         return render_etcd.render(topology, node, profile)
     if node.role is Role.DB:
-        return render_patroni.render(topology, node, profile)
+        return render_patroni.render(topology, node, bootstrap or profile)
     return render_haproxy.render(topology, profile)
+
+
+def bootstrap_profile(paths: LabPaths, profile: Profile) -> Profile:
+    """The profile the lab's Patroni cluster was bootstrapped with. bootstrap.dcs counts only at
+    the first boot (later timings go to etcd, see access.apply_dcs_timings), so a profile switch
+    leaves patroni.yml alone and no db node restarts for it."""
+    f = paths.state / BOOTSTRAP_PROFILE_FILE
+    saved = f.read_text().strip() if f.exists() else profile.name
+    return profile if saved == profile.name else profiles.get(saved)
 
 
 def node_mounts(node: Node) -> list[tuple[str, str]]:
@@ -52,11 +64,13 @@ def write_lab(paths: LabPaths, topology: Topology, profile: Profile, *, rotate_c
     if topology.project != paths.project:
         raise LabError(f"the topology is for lab {topology.project!r} but the paths are for {paths.project!r}; use one project name.")
     profile.validate()
-    rendered = {n.name: node_files(topology, n, profile) for n in topology.nodes}   # fail before writing
+    bootstrap = bootstrap_profile(paths, profile)
+    rendered = {n.name: node_files(topology, n, profile, bootstrap) for n in topology.nodes}   # fail before writing
 
     changed: list[Path] = []
     if save_topology(paths, topology):
         changed.append(paths.topology_file)
+    write_if_changed(paths.state / BOOTSTRAP_PROFILE_FILE, bootstrap.name + "\n", CONFIG_MODE)
     existed = paths.secrets_file.exists()
     secrets.ensure(paths)
     if not existed:

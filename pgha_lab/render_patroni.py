@@ -1,7 +1,7 @@
 """Patroni 4.1 configuration (/etc/patroni/config.yml) for one db node, without a single password.
 
 Passwords reach Patroni from the environment (secrets.env through compose's env_file), which
-overrides nothing here but fills what is deliberately absent.
+fills what is deliberately absent here; it also names the users, the same names as below.
 """
 from __future__ import annotations
 

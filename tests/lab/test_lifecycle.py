@@ -65,9 +65,17 @@ def test_down_then_up_keeps_the_data_and_down_volumes_removes_it(healthy_lab):
         assert conn.execute("select to_regclass('keep_me')").fetchone()[0] is None
 
 
+def started_at(lab, node) -> str:
+    return subprocess.run(["docker", "inspect", "-f", "{{.State.StartedAt}}", lab.topo.container_name(node)],
+                          capture_output=True, text=True, check=True).stdout.strip()
+
+
 def test_switching_the_profile_reaches_etcd_and_haproxy(healthy_lab):
     lab = healthy_lab
+    db_started = {n.name: started_at(lab, n) for n in lab.topo.db}
     lab.cli("up", "--profile", "seed")
+    # The timings go to etcd through the REST API; no db node is rebooted for them.
+    assert {n.name: started_at(lab, n) for n in lab.topo.db} == db_started
     probe = lab.probe()
     leader = next(m.name for m in probe.members() if m.role == "leader")
     config = probe.rest(lab.topo.node(leader), "/config")[1]

@@ -187,7 +187,19 @@ def test_write_lab_is_idempotent_and_reports_only_changes(lab):
     assert render.write_lab(paths, topo, SEED) == []
     assert _snapshot(paths.state) == before
     changed = render.write_lab(paths, topo, FAST)
-    assert set(changed) == {paths.node_dir(d.name) / "patroni.yml" for d in topo.db} | {paths.node_dir("haproxy") / "haproxy.cfg"}
+    # Patroni keeps its bootstrap timings (later ones go to etcd), so no db node restarts for a switch.
+    assert set(changed) == {paths.node_dir("haproxy") / "haproxy.cfg"}
+    dcs = _yaml(paths, "dbnode1", "patroni.yml")["bootstrap"]["dcs"]
+    assert (dcs["ttl"], dcs["loop_wait"], dcs["retry_timeout"]) == (30, 10, 10)
+
+
+def test_a_new_lab_bootstraps_with_the_profile_it_is_given(tmp_path):
+    paths, topo = LabPaths(home=tmp_path), Topology.build()
+    render.write_lab(paths, topo, FAST)
+    (paths.state / render.BOOTSTRAP_PROFILE_FILE).unlink()   # what `down --volumes` does
+    render.write_lab(paths, topo, SEED)
+    dcs = _yaml(paths, "dbnode1", "patroni.yml")["bootstrap"]["dcs"]
+    assert (dcs["ttl"], dcs["loop_wait"], dcs["retry_timeout"]) == (30, 10, 10)
 
 
 def test_write_lab_saves_the_topology_it_rendered(lab):
