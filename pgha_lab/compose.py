@@ -13,6 +13,7 @@ import yaml
 
 from . import node_paths as NP
 from . import tls
+from .fsutil import write_if_changed
 from .images import IMAGES
 from .paths import LabPaths
 from .render import node_mounts
@@ -79,11 +80,11 @@ def _service(node: Node, topo: Topology, paths: LabPaths, compose_dir: Path) -> 
         svc["shm_size"] = "256m"
         svc["depends_on"] = {e.name: {"condition": "service_started"} for e in topo.etcd}
     else:
-        networks[EDGE_NET] = {}
         svc["cap_add"] = ["NET_ADMIN"]
-        svc["ports"] = [f"{topo.published.bind}:{host}:{inner}" for host, inner in topo.published.as_pairs(topo.ports)]
-        if not svc["ports"]:
-            del svc["ports"]
+        ports = [f"{topo.published.bind}:{host}:{inner}" for host, inner in topo.published.as_pairs(topo.ports)]
+        if ports:   # the edge network exists only to publish them: no outbound route otherwise
+            networks[EDGE_NET] = {}
+            svc["ports"] = ports
     svc["volumes"] = volumes
     return svc
 
@@ -91,19 +92,21 @@ def _service(node: Node, topo: Topology, paths: LabPaths, compose_dir: Path) -> 
 def compose_document(topo: Topology, paths: LabPaths) -> dict[str, Any]:
     compose_dir = paths.compose_file.parent
     data_nodes = [n for n in topo.nodes if n.role in (Role.ETCD, Role.DB)]
+    networks: dict[str, Any] = {
+        LAB_NET: {
+            "name": topo.network_name,
+            "driver": "bridge",
+            # Like a host-only adapter: the host reaches every node, nothing is routed out.
+            "internal": True,
+            "ipam": {"config": [{"subnet": str(topo.subnet), "gateway": str(topo.host_address)}]},
+        },
+    }
+    if topo.published.as_pairs(topo.ports):
+        networks[EDGE_NET] = {"name": f"{topo.project}-edge", "driver": "bridge"}
     return {
         "name": topo.project,
         "services": {n.name: _service(n, topo, paths, compose_dir) for n in topo.nodes},
-        "networks": {
-            LAB_NET: {
-                "name": topo.network_name,
-                "driver": "bridge",
-                # Like a host-only adapter: the host reaches every node, nothing is routed out.
-                "internal": True,
-                "ipam": {"config": [{"subnet": str(topo.subnet), "gateway": str(topo.host_address)}]},
-            },
-            EDGE_NET: {"name": f"{topo.project}-edge", "driver": "bridge"},
-        },
+        "networks": networks,
         "volumes": {f"{n.name}-data": {} for n in data_nodes},
     }
 
@@ -115,9 +118,5 @@ def render_compose(topo: Topology, paths: LabPaths) -> str:
 
 def write_compose(topo: Topology, paths: LabPaths) -> Path:
     """Write the lab's compose file, leaving it untouched when nothing changed."""
-    target = paths.compose_file
-    text = render_compose(topo, paths)
-    if not target.exists() or target.read_text() != text:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(text)
-    return target
+    write_if_changed(paths.compose_file, render_compose(topo, paths), 0o644)
+    return paths.compose_file

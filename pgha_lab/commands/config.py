@@ -10,8 +10,6 @@ from ..node_paths import TLS_MOUNT
 from ..topology import UnknownNode
 from ._common import lab_paths, load_topology
 
-RENDERED = {"etcd": ("etcd.conf.yml", "ectl.env"), "dbnode": ("patroni.yml",), "haproxy": ("haproxy.cfg",)}
-
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("config", help="show the configuration files a node runs")
@@ -24,8 +22,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_show(args: argparse.Namespace) -> int:
-    from ..render import node_files   # the container paths come from the renderer, the text from disk
-    from ..profiles import SEED
+    from ..render import node_mounts   # the container paths come from the renderer, the text from disk
     paths = lab_paths(args)
     topology = load_topology(paths)
     try:
@@ -34,11 +31,11 @@ def run_show(args: argparse.Namespace) -> int:
         raise LabError(str(exc)) from None
     folder = paths.node_dir(node.name)
     files = []
-    for f in node_files(topology, node, SEED):
-        host = folder / f.name
+    for name, container_path in node_mounts(node):
+        host = folder / name
         if not host.is_file():
             raise LabError(f"{host} does not exist yet; run `pgha-lab up` to write the lab's configuration.")
-        files.append({"path": f.container_path, "host_path": str(host), "content": host.read_text()})
+        files.append({"path": container_path, "host_path": str(host), "content": host.read_text()})
     tls_files = sorted(tls.node_bundle(topology, node))
     if args.json:
         print(json.dumps({"node": node.name, "role": node.role.value, "files": files,

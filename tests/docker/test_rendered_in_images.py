@@ -120,7 +120,6 @@ def test_etcd_refuses_a_client_without_a_certificate(etcd_cluster):
     m = topo.etcd[0]
     _wait_healthy(f"https://{m.address}:{topo.ports.etcd_client}/health", client)
     ctx = ssl.create_default_context(cafile=str(client.ca))   # trusts the lab CA, shows no certificate
-    answer = b""
     with pytest.raises((ssl.SSLError, ConnectionResetError, BrokenPipeError)):
         with socket.create_connection((str(m.address), topo.ports.etcd_client), timeout=5) as raw:
             with ctx.wrap_socket(raw, server_hostname=str(m.address)) as conn:
@@ -129,7 +128,6 @@ def test_etcd_refuses_a_client_without_a_certificate(etcd_cluster):
                 answer = conn.recv(1024)
                 if not answer:
                     raise ConnectionResetError("closed without an answer")
-    assert b"200 OK" not in answer
     # and one whose certificate comes from another CA is refused too
     stranger = LabPaths(home=paths.home / "stranger", project=paths.project)
     tls.ensure(stranger, topo)
