@@ -65,7 +65,7 @@ def as_json(result: DrillResult) -> dict[str, Any]:
         "healed": result.healed, "healthy_after": result.healthy_after, "health_note": result.health_note,
         "events": [asdict(e) for e in result.events],
         "figures": result.figures(),
-        "problems": f.problems(),
+        "problems": result.problems(),
         "findings": f.as_dict(),
         "members_before": result.members_before, "members_after": result.members_after,
         "writer": asdict(result.writer_settings),
@@ -86,7 +86,8 @@ def markdown(result: DrillResult) -> str:
     assert f is not None
     p = result.profile
     figs = result.figures()
-    verdict = "no problem found" if not f.problems() else f"{len(f.problems())} problem(s)"
+    problems = result.problems()
+    verdict = "no problem found" if not problems else f"{len(problems)} problem(s)"
     bound = result.bound_s
     lines = [
         f"# Drill `{result.scenario.name}` — {verdict}",
@@ -114,7 +115,7 @@ def markdown(result: DrillResult) -> str:
         lines += ["", f"Write downtime {f.downtime.seconds:.2f}s against a bound of {bound:.1f}s "
                       f"({result.scenario.bound_text}): **{'within' if result.within_bound else 'OVER'}** the bound."]
     lines += ["", "## Problems", ""]
-    lines += [f"- {x}" for x in f.problems()] or ["None: every acknowledged write is in the table, no duplicate, "
+    lines += [f"- {x}" for x in problems] or ["None: every acknowledged write is in the table, no duplicate, "
                                                    "no write acknowledged by a non-leader, never two primaries."]
     if f.haproxy_lag:
         spans = ", ".join(f"{'+'.join(o.nodes)} {o.start_s:.2f}-{o.end_s:.2f}s" for o in f.haproxy_lag)
@@ -175,7 +176,7 @@ def write_summary(scenario: str, results: list[DrillResult], folder: Path) -> di
     summary = summarize(runs)
     doc = {"scenario": scenario, "runs": len(results), "profile": results[0].profile.name,
            "summary": summary, "per_run": runs,
-           "problems": {r.run: r.findings.problems() for r in results if r.findings and r.findings.problems()}}
+           "problems": {r.run: r.problems() for r in results if r.problems()}}
     (folder / "summary.json").write_text(json.dumps(doc, indent=2) + "\n")
     lines = [f"# Drill `{scenario}` × {len(results)} ({results[0].profile.name} profile)", "",
              "| figure | min | median | max |", "|---|---|---|---|"]

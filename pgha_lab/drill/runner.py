@@ -84,6 +84,20 @@ class DrillResult:
     def started(self) -> str:
         return datetime.fromtimestamp(self.clock.wall0, timezone.utc).isoformat(timespec="seconds")
 
+    def problems(self) -> list[str]:
+        """What a DBA must look at: the findings' problems, a recovery that never came, a downtime
+        over the bound and a lab left unhealthy. The report and the exit code both read this."""
+        f = self.findings
+        out = f.problems() if f else []
+        if not self.recovered and not self.scenario.hold:
+            out.append(f"no recovery before healing: {self.recovery_note}")
+        if self.within_bound is False and f and f.downtime and f.unresumed is None:   # unresumed: said above
+            out.append(f"write downtime {f.downtime.seconds:.2f}s over the bound of {self.bound_s:.1f}s "
+                       f"({self.scenario.bound_text})")
+        if not self.healthy_after:
+            out.append(f"the lab did not return to health after healing: {self.health_note}")
+        return out
+
     def figures(self) -> dict[str, Any]:
         figs = dict(self.findings.figures()) if self.findings else {}
         figs["recovery_bound_s"] = None if self.bound_s is None else round(self.bound_s, 3)

@@ -56,3 +56,21 @@ def test_an_occupied_output_folder_is_refused(tmp_path, capsys):
     assert run(tmp_path, "switchover", "--out", str(out)) == 1
     assert "not an empty folder" in capsys.readouterr().err
     assert sorted(p.name for p in out.iterdir()) == ["keep.txt"]
+
+
+def test_the_exit_code_follows_the_reports_problems(tmp_path, capsys, monkeypatch):
+    # A drill whose findings are clean but that never recovered: report.md and the exit code agree.
+    from pgha_lab.commands import drill as command
+    from test_drill_report import synthetic_result
+    fake_lab(tmp_path)
+    results = {"recovered": synthetic_result(), "stuck": synthetic_result()}
+    results["stuck"].recovered = False
+    results["stuck"].recovery_note = "did not recover within 85s; healed anyway"
+    monkeypatch.setattr(command, "make_lab", lambda *a: None)
+    for name, code in (("recovered", 0), ("stuck", 3)):
+        monkeypatch.setattr(command, "run_drill", lambda *a, r=results[name], **k: r)
+        out = tmp_path / name
+        assert run(tmp_path, "switchover", "--out", str(out)) == code
+        verdict = (out / "report.md").read_text().splitlines()[0]
+        assert verdict.endswith("no problem found" if code == 0 else "1 problem(s)")
+    assert "problem: no recovery before healing" in capsys.readouterr().out

@@ -2,6 +2,7 @@
 the CSVs reading back to the same ledger and samples, and a PNG that is a PNG."""
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -70,6 +71,31 @@ def test_writes_that_never_resume_are_not_within_the_bound(tmp_path):
     report.write(result, tmp_path)
     md = (tmp_path / "report.md").read_text()
     assert "writes had not resumed by the end of the drill" in md and "**not within** the bound" in md
+
+
+def test_no_recovery_and_a_downtime_over_the_bound_are_problems(tmp_path):
+    result = synthetic_result()
+    # The clean drill's 0.65 s downtime against a 0.5 s bound, and no recovery before healing.
+    result.scenario = dataclasses.replace(result.scenario, bound_s=lambda p: 0.5, bound_text="test bound")
+    result.recovered, result.recovery_note = False, "did not recover within 85s; healed anyway"
+    assert result.findings.problems() == [] and result.within_bound is False
+    assert result.problems() == ["no recovery before healing: did not recover within 85s; healed anyway",
+                                 "write downtime 0.65s over the bound of 0.5s (test bound)"]
+    report.write(result, tmp_path)
+    assert json.loads((tmp_path / "report.json").read_text())["problems"] == result.problems()
+    assert "# Drill `switchover` — 2 problem(s)" in (tmp_path / "report.md").read_text()
+
+
+def test_a_held_fault_is_not_a_missing_recovery():
+    result = synthetic_result()
+    result.scenario, result.recovered = SCENARIOS["etcd-quorum-loss"], False
+    assert result.problems() == []
+
+
+def test_a_lab_left_unhealthy_is_a_problem():
+    result = synthetic_result()
+    result.healthy_after, result.health_note = False, "dbnode1 is not streaming"
+    assert result.problems() == ["the lab did not return to health after healing: dbnode1 is not streaming"]
 
 
 def test_a_summary_over_repeats_has_min_median_max(tmp_path):
