@@ -99,7 +99,8 @@ def main() -> int:
                 except ValueError:
                     doc = {"runs": []}
                     note = (proc.stderr.strip().splitlines() or ["failed"])[-1][:80]
-                    # Whatever broke, put the lab back before the next scenario.
+                if not doc["runs"] or any(not run.get("healthy_after") for run in doc["runs"]):
+                    # The drill failed, or ran but left the lab unhealthy: put it back before the next scenario.
                     cli("chaos", "heal-all", check=False)
                     up()
                 values: dict[str, list[float]] = {}
