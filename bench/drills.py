@@ -19,6 +19,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from pgha_lab.drill.report import spread_cells  # noqa: E402
 from pgha_lab.drill.scenarios import SCENARIOS  # noqa: E402
 from pgha_lab.images import IMAGES  # noqa: E402
 from pgha_lab.profiles import PROFILES  # noqa: E402
@@ -60,9 +61,8 @@ def fresh_lab(profile: str) -> None:
 def spread(values: list[float]) -> str:
     if not values:
         return "—"
-    lo, mid, hi = min(values), statistics.median(values), max(values)
-    fmt = (lambda v: f"{v:.0f}") if all(float(v).is_integer() for v in values) else (lambda v: f"{v:.2f}")
-    return fmt(mid) if lo == hi else f"{fmt(lo)}/{fmt(mid)}/{fmt(hi)}"
+    lo, mid, hi = spread_cells([min(values), statistics.median(values), max(values)])
+    return mid if min(values) == max(values) else f"{lo}/{mid}/{hi}"
 
 
 def main() -> int:

@@ -102,8 +102,7 @@ def _human(results: list[DrillResult], folder: Path, summary: dict | None) -> st
         for key in ("write_downtime_s", "lost_writes", "non_leader_acks", "split_brain_intervals", "new_leader_s",
                     "haproxy_switched_s", "first_write_s"):
             s = summary["summary"].get(key, {})
-            cells = [("—" if s.get(k) is None else f"{s[k]:.2f}" if isinstance(s[k], float) else str(s[k]))
-                     for k in ("min", "median", "max")]
+            cells = report.spread_cells([s.get(k) for k in ("min", "median", "max")])
             lines.append(f"{key:34} {cells[0]:>8} {cells[1]:>8} {cells[2]:>8}")
     lines.append(f"Report: {folder / ('summary.md' if summary else 'report.md')}")
     return "\n".join(lines)

@@ -81,6 +81,14 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
+def spread_cells(values: list[Any]) -> list[str]:
+    """Figures shown side by side (min / median / max) in one format: no decimals when all are whole
+    numbers, two otherwise. Going by type would print 0 / 0.00 / 0, as the median of an even count of
+    whole numbers is a float; a median like 1.5 turns the whole row to two decimals."""
+    whole = all(float(v).is_integer() for v in values if v is not None)
+    return ["—" if v is None else f"{v:.0f}" if whole else f"{v:.2f}" for v in values]
+
+
 def markdown(result: DrillResult) -> str:
     f = result.findings
     assert f is not None
@@ -183,7 +191,7 @@ def write_summary(scenario: str, results: list[DrillResult], folder: Path) -> di
     for key, label in LABELS.items():
         s = summary.get(key)
         if s:
-            lines.append(f"| {label} | {_fmt(s['min'])} | {_fmt(s['median'])} | {_fmt(s['max'])} |")
+            lines.append("| " + " | ".join([label, *spread_cells([s["min"], s["median"], s["max"]])]) + " |")
     lines += ["", "Runs: " + ", ".join(f"[{r.run}](run-{i + 1:02d}/report.md)" for i, r in enumerate(results)), ""]
     if doc["problems"]:
         lines += ["## Problems", ""] + [f"- {run}: {p}" for run, ps in doc["problems"].items() for p in ps]

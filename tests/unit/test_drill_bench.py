@@ -51,3 +51,10 @@ def test_a_drill_that_crashed_is_followed_by_heal_and_up(monkeypatch):
 def test_a_healthy_drill_is_not(monkeypatch):
     calls = run_bench(monkeypatch, drill_output(healthy=True))
     assert [c[0] for c in calls] == ["drill", "drill"]
+
+
+def test_the_bench_table_formats_like_the_reports():
+    bench = load_bench()
+    assert bench.spread([0, 0]) == "0"
+    assert bench.spread([1, 2]) == "1.00/1.50/2.00"   # an x.5 median is not rounded to a whole number
+    assert bench.spread([0, 2, 2, 4]) == "0/2/4"

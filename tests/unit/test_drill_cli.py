@@ -74,3 +74,17 @@ def test_the_exit_code_follows_the_reports_problems(tmp_path, capsys, monkeypatc
         verdict = (out / "report.md").read_text().splitlines()[0]
         assert verdict.endswith("no problem found" if code == 0 else "1 problem(s)")
     assert "problem: no recovery before healing" in capsys.readouterr().out
+
+
+def test_a_repeat_prints_whole_medians_of_whole_figures(tmp_path, capsys, monkeypatch):
+    from pgha_lab.commands import drill as command
+    from test_drill_report import varied_runs
+    fake_lab(tmp_path)
+    runs = iter(varied_runs())
+    monkeypatch.setattr(command, "make_lab", lambda *a: None)
+    monkeypatch.setattr(command, "run_drill", lambda *a, **k: next(runs))
+    assert run(tmp_path, "switchover", "--repeat", "4", "--out", str(tmp_path / "out")) == 3
+    table = {line.split()[0]: line.split()[1:] for line in capsys.readouterr().out.splitlines() if line.strip()}
+    assert table["write_downtime_s"] == ["0.65", "0.85", "1.15"]
+    assert table["lost_writes"] == ["0", "2", "4"]
+    assert table["split_brain_intervals"] == ["0", "0", "0"]

@@ -98,11 +98,41 @@ def test_a_lab_left_unhealthy_is_a_problem():
     assert result.problems() == ["the lab did not return to health after healing: dbnode1 is not streaming"]
 
 
+def varied_result(run: str, more_failed: int, lost: int) -> DrillResult:
+    """The clean drill with `more_failed` extra failures closing its gap (50 ms each) and `lost`
+    acknowledged writes missing from the table."""
+    result = synthetic_result()
+    result.run = run
+    for a in result.attempts[51:51 + more_failed]:   # ids 52..: the first acks after the gap
+        a.ok, a.server, a.error = False, "", "connection refused"
+    table = {a.id: 1 for a in result.attempts if a.ok and not 10 <= a.id < 10 + lost}
+    result.findings = rc.reconcile(result.attempts, result.samples, table, 2.0, "dbnode1")
+    return result
+
+
+def varied_runs() -> list[DrillResult]:
+    return [varied_result(f"r{k}", more, lost) for k, (more, lost) in enumerate([(6, 2), (0, 0), (10, 4), (2, 2)])]
+
+
 def test_a_summary_over_repeats_has_min_median_max(tmp_path):
-    runs = [synthetic_result() for _ in range(3)]
-    doc = report.write_summary("switchover", runs, tmp_path)
-    assert doc["summary"]["write_downtime_s"]["n"] == 3
-    assert (tmp_path / "summary.md").read_text().count("|") > 10
+    doc = report.write_summary("switchover", varied_runs(), tmp_path)
+    s = doc["summary"]
+    assert s["write_downtime_s"] == {"min": 0.65, "median": pytest.approx(0.85), "max": 1.15, "n": 4}
+    assert s["lost_writes"] == {"min": 0, "median": 2, "max": 4, "n": 4}
+    assert s["acknowledged"] == {"min": 78, "median": 84, "max": 88, "n": 4}
+    assert sorted(doc["problems"]) == ["r0", "r2", "r3"]
+    md = (tmp_path / "summary.md").read_text()
+    assert f"| {report.LABELS['write_downtime_s']} | 0.65 | 0.85 | 1.15 |" in md
+    # Whole-number figures stay whole although the median of an even count is a float.
+    assert f"| {report.LABELS['lost_writes']} | 0 | 2 | 4 |" in md
+    assert f"| {report.LABELS['duplicate_writes']} | 0 | 0 | 0 |" in md
+    assert f"| {report.LABELS['acknowledged']} | 78 | 84 | 88 |" in md
+
+
+def test_spread_cells_share_one_format():
+    assert report.spread_cells([0, 0.0, 0]) == ["0", "0", "0"]
+    assert report.spread_cells([1, 1.5, 2]) == ["1.00", "1.50", "2.00"]   # not "1 / 2 / 2"
+    assert report.spread_cells([0.65, None, 1.15]) == ["0.65", "—", "1.15"]
 
 
 def test_an_output_folder_with_files_is_refused(tmp_path):
