@@ -95,7 +95,8 @@ def quick_connect(conninfo: str, timeout_s: float, **params: str) -> psycopg.Con
     raise psycopg.OperationalError(message.strip() or "connection failed")
 
 
-def _first_line(exc: BaseException) -> str:
+def first_line(exc: BaseException) -> str:
+    """An error as one short line, for ledgers and messages."""
     text = str(exc).strip()
     return text.splitlines()[0][:200] if text else type(exc).__name__
 
@@ -141,10 +142,6 @@ class Writer:
         with self._lock:
             return list(self.attempts)
 
-    def last_ack(self) -> Attempt | None:
-        with self._lock:
-            return next((a for a in reversed(self.attempts) if a.ok), None)
-
     # -- the loop --------------------------------------------------------------------------
     @staticmethod
     def _quick(dsn: str, *, connect_timeout: float, **params: str) -> psycopg.Connection:
@@ -179,7 +176,7 @@ class Writer:
                 try:
                     self._conn = self._open()
                 except psycopg.Error as exc:
-                    return Attempt(ident, start, self.clock.now(), False, error="connect: " + _first_line(exc))
+                    return Attempt(ident, start, self.clock.now(), False, error="connect: " + first_line(exc))
             row = self._conn.execute(INSERT, (self.run, ident)).fetchone()
             addr = row[0] if row else ""
             return Attempt(ident, start, self.clock.now(), True, server=self.addresses.get(addr, addr),
@@ -187,7 +184,7 @@ class Writer:
         except psycopg.Error as exc:
             # Reconnect on the next attempt: after an error the session may point at a dead primary.
             self._close()
-            return Attempt(ident, start, self.clock.now(), False, error=_first_line(exc),
+            return Attempt(ident, start, self.clock.now(), False, error=first_line(exc),
                            notice=" | ".join(self._notices))
 
     def _loop(self) -> None:

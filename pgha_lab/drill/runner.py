@@ -19,7 +19,7 @@ from ..progress import Progress
 from ..topology import Topology
 from . import reconcile as rc
 from .clock import Clock
-from .ledger import Attempt, Writer, WriterSettings, ensure_table, table_counts
+from .ledger import Attempt, Writer, WriterSettings, ensure_table, first_line, table_counts
 from .sampler import Sample, Sampler
 from .scenarios import Fault, Lab, Scenario, healthy
 
@@ -132,7 +132,7 @@ def _read_table(dsn: str, password: str, run: str, deadline_s: float) -> dict[in
             with psycopg.connect(dsn, password=password, connect_timeout=3, autocommit=True) as conn:
                 return table_counts(conn, run)
         except psycopg.Error as exc:
-            last = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            last = first_line(exc)
         time.sleep(POLL_S)
     raise LabError(f"could not read the drill's table through HAProxy to reconcile it: {last}.")
 
