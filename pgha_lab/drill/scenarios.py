@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from .. import expectations as ex
-from .. import health, roles
+from .. import roles
 from ..chaos import Chaos
 from ..errors import LabError
 from ..health import Verdict
@@ -141,7 +141,3 @@ def get(name: str) -> Scenario:
 
 def healthy(lab: Lab) -> Verdict:
     return ex.healthy(lab.chaos)()
-
-
-def leader_now(lab: Lab) -> str | None:
-    return health.leader_of(lab.probe.members())
