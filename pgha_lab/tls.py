@@ -29,7 +29,7 @@ PLAN_VERSION = 1
 CA_DAYS = 3650
 LEAF_DAYS = 397               # what public CAs may issue; short enough that renewal is exercised
 RENEW_WITHIN = dt.timedelta(days=30)
-STATE_FILE = "state.json"     # what shaped the certificates: the plan's fingerprint
+STATE_FILE = "state.json"     # each leaf's digest (what shaped it), so only changed leaves are remade
 CA_CERT = "ca.crt"
 CA_KEY = "ca.key"
 HOST_CLIENT = "host-client"   # the host's own client certificate (probes: etcd API, Patroni REST API)
@@ -110,9 +110,16 @@ def plan(topology: Topology) -> list[CertSpec]:
 
 
 def fingerprint(topology: Topology) -> str:
-    """A digest of everything that shapes the certificates; a change means new leaves."""
+    """A digest of the whole plan: the state file of earlier versions held only this."""
     doc = {"version": PLAN_VERSION, "key": "ec-p256", "project": topology.project,
            "specs": [asdict(s) for s in plan(topology)]}
+    return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
+
+
+def spec_digest(spec: CertSpec, topology: Topology, ca: x509.Certificate) -> str:
+    """A digest of everything that shapes one leaf (subject, names, usages, issuing CA)."""
+    doc = {"version": PLAN_VERSION, "key": "ec-p256", "project": topology.project, "spec": asdict(spec),
+           "ca": ca.fingerprint(hashes.SHA256()).hex()}
     return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
 
 
@@ -202,42 +209,59 @@ def _signed_by(cert: x509.Certificate, ca: x509.Certificate) -> bool:
 
 def _read_state(certs: Path) -> dict:
     try:
-        return json.loads((certs / STATE_FILE).read_text())
+        state = json.loads((certs / STATE_FILE).read_text())
     except (OSError, ValueError):
         return {}
+    return state if isinstance(state, dict) else {}
 
 
 def _utcnow() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
 
 
-def _leaf_reasons(paths: LabPaths, topology: Topology, ca: x509.Certificate, now: dt.datetime) -> list[str]:
-    certs = paths.certs
-    reasons = []
-    if _read_state(certs).get("fingerprint") != fingerprint(topology):
-        reasons.append("the topology changed (or the certificates were never made)")
-        return reasons
-    for spec in plan(topology):
-        cert = _load_cert(certs / f"{spec.stem}.crt")
-        if cert is None or not (certs / f"{spec.stem}.key").is_file():
-            reasons.append(f"{spec.stem} is missing or unreadable")
-        elif not _signed_by(cert, ca):
-            reasons.append(f"{spec.stem} is not signed by the lab CA")
-        elif cert.not_valid_after_utc - now < RENEW_WITHIN:
-            reasons.append(f"{spec.stem} expires on {cert.not_valid_after_utc:%Y-%m-%d}")
-        elif spec.combined_pem and not (certs / f"{spec.stem}.pem").is_file():
-            reasons.append(f"{spec.stem}.pem is missing")
-    return reasons
+def _recorded(state: dict, topology: Topology, digests: dict[str, str]) -> dict[str, str] | None:
+    """The digests the state file holds (None: no record); a state file of an earlier version whose
+    fingerprint still matches counts as recording today's digests, so upgrading remakes nothing."""
+    if isinstance(state.get("certs"), dict):
+        return state["certs"]
+    return dict(digests) if state.get("fingerprint") == fingerprint(topology) else None
+
+
+def _why_due(certs: Path, spec: CertSpec, digest: str, recorded: dict[str, str], ca: x509.Certificate,
+             now: dt.datetime) -> str | None:
+    """Why this leaf must be made again, or None when it can stay as it is."""
+    if spec.stem not in recorded:
+        return f"{spec.stem} is new"
+    if recorded[spec.stem] != digest:
+        return f"{spec.stem} no longer matches the topology"
+    cert = _load_cert(certs / f"{spec.stem}.crt")
+    if cert is None or not (certs / f"{spec.stem}.key").is_file():
+        return f"{spec.stem} is missing or unreadable"
+    if not _signed_by(cert, ca):
+        return f"{spec.stem} is not signed by the lab CA"
+    if cert.not_valid_after_utc - now < RENEW_WITHIN:
+        return f"{spec.stem} expires on {cert.not_valid_after_utc:%Y-%m-%d}"
+    if spec.combined_pem and not (certs / f"{spec.stem}.pem").is_file():
+        return f"{spec.stem}.pem is missing"
+    return None
+
+
+def _stale(certs: Path, specs: list[CertSpec]) -> list[Path]:
+    """Certificate files of leaves the topology no longer has."""
+    keep = {CA_CERT, CA_KEY} | {f"{s.stem}{ext}" for s in specs for ext in (".crt", ".key", ".pem")}
+    return sorted(p for p in certs.iterdir()
+                  if p.is_file() and p.suffix in (".crt", ".key", ".pem") and p.name not in keep)
 
 
 # -- the public entry points --------------------------------------------------------------
 def ensure(paths: LabPaths, topology: Topology, *, rotate: bool = False, now: dt.datetime | None = None) -> TlsReport:
     """Make the CA and every certificate the topology needs, only when needed.
 
-    The CA is renewed when it is missing, damaged, within RENEW_WITHIN of expiry, or on rotate.
-    The leaves are renewed (all together) when the CA was, when the topology's fingerprint
-    changed, or when any leaf is missing, not signed by the CA, or near expiry. Otherwise
-    nothing on disk changes: same bytes, same mtimes. Node TLS folders are refreshed after.
+    The CA is renewed when it is missing, damaged, within RENEW_WITHIN of expiry, or on rotate,
+    and then every leaf with it. Otherwise only the leaves that are new, whose digest changed,
+    or that are missing, not signed by the CA or near expiry are remade, so a running node whose
+    certificates did not change keeps its TLS folder (and is not restarted); leaves the topology
+    no longer has are removed. Untouched files keep their bytes and mtimes.
     """
     now = now or _utcnow()
     certs = paths.certs
@@ -258,45 +282,61 @@ def ensure(paths: LabPaths, topology: Topology, *, rotate: bool = False, now: dt
     else:
         ca_key, ca_cert = loaded
 
-    if not report.ca_renewed:
-        report.reasons.extend(_leaf_reasons(paths, topology, ca_cert, now))
-    if report.ca_renewed or report.reasons:
-        _write_all(paths, topology, ca_key, ca_cert, now, report)
+    specs = plan(topology)
+    digests = {s.stem: spec_digest(s, topology, ca_cert) for s in specs}
+    state = _read_state(certs)
+    recorded = _recorded(state, topology, digests)
+    due = specs
+    if not report.ca_renewed and recorded is None:
+        report.reasons.append(f"{STATE_FILE} does not record how the certificates were made, so all are made again")
+    elif not report.ca_renewed:
+        why = {s.stem: _why_due(certs, s, digests[s.stem], recorded, ca_cert, now) for s in specs}
+        due = [s for s in specs if why[s.stem]]
+        report.reasons.extend(why[s.stem] for s in due)
+    stale = _stale(certs, specs)
+    report.reasons.extend(f"{stem} is no longer in the topology" for stem in dict.fromkeys(p.stem for p in stale))
+    if report.ca_renewed or due or stale or state.get("certs") != digests:
+        _write(paths, topology, due, digests, ca_key, ca_cert, now, report)
+        for p in stale:
+            p.unlink()
+            report.written.append(p)
+        _write_state(certs, digests, ca_cert, now, report)
     report.written.extend(write_node_folders(paths, topology))
     report.changed = bool(report.written)
     return report
 
 
-def _write_all(paths: LabPaths, topology: Topology, ca_key: ec.EllipticCurvePrivateKey, ca_cert: x509.Certificate,
-               now: dt.datetime, report: TlsReport) -> None:
-    """Make every leaf in memory first, then write; the state file goes last, so a crash
-    half-way leaves a fingerprint that no longer matches and the next run starts over."""
+def _write(paths: LabPaths, topology: Topology, due: list[CertSpec], digests: dict[str, str],
+           ca_key: ec.EllipticCurvePrivateKey, ca_cert: x509.Certificate, now: dt.datetime, report: TlsReport) -> None:
+    """Make the due leaves in memory first, then write. The state file first forgets them (and
+    gets them back last), so a crash half-way leaves them due again on the next run."""
     certs = paths.certs
     files: dict[str, tuple[bytes, int]] = {}
     if report.ca_renewed:
         files[CA_KEY] = (_key_pem(ca_key), KEY_MODE)
         files[CA_CERT] = (ca_cert.public_bytes(serialization.Encoding.PEM), CERT_MODE)
-    for spec in plan(topology):
+    for spec in due:
         key, cert = _make_leaf(spec, topology, ca_key, ca_cert, now)
         cert_pem, key_pem = cert.public_bytes(serialization.Encoding.PEM), _key_pem(key)
         files[f"{spec.stem}.crt"] = (cert_pem, CERT_MODE)
         files[f"{spec.stem}.key"] = (key_pem, KEY_MODE)
         if spec.combined_pem:
             files[f"{spec.stem}.pem"] = (cert_pem + key_pem, KEY_MODE)
-    (certs / STATE_FILE).unlink(missing_ok=True)
+    if files:
+        made = {s.stem for s in due}
+        _write_state(certs, {k: v for k, v in digests.items() if k not in made}, ca_cert, now, report)
     for name, (data, mode) in files.items():
         if write_if_changed(certs / name, data, mode):
             report.written.append(certs / name)
-    # Certificates of nodes the topology no longer has would only confuse; they go.
-    keep = set(files) | {CA_KEY, CA_CERT, STATE_FILE}
-    for stale in certs.iterdir():
-        if stale.is_file() and stale.suffix in (".crt", ".key", ".pem") and stale.name not in keep:
-            stale.unlink()
-            report.written.append(stale)
-    state = {"fingerprint": fingerprint(topology), "made": now.isoformat(timespec="seconds"),
-             "ca_not_after": ca_cert.not_valid_after_utc.isoformat(timespec="seconds")}
-    write_if_changed(certs / STATE_FILE, json.dumps(state, indent=2) + "\n", 0o600)
-    report.written.append(certs / STATE_FILE)
+
+
+def _write_state(certs: Path, digests: dict[str, str], ca: x509.Certificate, now: dt.datetime,
+                 report: TlsReport) -> None:
+    state = {"version": PLAN_VERSION, "updated": now.isoformat(timespec="seconds"),
+             "ca_not_after": ca.not_valid_after_utc.isoformat(timespec="seconds"), "certs": digests}
+    if write_if_changed(certs / STATE_FILE, json.dumps(state, indent=2, sort_keys=True) + "\n", 0o600) \
+            and certs / STATE_FILE not in report.written:
+        report.written.append(certs / STATE_FILE)
 
 
 def node_bundle(topology: Topology, node: Node | str) -> dict[str, str]:

@@ -2,12 +2,16 @@
 from __future__ import annotations
 
 import datetime as dt
+import ipaddress
+import json
 import stat
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from pgha_lab import tls
@@ -141,18 +145,68 @@ def test_a_second_run_changes_nothing_byte_for_byte_and_mtime_for_mtime(lab):
     assert _snapshot(paths.state) == before
 
 
+def _leaf_files(paths: LabPaths) -> dict[str, tuple[bytes, int]]:
+    return {k: v for k, v in _snapshot(paths.certs).items() if k != tls.STATE_FILE}
+
+
+def _remade(before: dict, after: dict) -> set[str]:
+    """Stems whose files are new, gone or rewritten."""
+    return {Path(k).stem for k in before.keys() | after.keys() if before.get(k) != after.get(k)}
+
+
 def test_a_topology_change_makes_new_leaves_but_keeps_the_ca(lab):
-    paths, _ = lab
-    ca_before = (paths.certs / tls.CA_CERT).read_bytes()
-    bigger = Topology.build(db_nodes=3)
-    report = tls.ensure(paths, bigger, now=NOW)
+    paths, topo = lab
+    before, folders = _leaf_files(paths), {n.name: _snapshot(paths.node_dir(n.name)) for n in topo.nodes}
+    report = tls.ensure(paths, Topology.build(db_nodes=3), now=NOW)
     assert report.changed and not report.ca_renewed
-    assert any("topology" in r for r in report.reasons)
-    assert (paths.certs / tls.CA_CERT).read_bytes() == ca_before
+    assert report.reasons == [f"dbnode3-{r} is new" for r in ("postgres", "restapi", "etcd-client", "patronictl")]
+    assert _remade(before, _leaf_files(paths)) == {f"dbnode3-{r}" for r in ("postgres", "restapi", "etcd-client", "patronictl")}
+    # Every existing node keeps its TLS folder byte for byte, so none is restarted.
+    assert {n.name: _snapshot(paths.node_dir(n.name)) for n in topo.nodes} == folders
     assert (paths.node_dir("dbnode3") / "tls" / "postgres.crt").is_file()
-    # and back: dbnode3's certificates leave the certs folder
-    tls.ensure(paths, Topology.build(), now=NOW)
-    assert not list(paths.certs.glob("dbnode3-*"))
+    # and back: dbnode3's certificates leave the certs folder, and nothing else changes
+    report = tls.ensure(paths, topo, now=NOW)
+    assert report.reasons == [f"dbnode3-{r} is no longer in the topology" for r in ("etcd-client", "patronictl", "postgres", "restapi")]
+    assert _leaf_files(paths) == before
+    assert not tls.ensure(paths, topo, now=NOW).changed
+
+
+def test_a_changed_address_remakes_only_that_nodes_certificates(lab):
+    paths, topo = lab
+    before = _leaf_files(paths)
+    moved = replace(topo, db=(topo.db[0], replace(topo.db[1], address=ipaddress.IPv4Address("192.168.56.21"))))
+    report = tls.ensure(paths, moved, now=NOW)
+    assert not report.ca_renewed
+    assert all(r.startswith("dbnode2-") and r.endswith("no longer matches the topology") for r in report.reasons)
+    assert _remade(before, _leaf_files(paths)) == {f"dbnode2-{r}" for r in ("postgres", "restapi", "etcd-client", "patronictl")}
+    assert "192.168.56.21" in _sans(_cert(paths.certs / "dbnode2-postgres.crt"))[1]
+
+
+def test_a_new_published_bind_remakes_only_the_postgres_certificates(lab):
+    paths, topo = lab
+    before = _leaf_files(paths)
+    tls.ensure(paths, replace(topo, published=replace(topo.published, bind="127.0.0.2")), now=NOW)
+    assert _remade(before, _leaf_files(paths)) == {f"{db.name}-postgres" for db in topo.db}
+
+
+def test_a_lab_made_by_the_previous_version_keeps_its_certificates(lab):
+    paths, topo = lab
+    before = _snapshot(paths.node_dir("dbnode1"))
+    (paths.certs / tls.STATE_FILE).write_text(json.dumps({"fingerprint": tls.fingerprint(topo)}))
+    leaves = _leaf_files(paths)
+    report = tls.ensure(paths, topo, now=NOW)
+    assert not report.reasons and report.written == [paths.certs / tls.STATE_FILE]
+    assert _leaf_files(paths) == leaves and _snapshot(paths.node_dir("dbnode1")) == before
+    assert not tls.ensure(paths, topo, now=NOW).changed
+
+
+def test_a_lost_state_file_remakes_every_leaf_but_not_the_ca(lab):
+    paths, topo = lab
+    before = _leaf_files(paths)
+    (paths.certs / tls.STATE_FILE).unlink()
+    report = tls.ensure(paths, topo, now=NOW)
+    assert not report.ca_renewed and len(report.reasons) == 1
+    assert _remade(before, _leaf_files(paths)) == {s.stem for s in tls.plan(topo)}
 
 
 def test_leaves_near_expiry_are_renewed_and_not_a_day_earlier(lab):
@@ -189,11 +243,34 @@ def test_rotate_forces_a_new_ca_and_new_leaves(lab):
     _cert(paths.node_dir("dbnode1") / "tls" / "postgres.crt").verify_directly_issued_by(new_ca)
 
 
+def test_a_crash_half_way_leaves_the_interrupted_leaves_due(lab, monkeypatch):
+    paths, topo = lab
+    real = tls.write_if_changed
+
+    def crash_on_the_key(path, data, mode=0o644):
+        if path.name == "dbnode1-postgres.key":
+            raise KeyboardInterrupt
+        return real(path, data, mode)
+
+    due = _cert(paths.certs / "dbnode1-postgres.crt").not_valid_after_utc - dt.timedelta(days=1)
+    monkeypatch.setattr(tls, "write_if_changed", crash_on_the_key)
+    with pytest.raises(KeyboardInterrupt):
+        tls.ensure(paths, topo, now=due)
+    # A fresh certificate now sits beside the old key; the state must not vouch for it.
+    monkeypatch.setattr(tls, "write_if_changed", real)
+    assert "dbnode1-postgres is new" in tls.ensure(paths, topo, now=due).reasons
+    key = serialization.load_pem_private_key((paths.certs / "dbnode1-postgres.key").read_bytes(), None)
+    assert key.public_key() == _cert(paths.certs / "dbnode1-postgres.crt").public_key()
+
+
 def test_a_damaged_or_missing_leaf_is_remade(lab):
     paths, topo = lab
     (paths.certs / "etcd2-etcd.crt").write_text("not a certificate")
+    before = _leaf_files(paths)
     report = tls.ensure(paths, topo, now=NOW)
     assert report.changed and not report.ca_renewed
+    assert report.reasons == ["etcd2-etcd is missing or unreadable"]
+    assert _remade(before, _leaf_files(paths)) == {"etcd2-etcd"}
     _cert(paths.certs / "etcd2-etcd.crt")
     (paths.node_dir("etcd2") / "tls" / "etcd.key").unlink()
     assert tls.ensure(paths, topo, now=NOW).changed
