@@ -16,6 +16,9 @@ PATRONI_MIN_TTL = 20
 PATRONI_MIN_LOOP_WAIT = 1
 PATRONI_MIN_RETRY_TIMEOUT = 3
 
+# Seconds every downtime bound allows PostgreSQL itself: a promotion, or a restart after a crash.
+PROMOTE_S = 5.0
+
 
 @dataclass(frozen=True)
 class Profile:
@@ -54,13 +57,13 @@ class Profile:
         (one interval may pass before the first check, then `rise` passes)."""
         return (self.check_rise + 1) * self.check_inter_ms / 1000
 
-    def failover_bound_s(self, promote_s: float = 5.0) -> float:
+    def failover_bound_s(self, promote_s: float = PROMOTE_S) -> float:
         """Upper bound on write downtime after the primary dies without a word (power cut):
         its leader key lives up to ttl, a replica notices within one loop, promotes, and
         HAProxy then needs its rise checks. `promote_s` covers PostgreSQL's promotion itself."""
         return self.ttl + self.loop_wait + promote_s + self.haproxy_mark_up_s
 
-    def switchover_bound_s(self, promote_s: float = 5.0) -> float:
+    def switchover_bound_s(self, promote_s: float = PROMOTE_S) -> float:
         """Upper bound on write downtime for a planned switchover: the old primary steps down
         (its check fails at once, nothing waits for ttl), the candidate promotes within a loop or two."""
         return 2 * self.loop_wait + promote_s + self.haproxy_mark_up_s

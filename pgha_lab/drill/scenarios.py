@@ -15,7 +15,7 @@ from ..errors import LabError
 from ..health import Verdict
 from ..paths import LabPaths
 from ..probes import LabProbe
-from ..profiles import Profile
+from ..profiles import PROMOTE_S, Profile
 from ..topology import Topology
 
 
@@ -101,30 +101,32 @@ def _quorum_loss(lab: Lab) -> Fault:
     return _etcd_kill(lab, len(lab.topo.etcd) - _etcd_majority(lab) + 1)
 
 
+FAILOVER_TEXT = f"ttl + loop_wait + promotion ({PROMOTE_S:g} s) + HAProxy rise checks"
+
 SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
     Scenario("switchover", "planned switchover through Patroni's REST API", _switchover,
              bound_s=lambda p: p.switchover_bound_s(),
-             bound_text="2 x loop_wait + promotion (5 s) + HAProxy rise checks"),
+             bound_text=f"2 x loop_wait + promotion ({PROMOTE_S:g} s) + HAProxy rise checks"),
     Scenario("kill-leader", "power cut on the leader (docker kill)", lambda lab: _from_chaos(lab, "kill", "leader"),
-             bound_s=lambda p: p.failover_bound_s(), bound_text="ttl + loop_wait + promotion (5 s) + HAProxy rise checks"),
+             bound_s=lambda p: p.failover_bound_s(), bound_text=FAILOVER_TEXT),
     Scenario("pause-leader", "the leader's VM freezes (docker pause)", lambda lab: _from_chaos(lab, "pause", "leader"),
-             bound_s=lambda p: p.failover_bound_s(), bound_text="ttl + loop_wait + promotion (5 s) + HAProxy rise checks"),
+             bound_s=lambda p: p.failover_bound_s(), bound_text=FAILOVER_TEXT),
     Scenario("stop-leader", "clean shutdown of the leader's VM (docker stop)", lambda lab: _from_chaos(lab, "stop", "leader"),
-             bound_s=lambda p: p.failover_bound_s(), bound_text="ttl + loop_wait + promotion (5 s) + HAProxy rise checks"),
+             bound_s=lambda p: p.failover_bound_s(), bound_text=FAILOVER_TEXT),
     Scenario("isolate-leader", "the leader's cable pulled (docker network disconnect)",
              lambda lab: _from_chaos(lab, "isolate", "leader"),
-             bound_s=lambda p: p.failover_bound_s(), bound_text="ttl + loop_wait + promotion (5 s) + HAProxy rise checks"),
+             bound_s=lambda p: p.failover_bound_s(), bound_text=FAILOVER_TEXT),
     Scenario("partition-leader-from-etcd", "the leader cut off from every etcd member (iptables)",
              lambda lab: _from_chaos(lab, "partition", "leader", peers="etcd"),
-             bound_s=lambda p: p.failover_bound_s(), bound_text="ttl + loop_wait + promotion (5 s) + HAProxy rise checks"),
+             bound_s=lambda p: p.failover_bound_s(), bound_text=FAILOVER_TEXT),
     Scenario("kill-replica", "power cut on the synchronous standby", lambda lab: _from_chaos(lab, "kill", "replica"),
              # Patroni drops a standby from synchronous_standby_names once its member key expires.
              observe_s=lambda p: p.ttl + 2 * p.loop_wait, leader_changes=False),
     Scenario("kill-postgres", "the leader's postmaster killed, Patroni left running",
              lambda lab: _from_chaos(lab, "kill-postgres", "leader"),
              observe_s=lambda p: 2 * p.loop_wait + p.haproxy_mark_down_s, leader_changes=False,
-             bound_s=lambda p: p.haproxy_mark_down_s + p.loop_wait + 5.0 + p.haproxy_mark_up_s,
-             bound_text="HAProxy fall checks + loop_wait + restart (5 s) + HAProxy rise checks"),
+             bound_s=lambda p: p.haproxy_mark_down_s + p.loop_wait + PROMOTE_S + p.haproxy_mark_up_s,
+             bound_text=f"HAProxy fall checks + loop_wait + restart ({PROMOTE_S:g} s) + HAProxy rise checks"),
     Scenario("etcd-minority-loss", "power cut on one etcd member (the raft leader)", lambda lab: _etcd_kill(lab, 1),
              observe_s=lambda p: float(p.ttl), leader_changes=False),
     Scenario("etcd-quorum-loss", "power cut on a majority of etcd members", _quorum_loss,
