@@ -39,16 +39,21 @@ def ack_gaps(attempts: Iterable[Attempt]) -> list[Gap]:
     return [Gap(a.end_s, b.end_s, a.id, b.id) for a, b in zip(done, done[1:])]
 
 
+UNRESUMED_MIN_S = 1.0   # a failing tail shorter than this is one unlucky last attempt, not an outage
+
+
 def open_gap(attempts: Iterable[Attempt]) -> Gap | None:
     """Writes that had not resumed when the drill stopped: from the last acknowledgement to the
-    last attempt, when attempts after it failed. A lower bound on that downtime, not its length."""
+    last attempt, when attempts after it failed for at least UNRESUMED_MIN_S. A lower bound on
+    that downtime, not its length."""
     attempts = list(attempts)
     done = acks(attempts)
     later = [a for a in attempts if done and a.end_s > done[-1].end_s]
     if not later:
         return None
     last = max(later, key=lambda a: a.end_s)
-    return Gap(done[-1].end_s, last.end_s, done[-1].id, last.id, open=True)
+    gap = Gap(done[-1].end_s, last.end_s, done[-1].id, last.id, open=True)
+    return gap if gap.seconds >= UNRESUMED_MIN_S else None
 
 
 def longest_gap(attempts: Iterable[Attempt], ending_after_s: float | None = None) -> Gap | None:

@@ -114,6 +114,14 @@ def test_writes_that_never_resume_leave_an_open_gap_and_a_problem():
     assert any("writes had not resumed by the end of the drill" in p for p in f.problems())
 
 
+def test_one_failed_last_attempt_is_not_an_outage():
+    attempts = ledger(100)
+    attempts[-1] = Attempt(100, 5.0, 5.01, False, error="server closed the connection")
+    f = rc.reconcile(attempts, [], table_of(attempts), fault_s=2.0, old_leader="dbnode1")
+    assert f.unresumed is None
+    assert not any("had not resumed" in p for p in f.problems())
+
+
 def test_writes_that_resumed_leave_no_open_gap():
     attempts, samples, table = clean_drill()
     assert rc.open_gap(attempts) is None
