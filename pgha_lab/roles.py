@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import psycopg
 
 from . import health
-from .errors import LabError
+from .errors import LabError, first_line
 from .probes import LabProbe, Member
 from .topology import Topology
 
@@ -87,6 +87,6 @@ def wait_for_writes(probe: LabProbe, topo: Topology, change: RoleChange, dsn: st
                 return change
             last = f"writes still land on {server}"
         except psycopg.Error as exc:
-            last = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            last = first_line(exc)
         time.sleep(POLL_S)
     raise LabError(f"the {change.kind} did not complete in {deadline_s:.0f}s: {last}.")

@@ -15,6 +15,7 @@ import psycopg
 from psycopg import pq
 from psycopg.conninfo import make_conninfo
 
+from ..errors import first_line
 from .clock import Clock
 
 TABLE = "pgha_drill_writes"
@@ -93,12 +94,6 @@ def quick_connect(conninfo: str, timeout_s: float, **params: str) -> psycopg.Con
     message = pgconn.get_error_message() if hasattr(pgconn, "get_error_message") else pgconn.error_message.decode(errors="replace")
     pgconn.finish()
     raise psycopg.OperationalError(message.strip() or "connection failed")
-
-
-def first_line(exc: BaseException) -> str:
-    """An error as one short line, for ledgers and messages."""
-    text = str(exc).strip()
-    return text.splitlines()[0][:200] if text else type(exc).__name__
 
 
 @dataclass(frozen=True)

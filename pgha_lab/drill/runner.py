@@ -12,14 +12,14 @@ import psycopg
 
 from .. import access, health, secrets
 from ..chaos import Chaos
-from ..errors import LabError
+from ..errors import LabError, first_line
 from ..paths import LabPaths
 from ..profiles import Profile
 from ..progress import Progress
 from ..topology import Topology
 from . import reconcile as rc
 from .clock import Clock
-from .ledger import Attempt, Writer, WriterSettings, ensure_table, first_line, table_counts
+from .ledger import Attempt, Writer, WriterSettings, ensure_table, table_counts
 from .sampler import Sample, Sampler
 from .scenarios import Fault, Lab, Scenario, healthy
 
