@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import replace
 
 from .. import access, lab
 from ..errors import LabError
@@ -33,20 +34,21 @@ def register(sub: argparse._SubParsersAction) -> None:
     d.set_defaults(func=cmd_down)
 
 
-def _parse_published(text: str) -> Published:
+def _parse_published(text: str, current: Published) -> Published:
+    """--publish-ports: new ports (or off), keeping the saved bind address."""
     if text == "off":
-        return Published(enabled=False)
+        return replace(current, enabled=False)
     try:
         primary, replicas, stats = (int(x) for x in text.split(","))
     except ValueError:
         raise LabError(f"--publish-ports takes three ports such as 5432,5433,8404 or 'off', not {text!r}.") from None
     # Their range is the model's to check (Topology.build), so a saved topology gets the same check.
-    return Published(primary=primary, replicas=replicas, stats=stats)
+    return replace(current, enabled=True, primary=primary, replicas=replicas, stats=stats)
 
 
 def requested_topology(args: argparse.Namespace, current: Topology) -> Topology:
     """The saved topology with whatever the user changed on the command line."""
-    published = _parse_published(args.publish_ports) if args.publish_ports else current.published
+    published = _parse_published(args.publish_ports, current.published) if args.publish_ports else current.published
     try:
         return Topology.build(
             db_nodes=args.db_nodes or len(current.db), etcd_nodes=args.etcd_nodes or len(current.etcd),

@@ -92,3 +92,15 @@ def test_publish_ports_out_of_range_get_the_models_sentence():
     with pytest.raises(LabError) as exc:
         requested_topology(args, Topology.build())
     assert str(exc.value) == "published ports must be whole numbers between 1 and 65535, not 70000."
+
+
+def test_publish_ports_on_the_command_line_keep_the_saved_bind_address():
+    import argparse
+    from dataclasses import replace
+    from pgha_lab.commands.lifecycle import requested_topology
+    saved = Topology.build(published=replace(Published(), bind="127.0.0.2"))
+    args = argparse.Namespace(publish_ports="15432,15433,18404", db_nodes=None, etcd_nodes=None, subnet=None)
+    got = requested_topology(args, saved).published
+    assert (got.bind, got.primary, got.replicas, got.stats, got.enabled) == ("127.0.0.2", 15432, 15433, 18404, True)
+    args.publish_ports = "off"
+    assert requested_topology(args, saved).published == replace(saved.published, enabled=False)
