@@ -32,20 +32,25 @@ def needles_file(tmp_path_factory) -> Path:
     return target
 
 
-def _grep(image: str, needles: Path, *pattern_args: str) -> subprocess.CompletedProcess:
-    # grep inside the image (as root, no network), over the whole filesystem but the kernel's
-    # and the needles' own folders; -l names files only, so no secret is ever printed.
+def _mounts(mounts: tuple[tuple[Path, str], ...]) -> list[str]:
+    return [arg for src, dst in mounts for arg in ("-v", f"{src}:{dst}:ro")]
+
+
+def _password_scan(image: str, needles: Path, mounts: tuple[tuple[Path, str], ...] = ()) -> subprocess.CompletedProcess:
+    # grep inside the image (as root, no network), over the whole filesystem, binary files
+    # included, but the kernel's and the needles' own folders; -l names files only, so no
+    # secret is ever printed.
     return subprocess.run(
         ["docker", "run", "--rm", "--network", "none", "--user", "0", "--entrypoint", "grep",
-         "-v", f"{needles.parent}:/pgha-needles:ro", image,
-         "-rlsI" if "-F" in pattern_args else "-rls", "--exclude-dir=proc", "--exclude-dir=sys",
-         "--exclude-dir=dev", "--exclude-dir=pgha-needles", *pattern_args, "/"],
+         "-v", f"{needles.parent}:/pgha-needles:ro", *_mounts(mounts), image,
+         "-rls", "--exclude-dir=proc", "--exclude-dir=sys", "--exclude-dir=dev", "--exclude-dir=pgha-needles",
+         "-F", "-f", "/pgha-needles/needles", "/"],
         capture_output=True, text=True, timeout=600)
 
 
 @pytest.mark.parametrize("role", ["etcd", "dbnode", "haproxy"])
 def test_no_lab_password_or_key_in_the_image(built_images, needles_file, role):
-    proc = _grep(built_images[role], needles_file, "-F", "-f", "/pgha-needles/needles")
+    proc = _password_scan(built_images[role], needles_file)
     assert proc.returncode == 1, f"{role}: files holding a lab secret: {proc.stdout.split()} {proc.stderr[-500:]}"
 
 
@@ -55,28 +60,34 @@ LAB_DIRS = ("/etc/patroni", "/etc/etcd", "/etc/haproxy", "/run/pgha-lab", "/var/
             "/var/lib/etcd", "/opt", "/usr/local", "/root", "/home", "/tmp", "/srv")
 
 
-@pytest.mark.parametrize("role", ["etcd", "dbnode", "haproxy"])
-def test_no_pem_private_key_where_lab_files_live_in_the_image(built_images, role):
+def _key_scan(image: str, mounts: tuple[tuple[Path, str], ...] = ()) -> subprocess.CompletedProcess:
     script = 'for d in "$@"; do [ -e "$d" ] && set -- "$@" "$d"; shift; done; ' \
              '[ "$#" -gt 0 ] || exit 1; exec grep -rls -zP -e "$PATTERN" "$@"'
-    proc = subprocess.run(["docker", "run", "--rm", "--network", "none", "--user", "0", "--entrypoint", "sh",
-                           "-e", f"PATTERN={PEM_KEY_GREP}", built_images[role], "-c", script, "sh", *LAB_DIRS],
+    return subprocess.run(["docker", "run", "--rm", "--network", "none", "--user", "0", "--entrypoint", "sh",
+                           "-e", f"PATTERN={PEM_KEY_GREP}", *_mounts(mounts), image, "-c", script, "sh", *LAB_DIRS],
                           capture_output=True, text=True, timeout=600)
+
+
+@pytest.mark.parametrize("role", ["etcd", "dbnode", "haproxy"])
+def test_no_pem_private_key_where_lab_files_live_in_the_image(built_images, role):
+    proc = _key_scan(built_images[role])
     assert proc.returncode == 1, f"{role}: files holding a private key: {proc.stdout.split()} {proc.stderr[-500:]}"
 
-def test_the_image_scan_finds_a_planted_key_and_password(built_images, needles_file, tmp_path):
-    """The scan is only worth its silence if it speaks up: a key and a password planted in a
-    mounted folder are found (the needles' own folder stays excluded)."""
+
+
+def test_the_image_scans_find_a_planted_key_and_passwords(built_images, needles_file, tmp_path):
+    """The scans are only worth their silence if they speak up: the same two scans, over an image
+    with a folder planted where lab files live, name a password in a text file, one inside a
+    binary file, and a private key."""
     planted = tmp_path / "planted"
     planted.mkdir()
     lab = sorted(p for p in needles_file.read_text().splitlines() if p)
     (planted / "leak.txt").write_text(f"PASSWORD={lab[0]}\n")
+    (planted / "leak.bin").write_bytes(b"\x00\x01binary\x00" + lab[-1].encode() + b"\x00\xff")
     fresh_key = next(Path(tmp_path.parent).glob("fresh*/labs/pgha-lab/certs/ca.key"))
     (planted / "leak.key").write_bytes(fresh_key.read_bytes())
-    image = built_images["haproxy"]
-    for args in (("-F", "-f", "/pgha-needles/needles"), ("-zP", "-e", PEM_KEY_GREP)):
-        proc = subprocess.run(
-            ["docker", "run", "--rm", "--network", "none", "--user", "0", "--entrypoint", "grep",
-             "-v", f"{needles_file.parent}:/pgha-needles:ro", "-v", f"{planted}:/planted:ro", image,
-             "-rls", *args, "/planted"], capture_output=True, text=True, timeout=120)
-        assert proc.returncode == 0 and proc.stdout.strip(), proc.stderr
+    mounts = ((planted, "/srv/planted"),)
+    found = _password_scan(built_images["haproxy"], needles_file, mounts).stdout.split()
+    assert {"/srv/planted/leak.txt", "/srv/planted/leak.bin"} <= set(found), found
+    found = _key_scan(built_images["haproxy"], mounts).stdout.split()
+    assert "/srv/planted/leak.key" in found, found
