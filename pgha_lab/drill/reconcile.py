@@ -56,6 +56,16 @@ def open_gap(attempts: Iterable[Attempt]) -> Gap | None:
     return gap if gap.seconds >= UNRESUMED_MIN_S else None
 
 
+INTERRUPTION_FACTOR = 4   # a gap this many times the usual one between acks is more than the writer's rhythm
+
+
+def interrupted(gap: Gap, attempts: Iterable[Attempt]) -> bool:
+    """Whether writes really stopped in `gap`, rather than the writer simply taking its next turn:
+    it lasted over INTERRUPTION_FACTOR times the median gap between acknowledgements."""
+    usual = [g.seconds for g in ack_gaps(attempts)]
+    return not usual or gap.seconds > INTERRUPTION_FACTOR * statistics.median(usual)
+
+
 def longest_gap(attempts: Iterable[Attempt], ending_after_s: float | None = None) -> Gap | None:
     """The write downtime: the longest stretch without an acknowledgement, the open one at the
     end included (optionally only gaps that end after a moment, e.g. the fault)."""
@@ -245,7 +255,7 @@ class Phases:
     new_leader: float | None = None       # another node holds the key
     new_leader_name: str = ""
     haproxy_switched: float | None = None  # 5432's only UP server is the new leader
-    first_write: float | None = None      # first acknowledgement after the outage
+    first_write: float | None = None      # first acknowledgement after the outage (None: writes never stopped)
     first_write_server: str = ""
 
 
@@ -269,7 +279,9 @@ def phases(attempts: Iterable[Attempt], samples: Iterable[Sample], fault_s: floa
                          and s.up_servers == [ph.new_leader_name]), None)
         if switched:
             ph.haproxy_switched = switched.t_s - fault_s
-    if downtime is not None and not downtime.open:
+    # With no real interruption (a replica or an etcd minority lost) the longest gap is just the
+    # writer's rhythm, and its end says nothing about the fault.
+    if downtime is not None and not downtime.open and interrupted(downtime, attempts):
         ph.first_write = downtime.end_s - fault_s
         ph.first_write_server = next(a.server for a in attempts if a.ok and a.id == downtime.first_id)
     return ph

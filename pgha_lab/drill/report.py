@@ -139,8 +139,9 @@ def markdown(result: DrillResult) -> str:
               f"| new leader | {_fmt(ph.new_leader)} | {ph.new_leader_name or 'no other node took the key'} |",
               f"| HAProxy switched | {_fmt(ph.haproxy_switched)} | "
               + (f"5432 routes only to {ph.new_leader_name} |" if ph.haproxy_switched is not None else "— |"),
-              f"| first write | {_fmt(ph.first_write)} | first acknowledgement after the longest gap since the fault, "
-              f"by {ph.first_write_server or '—'} |",
+              (f"| first write | {_fmt(ph.first_write)} | first acknowledgement after the longest gap since the fault, "
+               f"by {ph.first_write_server} |" if ph.first_write is not None else
+               "| first write | — | writes never stopped for longer than their usual rhythm (or never resumed) |"),
               "", f"Timeline {_fmt(f.timeline_before)} → {_fmt(f.timeline_after)}.", ""]
     d = f.downtime
     if d is not None and d.open:

@@ -122,6 +122,16 @@ def test_one_failed_last_attempt_is_not_an_outage():
     assert not any("had not resumed" in p for p in f.problems())
 
 
+def test_no_first_write_phase_when_writes_never_stopped():
+    attempts = ledger(100)   # every 50 ms, all acknowledged: the longest gap is the writer's rhythm
+    f = rc.reconcile(attempts, [], table_of(attempts), fault_s=2.0, old_leader="dbnode1")
+    assert f.downtime is not None and f.downtime.seconds == pytest.approx(0.05)
+    assert f.phases.first_write is None
+    stalled = ledger(100, gap=(2.0, 2.3))   # 300 ms without an ack: writes did stop
+    assert rc.reconcile(stalled, [], table_of(stalled), fault_s=2.0, old_leader="dbnode1").phases.first_write \
+        == pytest.approx(0.31, abs=0.01)
+
+
 def test_writes_that_resumed_leave_no_open_gap():
     attempts, samples, table = clean_drill()
     assert rc.open_gap(attempts) is None
