@@ -163,10 +163,10 @@ def context_tar(folder: Path, extra: dict[str, Path] | None = None) -> io.BytesI
 
     def walk(tar: tarfile.TarFile, root: Path, prefix: str) -> None:
         for path in sorted(root.rglob("*")):
-            parts = path.relative_to(root).parts
-            if any(part.startswith(".") or part == "__pycache__" for part in parts):
+            rel = path.relative_to(root)
+            if any(part.startswith(".") or part == "__pycache__" for part in rel.parts):
                 continue
-            add(tar, path, f"{prefix}{path.relative_to(root).as_posix()}")
+            add(tar, path, f"{prefix}{rel.as_posix()}")
 
     with tarfile.open(fileobj=buf, mode="w") as tar:
         walk(tar, folder, "")
