@@ -2,10 +2,9 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import yaml
-
-from pathlib import Path
 
 from ..errors import LabError
 from ..paths import LabPaths, default_home
@@ -25,6 +24,6 @@ def load_topology(paths: LabPaths) -> Topology:
         return Topology.from_dict(yaml.safe_load(paths.topology_file.read_text()))
     except TopologyError as exc:
         raise LabError(f"{paths.topology_file}: {exc}") from None
-    except (yaml.YAMLError, AttributeError, TypeError, KeyError, ValueError):
+    except yaml.YAMLError:   # from_dict turns a readable document's bad shapes into TopologyError
         raise LabError(f"{paths.topology_file} is not a topology pgha-lab wrote; fix it, or remove it "
                        f"to fall back to the default topology.") from None

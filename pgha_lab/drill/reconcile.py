@@ -345,14 +345,15 @@ class Findings:
     def figures(self) -> dict[str, Any]:
         """The numbers a drill is compared on (flat, so --repeat can take min/median/max)."""
         ph = self.phases
+        split_brain = merged(self.split_brain)
         return {
             "write_downtime_s": round(self.downtime.seconds, 3) if self.downtime else None,
             "attempts": self.attempts, "acknowledged": self.acked, "failed": self.failed,
             "lost_writes": len(self.lost), "duplicate_writes": len(self.duplicates),
             "non_leader_acks": len(self.non_leader_acks),
             "unjudged_acks": len(self.unjudged_acks),
-            "split_brain_intervals": len(merged(self.split_brain)),
-            "split_brain_s": round(sum(end - start for start, end in merged(self.split_brain)), 3),
+            "split_brain_intervals": len(split_brain),
+            "split_brain_s": round(sum(end - start for start, end in split_brain), 3),
             "haproxy_stale_primary_s": round(sum(o.seconds for o in self.haproxy_lag), 3),
             "unacknowledged_commits": len(self.unacknowledged_commits),
             "sync_wait_cancelled": len(self.sync_cancelled),
