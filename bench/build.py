@@ -16,8 +16,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from pgha_lab import baseimage, images  # noqa: E402
-from pgha_lab.build_progress import Lines  # noqa: E402
+from pgha_lab.build import images
+
+from pgha_lab.build import baseimage
+from pgha_lab.build.progress import Lines  # noqa: E402
 from pgha_lab.paths import LabPaths  # noqa: E402
 
 

@@ -21,7 +21,7 @@ sys.path.insert(0, str(REPO))
 
 from pgha_lab.drill.report import spread_cells  # noqa: E402
 from pgha_lab.drill.scenarios import SCENARIOS  # noqa: E402
-from pgha_lab.images import IMAGES  # noqa: E402
+from pgha_lab.build.images import IMAGES  # noqa: E402
 from pgha_lab.profiles import PROFILES  # noqa: E402
 
 PROJECT = "pgha-lab-drills"

@@ -5,12 +5,20 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from . import compose, health, images, lab, profiles, render, secrets, tls
-from .errors import LabError
-from .paths import LabPaths
-from .probes import ClientTLS, LabProbe, Member
-from .progress import Progress
-from .topology import Topology
+from pgha_lab import health, profiles, secrets, tls
+
+from pgha_lab import lifecycle as lab
+
+from pgha_lab import render
+
+from pgha_lab.build import images
+
+from pgha_lab.render import compose
+from pgha_lab.errors import LabError
+from pgha_lab.paths import LabPaths
+from pgha_lab.probes import ClientTLS, LabProbe, Member
+from pgha_lab.term.progress import Progress
+from pgha_lab.topology import Topology
 
 
 def probe_for(paths: LabPaths, topo: Topology) -> LabProbe:
@@ -98,7 +106,7 @@ def superuser_password(paths: LabPaths) -> str:
 
 def bring_up(paths: LabPaths, topo: Topology, *, profile: str | None, pg_install: str,
              progress: Progress, deadline_s: float) -> UpOutcome:
-    from .engine import client, require_compose
+    from pgha_lab.gateway import client, require_compose
     started = time.monotonic()
     client()
     require_compose()

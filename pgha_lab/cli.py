@@ -5,8 +5,8 @@ import argparse
 import importlib
 import sys
 
-from . import __version__
-from .errors import LabError
+from pgha_lab import __version__
+from pgha_lab.errors import LabError
 
 # Each name is a module in pgha_lab.commands with register(subparsers).
 COMMAND_MODULES: list[str] = ["doctor", "build", "lifecycle", "status", "nodes", "certs", "config", "chaos", "drill"]

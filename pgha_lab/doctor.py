@@ -7,9 +7,11 @@ import shutil
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from . import baseimage, images
-from .errors import LabError
-from .paths import LabPaths
+from pgha_lab.build import images
+
+from pgha_lab.build import baseimage
+from pgha_lab.errors import LabError
+from pgha_lab.paths import LabPaths
 
 MIN_FREE_GB = 10.0   # a cold build with the PostgreSQL compile needs about 3 GB; leave room
 
@@ -26,7 +28,7 @@ class Check:
 
 
 def _engine() -> tuple[Check, Any]:
-    from . import engine
+    from pgha_lab import gateway as engine
     try:
         client = engine.client()
     except LabError as exc:
@@ -37,7 +39,7 @@ def _engine() -> tuple[Check, Any]:
 
 
 def _compose() -> Check:
-    from . import engine
+    from pgha_lab import gateway as engine
     try:
         return Check("compose", True, f"Compose {engine.require_compose()}")
     except LabError as exc:
@@ -63,7 +65,7 @@ def run(paths: LabPaths, *, registry_timeout: float = 5.0) -> list[Check]:
     info = client.info()
     arch = images.engine_arch(client)
     try:
-        from .wheelhouse import machine_for
+        from pgha_lab.build.wheelhouse import machine_for
         checks.append(Check("architecture", True, f"{machine_for(arch)} ({info.get('OSType')}, {info.get('NCPU')} CPUs, "
                                                   f"{info.get('MemTotal', 0) / 2**30:.1f} GiB)"))
     except LabError as exc:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .probes import Backend, EtcdEndpoint, Member
+from pgha_lab.probes import Backend, EtcdEndpoint, Member
 
 PRIMARY_BACKEND = "primary"
 REPLICA_BACKEND = "replicas"

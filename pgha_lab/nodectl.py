@@ -5,8 +5,8 @@ import json
 import subprocess
 from dataclasses import dataclass
 
-from .errors import LabError
-from .topology import Node, Topology
+from pgha_lab.errors import LabError
+from pgha_lab.topology import Node, Topology
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from .topology import DEFAULT_PROJECT
+from pgha_lab.topology import DEFAULT_PROJECT
 
 
 def default_home() -> Path:

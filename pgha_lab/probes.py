@@ -11,8 +11,8 @@ from typing import Any
 
 import requests
 
-from .errors import LabError
-from .topology import Node, Topology
+from pgha_lab.errors import LabError
+from pgha_lab.topology import Node, Topology
 
 TIMEOUT = 2.0
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .errors import LabError
+from pgha_lab.errors import LabError
 
 # Patroni 4's validator (bootstrap.dcs) refuses anything lower, and its docs add the rule
 # loop_wait + 2 * retry_timeout <= ttl so a leader can retry the DCS twice before its key expires.

@@ -8,10 +8,10 @@ from dataclasses import dataclass
 
 import psycopg
 
-from . import health
-from .errors import LabError, first_line
-from .probes import LabProbe, Member
-from .topology import Topology
+from pgha_lab import health
+from pgha_lab.errors import LabError, first_line
+from pgha_lab.probes import LabProbe, Member
+from pgha_lab.topology import Topology
 
 POLL_S = 0.3
 

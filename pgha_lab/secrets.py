@@ -11,9 +11,9 @@ import re
 from dataclasses import dataclass
 from secrets import token_urlsafe  # the standard library's (absolute import)
 
-from .errors import LabError
-from .fsutil import write_if_changed
-from .paths import LabPaths
+from pgha_lab.errors import LabError
+from pgha_lab.fsutil import write_if_changed
+from pgha_lab.paths import LabPaths
 
 # The PostgreSQL role names: the rendered patroni.yml names them too, from these constants.
 SUPERUSER = "postgres"

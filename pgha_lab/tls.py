@@ -19,10 +19,10 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from .errors import LabError
-from .fsutil import ensure_dir, write_if_changed
-from .paths import LabPaths
-from .topology import Node, Topology
+from pgha_lab.errors import LabError
+from pgha_lab.fsutil import ensure_dir, write_if_changed
+from pgha_lab.paths import LabPaths
+from pgha_lab.topology import Node, Topology
 
 # Bump when the way certificates are made changes, so existing labs get fresh ones.
 PLAN_VERSION = 1

@@ -13,7 +13,7 @@ REPO = Path(__file__).resolve().parent.parent
 @pytest.fixture(scope="session")
 def docker_client():
     """A client for a running engine; a test that needs one fails without it."""
-    from pgha_lab import engine
+    from pgha_lab import gateway as engine
     from pgha_lab.errors import LabError
     try:
         return engine.client()
@@ -24,6 +24,6 @@ def docker_client():
 @pytest.fixture(scope="session")
 def built_images(docker_client):
     """The node images, built (or reused from the build cache) once per session."""
-    from pgha_lab import images
+    from pgha_lab.build import images
     images.ensure_built(LabPaths(home=REPO))
     return dict(images.IMAGES)

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import yaml
 
-from ..errors import LabError
-from ..paths import LabPaths, default_home
-from ..topology import DEFAULT_PROJECT, Topology, TopologyError
+from pgha_lab.errors import LabError
+from pgha_lab.paths import LabPaths, default_home
+from pgha_lab.topology import DEFAULT_PROJECT, Topology, TopologyError
 
 
 def lab_paths(args: argparse.Namespace) -> LabPaths:

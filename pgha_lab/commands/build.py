@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import argparse
 
-from .. import images
-from ..build_progress import Lines, fmt_seconds
-from ._common import lab_paths
+from pgha_lab.build import images
+from pgha_lab.build.progress import Lines, fmt_seconds
+from pgha_lab.commands._common import lab_paths
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

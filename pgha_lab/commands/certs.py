@@ -4,8 +4,8 @@ from __future__ import annotations
 import argparse
 import json
 
-from .. import tls
-from ._common import lab_paths, load_topology
+from pgha_lab import tls
+from pgha_lab.commands._common import lab_paths, load_topology
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -6,12 +6,12 @@ import json
 import time
 from dataclasses import asdict
 
-from .. import access, roles, secrets
-from ..chaos import ACTIONS, Chaos, Outcome
-from ..errors import LabError
-from ..profiles import get as get_profile
-from ..views import members_table
-from ._common import lab_paths, load_topology
+from pgha_lab import access, roles, secrets
+from pgha_lab.chaos.actions import ACTIONS, Chaos, Outcome
+from pgha_lab.errors import LabError
+from pgha_lab.profiles import get as get_profile
+from pgha_lab.term.tables import members_table
+from pgha_lab.commands._common import lab_paths, load_topology
 
 
 def register(sub: argparse._SubParsersAction) -> None:

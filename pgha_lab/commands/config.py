@@ -4,11 +4,11 @@ from __future__ import annotations
 import argparse
 import json
 
-from .. import tls
-from ..errors import LabError
-from ..node_paths import TLS_MOUNT
-from ..topology import UnknownNode
-from ._common import lab_paths, load_topology
+from pgha_lab import tls
+from pgha_lab.errors import LabError
+from pgha_lab.node_paths import TLS_MOUNT
+from pgha_lab.topology import UnknownNode
+from pgha_lab.commands._common import lab_paths, load_topology
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -22,7 +22,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_show(args: argparse.Namespace) -> int:
-    from ..render import node_mounts   # the container paths come from the renderer, the text from disk
+    from pgha_lab.render import node_mounts   # the container paths come from the renderer, the text from disk
     paths = lab_paths(args)
     topology = load_topology(paths)
     try:

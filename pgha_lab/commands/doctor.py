@@ -6,8 +6,8 @@ import json
 import os
 import sys
 
-from .. import doctor
-from ._common import lab_paths
+from pgha_lab import doctor
+from pgha_lab.commands._common import lab_paths
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -7,13 +7,13 @@ import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
-from .. import access, profiles
-from ..drill import report
-from ..drill.runner import DrillResult, make_lab, run_drill
-from ..drill.scenarios import SCENARIOS, get as get_scenario
-from ..errors import LabError
-from ..progress import Progress
-from ._common import lab_paths, load_topology
+from pgha_lab import access, profiles
+from pgha_lab.drill import report
+from pgha_lab.drill.runner import DrillResult, make_lab, run_drill
+from pgha_lab.drill.scenarios import SCENARIOS, get as get_scenario
+from pgha_lab.errors import LabError
+from pgha_lab.term.progress import Progress
+from pgha_lab.commands._common import lab_paths, load_topology
 
 EXIT_PROBLEMS = 3   # the drill ran, and found something a DBA must look at
 

@@ -6,12 +6,14 @@ import json
 import sys
 from dataclasses import replace
 
-from .. import access, lab
-from ..errors import LabError
-from ..progress import Progress
-from ..topology import Published, Topology, TopologyError
-from ..views import members_table
-from ._common import lab_paths, load_topology
+from pgha_lab import access
+
+from pgha_lab import lifecycle as lab
+from pgha_lab.errors import LabError
+from pgha_lab.term.progress import Progress
+from pgha_lab.topology import Published, Topology, TopologyError
+from pgha_lab.term.tables import members_table
+from pgha_lab.commands._common import lab_paths, load_topology
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -5,10 +5,12 @@ import argparse
 import subprocess
 import sys
 
-from .. import access, lab, node_paths, tls
-from ..errors import LabError
-from ..topology import Role, TopologyError
-from ._common import lab_paths, load_topology
+from pgha_lab import access, node_paths, tls
+
+from pgha_lab import lifecycle as lab
+from pgha_lab.errors import LabError
+from pgha_lab.topology import Role, TopologyError
+from pgha_lab.commands._common import lab_paths, load_topology
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -7,10 +7,12 @@ import sys
 import time
 from dataclasses import asdict
 
-from .. import access, lab
-from ..errors import LabError
-from ..views import etcd_table, haproxy_table, members_table
-from ._common import lab_paths, load_topology
+from pgha_lab import access
+
+from pgha_lab import lifecycle as lab
+from pgha_lab.errors import LabError
+from pgha_lab.term.tables import etcd_table, haproxy_table, members_table
+from pgha_lab.commands._common import lab_paths, load_topology
 
 
 def register(sub: argparse._SubParsersAction) -> None:

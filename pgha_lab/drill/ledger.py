@@ -15,8 +15,8 @@ import psycopg
 from psycopg import pq
 from psycopg.conninfo import make_conninfo
 
-from ..errors import first_line
-from .clock import Clock
+from pgha_lab.errors import first_line
+from pgha_lab.drill.clock import Clock
 
 TABLE = "pgha_drill_writes"
 # No unique key on (run, id), on purpose: a write that reached the table twice (a retried commit,

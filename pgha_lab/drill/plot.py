@@ -11,10 +11,10 @@ matplotlib.use("Agg")   # no display on a lab host or in CI; select before pyplo
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 
-from .sampler import ETCD, HAPROXY, PATRONI, Sample  # noqa: E402
+from pgha_lab.drill.sampler import ETCD, HAPROXY, PATRONI, Sample  # noqa: E402
 
 if TYPE_CHECKING:
-    from .runner import DrillResult
+    from pgha_lab.drill.runner import DrillResult
 
 ROLE_COLOURS = {"primary": "#1b7837", "replica": "#a6dba0", "other": "#fdb863", "silent": "#bdbdbd"}
 NODE_PALETTE = ["#2166ac", "#b2182b", "#762a83", "#e08214", "#35978f", "#8c510a", "#c51b7d", "#4d4d4d", "#01665e"]

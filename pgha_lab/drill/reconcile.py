@@ -8,8 +8,8 @@ import statistics
 from dataclasses import asdict, dataclass, field
 from typing import Any, Iterable
 
-from .ledger import Attempt
-from .sampler import ETCD, HAPROXY, PATRONI, Sample
+from pgha_lab.drill.ledger import Attempt
+from pgha_lab.drill.sampler import ETCD, HAPROXY, PATRONI, Sample
 
 SYNC_CANCEL = "canceling wait for synchronous replication"
 

@@ -7,10 +7,10 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from ..errors import LabError
-from . import ledger, sampler
-from .reconcile import summarize
-from .runner import DrillResult
+from pgha_lab.errors import LabError
+from pgha_lab.drill import ledger, sampler
+from pgha_lab.drill.reconcile import summarize
+from pgha_lab.drill.runner import DrillResult
 
 FILES = {"markdown": "report.md", "json": "report.json", "ledger": "ledger.csv", "samples": "samples.csv",
          "timeline": "timeline.png"}
@@ -169,7 +169,7 @@ def markdown(result: DrillResult) -> str:
 
 
 def write(result: DrillResult, folder: Path) -> dict[str, Path]:
-    from . import plot
+    from pgha_lab.drill import plot
     files = {k: folder / v for k, v in FILES.items()}
     ledger.write_csv(result.attempts, files["ledger"], result.clock)
     sampler.write_csv(result.samples, files["samples"], result.clock)

@@ -10,18 +10,18 @@ from typing import Any, Callable
 
 import psycopg
 
-from .. import access, health, secrets
-from ..chaos import Chaos
-from ..errors import LabError, first_line
-from ..paths import LabPaths
-from ..profiles import Profile
-from ..progress import Progress
-from ..topology import Topology
-from . import reconcile as rc
-from .clock import Clock
-from .ledger import Attempt, Writer, WriterSettings, ensure_table, table_counts
-from .sampler import Sample, Sampler
-from .scenarios import Fault, Lab, Scenario, healthy
+from pgha_lab import access, health, secrets
+from pgha_lab.chaos.actions import Chaos
+from pgha_lab.errors import LabError, first_line
+from pgha_lab.paths import LabPaths
+from pgha_lab.profiles import Profile
+from pgha_lab.term.progress import Progress
+from pgha_lab.topology import Topology
+from pgha_lab.drill import reconcile as rc
+from pgha_lab.drill.clock import Clock
+from pgha_lab.drill.ledger import Attempt, Writer, WriterSettings, ensure_table, table_counts
+from pgha_lab.drill.sampler import Sample, Sampler
+from pgha_lab.drill.scenarios import Fault, Lab, Scenario, healthy
 
 POLL_S = 0.25
 

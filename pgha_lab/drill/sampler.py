@@ -9,9 +9,9 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Callable, Iterable
 
-from .. import health
-from ..probes import LabProbe
-from .clock import Clock
+from pgha_lab import health
+from pgha_lab.probes import LabProbe
+from pgha_lab.drill.clock import Clock
 
 PATRONI, ETCD, HAPROXY = "patroni", "etcd", "haproxy"
 PRIMARY_ROLES = ("primary", "master")

@@ -8,15 +8,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable
 
-from .. import expectations as ex
-from .. import roles
-from ..chaos import Chaos
-from ..errors import LabError
-from ..health import Verdict
-from ..paths import LabPaths
-from ..probes import LabProbe
-from ..profiles import PROMOTE_S, Profile
-from ..topology import Topology
+from pgha_lab.chaos import expectations as ex
+from pgha_lab import roles
+from pgha_lab.chaos.actions import Chaos
+from pgha_lab.errors import LabError
+from pgha_lab.health import Verdict
+from pgha_lab.paths import LabPaths
+from pgha_lab.probes import LabProbe
+from pgha_lab.profiles import PROMOTE_S, Profile
+from pgha_lab.topology import Topology
 
 
 @dataclass

@@ -11,7 +11,9 @@ import uuid
 import pytest
 import requests
 
-from pgha_lab import node_paths, profiles, render, tls
+from pgha_lab import node_paths, profiles, tls
+
+from pgha_lab import render
 from pgha_lab.paths import LabPaths
 from pgha_lab.topology import Topology
 

@@ -11,7 +11,7 @@ import psycopg
 import pytest
 
 from pgha_lab import health
-from pgha_lab.chaos import LOSS_IN, LOSS_OUT
+from pgha_lab.chaos.actions import LOSS_IN, LOSS_OUT
 from pgha_lab.nodectl import NodeControl
 
 pytestmark = [pytest.mark.docker, pytest.mark.lab]

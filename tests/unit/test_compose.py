@@ -3,7 +3,7 @@ from pathlib import Path
 
 import yaml
 
-from pgha_lab.compose import render_compose
+from pgha_lab.render.compose import render_compose
 from pgha_lab.paths import LabPaths
 from pgha_lab.topology import Role, Topology
 

@@ -5,8 +5,8 @@ import tarfile
 
 import pytest
 
-from pgha_lab import images
-from pgha_lab.build_progress import Lines, shorten
+from pgha_lab.build import images
+from pgha_lab.build.progress import Lines, shorten
 from pgha_lab.errors import LabError
 from pgha_lab.paths import LabPaths
 

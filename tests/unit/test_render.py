@@ -8,7 +8,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pgha_lab import node_paths, profiles, render, secrets, tls
+from pgha_lab import node_paths, profiles, secrets, tls
+
+from pgha_lab import render
 from pgha_lab.errors import LabError
 from pgha_lab.paths import LabPaths
 from pgha_lab.topology import Topology

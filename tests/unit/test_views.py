@@ -1,5 +1,5 @@
 from pgha_lab.probes import Member
-from pgha_lab.views import MEMBER_COLUMNS, members_table
+from pgha_lab.term.tables import MEMBER_COLUMNS, members_table
 
 
 def test_members_table_keeps_patronictl_columns():

@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from pgha_lab import wheelhouse
+from pgha_lab.build import wheelhouse
 from pgha_lab.errors import LabError
 
 REPO = Path(__file__).resolve().parents[2]

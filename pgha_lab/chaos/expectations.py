@@ -5,13 +5,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Callable
 
-from . import health
-from .health import Verdict
-from .probes import Member
-from .topology import Node, Role
+from pgha_lab import health
+from pgha_lab.health import Verdict
+from pgha_lab.probes import Member
+from pgha_lab.topology import Node, Role
 
 if TYPE_CHECKING:
-    from .chaos import Chaos, Expectation
+    from pgha_lab.chaos.actions import Chaos, Expectation
 
 REPLICA_ROLES = ("replica", "sync_standby")
 
@@ -96,7 +96,7 @@ def etcd_running(chaos: "Chaos") -> int:
 
 def expectation_for(chaos: "Chaos", action: str, node: Node, role: str, members: list[Member], *,
                     peers: str | None = None, clear: bool = False) -> "Expectation":
-    from .chaos import Expectation
+    from pgha_lab.chaos.actions import Expectation
     p = chaos.profile
     failover_s = p.failover_bound_s()
     rejoin_s = 120.0   # a rewind or a fresh base backup on a laptop

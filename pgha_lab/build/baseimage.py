@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from .errors import LabError
+from pgha_lab.errors import LabError
 
 UBUNTU_REPO, UBUNTU_TAG = "ubuntu", "24.04"
 UBUNTU_REF = f"{UBUNTU_REPO}:{UBUNTU_TAG}"
@@ -91,7 +91,7 @@ def registry_reachable(ref: str = UBUNTU_REF, timeout: float = REGISTRY_TIMEOUT)
 
     Runs in a thread with a deadline because an engine behind a silent firewall can hang far
     longer than any client timeout we set."""
-    from . import engine
+    from pgha_lab import gateway as engine
     result: dict[str, Any] = {}
 
     def probe() -> None:

@@ -7,12 +7,12 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
-from . import health
-from .errors import LabError
-from .paths import LabPaths
-from .probes import LabProbe
-from .progress import Progress
-from .topology import Topology
+from pgha_lab import health
+from pgha_lab.errors import LabError
+from pgha_lab.paths import LabPaths
+from pgha_lab.probes import LabProbe
+from pgha_lab.term.progress import Progress
+from pgha_lab.topology import Topology
 
 UP_DEADLINE_S = 240.0      # first boot: initdb, a base backup, and TLS everywhere
 POLL_S = 0.5
@@ -138,6 +138,6 @@ def down(paths: LabPaths, topo: Topology, volumes: bool, progress: Progress) -> 
         args = ["down", "--remove-orphans"] + (["--volumes"] if volumes else [])
         run_compose(paths, topo, *args)
     if volumes:   # the next up bootstraps a new cluster, with the profile it is given then
-        from .render import BOOTSTRAP_PROFILE_FILE
+        from pgha_lab.render import BOOTSTRAP_PROFILE_FILE
         (paths.state / BOOTSTRAP_PROFILE_FILE).unlink(missing_ok=True)
 

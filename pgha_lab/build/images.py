@@ -13,10 +13,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from . import baseimage, wheelhouse
-from .build_progress import Lines, Progress, Silent, fmt_seconds
-from .errors import LabError
-from .paths import LabPaths
+from pgha_lab.build import wheelhouse
+
+from pgha_lab.build import baseimage
+from pgha_lab.build.progress import Lines, Progress, Silent, fmt_seconds
+from pgha_lab.errors import LabError
+from pgha_lab.paths import LabPaths
 
 BASE_IMAGE = "pgha-lab/base:noble"
 IMAGES: dict[str, str] = {
@@ -58,7 +60,7 @@ class BuildResult:
 # -- facts about existing images ---------------------------------------------------------------
 def sdk(timeout: int = BUILD_READ_TIMEOUT) -> Any:
     """A docker SDK client with a long read timeout, after the usual reachability check."""
-    from . import engine
+    from pgha_lab import gateway as engine
     import docker
     engine.client()   # raises LabError with the one-sentence fix when there is no engine
     return docker.from_env(timeout=timeout)

@@ -5,10 +5,10 @@ health checks against Patroni's REST API are TLS, with HAProxy's own client cert
 """
 from __future__ import annotations
 
-from . import node_paths
-from .profiles import Profile
-from .render_common import RenderedFile, header
-from .topology import Topology
+from pgha_lab import node_paths
+from pgha_lab.profiles import Profile
+from pgha_lab.render.common import RenderedFile, header
+from pgha_lab.topology import Topology
 
 TLS = node_paths.HAPROXY_TLS
 CA = f"{TLS}/ca.crt"

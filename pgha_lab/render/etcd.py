@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import yaml
 
-from . import node_paths
-from .profiles import Profile
-from .render_common import RenderedFile, header
-from .topology import Node, Topology
+from pgha_lab import node_paths
+from pgha_lab.profiles import Profile
+from pgha_lab.render.common import RenderedFile, header
+from pgha_lab.topology import Node, Topology
 
 TLS = node_paths.ETCD_TLS
 CONF, ECTL = "etcd.conf.yml", "ectl.env"

@@ -10,7 +10,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import LabError
+from pgha_lab.errors import LabError
 
 # The node image's interpreter: Ubuntu 24.04 ships CPython 3.12 and glibc 2.39.
 PYTHON_VERSION = "3.12"

@@ -4,7 +4,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 
-from .errors import LabError
+from pgha_lab.errors import LabError
 
 NO_ENGINE = ("cannot reach the Docker engine; start it (as root on Debian or Ubuntu, "
              "`bash scripts/setup-host.sh` installs and starts it).")

@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Protocol, TextIO
 
-from .progress import SPINNER, paint
+from pgha_lab.term.progress import SPINNER, paint
 
 TITLE_WIDTH = 64
 

@@ -8,13 +8,19 @@ from pathlib import Path
 
 import yaml
 
-from . import profiles, render_etcd, render_haproxy, render_patroni, secrets, tls
-from .errors import LabError
-from .fsutil import write_if_changed
-from .paths import LabPaths
-from .profiles import Profile
-from .render_common import RenderedFile
-from .topology import Node, Role, Topology
+from pgha_lab import profiles, secrets, tls
+
+from pgha_lab.render import etcd as render_etcd
+
+from pgha_lab.render import patroni as render_patroni
+
+from pgha_lab.render import haproxy as render_haproxy
+from pgha_lab.errors import LabError
+from pgha_lab.fsutil import write_if_changed
+from pgha_lab.paths import LabPaths
+from pgha_lab.profiles import Profile
+from pgha_lab.render.common import RenderedFile
+from pgha_lab.topology import Node, Role, Topology
 
 CONFIG_MODE = 0o644   # no secret lives in a rendered file; the service users must read them
 BOOTSTRAP_PROFILE_FILE = "bootstrap-profile"

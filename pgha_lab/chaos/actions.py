@@ -12,12 +12,12 @@ import re
 from dataclasses import dataclass
 from typing import Callable
 
-from . import health
-from .errors import LabError
-from .nodectl import NodeControl
-from .probes import LabProbe, Member
-from .profiles import Profile
-from .topology import Node, Role, Topology, TopologyError
+from pgha_lab import health
+from pgha_lab.errors import LabError
+from pgha_lab.nodectl import NodeControl
+from pgha_lab.probes import LabProbe, Member
+from pgha_lab.profiles import Profile
+from pgha_lab.topology import Node, Role, Topology, TopologyError
 
 ACTIONS = ("kill", "pause", "resume", "stop", "start", "isolate", "heal", "kill-postgres", "partition", "degrade")
 CHAIN_IN, CHAIN_OUT = "PGHA_CHAOS_IN", "PGHA_CHAOS_OUT"      # partitions
@@ -189,7 +189,7 @@ class Chaos:
             raise LabError(reason + ".")
 
     def _postmaster_pid(self, node: Node) -> int:
-        from .node_paths import PG_DATA
+        from pgha_lab.node_paths import PG_DATA
         proc = self.ctl.exec(node, "head", "-n1", f"{PG_DATA}/postmaster.pid", check=False)
         pid = proc.stdout.strip()
         if proc.returncode != 0 or not pid.isdigit():
@@ -278,5 +278,5 @@ class Chaos:
     # -- expectations --------------------------------------------------------------------
     def expect(self, action: str, node: Node, role: str, members: list[Member], *,
                peers: str | None = None, clear: bool = False) -> Expectation:
-        from . import expectations as ex
+        from pgha_lab.chaos import expectations as ex
         return ex.expectation_for(self, action, node, role, members, peers=peers, clear=clear)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from .probes import Backend, EtcdEndpoint, Member
+from pgha_lab.probes import Backend, EtcdEndpoint, Member
 
 MEMBER_COLUMNS = ["Member", "Host", "Role", "State", "TL", "Receive LSN", "Lag", "Replay LSN", "Lag", "Tags"]
 ETCD_COLUMNS = ["Endpoint", "Name", "ID", "Version", "DB Size", "Is Leader", "Raft Term"]
