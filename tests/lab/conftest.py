@@ -2,6 +2,7 @@
 a lab the user runs. Leftovers of an interrupted run are removed before it starts and after it ends."""
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -15,9 +16,11 @@ from pgha_lab.probes import LabProbe
 from pgha_lab.topology import Published, Topology
 
 REPO = Path(__file__).resolve().parents[2]
-PROJECT = "pgha-lab-test"
-SUBNET = "10.56.56.0/24"
-PORTS = Published(primary=25432, replicas=25433, stats=28404)
+# PGHA_TEST_SLOT (0-9) gives a checkout its own test lab, so two checkouts can test side by side.
+SLOT = int(os.environ.get("PGHA_TEST_SLOT", "0"))
+PROJECT = "pgha-lab-test" + (str(SLOT) if SLOT else "")
+SUBNET = f"10.56.{56 + SLOT}.0/24"
+PORTS = Published(primary=25432 + 10 * SLOT, replicas=25433 + 10 * SLOT, stats=28404 + 10 * SLOT)
 
 
 @dataclass

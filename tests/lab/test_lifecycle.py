@@ -8,6 +8,8 @@ import time
 import psycopg
 import pytest
 
+from tests.lab.conftest import PORTS
+
 pytestmark = [pytest.mark.docker, pytest.mark.lab]
 
 
@@ -36,12 +38,12 @@ def test_a_taken_port_is_refused_before_anything_starts(healthy_lab):
         holder.listen()
         taken = holder.getsockname()[1]
         before = containers(healthy_lab)
-        proc = healthy_lab.cli("up", "--publish-ports", f"{taken},25433,28404", check=False)
+        proc = healthy_lab.cli("up", "--publish-ports", f"{taken},{PORTS.replicas},{PORTS.stats}", check=False)
     assert proc.returncode == 1
     assert f"port {taken} on 127.0.0.1 is already taken" in proc.stderr
     assert containers(healthy_lab) == before
     # Nothing was saved either: the lab keeps its own ports.
-    assert "25432" in healthy_lab.paths.compose_file.read_text()
+    assert str(PORTS.primary) in healthy_lab.paths.compose_file.read_text()
 
 
 def test_down_then_up_keeps_the_data_and_down_volumes_removes_it(healthy_lab):
