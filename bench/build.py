@@ -25,20 +25,15 @@ from pgha_lab.paths import LabPaths  # noqa: E402
 
 def make_cold(client, paths: LabPaths, keep_ubuntu: bool) -> list[str]:
     """Remove what a cold build must redo; the names removed."""
-    import docker.errors
     refs = [*images.IMAGES.values(), images.BASE_IMAGE]
     if not keep_ubuntu:
         refs += [baseimage.BOOTSTRAPPED_REF, baseimage.UBUNTU_REF]
     removed = []
     for ref in refs:
-        try:
-            # Removing a tagged image also removes its classic-builder intermediates (the cache).
-            client.images.remove(ref, force=True)
+        # Removing a tagged image also removes its classic-builder intermediates (the cache).
+        if client.remove_image(ref, force=True):
             removed.append(ref)
-        except docker.errors.ImageNotFound:
-            pass
-    client.api.prune_builds()      # BuildKit's cache, where an engine has one
-    client.images.prune(filters={"dangling": True})
+    client.prune_build_cache()     # BuildKit's cache where an engine has one, and dangling images
     for path in (paths.cache / "wheelhouse", paths.cache / "pgdg-probe.json"):
         if path.is_dir():
             shutil.rmtree(path)

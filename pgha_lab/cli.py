@@ -6,7 +6,7 @@ import importlib
 import sys
 
 from pgha_lab import __version__
-from pgha_lab.errors import LabError
+from pgha_lab.errors import EXIT_ERROR, EXIT_INTERRUPTED, LabError
 
 # Each name is a module in pgha_lab.commands with register(subparsers).
 COMMAND_MODULES: list[str] = ["doctor", "build", "lifecycle", "status", "nodes", "certs", "config", "chaos", "drill"]
@@ -33,10 +33,10 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except LabError as exc:
         print(f"pgha-lab: {exc}", file=sys.stderr)
-        return 1
+        return EXIT_ERROR
     except KeyboardInterrupt:
         print("pgha-lab: interrupted.", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

@@ -28,9 +28,9 @@ class Check:
 
 
 def _engine() -> tuple[Check, Any]:
-    from pgha_lab import gateway as engine
+    from pgha_lab.gateway import Engine
     try:
-        client = engine.client()
+        client = Engine.connect()
     except LabError as exc:
         return Check("engine", False, str(exc)), None
     version = client.version()
@@ -39,9 +39,9 @@ def _engine() -> tuple[Check, Any]:
 
 
 def _compose() -> Check:
-    from pgha_lab import gateway as engine
+    from pgha_lab.gateway import require_compose
     try:
-        return Check("compose", True, f"Compose {engine.require_compose()}")
+        return Check("compose", True, f"Compose {require_compose()}")
     except LabError as exc:
         return Check("compose", False, str(exc))
 

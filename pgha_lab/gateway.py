@@ -1,24 +1,169 @@
-"""Access to the Docker engine, with the one sentence a user needs when it is not there."""
+"""The one door to Docker: every container, network, volume, image and compose call the lab makes,
+and the names and labels it gives them. Nothing else in the package imports `docker` or runs the
+`docker` command.
+
+Images go through the SDK (`Engine`): builds stream their steps and imports report in the body.
+Nodes go through the CLI (`LabDocker`): the same commands a DBA would type, and `exec`/`logs`
+can hand the terminal over to the user.
+"""
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
 
 from pgha_lab.errors import LabError
 
 NO_ENGINE = ("cannot reach the Docker engine; start it (as root on Debian or Ubuntu, "
              "`bash scripts/setup-host.sh` installs and starts it).")
 
+# -- names and labels -------------------------------------------------------------------------
+BASE_IMAGE = "pgha-lab/base:noble"
+IMAGES: dict[str, str] = {          # node role -> the image every node of that role runs
+    "etcd": "pgha-lab/etcd:latest",
+    "dbnode": "pgha-lab/dbnode:latest",
+    "haproxy": "pgha-lab/haproxy:latest",
+}
+IMAGE_LABEL = "org.pgha-lab"        # label prefix on every image the lab builds
+LABEL_PROJECT = "pgha-lab.project"  # on every node container: which lab
+LABEL_NODE = "pgha-lab.node"        # ... which node of it
+LABEL_ROLE = "pgha-lab.role"        # ... which role
+COMPOSE_PROJECT_LABEL = "com.docker.compose.project"   # compose puts it on containers, networks, volumes
 
-def client():
-    """A docker SDK client for a reachable engine, or LabError."""
-    import docker  # imported late: unit tests and --help need no engine
-    try:
-        cli = docker.from_env(timeout=120)
-        cli.ping()
-        return cli
-    except Exception:  # the SDK raises several unrelated types for "not there"
-        raise LabError(NO_ENGINE) from None
+
+def container_name(project: str, node: str) -> str:
+    return f"{project}-{node}"
+
+
+def network_name(project: str) -> str:
+    return f"{project}-net"
+
+
+def edge_network_name(project: str) -> str:
+    return f"{project}-edge"
+
+
+def volume_key(node: str) -> str:
+    """The data volume's key in compose.yaml; compose names the volume `<project>_<key>`."""
+    return f"{node}-data"
+
+
+def volume_name(project: str, node: str) -> str:
+    return f"{project}_{volume_key(node)}"
+
+
+def _node_name(node: Any) -> str:
+    return node if isinstance(node, str) else node.name
+
+
+# -- the engine (SDK): images and one-off containers --------------------------------------------
+BUILD_READ_TIMEOUT = 3 * 3600   # a RUN step may print nothing for minutes (the PostgreSQL compile)
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    ref: str
+    id: str
+    size: int
+    created: str
+    labels: dict[str, str]
+
+
+class Engine:
+    """The SDK client behind one reachable engine."""
+
+    def __init__(self, sdk_client: Any) -> None:
+        self._sdk = sdk_client
+
+    @classmethod
+    def connect(cls, timeout: int = 120) -> "Engine":
+        """A reachable engine, or LabError with the one sentence that fixes it."""
+        import docker  # imported late: unit tests and --help need no engine
+        try:
+            sdk_client = docker.from_env(timeout=timeout)
+            sdk_client.ping()
+        except Exception:  # the SDK raises several unrelated types for "not there"
+            raise LabError(NO_ENGINE) from None
+        return cls(sdk_client)
+
+    def version(self) -> dict[str, Any]:
+        return self._sdk.version()
+
+    def info(self) -> dict[str, Any]:
+        return self._sdk.info()
+
+    def arch(self) -> str:
+        return str(self.version().get("Arch") or self.info().get("Architecture"))
+
+    def image(self, ref: str) -> ImageInfo | None:
+        import docker.errors
+        try:
+            img = self._sdk.images.get(ref)
+        except docker.errors.ImageNotFound:
+            return None
+        return ImageInfo(ref, img.id, img.attrs.get("Size", 0), img.attrs.get("Created", ""), img.labels or {})
+
+    def dangling_images(self, label: str) -> list[ImageInfo]:
+        return [ImageInfo("", img.id, img.attrs.get("Size", 0), img.attrs.get("Created", ""), img.labels or {})
+                for img in self._sdk.images.list(filters={"dangling": True, "label": label})]
+
+    def remove_image(self, ref: str, force: bool = False) -> bool:
+        """False when a container still uses it (or it is gone already)."""
+        import docker.errors
+        try:
+            self._sdk.images.remove(ref, force=force)
+            return True
+        except docker.errors.APIError:
+            return False
+
+    def prune_build_cache(self) -> None:
+        self._sdk.api.prune_builds()
+        self._sdk.images.prune(filters={"dangling": True})
+
+    def build(self, **kwargs: Any) -> Iterator[dict[str, Any]]:
+        """The classic builder's decoded stream (steps, output, errors, the image id)."""
+        return self._sdk.api.build(decode=True, **kwargs)
+
+    def pull(self, repository: str, tag: str) -> None:
+        for _ in self._sdk.api.pull(repository, tag=tag, stream=True, decode=True):
+            pass
+
+    def import_image(self, tarball: Path, repository: str, tag: str, changes: list[str] | None = None) -> str:
+        """docker import; the engine's answer, which is where it reports a failure."""
+        return str(self._sdk.api.import_image(src=str(tarball), repository=repository, tag=tag, changes=changes))
+
+    def inspect_distribution(self, ref: str) -> dict[str, Any]:
+        return self._sdk.api.inspect_distribution(ref)
+
+    def run(self, image: str, cmd: list[str], *, env: dict[str, str] | None = None,
+            labels: dict[str, str] | None = None) -> "OneOff":
+        return OneOff(self._sdk.containers.run(image, cmd, detach=True, environment=env or {}, labels=labels or {}))
+
+
+class OneOff:
+    """A detached one-off container (build probes, the base image's upgrade)."""
+
+    def __init__(self, container: Any) -> None:
+        self._c = container
+
+    def wait(self, timeout: float | None = None) -> int | None:
+        """Its exit code; None when it did not end within `timeout`."""
+        try:
+            return int(self._c.wait(timeout=timeout)["StatusCode"])
+        except Exception:   # the SDK's read timeout surfaces as a requests error
+            return None
+
+    def logs(self) -> str:
+        return self._c.logs().decode(errors="replace")
+
+    def export(self) -> Iterator[bytes]:
+        return self._c.export()
+
+    def remove(self) -> None:
+        self._c.remove(force=True)
 
 
 def require_compose() -> str:
@@ -30,3 +175,139 @@ def require_compose() -> str:
     if proc.returncode != 0 or not version.startswith("2"):
         raise LabError("Docker Compose v2 (`docker compose`) is missing; install it (as root on Debian or Ubuntu, `bash scripts/setup-host.sh`).")
     return version
+
+
+# -- one lab's containers (CLI) -------------------------------------------------------------------
+@dataclass(frozen=True)
+class ContainerState:
+    status: str            # running, paused, exited, created, restarting, or "missing"
+    on_lab_network: bool
+
+    @property
+    def running(self) -> bool:
+        return self.status == "running"
+
+
+class LabDocker:
+    """Node control for one lab: its containers, network, volumes and compose project."""
+
+    def __init__(self, project: str, compose_file: Path) -> None:
+        self.project = project
+        self.compose_file = compose_file
+        self.network = network_name(project)
+
+    def container(self, node: Any) -> str:
+        return container_name(self.project, _node_name(node))
+
+    # -- reading --------------------------------------------------------------------------------
+    def state(self, node: Any) -> ContainerState:
+        proc = subprocess.run(["docker", "inspect", "-f", "{{.State.Status}} {{json .NetworkSettings.Networks}}",
+                               self.container(node)], capture_output=True, text=True)
+        if proc.returncode != 0:
+            return ContainerState("missing", False)
+        status, _, nets = proc.stdout.strip().partition(" ")
+        return ContainerState(status, self.network in (json.loads(nets or "{}") or {}))
+
+    def containers(self) -> dict[str, str]:
+        """node name -> container state, for this lab's containers that exist."""
+        proc = subprocess.run(["docker", "ps", "-a", "--filter", f"label={LABEL_PROJECT}={self.project}",
+                               "--format", f'{{{{.Label "{LABEL_NODE}"}}}} {{{{.State}}}}'],
+                              capture_output=True, text=True)
+        out = {}
+        for line in proc.stdout.splitlines():
+            name, _, state = line.partition(" ")
+            if name:
+                out[name] = state
+        return out
+
+    def volumes(self) -> set[str]:
+        return set(self._ls("volume", "ls", "-q"))
+
+    def published_ports(self, node: Any) -> set[str]:
+        proc = subprocess.run(["docker", "port", self.container(node)], capture_output=True, text=True)
+        return {line.rsplit(":", 1)[-1] for line in proc.stdout.splitlines()}
+
+    def logs_tail(self, node: Any, lines: int = 30) -> str:
+        proc = subprocess.run(["docker", "logs", "--tail", str(lines), self.container(node)],
+                              capture_output=True, text=True)
+        return (proc.stdout + proc.stderr).strip()
+
+    # -- acting on nodes (chaos and heal) -------------------------------------------------------
+    def kill(self, node: Any) -> None:
+        self._docker("kill", "--signal", "KILL", self.container(node))
+
+    def pause(self, node: Any) -> None:
+        self._docker("pause", self.container(node))
+
+    def unpause(self, node: Any) -> None:
+        self._docker("unpause", self.container(node))
+
+    def stop(self, node: Any) -> None:
+        self._docker("stop", self.container(node), timeout=180)
+
+    def start(self, node: Any) -> None:
+        self._docker("start", self.container(node))
+
+    def disconnect(self, node: Any) -> None:
+        self._docker("network", "disconnect", self.network, self.container(node))
+
+    def connect(self, node: Any, address: str) -> None:
+        self._docker("network", "connect", "--ip", address, self.network, self.container(node))
+
+    def exec(self, node: Any, *cmd: str, check: bool = True, user: str | None = None,
+             timeout: float = 60) -> subprocess.CompletedProcess:
+        args = ["docker", "exec", *(["-u", user] if user else []), self.container(node), *cmd]
+        name = _node_name(node)
+        proc = _run(args, timeout, f"`{' '.join(cmd)}` on {name}")
+        if check and proc.returncode != 0:
+            raise LabError(f"`{' '.join(cmd)}` failed on {name}: {(proc.stderr or proc.stdout).strip()[:300]}")
+        return proc
+
+    # -- handing the terminal to the user ---------------------------------------------------------
+    def exec_interactive(self, node: Any, cmd: list[str], *, user: str | None = None, tty: bool = False) -> int:
+        flags = ["-it"] if tty else ["-i"]
+        return subprocess.call(["docker", "exec", *flags, *(["-u", user] if user else []), self.container(node), *cmd])
+
+    def follow_logs(self, node: Any, tail: str, follow: bool) -> int:
+        return subprocess.call(["docker", "logs", "--tail", tail, *(["-f"] if follow else []), self.container(node)])
+
+    # -- the compose project ---------------------------------------------------------------------
+    def compose(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        proc = subprocess.run(["docker", "compose", "-p", self.project, "-f", str(self.compose_file), *args],
+                              capture_output=True, text=True)
+        if check and proc.returncode != 0:
+            tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-15:])
+            raise LabError(f"docker compose {args[0]} failed:\n{tail}")
+        return proc
+
+    def remove_everything(self) -> None:
+        """Containers, volumes and networks of this compose project, even without its compose file
+        (what an interrupted run leaves behind)."""
+        ids = self._ls("ps", "-aq")
+        if ids:
+            subprocess.run(["docker", "rm", "-f", "-v", *ids], capture_output=True)
+        vols = self._ls("volume", "ls", "-q")
+        if vols:
+            subprocess.run(["docker", "volume", "rm", "-f", *vols], capture_output=True)
+        nets = self._ls("network", "ls", "-q")
+        if nets:
+            subprocess.run(["docker", "network", "rm", *nets], capture_output=True)
+
+    def _ls(self, *cmd: str) -> list[str]:
+        proc = subprocess.run(["docker", *cmd, "--filter", f"label={COMPOSE_PROJECT_LABEL}={self.project}"],
+                              capture_output=True, text=True)
+        return proc.stdout.split()
+
+    def _docker(self, *args: str, timeout: float = 120) -> str:
+        proc = _run(["docker", *args], timeout, f"docker {args[0]}")
+        if proc.returncode != 0:
+            last = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
+            raise LabError(f"docker {args[0]} failed: {last[0]}")
+        return proc.stdout
+
+
+def _run(args: list[str], timeout: float, what: str) -> subprocess.CompletedProcess:
+    try:
+        return subprocess.run(args, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise LabError(f"{what} did not finish within {timeout:.0f}s; the engine or the node is stuck.") from None

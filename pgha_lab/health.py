@@ -1,23 +1,16 @@
 """What a healthy lab looks like, judged from probe readings (pure logic, no I/O).
 
-Each assess_* returns (ok, reason); the reason names what is still missing, so a wait that
-times out can say which node to look at.
+`assess_lab` is the one meaning of "healthy" that `up`, chaos expectations and drills share; the
+per-part assessments say which part is still missing, so a wait that times out names the node to
+look at.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-from pgha_lab.probes import Backend, EtcdEndpoint, Member
+from pgha_lab.probes import Backend, Cluster, EtcdEndpoint, Member, MemberRole
+from pgha_lab.wait import Verdict
 
 PRIMARY_BACKEND = "primary"
 REPLICA_BACKEND = "replicas"
-
-
-@dataclass(frozen=True)
-class Verdict:
-    ok: bool
-    reason: str
-    culprit: str | None = None   # the node to show logs of when waiting fails
 
 
 def assess_etcd(endpoints: list[EtcdEndpoint]) -> Verdict:
@@ -33,28 +26,23 @@ def assess_etcd(endpoints: list[EtcdEndpoint]) -> Verdict:
     return Verdict(True, f"{len(endpoints)} members, leader {leaders[0]}")
 
 
-def leader_of(members: list[Member]) -> str | None:
-    leaders = [m.name for m in members if m.role == "leader"]
-    return leaders[0] if len(leaders) == 1 else None
-
-
-def assess_patroni(members: list[Member], expected: list[str]) -> Verdict:
-    by_name = {m.name: m for m in members}
+def assess_patroni(members: list[Member] | Cluster, expected: list[str]) -> Verdict:
+    cluster = members if isinstance(members, Cluster) else Cluster.of(members)
     for name in expected:
-        if name not in by_name:
+        if cluster.member(name) is None:
             return Verdict(False, f"{name} has not registered with Patroni yet", name)
-    leaders = [m for m in members if m.role == "leader"]
+    leaders = [m for m in cluster if m.role is MemberRole.LEADER]
     if len(leaders) != 1:
         return Verdict(False, f"{len(leaders)} Patroni leaders instead of one", expected[0])
     if leaders[0].state != "running":
         return Verdict(False, f"leader {leaders[0].name} is {leaders[0].state}", leaders[0].name)
-    for m in members:
-        if m.role != "leader" and m.state != "streaming":
+    for m in cluster.replicas:
+        if m.state != "streaming":
             return Verdict(False, f"{m.name} is {m.state or 'not running'}, not streaming", m.name)
-    if not any(m.role == "sync_standby" for m in members):
+    if not cluster.sync_standbys:
         return Verdict(False, "no synchronous standby yet", None)
-    return Verdict(True, f"leader {leaders[0].name}, {len(members) - 1} streaming, synchronous standby "
-                         f"{', '.join(m.name for m in members if m.role == 'sync_standby')}")
+    return Verdict(True, f"leader {leaders[0].name}, {len(cluster.members) - 1} streaming, synchronous standby "
+                         f"{', '.join(m.name for m in cluster.sync_standbys)}")
 
 
 def servers_up(backends: list[Backend], backend: str = PRIMARY_BACKEND) -> list[str]:
@@ -74,3 +62,17 @@ def assess_haproxy(backends: list[Backend], leader: str | None, replicas: list[s
     if replica_up != sorted(replicas):
         return Verdict(False, f"replica port routes to {replica_up or 'nothing'}, not {sorted(replicas)}", "haproxy")
     return Verdict(True, f"primary port to {leader}, replica port to {', '.join(replica_up)}")
+
+
+def assess_routing(backends: list[Backend], cluster: Cluster) -> Verdict:
+    """HAProxy sends 5432 to Patroni's leader and 5433 to every other member."""
+    return assess_haproxy(backends, cluster.leader_name, [m.name for m in cluster.replicas])
+
+
+def assess_lab(etcd: list[EtcdEndpoint], cluster: Cluster, backends: list[Backend], expected_db: list[str]) -> Verdict:
+    """Healthy: every etcd member answers with one leader; Patroni has one running leader, every other
+    member streaming and a synchronous standby; HAProxy routes both ports accordingly."""
+    for verdict in (assess_etcd(etcd), assess_patroni(cluster, expected_db)):
+        if not verdict.ok:
+            return verdict
+    return assess_routing(backends, cluster)

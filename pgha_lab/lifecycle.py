@@ -1,67 +1,35 @@
-"""Bringing a lab up and down with docker compose, and waiting until it is really healthy."""
+"""Bringing a lab up and taking it down: each an ordered list of named steps over one LabContext,
+in the manner of kind's create actions. A step that refuses does so before anything is changed."""
 from __future__ import annotations
 
 import socket
-import subprocess
 import time
-from dataclasses import dataclass
-from typing import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
 
-from pgha_lab import health
+from pgha_lab import health, profiles, render
+from pgha_lab.build import images
+from pgha_lab.context import LabContext
 from pgha_lab.errors import LabError
-from pgha_lab.paths import LabPaths
-from pgha_lab.probes import LabProbe
+from pgha_lab.gateway import Engine, require_compose, volume_name
+from pgha_lab.probes import LabProbe, Member
+from pgha_lab.render import compose
 from pgha_lab.term.progress import Progress
-from pgha_lab.topology import Topology
+from pgha_lab.wait import Verdict, wait_until
 
 UP_DEADLINE_S = 240.0      # first boot: initdb, a base backup, and TLS everywhere
-POLL_S = 0.5
 
 
-def compose_cmd(paths: LabPaths, topo: Topology, *args: str) -> list[str]:
-    return ["docker", "compose", "-p", topo.project, "-f", str(paths.compose_file), *args]
-
-
-def run_compose(paths: LabPaths, topo: Topology, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    proc = subprocess.run(compose_cmd(paths, topo, *args), capture_output=True, text=True)
-    if check and proc.returncode != 0:
-        tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-15:])
-        raise LabError(f"docker compose {args[0]} failed:\n{tail}")
-    return proc
-
-
-def container_logs(topo: Topology, node: str, lines: int = 30) -> str:
-    proc = subprocess.run(["docker", "logs", "--tail", str(lines), topo.container_name(node)],
-                          capture_output=True, text=True)
-    return (proc.stdout + proc.stderr).strip()
-
-
-def running_containers(topo: Topology) -> dict[str, str]:
-    """node name -> container state for this lab's containers that exist."""
-    proc = subprocess.run(["docker", "ps", "-a", "--filter", f"label=pgha-lab.project={topo.project}",
-                           "--format", '{{.Label "pgha-lab.node"}} {{.State}}'], capture_output=True, text=True)
-    out = {}
-    for line in proc.stdout.splitlines():
-        name, _, state = line.partition(" ")
-        if name:
-            out[name] = state
-    return out
-
-
-def lab_volumes(topo: Topology) -> set[str]:
-    proc = subprocess.run(["docker", "volume", "ls", "-q", "--filter",
-                           f"label=com.docker.compose.project={topo.project}"], capture_output=True, text=True)
-    return set(proc.stdout.split())
-
-
-def check_ports_free(topo: Topology) -> None:
+# -- refusals ------------------------------------------------------------------------------------
+def check_ports_free(ctx: LabContext) -> None:
     """Refuse, before anything starts, a published port that something else holds."""
+    topo = ctx.topology
     if not topo.published.enabled:
         return
-    ours = set()
-    if running_containers(topo).get(topo.haproxy.name) == "running":
-        proc = subprocess.run(["docker", "port", topo.container_name(topo.haproxy)], capture_output=True, text=True)
-        ours = {line.rsplit(":", 1)[-1] for line in proc.stdout.splitlines()}
+    ours: set[str] = set()
+    if ctx.docker.containers().get(topo.haproxy.name) == "running":
+        ours = ctx.docker.published_ports(topo.haproxy)
     for host_port, _ in topo.published.as_pairs(topo.ports):
         if str(host_port) in ours:
             continue
@@ -73,71 +41,194 @@ def check_ports_free(topo: Topology) -> None:
                                f"another with --publish-ports (e.g. --publish-ports 15432,15433,18404).") from None
 
 
-def check_stale_dcs(topo: Topology) -> None:
+def check_stale_dcs(ctx: LabContext) -> None:
     """Empty data nodes beside an etcd that remembers the cluster would wait for a leader forever."""
-    vols = lab_volumes(topo)
-    etcd_vols = {f"{topo.project}_{n.name}-data" for n in topo.etcd}
-    db_vols = {f"{topo.project}_{n.name}-data" for n in topo.db}
+    topo = ctx.topology
+    vols = ctx.docker.volumes()
+    etcd_vols = {volume_name(topo.project, n.name) for n in topo.etcd}
+    db_vols = {volume_name(topo.project, n.name) for n in topo.db}
     if etcd_vols & vols and not db_vols & vols:
         raise LabError("etcd still holds this lab's cluster but every db node's data is gone, so Patroni would wait "
                        "for a leader forever; run `pgha-lab down --volumes` to start clean.")
 
 
+# -- waiting for health ----------------------------------------------------------------------------
 @dataclass
 class Wait:
     title: str
-    check: Callable[[], health.Verdict]
+    check: Callable[[], Verdict]
 
 
-def wait_for(progress: Progress, waits: list[Wait], topo: Topology, deadline_s: float) -> None:
-    end = time.monotonic() + deadline_s
-    for w in waits:
-        with progress.step(w.title):
-            while True:
-                verdict = w.check()
-                if verdict.ok:
-                    progress.detail(verdict.reason)
-                    break
-                progress.detail(verdict.reason)
-                if time.monotonic() > end:
-                    culprit = verdict.culprit
-                    logs = f"\n--- last lines of {culprit}'s log ---\n{container_logs(topo, culprit)}" if culprit else ""
-                    raise LabError(f"the lab did not become healthy in {deadline_s:.0f}s: {verdict.reason}.{logs}")
-                time.sleep(POLL_S)
-
-
-def health_waits(probe: LabProbe, topo: Topology) -> list[Wait]:
-    expected = [n.name for n in topo.db]
-
-    def patroni() -> health.Verdict:
-        return health.assess_patroni(probe.members(), expected)
-
-    def haproxy() -> health.Verdict:
-        members = probe.members()
-        leader = health.leader_of(members)
-        replicas = [m.name for m in members if m.role != "leader"]
-        return health.assess_haproxy(probe.haproxy(), leader, replicas)
-
+def health_waits(probe: LabProbe, expected_db: list[str]) -> list[Wait]:
+    """The parts of health.assess_lab one at a time, so progress says which part is still coming."""
     return [
         Wait("Waiting for etcd: every member healthy, one leader", lambda: health.assess_etcd(probe.etcd())),
-        Wait("Waiting for Patroni: one leader, replicas streaming, a synchronous standby", patroni),
-        Wait("Waiting for HAProxy: 5432 to the leader, 5433 to the replicas", haproxy),
+        Wait("Waiting for Patroni: one leader, replicas streaming, a synchronous standby",
+             lambda: health.assess_patroni(probe.cluster(), expected_db)),
+        Wait("Waiting for HAProxy: 5432 to the leader, 5433 to the replicas",
+             lambda: health.assess_routing(probe.haproxy(), probe.cluster())),
     ]
 
 
-def start(paths: LabPaths, topo: Topology, progress: Progress) -> None:
-    with progress.step(f"Starting {len(topo.nodes)} nodes"):
-        run_compose(paths, topo, "up", "-d", "--remove-orphans")
+def wait_for(progress: Progress, waits: list[Wait], ctx: LabContext, deadline_s: float) -> None:
+    end = time.monotonic() + deadline_s
+    for w in waits:
+        with progress.step(w.title):
+            verdict = wait_until(w.check, max(0.0, end - time.monotonic()),
+                                 on_verdict=lambda v: progress.detail(v.reason))
+            if not verdict.ok:
+                culprit = verdict.culprit
+                logs = (f"\n--- last lines of {culprit}'s log ---\n{ctx.docker.logs_tail(culprit)}"
+                        if culprit else "")
+                raise LabError(f"the lab did not become healthy in {deadline_s:.0f}s: {verdict.reason}.{logs}")
 
 
-def down(paths: LabPaths, topo: Topology, volumes: bool, progress: Progress) -> None:
+# -- up ------------------------------------------------------------------------------------------------
+@dataclass
+class UpOutcome:
+    ctx: LabContext
+    profile: str
+    members: list[Member] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def connect_text(self) -> str:
+        t, ctx = self.ctx.topology, self.ctx
+        lines = [
+            "",
+            f"Lab {t.project!r} is healthy ({self.profile} timings, {self.seconds:.0f}s).",
+            "Connect through HAProxy (primary on 5432, replicas on 5433), TLS verified end to end:",
+            f"  psql \"{ctx.dsn()}\"",
+            f"  URI: {ctx.uri()}",
+            f"  password: PGPASSWORD=$(sed -n 's/^PATRONI_SUPERUSER_PASSWORD=//p' {ctx.paths.secrets_file})",
+            "  no psql on this host? `pgha-lab psql` runs one inside the lab.",
+        ]
+        if t.published.enabled:
+            lines.append(f"  Docker Desktop: the same on {t.published.bind}:{t.published.primary} "
+                         f"(replicas {t.published.replicas}).")
+        stats = f"http://{t.haproxy.address}:{t.ports.haproxy_stats}/"
+        if t.published.enabled:
+            stats += f" (or http://{t.published.bind}:{t.published.stats}/)"
+        lines.append(f"HAProxy stats: {stats}")
+        return "\n".join(lines)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"project": self.ctx.project, "profile": self.profile, "seconds": round(self.seconds, 1),
+                "members": [asdict(m) for m in self.members], "dsn": self.ctx.dsn(),
+                "replica_dsn": self.ctx.dsn(replica=True)}
+
+
+@dataclass
+class UpRun:
+    """What the up steps share: the request, and what earlier steps found."""
+    ctx: LabContext
+    progress: Progress
+    profile_request: str | None
+    pg_install: str
+    deadline_s: float
+    started: float = field(default_factory=time.monotonic)
+    profile: profiles.Profile | None = None
+    running_before: set[str] = field(default_factory=set)
+    changed: list[Path] = field(default_factory=list)
+
+
+def _refuse(run: UpRun) -> None:
+    Engine.connect()
+    require_compose()
+    check_ports_free(run.ctx)
+    check_stale_dcs(run.ctx)
+    # An unknown saved profile is refused here, before any build.
+    run.profile = profiles.get(run.profile_request or run.ctx.saved_profile or profiles.DEFAULT)
+
+
+def _build_images(run: UpRun) -> None:
+    built = images.ensure_built(   # the build prints its own lines, image by image
+        run.ctx.paths, pg_install=run.pg_install,
+        announce=lambda roles: run.progress.info(f"building images: {', '.join(roles)} missing or out of date"))
+    if not built:
+        run.progress.info("node images match this checkout")
+
+
+def _write_files(run: UpRun) -> None:
+    ctx = run.ctx
+    run.running_before = {name for name, state in ctx.docker.containers().items() if state == "running"}
+    with run.progress.step("Writing certificates, secrets and node configs"):
+        run.changed = render.write_lab(ctx.paths, ctx.topology, run.profile)
+        compose.write_compose(ctx.topology, ctx.paths)
+        ctx.save_profile(run.profile.name)
+
+
+def _start_nodes(run: UpRun) -> None:
+    with run.progress.step(f"Starting {len(run.ctx.topology.nodes)} nodes"):
+        run.ctx.docker.compose("up", "-d", "--remove-orphans")
+    # Nodes recreated on newer images free the old ones, which no build has removed yet.
+    images.prune_superseded(images.sdk(), run.ctx.paths)
+
+
+def _restart_changed(run: UpRun) -> None:
+    # Configs and TLS are read at boot (single-file mounts even pin the old file), so a running
+    # node whose files changed is rebooted, as one would reboot a VM after editing its config.
+    ctx = run.ctx
+    stale = [n.name for n in ctx.topology.nodes
+             if n.name in run.running_before and _touched(ctx.paths.node_dir(n.name), run.changed)]
+    if stale:
+        with run.progress.step(f"Restarting {', '.join(stale)} to apply their new files"):
+            ctx.docker.compose("restart", *stale)
+
+
+def _wait_healthy(run: UpRun) -> None:
+    ctx = run.ctx
+    wait_for(run.progress, health_waits(ctx.probe, [n.name for n in ctx.topology.db]), ctx, run.deadline_s)
+
+
+def _apply_timings(run: UpRun) -> None:
+    with run.progress.step("Checking Patroni's timings in etcd"):
+        note = apply_dcs_timings(run.ctx, run.profile)
+    if note.startswith("set"):
+        run.progress.info(f"Patroni's timings in etcd {note} ({run.profile.name} profile)")
+
+
+UP_STEPS: tuple[Callable[[UpRun], None], ...] = (
+    _refuse, _build_images, _write_files, _start_nodes, _restart_changed, _wait_healthy, _apply_timings)
+
+
+def bring_up(ctx: LabContext, *, profile: str | None, pg_install: str, progress: Progress,
+             deadline_s: float = UP_DEADLINE_S) -> UpOutcome:
+    run = UpRun(ctx, progress, profile, pg_install, deadline_s)
+    for step in UP_STEPS:
+        step(run)
+    return UpOutcome(ctx=ctx, profile=run.profile.name, members=ctx.probe.members(),
+                     seconds=time.monotonic() - run.started)
+
+
+def _touched(folder: Path, changed: list[Path]) -> bool:
+    return any(folder == p or folder in p.parents for p in changed)
+
+
+def apply_dcs_timings(ctx: LabContext, profile: profiles.Profile) -> str:
+    """bootstrap.dcs only counts on the first boot; later profile changes go to etcd through the
+    REST API (what `patronictl edit-config` does), so `up --profile` works on an existing lab."""
+    wanted = {"ttl": profile.ttl, "loop_wait": profile.loop_wait, "retry_timeout": profile.retry_timeout}
+    probe, topo = ctx.probe, ctx.topology
+    leader = probe.cluster().leader_name
+    node = topo.node(leader) if leader else topo.db[0]
+    code, config = probe.rest(node, "/config")
+    if code != 200:
+        raise LabError(f"could not read Patroni's configuration from {node.name} (HTTP {code}).")
+    if all(config.get(k) == v for k, v in wanted.items()):
+        return "already " + ", ".join(f"{k} {v}" for k, v in wanted.items())
+    r = probe.rest_change(node, "PATCH", "/config", wanted, ctx.restapi_auth, timeout=10)
+    if r.status_code != 200:
+        raise LabError(f"Patroni refused the {profile.name} timings: {r.text.strip() or r.status_code}.")
+    return "set " + ", ".join(f"{k} {v}" for k, v in wanted.items())
+
+
+# -- down ------------------------------------------------------------------------------------------------
+def take_down(ctx: LabContext, *, volumes: bool, progress: Progress) -> None:
+    paths = ctx.paths
     if not paths.compose_file.exists():
-        raise LabError(f"there is no lab {topo.project!r} here ({paths.compose_file} is missing); nothing to stop.")
+        raise LabError(f"there is no lab {ctx.project!r} here ({paths.compose_file} is missing); nothing to stop.")
     title = "Removing nodes, network and data volumes" if volumes else "Stopping nodes (data volumes kept)"
     with progress.step(title):
-        args = ["down", "--remove-orphans"] + (["--volumes"] if volumes else [])
-        run_compose(paths, topo, *args)
+        ctx.docker.compose("down", "--remove-orphans", *(["--volumes"] if volumes else []))
     if volumes:   # the next up bootstraps a new cluster, with the profile it is given then
-        from pgha_lab.render import BOOTSTRAP_PROFILE_FILE
-        (paths.state / BOOTSTRAP_PROFILE_FILE).unlink(missing_ok=True)
-
+        (paths.state / render.BOOTSTRAP_PROFILE_FILE).unlink(missing_ok=True)

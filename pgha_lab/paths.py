@@ -1,4 +1,5 @@
-"""Where a lab keeps its generated state on the host: topology, certificates, secrets, rendered configs."""
+"""Where a lab keeps its generated state on the host: certificates under certs/<project>/; topology,
+secrets and rendered configs under labs/<project>/."""
 from __future__ import annotations
 
 import os
@@ -34,6 +35,12 @@ class LabPaths:
 
     @property
     def certs(self) -> Path:
+        """The lab's TLS material: its CA, every node's certificates and the host's client certificate."""
+        return self.home / "certs" / self.project
+
+    @property
+    def legacy_certs(self) -> Path:
+        """Where labs made before certs/ existed kept their TLS material; `up` moves it (see tls.adopt_legacy)."""
         return self.state / "certs"
 
     @property

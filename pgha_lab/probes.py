@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import io
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any
 
 import requests
@@ -38,11 +39,35 @@ class EtcdEndpoint:
     error: str = ""
 
 
+class MemberRole(str, Enum):
+    """Patroni's member roles as GET /cluster names them; a str, so JSON and tables read the same."""
+    LEADER = "leader"
+    STANDBY_LEADER = "standby_leader"
+    SYNC_STANDBY = "sync_standby"
+    QUORUM_STANDBY = "quorum_standby"
+    REPLICA = "replica"
+    UNKNOWN = "unknown"
+
+    @classmethod
+    def parse(cls, value: str) -> "MemberRole":
+        try:
+            return cls(value)
+        except ValueError:
+            return cls.UNKNOWN
+
+    @property
+    def is_replica(self) -> bool:
+        return self in (MemberRole.SYNC_STANDBY, MemberRole.QUORUM_STANDBY, MemberRole.REPLICA)
+
+    def __str__(self) -> str:
+        return self.value
+
+
 @dataclass
 class Member:
     name: str
     host: str
-    role: str
+    role: MemberRole
     state: str
     timeline: int | None = None
     receive_lsn: str = ""
@@ -51,6 +76,61 @@ class Member:
     replay_lag: Any = None
     lag: Any = None
     tags: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.role, MemberRole):
+            self.role = MemberRole.parse(self.role)
+
+
+@dataclass(frozen=True)
+class Cluster:
+    """One reading of Patroni's members, with the questions every caller asks of it."""
+    members: tuple[Member, ...]
+
+    @classmethod
+    def of(cls, members: list[Member] | tuple[Member, ...]) -> "Cluster":
+        return cls(tuple(members))
+
+    def __bool__(self) -> bool:
+        return bool(self.members)
+
+    def __iter__(self):
+        return iter(self.members)
+
+    @property
+    def names(self) -> list[str]:
+        return [m.name for m in self.members]
+
+    def member(self, name: str) -> Member | None:
+        return next((m for m in self.members if m.name == name), None)
+
+    @property
+    def leader(self) -> Member | None:
+        """The one leader; None when there is none, or (split brain) more than one."""
+        leaders = [m for m in self.members if m.role is MemberRole.LEADER]
+        return leaders[0] if len(leaders) == 1 else None
+
+    @property
+    def leader_name(self) -> str | None:
+        return self.leader.name if self.leader else None
+
+    @property
+    def replicas(self) -> list[Member]:
+        """Every member that is not the leader, synchronous standbys first, then by name."""
+        rest = [m for m in self.members if m.role is not MemberRole.LEADER]
+        return sorted(rest, key=lambda m: (m.role is not MemberRole.SYNC_STANDBY, m.name))
+
+    @property
+    def sync_standbys(self) -> list[Member]:
+        return [m for m in self.members if m.role is MemberRole.SYNC_STANDBY]
+
+    def role_of(self, name: str) -> MemberRole:
+        m = self.member(name)
+        return m.role if m else MemberRole.UNKNOWN
+
+    @property
+    def timeline(self) -> int | None:
+        return self.leader.timeline if self.leader else None
 
 
 @dataclass
@@ -156,6 +236,9 @@ class LabProbe:
                 return [_member(m) for m in doc["members"]]
         return []
 
+    def cluster(self) -> Cluster:
+        return Cluster.of(self.members())
+
     # -- HAProxy --------------------------------------------------------------------------
     def haproxy(self, timeout: float = TIMEOUT) -> list[Backend]:
         """Server rows of HAProxy's stats CSV (frontends and backend summaries left out)."""
@@ -169,7 +252,7 @@ class LabProbe:
 
 
 def _member(m: dict[str, Any]) -> Member:
-    return Member(name=m.get("name", ""), host=str(m.get("host", "")), role=m.get("role", ""),
+    return Member(name=m.get("name", ""), host=str(m.get("host", "")), role=MemberRole.parse(m.get("role", "")),
                   state=m.get("state", ""), timeline=m.get("timeline"),
                   receive_lsn=str(m.get("receive_lsn", "")), receive_lag=m.get("receive_lag"),
                   replay_lsn=str(m.get("replay_lsn", "")), replay_lag=m.get("replay_lag"),

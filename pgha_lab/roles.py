@@ -8,12 +8,10 @@ from dataclasses import dataclass
 
 import psycopg
 
-from pgha_lab import health
+from pgha_lab.context import LabContext
 from pgha_lab.errors import LabError, first_line
-from pgha_lab.probes import LabProbe, Member
-from pgha_lab.topology import Topology
-
-POLL_S = 0.3
+from pgha_lab.probes import Cluster, Member
+from pgha_lab.wait import Verdict, wait_until
 
 
 @dataclass
@@ -26,22 +24,21 @@ class RoleChange:
     seconds_to_writes: float
 
 
-def _leader_client(probe: LabProbe, topo: Topology, members: list[Member]):
+def _leader_client(ctx: LabContext, cluster: Cluster):
     """The db node whose REST API should take the request: the leader, else any that answers."""
-    leader = health.leader_of(members)
-    order = sorted(topo.db, key=lambda n: n.name != leader)
+    order = sorted(ctx.topology.db, key=lambda n: n.name != cluster.leader_name)
     for node in order:
-        if probe.rest(node, "/patroni")[0] == 200:
+        if ctx.probe.rest(node, "/patroni")[0] == 200:
             return node
     raise LabError("no db node's REST API answers; `pgha-lab status` shows the lab.")
 
 
-def request_change(probe: LabProbe, topo: Topology, auth: tuple[str, str], kind: str, to: str | None) -> RoleChange:
-    members = probe.members()
-    if not members:
+def request_change(ctx: LabContext, kind: str, to: str | None) -> RoleChange:
+    cluster = ctx.cluster()
+    if not cluster:
         raise LabError("Patroni does not answer on any db node; `pgha-lab status` shows the lab.")
-    names = [m.name for m in members]
-    leader = health.leader_of(members)
+    names = cluster.names
+    leader = cluster.leader_name
     if to is not None and to not in names:
         raise LabError(f"{to!r} is not a cluster member; members are: {', '.join(names)}.")
     if to is not None and to == leader:
@@ -54,39 +51,44 @@ def request_change(probe: LabProbe, topo: Topology, auth: tuple[str, str], kind:
             body["candidate"] = to
     else:
         if to is None:
-            candidates = [m.name for m in members if m.role in ("sync_standby", "replica") and m.state == "streaming"]
+            # cluster.replicas lists synchronous standbys first
+            candidates = [m.name for m in cluster.replicas if m.role.is_replica and m.state == "streaming"]
             if not candidates:
                 raise LabError("no streaming replica to fail over to.")
-            to = sorted(candidates, key=lambda n: next(m.role != "sync_standby" for m in members if m.name == n))[0]
+            to = candidates[0]
         body = {"candidate": to}
-    node = _leader_client(probe, topo, members)
-    r = probe.rest_change(node, "POST", f"/{kind}", body, auth, timeout=60)
+    node = _leader_client(ctx, cluster)
+    r = ctx.probe.rest_change(node, "POST", f"/{kind}", body, ctx.restapi_auth, timeout=60)
     if r.status_code != 200:
         raise LabError(f"Patroni refused the {kind}: {r.text.strip() or r.status_code}.")
-    return RoleChange(kind=kind, old_leader=leader, new_leader=to or "", before=members, after=[], seconds_to_writes=0.0)
+    return RoleChange(kind=kind, old_leader=leader, new_leader=to or "", before=list(cluster.members), after=[],
+                      seconds_to_writes=0.0)
 
 
-def wait_for_writes(probe: LabProbe, topo: Topology, change: RoleChange, dsn: str, password: str,
-                    deadline_s: float) -> RoleChange:
+def wait_for_writes(ctx: LabContext, change: RoleChange, deadline_s: float) -> RoleChange:
     """Poll until a write through HAProxy's 5432 commits on a new leader (the candidate, if named)."""
     started = time.monotonic()
-    addresses = {str(n.address): n.name for n in topo.db}
-    last = "no write has succeeded yet"
-    while time.monotonic() - started < deadline_s:
+    addresses = {str(n.address): n.name for n in ctx.topology.db}
+    dsn, password = ctx.dsn(), ctx.secrets.superuser_password
+
+    def written_on_new_leader() -> Verdict:
         try:
             with psycopg.connect(dsn, password=password, connect_timeout=2, autocommit=True) as conn:
                 conn.execute("set statement_timeout = '2s'")
                 addr = conn.execute("select host(inet_server_addr())").fetchone()[0]
                 conn.execute("create temp table write_probe (x int)")   # a real write, needs a primary
                 conn.execute("insert into write_probe values (1)")
-            server = addresses.get(addr, addr)
-            if server != change.old_leader and (not change.new_leader or server == change.new_leader):
-                change.new_leader = server
-                change.seconds_to_writes = time.monotonic() - started
-                change.after = probe.members()
-                return change
-            last = f"writes still land on {server}"
         except psycopg.Error as exc:
-            last = first_line(exc)
-        time.sleep(POLL_S)
-    raise LabError(f"the {change.kind} did not complete in {deadline_s:.0f}s: {last}.")
+            return Verdict(False, first_line(exc))
+        server = addresses.get(addr, addr)
+        if server != change.old_leader and (not change.new_leader or server == change.new_leader):
+            change.new_leader = server
+            return Verdict(True, f"writes land on {server}")
+        return Verdict(False, f"writes still land on {server}")
+
+    verdict = wait_until(written_on_new_leader, deadline_s)
+    if not verdict.ok:
+        raise LabError(f"the {change.kind} did not complete in {deadline_s:.0f}s: {verdict.reason}.")
+    change.seconds_to_writes = time.monotonic() - started
+    change.after = ctx.probe.members()
+    return change

@@ -254,6 +254,17 @@ def _stale(certs: Path, specs: list[CertSpec]) -> list[Path]:
 
 
 # -- the public entry points --------------------------------------------------------------
+def adopt_legacy(paths: LabPaths) -> bool:
+    """Move a lab's TLS material from labs/<project>/certs to certs/<project> (where labs made before
+    certs/ existed kept it), bytes and mtimes unchanged, so nothing is remade and no node restarts."""
+    old, new = paths.legacy_certs, paths.certs
+    if not old.is_dir() or new.exists():
+        return False
+    new.parent.mkdir(parents=True, exist_ok=True)
+    shutil.move(str(old), str(new))
+    return True
+
+
 def ensure(paths: LabPaths, topology: Topology, *, rotate: bool = False, now: dt.datetime | None = None) -> TlsReport:
     """Make the CA and every certificate the topology needs, only when needed.
 
@@ -264,6 +275,7 @@ def ensure(paths: LabPaths, topology: Topology, *, rotate: bool = False, now: dt
     no longer has are removed. Untouched files keep their bytes and mtimes.
     """
     now = now or _utcnow()
+    adopt_legacy(paths)
     certs = paths.certs
     ensure_dir(certs, 0o700)
     report = TlsReport(changed=False, ca_renewed=False)
@@ -390,6 +402,7 @@ class ClientFiles:
 
 def host_client(paths: LabPaths) -> ClientFiles:
     """The host's client certificate: etcd's API and the Patroni REST API both accept it."""
+    adopt_legacy(paths)
     files = ClientFiles(paths.certs / CA_CERT, paths.certs / f"{HOST_CLIENT}.crt", paths.certs / f"{HOST_CLIENT}.key")
     if not (files.ca.is_file() and files.cert.is_file() and files.key.is_file()):
         raise LabError(f"the lab's certificates are not in {paths.certs}; run `pgha-lab certs` (or `pgha-lab up`) first.")

@@ -11,6 +11,8 @@ import re
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, Iterator
 
+from pgha_lab import gateway   # container and network names are the gateway's to give
+
 SCHEMA = "pgha-lab/v1"
 DEFAULT_SUBNET = "192.168.56.0/24"   # VirtualBox's default host-only network
 DEFAULT_PROJECT = "pgha-lab"
@@ -189,11 +191,11 @@ class Topology:
 
     @property
     def network_name(self) -> str:
-        return f"{self.project}-net"
+        return gateway.network_name(self.project)
 
     def container_name(self, node: Node | str) -> str:
         name = node.name if isinstance(node, Node) else node
-        return f"{self.project}-{name}"
+        return gateway.container_name(self.project, name)
 
     def node(self, name: str) -> Node:
         for node in self.nodes:

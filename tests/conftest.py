@@ -13,12 +13,15 @@ REPO = Path(__file__).resolve().parent.parent
 @pytest.fixture(scope="session")
 def docker_client():
     """A client for a running engine; a test that needs one fails without it."""
-    from pgha_lab import gateway as engine
+    import docker
+
     from pgha_lab.errors import LabError
+    from pgha_lab.gateway import Engine
     try:
-        return engine.client()
+        Engine.connect()
     except LabError as exc:
         pytest.fail(f"this test needs Docker: {exc}", pytrace=False)
+    return docker.from_env(timeout=120)   # tests drive containers with the SDK directly
 
 
 @pytest.fixture(scope="session")

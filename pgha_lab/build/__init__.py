@@ -1,1 +1,1 @@
-"""build."""
+"""Node images: the base image, the host-side wheelhouse, the builds and their progress."""

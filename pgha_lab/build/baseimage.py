@@ -78,12 +78,7 @@ def debootstrap_missing() -> str | None:
 
 
 def image_exists(client: Any, ref: str) -> bool:
-    import docker.errors
-    try:
-        client.images.get(ref)
-        return True
-    except docker.errors.ImageNotFound:
-        return False
+    return client.image(ref) is not None
 
 
 def registry_reachable(ref: str = UBUNTU_REF, timeout: float = REGISTRY_TIMEOUT) -> tuple[bool, str]:
@@ -91,12 +86,12 @@ def registry_reachable(ref: str = UBUNTU_REF, timeout: float = REGISTRY_TIMEOUT)
 
     Runs in a thread with a deadline because an engine behind a silent firewall can hang far
     longer than any client timeout we set."""
-    from pgha_lab import gateway as engine
+    from pgha_lab.gateway import Engine
     result: dict[str, Any] = {}
 
     def probe() -> None:
         try:
-            info = engine.client().api.inspect_distribution(ref)
+            info = Engine.connect().inspect_distribution(ref)
             result["ok"] = True
             result["detail"] = info.get("Descriptor", {}).get("digest", "")
         except Exception as exc:   # any failure means "not usable now"
@@ -125,8 +120,7 @@ def gather(client: Any) -> Facts:
 
 
 def pull(client: Any) -> None:
-    for _ in client.api.pull(UBUNTU_REPO, tag=UBUNTU_TAG, stream=True, decode=True):
-        pass
+    client.pull(UBUNTU_REPO, UBUNTU_TAG)
     if not image_exists(client, UBUNTU_REF):
         raise LabError(f"pulling {UBUNTU_REF} did not leave the image in the engine; check `docker pull {UBUNTU_REF}`.")
 
@@ -178,12 +172,11 @@ def bootstrap(client: Any, cache: Path, log: Path, prepare_script: Path,
         "\napt-get update -q && apt-get -y -q upgrade && apt-get clean && rm -rf /var/lib/apt/lists/*\n")
 
     def upgrade_and_flatten() -> None:
-        ctr = client.containers.run(raw, ["sh", "-c", script], detach=True,
-                                    environment={"DEBIAN_FRONTEND": "noninteractive"})
+        ctr = client.run(raw, ["sh", "-c", script], env={"DEBIAN_FRONTEND": "noninteractive"})
         try:
-            code = ctr.wait()["StatusCode"]
+            code = ctr.wait()
             with log.open("a") as fh:
-                fh.write(ctr.logs().decode(errors="replace"))
+                fh.write(ctr.logs())
             if code != 0:
                 tail = "\n".join(log.read_text(errors="replace").splitlines()[-15:])
                 raise LabError(f"upgrading the bootstrapped Ubuntu failed (exit {code}); the end of {log}:\n{tail}")
@@ -192,11 +185,11 @@ def bootstrap(client: Any, cache: Path, log: Path, prepare_script: Path,
                 for chunk in ctr.export():
                     fh.write(chunk)
         finally:
-            ctr.remove(force=True)
+            ctr.remove()
         _import(client, tarball, BOOTSTRAPPED_REPO, UBUNTU_TAG, log,
                 changes=['CMD ["/bin/bash"]', "ENV LANG=C.UTF-8"])
         tarball.unlink()
-        client.images.remove(raw)
+        client.remove_image(raw)
 
     step("upgrade from noble-updates and -security, flatten", upgrade_and_flatten)
     if not image_exists(client, BOOTSTRAPPED_REF):
@@ -233,7 +226,7 @@ def _logged(cmd: list[str], log: Path, what: str) -> None:
 
 def _import(client: Any, tarball: Path, repository: str, tag: str, log: Path, changes: list[str] | None = None) -> None:
     """docker import; the engine reports a failed import in the response body, not as an error."""
-    answer = client.api.import_image(src=str(tarball), repository=repository, tag=tag, changes=changes)
+    answer = client.import_image(tarball, repository, tag, changes)
     with log.open("a") as fh:
         fh.write(f"docker import {repository}:{tag}: {answer}\n")
     if not image_exists(client, f"{repository}:{tag}"):

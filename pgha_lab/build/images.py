@@ -13,26 +13,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from pgha_lab.build import wheelhouse
-
-from pgha_lab.build import baseimage
+from pgha_lab.build import baseimage, wheelhouse
 from pgha_lab.build.progress import Lines, Progress, Silent, fmt_seconds
 from pgha_lab.errors import LabError
+from pgha_lab.gateway import BASE_IMAGE, BUILD_READ_TIMEOUT, IMAGE_LABEL as LABEL, IMAGES, Engine
 from pgha_lab.paths import LabPaths
 
-BASE_IMAGE = "pgha-lab/base:noble"
-IMAGES: dict[str, str] = {
-    "etcd": "pgha-lab/etcd:latest",
-    "dbnode": "pgha-lab/dbnode:latest",
-    "haproxy": "pgha-lab/haproxy:latest",
-}
 ROLES = tuple(IMAGES)
-LABEL = "org.pgha-lab"                # label prefix on every image the lab builds
 PG_INSTALL_CHOICES = ("auto", "pgdg", "source")
-
-# A RUN step may print nothing for minutes (the PostgreSQL compile); the SDK's read timeout
-# must outlast it.
-BUILD_READ_TIMEOUT = 3 * 3600
 PGDG_PROBE_TIMEOUT = 120.0            # seconds for the whole probe container
 PGDG_PROBE_TTL = 6 * 3600             # the probe's answer is trusted this long
 LOG_TAIL_LINES = 25
@@ -58,31 +46,24 @@ class BuildResult:
 
 
 # -- facts about existing images ---------------------------------------------------------------
-def sdk(timeout: int = BUILD_READ_TIMEOUT) -> Any:
-    """A docker SDK client with a long read timeout, after the usual reachability check."""
-    from pgha_lab import gateway as engine
-    import docker
-    engine.client()   # raises LabError with the one-sentence fix when there is no engine
-    return docker.from_env(timeout=timeout)
+def sdk(timeout: int = BUILD_READ_TIMEOUT) -> Engine:
+    """The engine with a read timeout long enough for a build; LabError when there is none."""
+    return Engine.connect(timeout)
 
 
-def existing(client: Any) -> dict[str, dict[str, Any]]:
+def existing(engine: Any) -> dict[str, dict[str, Any]]:
     """role -> {id, size, created, labels} for the lab images the engine has (base included)."""
-    import docker.errors
     found: dict[str, dict[str, Any]] = {}
     for role, ref in {"base": BASE_IMAGE, **IMAGES}.items():
-        try:
-            img = client.images.get(ref)
-        except docker.errors.ImageNotFound:
-            continue
-        found[role] = {"ref": ref, "id": img.id, "size": img.attrs.get("Size", 0),
-                       "created": img.attrs.get("Created", ""), "labels": img.labels or {}}
+        img = engine.image(ref)
+        if img is not None:
+            found[role] = {"ref": ref, "id": img.id, "size": img.size, "created": img.created, "labels": img.labels}
     return found
 
 
-def engine_arch(client: Any) -> str:
+def engine_arch(engine: Engine) -> str:
     """The engine's architecture (not the host's: Docker Desktop may differ from the laptop)."""
-    return str(client.version().get("Arch") or client.info().get("Architecture"))
+    return engine.arch()
 
 
 # -- the PostgreSQL install method -----------------------------------------------------------
@@ -116,7 +97,7 @@ apt-cache show postgresql-18 >/dev/null 2>&1
 """
 
 
-def pgdg_probe(client: Any, cache: Path, base_id: str) -> bool:
+def pgdg_probe(client: Engine, cache: Path, base_id: str) -> bool:
     """Whether the PostgreSQL apt repository works from a container; remembered for a while
     (per base image) so a warm build does not repeat the probe."""
     memo = cache / "pgdg-probe.json"
@@ -126,16 +107,11 @@ def pgdg_probe(client: Any, cache: Path, base_id: str) -> bool:
             return bool(seen["reachable"])
     except (OSError, ValueError, KeyError):
         pass
-    container = client.containers.run(BASE_IMAGE, ["sh", "-c", _PGDG_PROBE], detach=True,
-                                      labels={f"{LABEL}.probe": "pgdg"})
+    container = client.run(BASE_IMAGE, ["sh", "-c", _PGDG_PROBE], labels={f"{LABEL}.probe": "pgdg"})
     try:
-        try:
-            status = container.wait(timeout=PGDG_PROBE_TIMEOUT)
-            reachable = status.get("StatusCode") == 0
-        except Exception:     # the wait timed out: treat as unreachable
-            reachable = False
+        reachable = container.wait(timeout=PGDG_PROBE_TIMEOUT) == 0   # a timeout counts as unreachable
     finally:
-        container.remove(force=True)
+        container.remove()
     remember_pgdg(cache, base_id, reachable)
     return reachable
 
@@ -205,7 +181,7 @@ class BuildFailed(Exception):
         self.image, self.step, self.log, self.tail = image, step, log, tail
 
 
-def docker_build(client: Any, *, image: str, tag: str, context: io.BytesIO, dockerfile: str,
+def docker_build(client: Engine, *, image: str, tag: str, context: io.BytesIO, dockerfile: str,
                  buildargs: dict[str, str], labels: dict[str, str], nocache: bool,
                  log: Path, progress: Progress, timings: list[StepTiming]) -> str:
     """Build with the engine's classic builder, reporting each Dockerfile step; image id."""
@@ -220,9 +196,9 @@ def docker_build(client: Any, *, image: str, tag: str, context: io.BytesIO, dock
                 progress.done(image, step, seconds, cached)
 
     with log.open("w") as fh:
-        stream = client.api.build(fileobj=context, custom_context=True, dockerfile=dockerfile, tag=tag,
-                                  buildargs=buildargs, labels=labels, nocache=nocache, rm=True,
-                                  forcerm=True, pull=False, decode=True)
+        stream = client.build(fileobj=context, custom_context=True, dockerfile=dockerfile, tag=tag,
+                              buildargs=buildargs, labels=labels, nocache=nocache, rm=True,
+                              forcerm=True, pull=False)
         for chunk in stream:
             if "error" in chunk:
                 fh.write(chunk["error"] + "\n")
@@ -280,7 +256,7 @@ def _timed(plan: _Plan, image: str, step: str, action: Callable[[], Any]) -> Any
     return value
 
 
-def _ensure_ubuntu(plan: _Plan, client: Any) -> baseimage.Choice:
+def _ensure_ubuntu(plan: _Plan, client: Engine) -> baseimage.Choice:
     choice = baseimage.decide(baseimage.gather(client))
     plan.progress.info(f"Ubuntu 24.04: {choice.reason}")
     if choice.source is baseimage.Source.PULL:
@@ -346,7 +322,7 @@ def build(paths: LabPaths, *, pg_install: str = "auto", pg_source_url: str | Non
         progress.close()
 
 
-def _build_all(plan: _Plan, client: Any, arch: str, lock_file: Path, started: float) -> BuildResult:
+def _build_all(plan: _Plan, client: Engine, arch: str, lock_file: Path, started: float) -> BuildResult:
     paths, pg_install, pg_source_url, progress = plan.paths, plan.pg_install, plan.pg_source_url, plan.progress
     with ThreadPoolExecutor(max_workers=4) as pool:
         # pip on the host needs nothing from the engine: start it first.
@@ -363,7 +339,7 @@ def _build_all(plan: _Plan, client: Any, arch: str, lock_file: Path, started: fl
             raise
         except Exception as exc:   # the engine went away, an import or pull broke: still one sentence
             raise LabError(f"preparing the Ubuntu base failed: {type(exc).__name__}: {exc}.") from None
-        base_id = client.images.get(BASE_IMAGE).id
+        base_id = client.image(BASE_IMAGE).id
         node_args = {"BASE": BASE_IMAGE}
 
         def dbnode() -> str:
@@ -426,7 +402,7 @@ def recipe_digest(paths: LabPaths, role: str) -> str:
     return hashlib.sha256(context_tar(paths.images / role).getvalue()).hexdigest()[:16]
 
 
-def outdated(client: Any, paths: LabPaths) -> list[str]:
+def outdated(client: Engine, paths: LabPaths) -> list[str]:
     """The lab images (base included) that are missing or were built from other files than the
     checkout holds now."""
     have = existing(client)
@@ -446,16 +422,11 @@ def superseded(dangling: list[Any], paths: LabPaths) -> list[Any]:
     return [img for img in dangling if replaced(img.labels or {})]
 
 
-def prune_superseded(client: Any, paths: LabPaths) -> int:
+def prune_superseded(client: Engine, paths: LabPaths) -> int:
     """Remove superseded lab images; one a container still uses stays. The number removed."""
-    import docker.errors
     removed = 0
-    for img in superseded(client.images.list(filters={"dangling": True, "label": f"{LABEL}.role"}), paths):
-        try:
-            client.images.remove(img.id)
-            removed += 1
-        except docker.errors.APIError:   # in use by a container of a running lab: keep it
-            pass
+    for img in superseded(client.dangling_images(f"{LABEL}.role"), paths):
+        removed += client.remove_image(img.id)   # one a running lab's container uses stays
     return removed
 
 

@@ -9,28 +9,22 @@ refused with a reason and changes nothing.
 from __future__ import annotations
 
 import re
+import time
 from dataclasses import dataclass
-from typing import Callable
 
-from pgha_lab import health
+from pgha_lab.chaos import expectations
+from pgha_lab.chaos.expectations import Expectation
+from pgha_lab.context import LabContext
 from pgha_lab.errors import LabError
-from pgha_lab.nodectl import NodeControl
-from pgha_lab.probes import LabProbe, Member
-from pgha_lab.profiles import Profile
-from pgha_lab.topology import Node, Role, Topology, TopologyError
+from pgha_lab.node_paths import PG_DATA
+from pgha_lab.probes import Cluster
+from pgha_lab.topology import Node, Role, TopologyError
+from pgha_lab.wait import wait_until
 
 ACTIONS = ("kill", "pause", "resume", "stop", "start", "isolate", "heal", "kill-postgres", "partition", "degrade")
 CHAIN_IN, CHAIN_OUT = "PGHA_CHAOS_IN", "PGHA_CHAOS_OUT"      # partitions
 LOSS_IN, LOSS_OUT = "PGHA_LOSS_IN", "PGHA_LOSS_OUT"          # random loss
 ALL_CHAINS = ((CHAIN_IN, "INPUT"), (CHAIN_OUT, "OUTPUT"), (LOSS_IN, "INPUT"), (LOSS_OUT, "OUTPUT"))
-
-
-@dataclass
-class Expectation:
-    """What should happen next, and a check that says whether it has."""
-    text: str
-    check: Callable[[], health.Verdict] | None = None
-    deadline_s: float = 60.0
 
 
 @dataclass
@@ -43,6 +37,19 @@ class Outcome:
     happened: bool | None = None      # set by wait(): None when not waited for
     waited_s: float = 0.0
     verdict: str = ""
+
+
+def wait(outcome: Outcome) -> Outcome:
+    """Wait for the expected outcome (up to its deadline) and record whether it happened."""
+    exp = outcome.expectation
+    if exp.check is None:
+        return outcome
+    started = time.monotonic()
+    verdict = wait_until(exp.check, exp.deadline_s)
+    outcome.verdict = verdict.reason
+    outcome.happened = verdict.ok
+    outcome.waited_s = time.monotonic() - started
+    return outcome
 
 
 def parse_loss(text: str) -> float:
@@ -60,34 +67,30 @@ def parse_delay(text: str) -> int:
 
 
 class Chaos:
-    def __init__(self, topo: Topology, probe: LabProbe, profile: Profile) -> None:
-        self.topo = topo
-        self.probe = probe
-        self.profile = profile
-        self.ctl = NodeControl(topo)
+    """The fault catalogue acting on one lab."""
+
+    def __init__(self, ctx: LabContext) -> None:
+        self.ctx = ctx
+        self.topo = ctx.topology
+        self.ctl = ctx.docker
 
     # -- targets and roles -----------------------------------------------------------------
-    def members(self) -> list[Member]:
-        return self.probe.members()
-
-    def role_of(self, node: Node, members: list[Member] | None = None) -> str:
+    def role_of(self, node: Node, cluster: Cluster | None = None) -> str:
         if node.role is not Role.DB:
             return node.role.value
-        members = self.members() if members is None else members
-        return next((m.role for m in members if m.name == node.name), "unknown")
+        cluster = self.ctx.cluster() if cluster is None else cluster
+        return cluster.role_of(node.name)
 
-    def resolve(self, target: str, members: list[Member] | None = None) -> Node:
-        """A node name, or `leader` / `replica` resolved now from Patroni's view (`members`, when
+    def resolve(self, target: str, cluster: Cluster | None = None) -> Node:
+        """A node name, or `leader` / `replica` resolved now from Patroni's view (`cluster`, when
         the caller has just read it)."""
         if target in ("leader", "replica"):
-            members = self.members() if members is None else members
+            cluster = self.ctx.cluster() if cluster is None else cluster
             if target == "leader":
-                name = health.leader_of(members)
-                if name is None:
+                if cluster.leader is None:
                     raise LabError("there is no leader right now to target; `pgha-lab status` shows the cluster.")
-                return self.topo.node(name)
-            replicas = sorted((m for m in members if m.role in ("sync_standby", "replica")),
-                              key=lambda m: (m.role != "sync_standby", m.name))
+                return self.topo.node(cluster.leader.name)
+            replicas = [m for m in cluster.replicas if m.role.is_replica]
             if not replicas:
                 raise LabError("there is no replica right now to target; `pgha-lab status` shows the cluster.")
             return self.topo.node(replicas[0].name)
@@ -101,42 +104,41 @@ class Chaos:
             loss: str | None = None, delay: str | None = None) -> Outcome:
         if action not in ACTIONS:
             raise LabError(f"unknown chaos action {action!r}; choose one of: {', '.join(ACTIONS)}, heal-all.")
-        members = self.members()   # one reading: the target and its role come from the same view
-        node = self.resolve(target, members)
-        role = self.role_of(node, members)
+        cluster = self.ctx.cluster()   # one reading: the target and its role come from the same view
+        node = self.resolve(target, cluster)
+        role = self.role_of(node, cluster)
         state = self.ctl.state(node)
         if state.status == "missing":
             raise LabError(f"{node.name} has no container; start the lab with `pgha-lab up`.")
-        name = self.ctl.container(node)
         if action == "kill":
             self._need(state.status in ("running", "paused"), f"{node.name} is {state.status}; there is nothing to power off")
-            self.ctl.docker("kill", "--signal", "KILL", name)
+            self.ctl.kill(node)
             done = f"{node.name} powered off (SIGKILL to every process, no clean shutdown)"
         elif action == "pause":
             self._need(state.running, f"{node.name} is {state.status}, not running; only a running node can freeze")
-            self.ctl.docker("pause", name)
+            self.ctl.pause(node)
             done = f"{node.name} frozen (every process stopped, connections left hanging)"
         elif action == "resume":
             self._need(state.status == "paused", f"{node.name} is not paused (it is {state.status}); nothing to resume")
-            self.ctl.docker("unpause", name)
+            self.ctl.unpause(node)
             done = f"{node.name} thawed"
         elif action == "stop":
             self._need(state.running, f"{node.name} is {state.status}, not running; nothing to shut down")
-            self.ctl.docker("stop", name, timeout=180)
+            self.ctl.stop(node)
             done = f"{node.name} shut down cleanly (SIGTERM, then the grace period)"
         elif action == "start":
             self._need(state.status in ("exited", "created"), f"{node.name} is {state.status}; only a stopped or killed node can boot")
-            self.ctl.docker("start", name)
+            self.ctl.start(node)
             done = f"{node.name} booted"
         elif action == "isolate":
             self._need(state.running, f"{node.name} is {state.status}; isolate needs a running node")
             self._need(state.on_lab_network, f"{node.name} is already isolated; `heal` plugs it back")
-            self.ctl.docker("network", "disconnect", self.topo.network_name, name)
+            self.ctl.disconnect(node)
             done = f"{node.name}'s cable pulled: it is off the lab network"
         elif action == "heal":
             self._need(state.status in ("running", "paused"), f"{node.name} is {state.status}; start it instead")
             self._need(not state.on_lab_network, f"{node.name} is not isolated; nothing to heal")
-            self.ctl.docker("network", "connect", "--ip", str(node.address), self.topo.network_name, name)
+            self.ctl.connect(node, str(node.address))
             done = f"{node.name}'s cable plugged back at {node.address}"
         elif action == "kill-postgres":
             self._need(node.role is Role.DB, f"{node.name} runs no PostgreSQL; kill-postgres takes a db node")
@@ -157,24 +159,24 @@ class Chaos:
             self._need(state.running, f"{node.name} is {state.status}; degrade needs a running node")
             done = self._degrade(node, loss, delay, clear)
         return Outcome(action=action, node=node.name, role_before=role, done=done,
-                       expectation=self.expect(action, node, role, members, peers=peers, clear=clear))
+                       expectation=expectations.expectation_for(self.ctx, action, node, role, cluster,
+                                                                peers=peers, clear=clear))
 
     def heal_all(self) -> list[str]:
         """Put every node back: thaw, boot, reconnect, and drop every chaos rule."""
         actions = []
         for node in self.topo.nodes:
             state = self.ctl.state(node)
-            name = self.ctl.container(node)
             if state.status == "missing":
                 continue
             if state.status == "paused":
-                self.ctl.docker("unpause", name)
+                self.ctl.unpause(node)
                 actions.append(f"resumed {node.name}")
             if state.status in ("exited", "created"):
-                self.ctl.docker("start", name)
+                self.ctl.start(node)
                 actions.append(f"started {node.name}")
             if not state.on_lab_network:
-                self.ctl.docker("network", "connect", "--ip", str(node.address), self.topo.network_name, name)
+                self.ctl.connect(node, str(node.address))
                 actions.append(f"reconnected {node.name}")
             if self.ctl.state(node).running and (self._has_rules(node) or self._has_netem(node)):
                 self._flush(node, [c for c, _ in ALL_CHAINS])
@@ -189,7 +191,6 @@ class Chaos:
             raise LabError(reason + ".")
 
     def _postmaster_pid(self, node: Node) -> int:
-        from pgha_lab.node_paths import PG_DATA
         proc = self.ctl.exec(node, "head", "-n1", f"{PG_DATA}/postmaster.pid", check=False)
         pid = proc.stdout.strip()
         if proc.returncode != 0 or not pid.isdigit():
@@ -274,9 +275,3 @@ class Chaos:
             self.ctl.exec(node, "tc", "qdisc", "replace", "dev", "eth0", "root", "netem", "delay", f"{delay_ms}ms")
             done.append(f"{delay_ms} ms added to every packet it sends")
         return f"{node.name} degraded: " + ", ".join(done)
-
-    # -- expectations --------------------------------------------------------------------
-    def expect(self, action: str, node: Node, role: str, members: list[Member], *,
-               peers: str | None = None, clear: bool = False) -> Expectation:
-        from pgha_lab.chaos import expectations as ex
-        return ex.expectation_for(self, action, node, role, members, peers=peers, clear=clear)

@@ -3,105 +3,99 @@
 with a check that reads the cluster and says whether it has happened yet."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable
+from dataclasses import dataclass
+from typing import Callable
 
 from pgha_lab import health
-from pgha_lab.health import Verdict
-from pgha_lab.probes import Member
+from pgha_lab.context import LabContext
+from pgha_lab.probes import Cluster
 from pgha_lab.topology import Node, Role
-
-if TYPE_CHECKING:
-    from pgha_lab.chaos.actions import Chaos, Expectation
-
-REPLICA_ROLES = ("replica", "sync_standby")
+from pgha_lab.wait import Verdict
 
 
-def _routes_primary_to(chaos: "Chaos", leader: str) -> Verdict:
-    up = health.servers_up(chaos.probe.haproxy())
+@dataclass
+class Expectation:
+    """What should happen next, and a check that says whether it has."""
+    text: str
+    check: Callable[[], Verdict] | None = None
+    deadline_s: float = 60.0
+
+
+def _routes_primary_to(ctx: LabContext, leader: str) -> Verdict:
+    up = health.servers_up(ctx.probe.haproxy())
     if up != [leader]:
         return Verdict(False, f"HAProxy's 5432 routes to {up or 'nothing'}, not {leader}", "haproxy")
     return Verdict(True, f"{leader} leads and HAProxy's 5432 routes to it")
 
 
-def new_leader(chaos: "Chaos", old: str) -> Callable[[], Verdict]:
+def new_leader(ctx: LabContext, old: str) -> Callable[[], Verdict]:
     def check() -> Verdict:
-        leader = health.leader_of(chaos.members())
+        leader = ctx.cluster().leader_name
         if leader is None or leader == old:
             return Verdict(False, f"no new leader yet (leader: {leader or 'none'})")
-        return _routes_primary_to(chaos, leader)
+        return _routes_primary_to(ctx, leader)
     return check
 
 
-def same_leader(chaos: "Chaos", leader: str, timeline: int | None = None,
+def same_leader(ctx: LabContext, leader: str, timeline: int | None = None,
                 via_haproxy: bool = True) -> Callable[[], Verdict]:
     # With a timeline, a leader that demoted and promoted again (a new timeline) does not count.
     # via_haproxy=False when HAProxy itself is the node that is down and cannot be asked.
     def check() -> Verdict:
-        members = chaos.members()
-        now = health.leader_of(members)
+        cluster = ctx.cluster()
+        now = cluster.leader_name
         if now != leader:
             return Verdict(False, f"the leader is {now or 'nobody'}, not {leader}")
-        row = next(m for m in members if m.name == leader)
+        row = cluster.leader
         if row.state != "running":
             return Verdict(False, f"{leader} is {row.state}")
         if timeline is not None and row.timeline != timeline:
             return Verdict(False, f"timeline moved from {timeline} to {row.timeline}")
         if not via_haproxy:
             return Verdict(True, f"{leader} still leads on timeline {row.timeline}")
-        return _routes_primary_to(chaos, leader)
+        return _routes_primary_to(ctx, leader)
     return check
 
 
-def streams_as_replica(chaos: "Chaos", name: str) -> Callable[[], Verdict]:
+def streams_as_replica(ctx: LabContext, name: str) -> Callable[[], Verdict]:
     def check() -> Verdict:
-        row = next((m for m in chaos.members() if m.name == name), None)
+        row = ctx.cluster().member(name)
         if row is None:
             return Verdict(False, f"{name} is not registered with Patroni yet", name)
-        if row.role not in REPLICA_ROLES or row.state != "streaming":
+        if not row.role.is_replica or row.state != "streaming":
             return Verdict(False, f"{name} is {row.role}, {row.state}", name)
-        return Verdict(True, f"{name} streams as a {row.role.replace('_', ' ')}")
+        return Verdict(True, f"{name} streams as a {row.role.value.replace('_', ' ')}")
     return check
 
 
-def no_primary(chaos: "Chaos") -> Callable[[], Verdict]:
+def no_primary(ctx: LabContext) -> Callable[[], Verdict]:
     def check() -> Verdict:
-        primaries = [n.name for n in chaos.topo.db if chaos.probe.rest(n, "/primary")[0] == 200]
+        primaries = [n.name for n in ctx.topology.db if ctx.probe.rest(n, "/primary")[0] == 200]
         if primaries:
             return Verdict(False, f"{', '.join(primaries)} still answers as primary")
-        up = health.servers_up(chaos.probe.haproxy())
+        up = health.servers_up(ctx.probe.haproxy())
         if up:
             return Verdict(False, f"HAProxy's 5432 still routes to {', '.join(up)}")
         return Verdict(True, "no node accepts writes and HAProxy's 5432 has no server")
     return check
 
 
-def healthy(chaos: "Chaos") -> Callable[[], Verdict]:
-    def check() -> Verdict:
-        v = health.assess_etcd(chaos.probe.etcd())
-        if not v.ok:
-            return v
-        members = chaos.members()
-        v = health.assess_patroni(members, [n.name for n in chaos.topo.db])
-        if not v.ok:
-            return v
-        leader = health.leader_of(members)
-        return health.assess_haproxy(chaos.probe.haproxy(), leader, [m.name for m in members if m.name != leader])
-    return check
+def healthy(ctx: LabContext) -> Callable[[], Verdict]:
+    return ctx.health
 
 
-def etcd_running(chaos: "Chaos") -> int:
-    states = [chaos.ctl.state(n) for n in chaos.topo.etcd]
+def etcd_running(ctx: LabContext) -> int:
+    states = [ctx.docker.state(n) for n in ctx.topology.etcd]
     return sum(1 for s in states if s.running and s.on_lab_network)
 
 
-def expectation_for(chaos: "Chaos", action: str, node: Node, role: str, members: list[Member], *,
-                    peers: str | None = None, clear: bool = False) -> "Expectation":
-    from pgha_lab.chaos.actions import Expectation
-    p = chaos.profile
+def expectation_for(ctx: LabContext, action: str, node: Node, role: str, cluster: Cluster, *,
+                    peers: str | None = None, clear: bool = False) -> Expectation:
+    p = ctx.profile
     failover_s = p.failover_bound_s()
     rejoin_s = 120.0   # a rewind or a fresh base backup on a laptop
-    leader = health.leader_of(members)
-    timeline = next((m.timeline for m in members if m.name == leader), None)
+    leader = cluster.leader_name
+    timeline = cluster.timeline
 
     losing = action in ("kill", "pause", "stop", "isolate") or (action == "partition" and not clear)
     returning = action in ("start", "resume", "heal") or (action == "partition" and clear)
@@ -113,53 +107,53 @@ def expectation_for(chaos: "Chaos", action: str, node: Node, role: str, members:
                 f"({p.ttl}s); a replica then takes the key and promotes, and HAProxy moves 5432 to it "
                 f"(bound ~{failover_s:.0f}s). A leader that still runs but cannot reach etcd demotes itself "
                 f"after retry_timeout ({p.retry_timeout}s).",
-                new_leader(chaos, node.name), failover_s + 30)
+                new_leader(ctx, node.name), failover_s + 30)
         if losing and leader:
             return Expectation(
                 f"{node.name} was a {role.replace('_', ' ')}. {leader} stays leader; with synchronous_mode on "
                 f"(not strict) Patroni drops a lost synchronous standby from synchronous_standby_names, so writes "
                 f"resume after at most a loop ({p.loop_wait}s) plus the replication timeout.",
-                same_leader(chaos, leader, timeline), failover_s + 30)
+                same_leader(ctx, leader, timeline), failover_s + 30)
         if returning or action == "degrade":
             if leader == node.name:   # back before its key expired, or a degraded leader
                 return Expectation(f"{node.name} still holds the leader key and carries on as leader.",
-                                   same_leader(chaos, node.name), 60)
+                                   same_leader(ctx, node.name), 60)
             if action == "degrade":
                 text = f"{node.name} keeps working through the loss (TCP retransmits) and keeps streaming."
             else:
                 text = (f"{node.name} comes back. Had it led before, it finds the leader key held by another, "
                         f"steps down and rejoins as a replica (pg_rewind where its timeline diverged), so no write "
                         f"reaches it; otherwise Patroni starts it as a replica. Either way it streams again.")
-            return Expectation(text, streams_as_replica(chaos, node.name), rejoin_s)
+            return Expectation(text, streams_as_replica(ctx, node.name), rejoin_s)
         if action == "kill-postgres":
             if role == "leader":
                 return Expectation(
                     f"{node.name} still holds the leader key, so Patroni restarts PostgreSQL in place as primary "
                     f"('starting primary after failure', primary_start_timeout 300s): no failover, same timeline.",
-                    same_leader(chaos, node.name, timeline), 60)
+                    same_leader(ctx, node.name, timeline), 60)
             return Expectation(f"Patroni restarts PostgreSQL on {node.name} as a replica; it streams again.",
-                               streams_as_replica(chaos, node.name), 60)
+                               streams_as_replica(ctx, node.name), 60)
     if node.role is Role.ETCD:
-        total = len(chaos.topo.etcd)
+        total = len(ctx.topology.etcd)
         quorum = total // 2 + 1
         if losing:
-            left = etcd_running(chaos)
+            left = etcd_running(ctx)
             if left >= quorum:
                 keeps = f"{leader} stays leader." if leader else "it elects a leader as usual."
                 return Expectation(
                     f"etcd keeps its quorum ({left} of {total} members, {quorum} needed); Patroni carries on and "
-                    f"{keeps}", same_leader(chaos, leader, timeline) if leader else healthy(chaos), 60)
+                    f"{keeps}", same_leader(ctx, leader, timeline) if leader else healthy(ctx), 60)
             return Expectation(
                 f"etcd has lost its quorum ({left} of {total}, {quorum} needed). Patroni cannot renew the leader "
                 f"key, so within retry_timeout/ttl ({p.retry_timeout}s/{p.ttl}s) the primary demotes itself to "
                 f"read-only (failsafe_mode is off in this lab) and HAProxy's 5432 has no server; reads on 5433 go on.",
-                no_primary(chaos), p.ttl + 30)
+                no_primary(ctx), p.ttl + 30)
         if returning:
             return Expectation(f"{node.name} rejoins etcd; with a quorum Patroni holds or elects a leader and "
-                               f"HAProxy routes 5432 again.", healthy(chaos), failover_s + 60)
+                               f"HAProxy routes 5432 again.", healthy(ctx), failover_s + 60)
     if node.role is Role.HAPROXY:
         if losing:
             return Expectation("Clients lose 5432 and 5433 until HAProxy is back; the cluster itself does not change.",
-                               same_leader(chaos, leader, timeline, via_haproxy=False) if leader else None, 30)
-        return Expectation("HAProxy routes 5432 to the leader and 5433 to the replicas again.", healthy(chaos), 60)
+                               same_leader(ctx, leader, timeline, via_haproxy=False) if leader else None, 30)
+        return Expectation("HAProxy routes 5432 to the leader and 5433 to the replicas again.", healthy(ctx), 60)
     return Expectation("Nothing in particular: watch `pgha-lab status`.")

@@ -5,7 +5,7 @@ import argparse
 import json
 
 from pgha_lab import tls
-from pgha_lab.commands._common import lab_paths, load_topology
+from pgha_lab.commands._common import lab_context
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -18,8 +18,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    paths = lab_paths(args)
-    topology = load_topology(paths)
+    ctx = lab_context(args)
+    paths, topology = ctx.paths, ctx.topology
     report = tls.ensure(paths, topology, rotate=args.rotate)
     infos = tls.describe(paths, topology)
     if args.json:

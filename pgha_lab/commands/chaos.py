@@ -3,15 +3,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from dataclasses import asdict
 
-from pgha_lab import access, roles, secrets
-from pgha_lab.chaos.actions import ACTIONS, Chaos, Outcome
-from pgha_lab.errors import LabError
-from pgha_lab.profiles import get as get_profile
+from pgha_lab import roles
+from pgha_lab.chaos.actions import ACTIONS, Chaos, wait
+from pgha_lab.commands._common import lab_context
+from pgha_lab.errors import EXIT_NOT_AS_EXPECTED, LabError
 from pgha_lab.term.tables import members_table
-from pgha_lab.commands._common import lab_paths, load_topology
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -37,45 +35,21 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.set_defaults(func=cmd_chaos)
 
 
-def _context(args):
-    paths = lab_paths(args)
-    topo = load_topology(paths)
-    probe = access.probe_for(paths, topo)
-    profile = get_profile(access.saved_profile(paths) or "seed")
-    return paths, topo, probe, profile
-
-
 def cmd_role_change(args: argparse.Namespace) -> int:
-    paths, topo, probe, _ = _context(args)
-    creds = secrets.load(paths)
-    change = roles.request_change(probe, topo, (creds.restapi_user, creds.restapi_password), args.kind, args.to)
-    print(members_table(change.before, topo.scope))
+    ctx = lab_context(args)
+    scope = ctx.topology.scope
+    change = roles.request_change(ctx, args.kind, args.to)
+    print(members_table(change.before, scope))
     print(f"{args.kind}: {change.old_leader or 'no leader'} -> {change.new_leader or '(Patroni picks)'} requested; "
           f"waiting for writes on the new leader through HAProxy...")
-    change = roles.wait_for_writes(probe, topo, change, access.dsn(paths, topo), creds.superuser_password, args.timeout)
+    change = roles.wait_for_writes(ctx, change, args.timeout)
     print(f"{change.new_leader} takes writes through HAProxy after {change.seconds_to_writes:.1f}s.")
-    print(members_table(change.after, topo.scope))
+    print(members_table(change.after, scope))
     return 0
 
 
-def wait(outcome: Outcome) -> Outcome:
-    exp = outcome.expectation
-    if exp.check is None:
-        return outcome
-    started = time.monotonic()
-    while True:
-        verdict = exp.check()
-        outcome.verdict = verdict.reason
-        if verdict.ok or time.monotonic() - started > exp.deadline_s:
-            outcome.happened = verdict.ok
-            outcome.waited_s = time.monotonic() - started
-            return outcome
-        time.sleep(0.5)
-
-
 def cmd_chaos(args: argparse.Namespace) -> int:
-    paths, topo, probe, profile = _context(args)
-    chaos = Chaos(topo, probe, profile)
+    chaos = Chaos(lab_context(args))
     if args.action == "heal-all":
         if args.target:
             raise LabError("heal-all takes no target: it puts every node back.")
@@ -97,4 +71,4 @@ def cmd_chaos(args: argparse.Namespace) -> int:
         doc = {k: v for k, v in asdict(outcome).items() if k != "expectation"}
         doc["expected"] = outcome.expectation.text
         print(json.dumps(doc, indent=2))
-    return 0 if outcome.happened in (None, True) else 3
+    return 0 if outcome.happened in (None, True) else EXIT_NOT_AS_EXPECTED

@@ -8,7 +8,7 @@ from pgha_lab import tls
 from pgha_lab.errors import LabError
 from pgha_lab.node_paths import TLS_MOUNT
 from pgha_lab.topology import UnknownNode
-from pgha_lab.commands._common import lab_paths, load_topology
+from pgha_lab.commands._common import lab_context
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -23,8 +23,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run_show(args: argparse.Namespace) -> int:
     from pgha_lab.render import node_mounts   # the container paths come from the renderer, the text from disk
-    paths = lab_paths(args)
-    topology = load_topology(paths)
+    ctx = lab_context(args)
+    paths, topology = ctx.paths, ctx.topology
     try:
         node = topology.node(args.node)
     except UnknownNode as exc:
@@ -39,12 +39,13 @@ def run_show(args: argparse.Namespace) -> int:
     tls_files = sorted(tls.node_bundle(topology, node))
     if args.json:
         print(json.dumps({"node": node.name, "role": node.role.value, "files": files,
-                          "tls": {"mount": TLS_MOUNT, "files": tls_files}}, indent=2))
+                          "tls": {"mount": TLS_MOUNT, "files": tls_files, "certs": str(paths.certs)}}, indent=2))
         return 0
     for f in files:
         print(f"==> {f['path']}  (host: {f['host_path']}) <==")
         print(f["content"].rstrip("\n"))
         print()
-    print(f"==> {TLS_MOUNT}  (host: {folder / 'tls'}, copied to the role's TLS folder at start) <==")
+    print(f"==> {TLS_MOUNT}  (host: {folder / 'tls'}, copied from {paths.certs} when written, "
+          f"and to the role's TLS folder at start) <==")
     print("\n".join(tls_files))
     return 0

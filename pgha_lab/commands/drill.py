@@ -7,22 +7,20 @@ import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
-from pgha_lab import access, profiles
+from pgha_lab import profiles
+from pgha_lab.commands._common import lab_context
 from pgha_lab.drill import report
-from pgha_lab.drill.runner import DrillResult, make_lab, run_drill
+from pgha_lab.drill.runner import DrillResult, run_drill
 from pgha_lab.drill.scenarios import SCENARIOS, get as get_scenario
-from pgha_lab.errors import LabError
+from pgha_lab.errors import EXIT_NOT_AS_EXPECTED, LabError
 from pgha_lab.term.progress import Progress
-from pgha_lab.commands._common import lab_paths, load_topology
-
-EXIT_PROBLEMS = 3   # the drill ran, and found something a DBA must look at
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "drill", help="break the cluster under a steady write load and measure what happens",
         description="Scenarios: " + "; ".join(f"{s.name} ({s.summary})" for s in SCENARIOS.values()) + ". "
-                    "Exits 0 when the drill found no problem and left the lab healthy, 3 when it found one.")
+                    f"Exits 0 when the drill found no problem and left the lab healthy, {EXIT_NOT_AS_EXPECTED} when it found one.")
     p.add_argument("scenario", metavar="SCENARIO", help="one of: " + ", ".join(SCENARIOS))
     p.add_argument("--repeat", type=int, default=1, metavar="N", help="run the drill N times; the report adds min/median/max")
     p.add_argument("--profile", metavar="seed|fast",
@@ -37,11 +35,11 @@ def cmd_drill(args: argparse.Namespace) -> int:
     scenario = get_scenario(args.scenario)
     if args.repeat < 1:
         raise LabError(f"--repeat takes a count of 1 or more, not {args.repeat}.")
-    paths = lab_paths(args)
+    ctx = lab_context(args)
+    paths = ctx.paths
     if not paths.topology_file.exists():
         raise LabError(f"there is no lab {paths.project!r} here; start one with `pgha-lab up`.")
-    topo = load_topology(paths)
-    running = access.saved_profile(paths) or profiles.DEFAULT
+    running = ctx.saved_profile or profiles.DEFAULT
     if args.profile is not None:
         profiles.get(args.profile)   # an unknown name is refused with the valid ones
         if args.profile != running:
@@ -54,13 +52,12 @@ def cmd_drill(args: argparse.Namespace) -> int:
     folder = report.prepare_dir(Path(args.out).resolve() if args.out else paths.state / "drills" / f"{stamp}-{scenario.name}")
 
     progress = Progress(stream=sys.stderr)
-    lab = make_lab(paths, topo, profile)
     results: list[DrillResult] = []
     for k in range(args.repeat):
         if args.repeat > 1:
             progress.info(f"run {k + 1} of {args.repeat}")
         run_id = f"{stamp}-{scenario.name}-{k + 1}"
-        result = run_drill(lab, scenario, run_id, progress=progress)
+        result = run_drill(ctx, scenario, run_id, progress=progress)
         target = folder / f"run-{k + 1:02d}" if args.repeat > 1 else folder
         target.mkdir(exist_ok=True)
         report.write(result, target)
@@ -80,7 +77,7 @@ def cmd_drill(args: argparse.Namespace) -> int:
     else:
         print(_human(results, folder, summary))
     # The same list the report shows, so "no problem found" and exit 0 always go together.
-    return EXIT_PROBLEMS if any(r.problems() for r in results) else 0
+    return EXIT_NOT_AS_EXPECTED if any(r.problems() for r in results) else 0
 
 
 def _human(results: list[DrillResult], folder: Path, summary: dict | None) -> str:

@@ -6,28 +6,28 @@ import json
 import sys
 from dataclasses import replace
 
-from pgha_lab import access
-
-from pgha_lab import lifecycle as lab
+from pgha_lab import lifecycle
+from pgha_lab.build.images import PG_INSTALL_CHOICES
+from pgha_lab.commands._common import lab_context
 from pgha_lab.errors import LabError
+from pgha_lab.profiles import PROFILES
 from pgha_lab.term.progress import Progress
-from pgha_lab.topology import Published, Topology, TopologyError
 from pgha_lab.term.tables import members_table
-from pgha_lab.commands._common import lab_paths, load_topology
+from pgha_lab.topology import Published, Topology, TopologyError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("up", help="build missing or out-of-date images, then start the lab and wait until it is healthy")
-    p.add_argument("--profile", choices=["seed", "fast"], default=None,
+    p.add_argument("--profile", choices=list(PROFILES), default=None,
                    help="Patroni/HAProxy timings: seed = Patroni's defaults (ttl 30, loop_wait 10), fast = the smallest (default: the lab's last, else seed)")
     p.add_argument("--db-nodes", type=int, default=None, help="PostgreSQL nodes, 2 to 9 (default 2)")
     p.add_argument("--etcd-nodes", type=int, default=None, help="etcd members: 1, 3 or 5 (default 3)")
     p.add_argument("--subnet", default=None, help="lab network (default 192.168.56.0/24, like a VirtualBox host-only network)")
     p.add_argument("--publish-ports", default=None, metavar="PRIMARY,REPLICAS,STATS",
                    help="host ports on 127.0.0.1 for HAProxy (default 5432,5433,8404); 'off' publishes nothing")
-    p.add_argument("--pg-install", choices=["auto", "pgdg", "source"], default="auto",
+    p.add_argument("--pg-install", choices=PG_INSTALL_CHOICES, default="auto",
                    help="how images that are missing get PostgreSQL (default auto)")
-    p.add_argument("--timeout", type=float, default=lab.UP_DEADLINE_S, help="seconds to wait for health (default %(default)s)")
+    p.add_argument("--timeout", type=float, default=lifecycle.UP_DEADLINE_S, help="seconds to wait for health (default %(default)s)")
     p.add_argument("--json", action="store_true", help="print the outcome as JSON")
     p.set_defaults(func=cmd_up)
 
@@ -61,15 +61,15 @@ def requested_topology(args: argparse.Namespace, current: Topology) -> Topology:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    paths = lab_paths(args)
-    current = load_topology(paths)
-    topo = requested_topology(args, current)
-    if topo.etcd != current.etcd and paths.topology_file.exists() and lab.lab_volumes(topo):
+    current = lab_context(args)
+    ctx = current.with_topology(requested_topology(args, current.topology))
+    if ctx.topology.etcd != current.topology.etcd and ctx.paths.topology_file.exists() and ctx.docker.volumes():
         raise LabError("the etcd membership of an existing lab cannot change in place; "
                        "run `pgha-lab down --volumes` first, then `up` with the new size.")
     progress = Progress(stream=sys.stderr)
-    outcome = access.bring_up(paths, topo, profile=args.profile, pg_install=args.pg_install,
-                              progress=progress, deadline_s=args.timeout)
+    outcome = lifecycle.bring_up(ctx, profile=args.profile, pg_install=args.pg_install,
+                                 progress=progress, deadline_s=args.timeout)
+    topo = ctx.topology
     if args.json:
         print(json.dumps(outcome.as_dict(), indent=2))
     else:
@@ -79,7 +79,5 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 
 def cmd_down(args: argparse.Namespace) -> int:
-    paths = lab_paths(args)
-    topo = load_topology(paths)
-    lab.down(paths, topo, volumes=args.volumes, progress=Progress(stream=sys.stderr))
+    lifecycle.take_down(lab_context(args), volumes=args.volumes, progress=Progress(stream=sys.stderr))
     return 0

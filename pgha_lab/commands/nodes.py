@@ -2,15 +2,13 @@
 from __future__ import annotations
 
 import argparse
-import subprocess
 import sys
 
-from pgha_lab import access, node_paths, tls
-
-from pgha_lab import lifecycle as lab
+from pgha_lab import node_paths, tls
+from pgha_lab.commands._common import lab_context
+from pgha_lab.context import LabContext
 from pgha_lab.errors import LabError
 from pgha_lab.topology import Role, TopologyError
-from pgha_lab.commands._common import lab_paths, load_topology
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -44,46 +42,43 @@ def _node(topo, name: str):
         raise LabError(str(exc)) from None
 
 
-def _require_running(topo, name: str) -> None:
-    if lab.running_containers(topo).get(name) != "running":
+def _require_running(ctx: LabContext, name: str) -> None:
+    if ctx.docker.containers().get(name) != "running":
         raise LabError(f"{name} is not running; `pgha-lab status` shows the lab, `pgha-lab up` starts it.")
 
 
-def _tty_flags() -> list[str]:
-    return ["-it"] if sys.stdin.isatty() and sys.stdout.isatty() else ["-i"]
+def _tty() -> bool:
+    return sys.stdin.isatty() and sys.stdout.isatty()
 
 
 def cmd_psql(args: argparse.Namespace) -> int:
-    paths = lab_paths(args)
-    topo = load_topology(paths)
-    states = lab.running_containers(topo)
+    ctx = lab_context(args)
+    topo = ctx.topology
+    states = ctx.docker.containers()
     client = next((n for n in topo.db if states.get(n.name) == "running"), None)
     if client is None:
         raise LabError(f"no db node of lab {topo.project!r} is running; start it with `pgha-lab up`.")
-    conninfo = access.dsn(paths, topo, replica=args.replica, ca=f"{node_paths.PATRONI_TLS}/{tls.CA_CERT}")
+    conninfo = ctx.dsn(replica=args.replica, ca=f"{node_paths.PATRONI_TLS}/{tls.CA_CERT}")
     # The db node's environment holds the superuser password (from secrets.env); psql reads PGPASSWORD.
-    cmd = ["docker", "exec", *_tty_flags(), topo.container_name(client), "sh", "-c",
-           'PGPASSWORD="$PATRONI_SUPERUSER_PASSWORD" exec psql "$@"', "psql", conninfo,
+    cmd = ["sh", "-c", 'PGPASSWORD="$PATRONI_SUPERUSER_PASSWORD" exec psql "$@"', "psql", conninfo,
            *_strip_dashes(args.psql_args)]
-    return subprocess.call(cmd)
+    return ctx.docker.exec_interactive(client, cmd, tty=_tty())
 
 
 def cmd_exec(args: argparse.Namespace) -> int:
-    topo = load_topology(lab_paths(args))
-    node = _node(topo, args.node)
+    ctx = lab_context(args)
+    node = _node(ctx.topology, args.node)
     cmd = _strip_dashes(args.cmd)
     if not cmd:
         raise LabError("give the command after --, e.g. `pgha-lab exec dbnode1 -- patronictl list`.")
-    _require_running(topo, node.name)
-    user_name = args.user or ("postgres" if node.role is Role.DB else None)
-    user = ["-u", user_name] if user_name else []
-    return subprocess.call(["docker", "exec", *_tty_flags(), *user, topo.container_name(node), *cmd])
+    _require_running(ctx, node.name)
+    user = args.user or ("postgres" if node.role is Role.DB else None)
+    return ctx.docker.exec_interactive(node, cmd, user=user, tty=_tty())
 
 
 def cmd_logs(args: argparse.Namespace) -> int:
-    topo = load_topology(lab_paths(args))
-    node = _node(topo, args.node)
-    if node.name not in lab.running_containers(topo):
+    ctx = lab_context(args)
+    node = _node(ctx.topology, args.node)
+    if node.name not in ctx.docker.containers():
         raise LabError(f"{node.name} has no container; start the lab with `pgha-lab up`.")
-    cmd = ["docker", "logs", "--tail", args.tail] + (["-f"] if args.follow else []) + [topo.container_name(node)]
-    return subprocess.call(cmd)
+    return ctx.docker.follow_logs(node, args.tail, args.follow)

@@ -7,12 +7,10 @@ import sys
 import time
 from dataclasses import asdict
 
-from pgha_lab import access
-
-from pgha_lab import lifecycle as lab
+from pgha_lab.commands._common import lab_context
+from pgha_lab.context import LabContext
 from pgha_lab.errors import LabError
 from pgha_lab.term.tables import etcd_table, haproxy_table, members_table
-from pgha_lab.commands._common import lab_paths, load_topology
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -23,8 +21,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_status)
 
 
-def snapshot(paths, topo) -> dict:
-    probe = access.probe_for(paths, topo)
+def snapshot(ctx: LabContext) -> dict:
+    probe = ctx.probe
     return {"members": probe.members(), "etcd": probe.etcd(), "haproxy": probe.haproxy()}
 
 
@@ -37,14 +35,14 @@ def render_text(topo, snap: dict) -> str:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    paths = lab_paths(args)
-    topo = load_topology(paths)
+    ctx = lab_context(args)
+    topo = ctx.topology
     if args.watch is not None and args.watch <= 0:
         raise LabError(f"--watch takes a refresh interval in seconds above 0, not {args.watch:g}.")
-    if not lab.running_containers(topo):
+    if not ctx.docker.containers():
         raise LabError(f"lab {topo.project!r} is not running; start it with `pgha-lab up`.")
     while True:
-        snap = snapshot(paths, topo)
+        snap = snapshot(ctx)
         if args.json:
             print(json.dumps({k: [asdict(x) for x in v] for k, v in snap.items()}, indent=2))
         else:

@@ -10,20 +10,17 @@ from typing import Any, Callable
 
 import psycopg
 
-from pgha_lab import access, health, secrets
 from pgha_lab.chaos.actions import Chaos
-from pgha_lab.errors import LabError, first_line
-from pgha_lab.paths import LabPaths
-from pgha_lab.profiles import Profile
-from pgha_lab.term.progress import Progress
-from pgha_lab.topology import Topology
+from pgha_lab.context import LabContext
 from pgha_lab.drill import reconcile as rc
 from pgha_lab.drill.clock import Clock
 from pgha_lab.drill.ledger import Attempt, Writer, WriterSettings, ensure_table, table_counts
 from pgha_lab.drill.sampler import Sample, Sampler
-from pgha_lab.drill.scenarios import Fault, Lab, Scenario, healthy
-
-POLL_S = 0.25
+from pgha_lab.drill.scenarios import Fault, Scenario
+from pgha_lab.errors import LabError, first_line
+from pgha_lab.profiles import Profile
+from pgha_lab.term.progress import Progress
+from pgha_lab.wait import Verdict, wait_until
 
 
 @dataclass(frozen=True)
@@ -106,48 +103,40 @@ class DrillResult:
         return figs
 
 
-def make_lab(paths: LabPaths, topo: Topology, profile: Profile) -> Lab:
-    probe = access.probe_for(paths, topo)
-    creds = secrets.load(paths)
-    return Lab(paths=paths, topo=topo, probe=probe, chaos=Chaos(topo, probe, profile), profile=profile,
-               restapi_auth=(creds.restapi_user, creds.restapi_password))
-
-
 def _poll(predicate: Callable[[], bool], deadline_s: float) -> bool:
-    end = time.monotonic() + deadline_s
-    while True:
-        if predicate():
-            return True
-        if time.monotonic() > end:
-            return False
-        time.sleep(POLL_S)
+    return wait_until(predicate, deadline_s).ok
 
 
 def _read_table(dsn: str, password: str, run: str, deadline_s: float) -> dict[int, int]:
     """The table's rows of this run, read from the primary through HAProxy once the lab is healthy."""
-    end = time.monotonic() + deadline_s
-    last = ""
-    while time.monotonic() < end:
+    counts: dict[int, int] = {}
+
+    def read() -> Verdict:
         try:
             with psycopg.connect(dsn, password=password, connect_timeout=3, autocommit=True) as conn:
-                return table_counts(conn, run)
+                counts.update(table_counts(conn, run))
+            return Verdict(True, "read")
         except psycopg.Error as exc:
-            last = first_line(exc)
-        time.sleep(POLL_S)
-    raise LabError(f"could not read the drill's table through HAProxy to reconcile it: {last}.")
+            return Verdict(False, first_line(exc))
+
+    verdict = wait_until(read, deadline_s)
+    if not verdict.ok:
+        raise LabError(f"could not read the drill's table through HAProxy to reconcile it: {verdict.reason}.")
+    return counts
 
 
-def run_drill(lab: Lab, scenario: Scenario, run: str, opts: DrillOptions = DrillOptions(),
+def run_drill(lab: LabContext, scenario: Scenario, run: str, opts: DrillOptions = DrillOptions(),
               progress: Progress | None = None) -> DrillResult:
     progress = progress or Progress(quiet=True)
-    verdict = healthy(lab)
+    verdict = lab.health()
     if not verdict.ok:
         raise LabError(f"the lab is not healthy ({verdict.reason}); bring it back with `pgha-lab chaos heal-all` "
                        f"and `pgha-lab up`, then run the drill again.")
-    members = lab.probe.members()
-    old_leader = health.leader_of(members) or ""
-    password = access.superuser_password(lab.paths)
-    dsn = access.dsn(lab.paths, lab.topo)
+    cluster = lab.cluster()
+    members = list(cluster.members)
+    old_leader = cluster.leader_name or ""
+    password = lab.secrets.superuser_password
+    dsn = lab.dsn()
     try:
         with psycopg.connect(dsn, password=password, connect_timeout=5, autocommit=True) as conn:
             ensure_table(conn)
@@ -155,10 +144,10 @@ def run_drill(lab: Lab, scenario: Scenario, run: str, opts: DrillOptions = Drill
         raise LabError(f"cannot write through HAProxy's 5432 before the drill: {str(exc).strip()[:200]}.") from None
 
     clock = Clock()
-    addresses = {str(n.address): n.name for n in lab.topo.db}
+    addresses = {str(n.address): n.name for n in lab.topology.db}
     writer = Writer(dsn, password, run, addresses, clock, opts.writer)
     sampler = Sampler(lab.probe, clock, opts.sample_interval_s, opts.sample_timeout_s)
-    result = DrillResult(scenario=scenario, project=lab.topo.project, profile=lab.profile, run=run, clock=clock,
+    result = DrillResult(scenario=scenario, project=lab.project, profile=lab.profile, run=run, clock=clock,
                          fault=Fault("", "", "", ""), fault_s=0.0, old_leader=old_leader,
                          members_before=[asdict(m) for m in members], writer_settings=opts.writer)
 
@@ -221,7 +210,7 @@ def run_drill(lab: Lab, scenario: Scenario, run: str, opts: DrillOptions = Drill
     except BaseException:
         if injected:   # never leave a half-broken lab behind, whatever stopped the drill
             try:
-                lab.chaos.heal_all()
+                Chaos(lab).heal_all()
             except Exception:
                 pass
         writer.stop()
@@ -239,14 +228,14 @@ def run_drill(lab: Lab, scenario: Scenario, run: str, opts: DrillOptions = Drill
     return result
 
 
-def _heal_and_settle(lab: Lab, result: DrillResult, opts: DrillOptions, progress: Progress,
+def _heal_and_settle(lab: LabContext, result: DrillResult, opts: DrillOptions, progress: Progress,
                      flowing: Callable[[], bool], mark: Callable[[str], None]) -> None:
     with progress.step("Healing every fault"):
-        result.healed = lab.chaos.heal_all()
+        result.healed = Chaos(lab).heal_all()
         mark("healed")
     with progress.step("Waiting for full health (old leader back as a replica, HAProxy routing)"):
         def settled() -> bool:
-            v = healthy(lab)
+            v = lab.health()
             result.health_note = v.reason
             progress.detail(v.reason)
             return v.ok and flowing()

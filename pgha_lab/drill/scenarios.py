@@ -8,26 +8,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable
 
-from pgha_lab.chaos import expectations as ex
 from pgha_lab import roles
+from pgha_lab.chaos import expectations as ex
 from pgha_lab.chaos.actions import Chaos
+from pgha_lab.context import LabContext
 from pgha_lab.errors import LabError
-from pgha_lab.health import Verdict
-from pgha_lab.paths import LabPaths
-from pgha_lab.probes import LabProbe
 from pgha_lab.profiles import PROMOTE_S, Profile
-from pgha_lab.topology import Topology
-
-
-@dataclass
-class Lab:
-    """Everything a scenario needs to act on one lab."""
-    paths: LabPaths
-    topo: Topology
-    probe: LabProbe
-    chaos: Chaos
-    profile: Profile
-    restapi_auth: tuple[str, str]
+from pgha_lab.wait import Verdict
 
 
 @dataclass
@@ -45,7 +32,7 @@ class Fault:
 class Scenario:
     name: str
     summary: str
-    inject: Callable[[Lab], Fault]
+    inject: Callable[[LabContext], Fault]
     # Minimum seconds to watch after the fault before healing: long enough for the effect the
     # scenario is about to show (e.g. a sync standby's member key expiring), whatever recovers first.
     observe_s: Callable[[Profile], float] = lambda p: 0.0
@@ -58,47 +45,48 @@ class Scenario:
     leader_changes: bool = True
 
 
-def _from_chaos(lab: Lab, action: str, target: str, peers: str | None = None) -> Fault:
-    out = lab.chaos.run(action, target, peers=peers)
+def _from_chaos(lab: LabContext, action: str, target: str, peers: str | None = None) -> Fault:
+    out = Chaos(lab).run(action, target, peers=peers)
     return Fault(target=out.node, role_before=out.role_before, done=out.done, expected=out.expectation.text,
                  check=out.expectation.check)
 
 
-def _switchover(lab: Lab) -> Fault:
-    change = roles.request_change(lab.probe, lab.topo, lab.restapi_auth, "switchover", None)
+def _switchover(lab: LabContext) -> Fault:
+    change = roles.request_change(lab, "switchover", None)
     old = change.old_leader or ""
     return Fault(target=old, role_before="leader",
                  done=f"switchover requested through {old}'s REST API (Patroni picks the candidate)",
                  expected=("the leader stops PostgreSQL cleanly and releases the key; the synchronous standby "
                            "promotes and HAProxy moves 5432 to it"),
-                 check=ex.new_leader(lab.chaos, old))
+                 check=ex.new_leader(lab, old))
 
 
-def _etcd_leader(lab: Lab) -> str:
+def _etcd_leader(lab: LabContext) -> str:
     leaders = [e.name for e in lab.probe.etcd() if e.is_leader]
     if not leaders:
         raise LabError("etcd has no leader right now; `pgha-lab status` shows the lab.")
     return leaders[0]
 
 
-def _etcd_kill(lab: Lab, how_many: int) -> Fault:
+def _etcd_kill(lab: LabContext, how_many: int) -> Fault:
     # The raft leader first: losing it also forces an etcd election, the harder case.
     first = _etcd_leader(lab)
-    others = sorted(n.name for n in lab.topo.etcd if n.name != first)
+    others = sorted(n.name for n in lab.topology.etcd if n.name != first)
     victims = [first, *others][:how_many]
-    outcomes = [lab.chaos.run("kill", name) for name in victims]
+    chaos = Chaos(lab)
+    outcomes = [chaos.run("kill", name) for name in victims]
     last = outcomes[-1]
     return Fault(target=victims[0], role_before="etcd leader", done="; ".join(o.done for o in outcomes),
                  expected=last.expectation.text, check=last.expectation.check, extra_targets=victims[1:])
 
 
-def _etcd_majority(lab: Lab) -> int:
-    return len(lab.topo.etcd) // 2 + 1
+def _etcd_majority(lab: LabContext) -> int:
+    return len(lab.topology.etcd) // 2 + 1
 
 
-def _quorum_loss(lab: Lab) -> Fault:
+def _quorum_loss(lab: LabContext) -> Fault:
     # Keep one member fewer than a majority running.
-    return _etcd_kill(lab, len(lab.topo.etcd) - _etcd_majority(lab) + 1)
+    return _etcd_kill(lab, len(lab.topology.etcd) - _etcd_majority(lab) + 1)
 
 
 FAILOVER_TEXT = f"ttl + loop_wait + promotion ({PROMOTE_S:g} s) + HAProxy rise checks"
@@ -140,6 +128,3 @@ def get(name: str) -> Scenario:
     except KeyError:
         raise LabError(f"unknown drill {name!r}; choose one of: {', '.join(SCENARIOS)}.") from None
 
-
-def healthy(lab: Lab) -> Verdict:
-    return ex.healthy(lab.chaos)()

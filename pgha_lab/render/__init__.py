@@ -9,15 +9,10 @@ from pathlib import Path
 import yaml
 
 from pgha_lab import profiles, secrets, tls
-
-from pgha_lab.render import etcd as render_etcd
-
-from pgha_lab.render import patroni as render_patroni
-
-from pgha_lab.render import haproxy as render_haproxy
 from pgha_lab.errors import LabError
 from pgha_lab.fsutil import write_if_changed
 from pgha_lab.paths import LabPaths
+from pgha_lab.render import etcd as render_etcd, haproxy as render_haproxy, patroni as render_patroni
 from pgha_lab.profiles import Profile
 from pgha_lab.render.common import RenderedFile
 from pgha_lab.topology import Node, Role, Topology
@@ -40,7 +35,7 @@ def node_files(topology: Topology, node: Node | str, profile: Profile,
 
 def bootstrap_profile(paths: LabPaths, profile: Profile) -> Profile:
     """The profile the lab's Patroni cluster was bootstrapped with. bootstrap.dcs counts only at
-    the first boot (later timings go to etcd, see access.apply_dcs_timings), so a profile switch
+    the first boot (later timings go to etcd, see lifecycle.apply_dcs_timings), so a profile switch
     leaves patroni.yml alone and no db node restarts for it."""
     f = paths.state / BOOTSTRAP_PROFILE_FILE
     saved = f.read_text().strip() if f.exists() else profile.name

@@ -1,1 +1,1 @@
-"""term."""
+"""Terminal output: progress lines and patronictl-style tables."""

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from pgha_lab import access
+from pgha_lab.context import LabContext
+from pgha_lab.gateway import LabDocker
 from pgha_lab.paths import LabPaths
 from pgha_lab.probes import LabProbe
 from pgha_lab.topology import Published, Topology
@@ -39,28 +40,25 @@ class LabUnderTest:
         return self.cli("up", "--profile", "fast", "--subnet", SUBNET,
                         "--publish-ports", f"{PORTS.primary},{PORTS.replicas},{PORTS.stats}")
 
+    @property
+    def ctx(self) -> LabContext:
+        """A fresh context each time: the topology on disk may have changed (a test grew the lab)."""
+        return LabContext.open(self.paths.home, self.paths.project)
+
     def probe(self) -> LabProbe:
-        return access.probe_for(self.paths, self.topo)
+        return self.ctx.probe
 
     def dsn(self, **kw) -> str:
-        return access.dsn(self.paths, self.topo, **kw)
+        return self.ctx.dsn(**kw)
 
     def password(self) -> str:
-        return access.superuser_password(self.paths)
+        return self.ctx.secrets.superuser_password
 
 
 def remove_leftovers() -> None:
     """Whatever an earlier, interrupted run left: containers, volumes, networks of the test project."""
-    label = f"label=com.docker.compose.project={PROJECT}"
-    ids = subprocess.run(["docker", "ps", "-aq", "--filter", label], capture_output=True, text=True).stdout.split()
-    if ids:
-        subprocess.run(["docker", "rm", "-f", "-v", *ids], capture_output=True)
-    vols = subprocess.run(["docker", "volume", "ls", "-q", "--filter", label], capture_output=True, text=True).stdout.split()
-    if vols:
-        subprocess.run(["docker", "volume", "rm", "-f", *vols], capture_output=True)
-    nets = subprocess.run(["docker", "network", "ls", "-q", "--filter", label], capture_output=True, text=True).stdout.split()
-    if nets:
-        subprocess.run(["docker", "network", "rm", *nets], capture_output=True)
+    paths = LabPaths(home=REPO, project=PROJECT)
+    LabDocker(PROJECT, paths.compose_file).remove_everything()
 
 
 @pytest.fixture(scope="session")

@@ -12,7 +12,6 @@ import pytest
 
 from pgha_lab import health
 from pgha_lab.chaos.actions import LOSS_IN, LOSS_OUT
-from pgha_lab.nodectl import NodeControl
 
 pytestmark = [pytest.mark.docker, pytest.mark.lab]
 
@@ -26,7 +25,7 @@ def lab(healthy_lab):
 
 
 def leader(lab) -> str:
-    name = health.leader_of(lab.probe().members())
+    name = lab.probe().cluster().leader_name
     assert name, "no leader"
     return name
 
@@ -240,7 +239,7 @@ def test_killing_the_synchronous_standby_lets_writes_continue(lab):
 def lab_state(lab) -> tuple:
     """What a refused request must leave as it was: each container's state and lab-network
     plug, and each member's role and timeline."""
-    ctl = NodeControl(lab.topo)
+    ctl = lab.ctx.docker
     containers = tuple((n.name, ctl.state(n)) for n in lab.topo.nodes)
     members = tuple(sorted((m.name, m.role, m.timeline) for m in lab.probe().members()))
     return containers, members

@@ -31,11 +31,10 @@ def drill(lab, scenario: str, out: Path, *extra: str) -> dict:
 
 def assert_lab_healthy(lab) -> None:
     probe = lab.probe()
-    members = probe.members()
-    verdict = health.assess_patroni(members, [n.name for n in lab.topo.db])
+    cluster = probe.cluster()
+    verdict = health.assess_patroni(cluster, [n.name for n in lab.topo.db])
     assert verdict.ok, verdict.reason
-    leader = health.leader_of(members)
-    verdict = health.assess_haproxy(probe.haproxy(), leader, [m.name for m in members if m.name != leader])
+    verdict = health.assess_routing(probe.haproxy(), cluster)
     assert verdict.ok, verdict.reason
 
 
@@ -69,7 +68,7 @@ def check_report(folder: Path, bound_s: float) -> dict:
 
 
 def test_switchover_drill(lab, tmp_path):
-    old = health.leader_of(lab.probe().members())
+    old = lab.probe().cluster().leader_name
     out = drill(lab, "switchover", tmp_path / "switchover")
     doc = check_report(tmp_path / "switchover", FAST.switchover_bound_s())
     assert out["runs"][0]["figures"] == doc["figures"]
@@ -80,7 +79,7 @@ def test_switchover_drill(lab, tmp_path):
 
 
 def test_kill_leader_drill(lab, tmp_path):
-    old = health.leader_of(lab.probe().members())
+    old = lab.probe().cluster().leader_name
     drill(lab, "kill-leader", tmp_path / "kill-leader")
     doc = check_report(tmp_path / "kill-leader", FAST.failover_bound_s())
     ph = doc["findings"]["phases"]

@@ -66,7 +66,6 @@ def test_the_exit_code_follows_the_reports_problems(tmp_path, capsys, monkeypatc
     results = {"recovered": synthetic_result(), "stuck": synthetic_result()}
     results["stuck"].recovered = False
     results["stuck"].recovery_note = "did not recover within 85s; healed anyway"
-    monkeypatch.setattr(command, "make_lab", lambda *a: None)
     for name, code in (("recovered", 0), ("stuck", 3)):
         monkeypatch.setattr(command, "run_drill", lambda *a, r=results[name], **k: r)
         out = tmp_path / name
@@ -81,7 +80,6 @@ def test_a_repeat_prints_whole_medians_of_whole_figures(tmp_path, capsys, monkey
     from test_drill_report import varied_runs
     fake_lab(tmp_path)
     runs = iter(varied_runs())
-    monkeypatch.setattr(command, "make_lab", lambda *a: None)
     monkeypatch.setattr(command, "run_drill", lambda *a, **k: next(runs))
     assert run(tmp_path, "switchover", "--repeat", "4", "--out", str(tmp_path / "out")) == 3
     table = {line.split()[0]: line.split()[1:] for line in capsys.readouterr().out.splitlines() if line.strip()}

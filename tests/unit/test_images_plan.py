@@ -8,6 +8,7 @@ import pytest
 from pgha_lab.build import images
 from pgha_lab.build.progress import Lines, shorten
 from pgha_lab.errors import LabError
+from pgha_lab.gateway import ImageInfo
 from pgha_lab.paths import LabPaths
 
 
@@ -96,16 +97,14 @@ def recipe_tree(home):
 
 
 class Engine:
-    """Just enough of the SDK's image lookup for the label comparison."""
+    """Just enough of the gateway's image lookup for the label comparison."""
     def __init__(self, labels_by_ref):
-        self.images = self
         self.labels_by_ref = labels_by_ref
 
-    def get(self, ref):
-        import docker.errors
+    def image(self, ref):
         if ref not in self.labels_by_ref:
-            raise docker.errors.ImageNotFound(ref)
-        return type("Image", (), {"id": ref, "attrs": {}, "labels": self.labels_by_ref[ref]})()
+            return None
+        return ImageInfo(ref, ref, 0, "", self.labels_by_ref[ref])
 
 
 def built_from(paths):

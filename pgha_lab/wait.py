@@ -1,0 +1,34 @@
+"""The one way the lab waits: poll a real readiness signal until it holds or a deadline passes."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+INTERVAL_S = 0.25   # every wait polls at this pace: fine enough for sub-second figures, light on the lab
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """A judgement with its reason; `culprit` names the node to show logs of when a wait fails."""
+    ok: bool
+    reason: str
+    culprit: str | None = None
+
+
+def wait_until(check: Callable[[], Verdict | bool], deadline_s: float, interval_s: float = INTERVAL_S,
+               on_verdict: Callable[[Verdict], None] | None = None) -> Verdict:
+    """Call `check` until it says ok or `deadline_s` has passed; the last verdict either way.
+
+    `check` may answer a plain bool for conditions with nothing to explain. It runs at least once,
+    and once more after the deadline, so a condition that became true while sleeping is not missed.
+    """
+    end = time.monotonic() + deadline_s
+    while True:
+        answer = check()
+        verdict = answer if isinstance(answer, Verdict) else Verdict(bool(answer), "done" if answer else "not yet")
+        if on_verdict is not None:
+            on_verdict(verdict)
+        if verdict.ok or time.monotonic() >= end:
+            return verdict
+        time.sleep(interval_s)
