@@ -188,9 +188,12 @@ class Verdict:
     def clean(self) -> bool:
         return not self.violations
 
-    def count(self, kind: Kind | str) -> int:
+    def finding(self, kind: Kind | str) -> Finding:
         name = kind.name if isinstance(kind, Kind) else kind
-        return next(finding.count for finding in self.findings if finding.kind.name == name)
+        return next(finding for finding in self.findings if finding.kind.name == name)
+
+    def count(self, kind: Kind | str) -> int:
+        return self.finding(kind).count
 
     @property
     def summary(self) -> str:
