@@ -82,7 +82,8 @@ def _text(name: str, value: Any, *, empty_ok: bool) -> str:
 
 @dataclass(frozen=True)
 class Operation:
-    """One client operation as the client saw it; the fields are the format's, documented above."""
+    """One client operation as the client saw it; the fields are the format's, documented above.
+    A list read's value may be given as a list: it is kept as a tuple."""
     op: str
     client: str
     key: str
@@ -205,9 +206,9 @@ class History:
     finals: tuple[FinalState, ...] = ()
 
 
-def _read_lines(path: Path) -> list[bytes]:
+def _read_bytes(path: Path) -> bytes:
     try:
-        return path.read_bytes().split(b"\n")
+        return path.read_bytes()
     except OSError as exc:
         raise HistoryError(f"cannot read {path}: {exc.strerror or exc}") from None
 
@@ -221,7 +222,7 @@ def load_history(path: str | Path) -> History:
     # Lost and duplicate writes are told apart by value, so a value written twice under one key
     # would make them ambiguous: refuse it instead of guessing.
     first_line_of: dict[tuple[str, int], int] = {}
-    for number, raw in enumerate(_read_lines(path), start=1):
+    for number, raw in enumerate(_read_bytes(path).split(b"\n"), start=1):
         where = f"{path} line {number}"
         try:
             text = raw.decode("utf-8")
@@ -256,7 +257,7 @@ def load_finals(path: str | Path) -> tuple[FinalState, ...]:
     """The final states of a JSON file holding an array of {"source", "rows"} records."""
     path = Path(path)
     try:
-        text = b"\n".join(_read_lines(path)).decode("utf-8")
+        text = _read_bytes(path).decode("utf-8")
     except UnicodeDecodeError:
         raise HistoryError(f"{path} is not UTF-8 text") from None
     try:
