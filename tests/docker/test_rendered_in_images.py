@@ -106,7 +106,11 @@ def etcd_cluster(docker_client, built_images, tmp_path_factory):
             # Started without a wait strategy: a member is ready only once a quorum of them runs.
             members.append(cleanup.enter_context(member))
         for member in members:   # fails at once, not at the deadline, if a member exits instead
-            LogMessageWaitStrategy("ready to serve client requests").with_startup_timeout(90).wait_until_ready(member)
+            try:
+                LogMessageWaitStrategy("ready to serve client requests").with_startup_timeout(90).wait_until_ready(member)
+            except RuntimeError as exc:   # testcontainers names the exit code only: the log says why
+                exc.add_note(member.get_wrapped_container().logs().decode(errors="replace")[-2000:])
+                raise
         client = tls.host_client(paths)
         for m in topo.etcd:   # every test starts from a cluster that answers
             _wait_healthy(f"https://{m.address}:{topo.ports.etcd_client}/health", client)
