@@ -105,9 +105,10 @@ def etcd_cluster(docker_client, built_images, tmp_path_factory):
                                                  hostname=m.name, labels=LABEL)))
             # Started without a wait strategy: a member is ready only once a quorum of them runs.
             members.append(cleanup.enter_context(member))
+        member_ready = LogMessageWaitStrategy("ready to serve client requests").with_startup_timeout(90)
         for member in members:   # fails at once, not at the deadline, if a member exits instead
             try:
-                LogMessageWaitStrategy("ready to serve client requests").with_startup_timeout(90).wait_until_ready(member)
+                member_ready.wait_until_ready(member)
             except RuntimeError as exc:   # testcontainers names the exit code only: the log says why
                 exc.add_note(member.get_wrapped_container().logs().decode(errors="replace")[-2000:])
                 raise
