@@ -3,11 +3,12 @@ entrypoints run the services as the Ubuntu packages' own users."""
 from __future__ import annotations
 
 import re
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from testcontainers.core.container import DockerContainer
+from testcontainers.core.wait_strategies import CompositeWaitStrategy, ExecWaitStrategy, LogMessageWaitStrategy
 
 pytestmark = pytest.mark.docker
 LABEL = {"org.pgha-lab.test": "images"}
@@ -19,37 +20,44 @@ class Ran:
     out: str
 
 
-def run(client, image: str, *cmd: str, entrypoint: str | None = None, env: dict | None = None,
+def run(image: str, *cmd: str, entrypoint: str | None = None, env: dict | None = None,
         volumes: dict | None = None) -> Ran:
     """Run a one-off container to completion; exit code and combined output."""
-    ctr = client.containers.run(image, list(cmd) or None, entrypoint=entrypoint, environment=env or {},
-                                volumes=volumes or {}, detach=True, labels=LABEL)
-    try:
+    one_off = DockerContainer(image).with_envs(**(env or {}))
+    one_off.with_kwargs(labels=LABEL, **({"entrypoint": entrypoint} if entrypoint else {}))
+    if cmd:
+        one_off.with_command(list(cmd))
+    for host, target in (volumes or {}).items():
+        one_off.with_volume_mapping(host, target, "ro")
+    with one_off:
+        ctr = one_off.get_wrapped_container()
         code = ctr.wait(timeout=120)["StatusCode"]
+        # One stream, in the order written: the assertions read stdout and stderr as a terminal would.
         return Ran(code, ctr.logs().decode(errors="replace"))
-    finally:
-        ctr.remove(force=True)
 
 
-def sh(client, image: str, script: str) -> Ran:
+def sh(image: str, script: str) -> Ran:
     """A root shell in the image, bypassing the entrypoint."""
-    return run(client, image, "-c", script, entrypoint="/bin/sh")
+    return run(image, "-c", script, entrypoint="/bin/sh")
 
 
-def wait_for(client_ctr, cmd: list[str], deadline_s: float = 60.0) -> str:
-    """Poll `cmd` inside a running container until it succeeds; its output, or fail at the deadline."""
-    deadline = time.monotonic() + deadline_s
-    last = ""
-    while time.monotonic() < deadline:
-        client_ctr.reload()
-        if client_ctr.status == "exited":
-            pytest.fail(f"container exited: {client_ctr.logs().decode(errors='replace')[-2000:]}")
-        code, out = client_ctr.exec_run(cmd)
-        last = out.decode(errors="replace")
-        if code == 0:
-            return last
-        time.sleep(0.2)   # poll interval while waiting on a real signal
-    pytest.fail(f"{cmd} never succeeded: {last}\n{client_ctr.logs().decode(errors='replace')[-2000:]}")
+class ReadyOrLogTail(CompositeWaitStrategy):
+    """testcontainers adds the log to a start that timed out, not to one that exited: both get it here."""
+
+    def wait_until_ready(self, container) -> None:
+        try:
+            super().wait_until_ready(container)
+        except RuntimeError as exc:
+            exc.add_note(container.get_wrapped_container().logs().decode(errors="replace")[-2000:])
+            raise
+
+
+def service(image: str, ready: LogMessageWaitStrategy, probe: list[str], deadline_s: float = 60.0) -> DockerContainer:
+    """A long-running container from the image's entrypoint, started once its log says `ready`
+    (which fails at once if the container exits instead) and `probe` then succeeds inside it."""
+    waits = ReadyOrLogTail(ready, ExecWaitStrategy(probe))
+    return (DockerContainer(image).with_kwargs(init=True, labels=LABEL)
+            .waiting_for(waits.with_startup_timeout(deadline_s).with_poll_interval(0.2)))
 
 
 # pid, parent, name and real uid of every process, read from /proc (the images carry no
@@ -60,11 +68,10 @@ PROCS = r"""for p in /proc/[0-9]*; do
 done"""
 
 
-def procs(ctr) -> list[tuple[str, int]]:
+def procs(ctr: DockerContainer) -> list[tuple[str, int]]:
     """(name, uid) of PID 1 and its descendants: the service tree, without our exec'd probes."""
-    _, out = ctr.exec_run(["sh", "-c", PROCS])
     table = {}
-    for line in out.decode().splitlines():
+    for line in ctr.exec(["sh", "-c", PROCS]).output.decode().splitlines():
         parts = line.split()
         if len(parts) == 4:
             table[int(parts[0])] = (int(parts[1]), parts[2], int(parts[3]))
@@ -77,22 +84,22 @@ def procs(ctr) -> list[tuple[str, int]]:
     return tree
 
 
-def uid(client, image: str, user: str) -> int:
-    return int(sh(client, image, f"id -u {user}").out.strip())
+def uid(image: str, user: str) -> int:
+    return int(sh(image, f"id -u {user}").out.strip())
 
 
 # -- every image ------------------------------------------------------------------------------
 @pytest.mark.parametrize("role", ["etcd", "dbnode", "haproxy"])
-def test_image_is_ubuntu_2404_with_curl(docker_client, built_images, role):
-    ran = sh(docker_client, built_images[role], "cat /etc/os-release; curl --version | head -1")
+def test_image_is_ubuntu_2404_with_curl(built_images, role):
+    ran = sh(built_images[role], "cat /etc/os-release; curl --version | head -1")
     assert ran.code == 0, ran.out
     assert 'ID=ubuntu' in ran.out and 'VERSION_ID="24.04"' in ran.out
     assert ran.out.splitlines()[-1].startswith("curl ")
 
 
 @pytest.mark.parametrize("role,user", [("etcd", "etcd"), ("dbnode", "postgres"), ("haproxy", "haproxy")])
-def test_entrypoint_runs_commands_as_the_service_user(docker_client, built_images, role, user):
-    ran = run(docker_client, built_images[role], "sh", "-c", "id -un; id -u")
+def test_entrypoint_runs_commands_as_the_service_user(built_images, role, user):
+    ran = run(built_images[role], "sh", "-c", "id -un; id -u")
     assert ran.code == 0, ran.out
     name, number = ran.out.split()
     assert name == user and int(number) != 0
@@ -103,24 +110,24 @@ def test_entrypoint_runs_commands_as_the_service_user(docker_client, built_image
     ("dbnode", "exec as postgres (uid {uid}): patroni /etc/patroni/config.yml"),
     ("haproxy", "exec as root: haproxy -W -db -f /etc/haproxy/haproxy.cfg"),
 ])
-def test_entrypoint_dry_run_names_the_service_and_user(docker_client, built_images, role, expected):
+def test_entrypoint_dry_run_names_the_service_and_user(built_images, role, expected):
     user = {"etcd": "etcd", "dbnode": "postgres", "haproxy": "haproxy"}[role]
-    ran = run(docker_client, built_images[role], env={"PGHA_ENTRYPOINT_DRY_RUN": "1"})
+    ran = run(built_images[role], env={"PGHA_ENTRYPOINT_DRY_RUN": "1"})
     assert ran.code == 0, ran.out
-    assert ran.out.strip() == expected.format(uid=uid(docker_client, built_images[role], user))
+    assert ran.out.strip() == expected.format(uid=uid(built_images[role], user))
 
 
 @pytest.mark.parametrize("role,user,folder", [("etcd", "etcd", "/etc/etcd/tls"),
                                               ("dbnode", "postgres", "/etc/patroni/tls"),
                                               ("haproxy", "haproxy", "/etc/haproxy/tls")])
-def test_entrypoint_installs_tls_for_the_service_user(docker_client, built_images, tmp_path, role, user, folder):
+def test_entrypoint_installs_tls_for_the_service_user(built_images, tmp_path, role, user, folder):
     tls = tmp_path / "tls"
     tls.mkdir()
     for name in ("ca.crt", "node.crt", "node.key", "bundle.pem"):
         (tls / name).write_text(f"{name}\n")
         (tls / name).chmod(0o644)   # as a host might leave them: the image must tighten keys
-    ran = run(docker_client, built_images[role], "sh", "-c", f"stat -c '%U %a %n' {folder}/*",
-              volumes={str(tls): {"bind": "/run/pgha-lab/tls", "mode": "ro"}})
+    ran = run(built_images[role], "sh", "-c", f"stat -c '%U %a %n' {folder}/*",
+              volumes={tls: "/run/pgha-lab/tls"})
     assert ran.code == 0, ran.out
     modes = {Path(line.split()[2]).name: (line.split()[0], line.split()[1]) for line in ran.out.splitlines()}
     assert modes == {"ca.crt": (user, "644"), "node.crt": (user, "644"),
@@ -128,8 +135,8 @@ def test_entrypoint_installs_tls_for_the_service_user(docker_client, built_image
 
 
 # -- etcd -------------------------------------------------------------------------------------
-def test_etcd_and_etcdctl_are_34_from_ubuntu(docker_client, built_images):
-    ran = sh(docker_client, built_images["etcd"],
+def test_etcd_and_etcdctl_are_34_from_ubuntu(built_images):
+    ran = sh(built_images["etcd"],
              "etcd --version; ETCDCTL_API=3 etcdctl version; dpkg-query -W -f '${Version}\\n' etcd-server")
     assert ran.code == 0, ran.out
     assert re.search(r"etcd Version: 3\.4\.\d+", ran.out)
@@ -138,8 +145,8 @@ def test_etcd_and_etcdctl_are_34_from_ubuntu(docker_client, built_images):
 
 
 @pytest.mark.parametrize("role", ["etcd", "dbnode"])
-def test_chaos_tools_use_nf_tables(docker_client, built_images, role):
-    ran = sh(docker_client, built_images[role], "iptables -V; ip -V")
+def test_chaos_tools_use_nf_tables(built_images, role):
+    ran = sh(built_images[role], "iptables -V; ip -V")
     assert ran.code == 0, ran.out
     assert "nf_tables" in ran.out and "iproute2" in ran.out
 
@@ -155,32 +162,30 @@ initial-cluster-state: new
 """
 
 
-def test_etcd_entrypoint_runs_etcd_as_etcd_and_ectl_reaches_it(docker_client, built_images, tmp_path):
+def test_etcd_entrypoint_runs_etcd_as_etcd_and_ectl_reaches_it(built_images, tmp_path):
     (tmp_path / "etcd.conf.yml").write_text(ETCD_CONF)
     (tmp_path / "ectl.env").write_text("ETCDCTL_API=3\nETCDCTL_ENDPOINTS=http://127.0.0.1:2379\n")
-    ctr = docker_client.containers.run(
-        built_images["etcd"], detach=True, init=True, labels=LABEL,
-        volumes={str(tmp_path / "etcd.conf.yml"): {"bind": "/etc/etcd/etcd.conf.yml", "mode": "ro"},
-                 str(tmp_path / "ectl.env"): {"bind": "/etc/etcd/ectl.env", "mode": "ro"}})
-    try:
-        out = wait_for(ctr, ["ectl", "endpoint", "health"])
-        assert "is healthy" in out
+    etcd = (service(built_images["etcd"], LogMessageWaitStrategy("ready to serve client requests"),
+                    ["ectl", "endpoint", "health"])
+            .with_volume_mapping(tmp_path / "etcd.conf.yml", "/etc/etcd/etcd.conf.yml")
+            .with_volume_mapping(tmp_path / "ectl.env", "/etc/etcd/ectl.env"))
+    with etcd:
+        health = etcd.exec(["ectl", "endpoint", "health"])
+        assert health.exit_code == 0 and b"is healthy" in health.output, health.output
         # A DBA's own --endpoints wins over the rendered default instead of etcdctl's
         # "conflicting environment variable" refusal.
-        code, own = ctr.exec_run(["ectl", "--endpoints=http://127.0.0.1:2379", "endpoint", "health"])
-        assert code == 0 and b"is healthy" in own, own
-        etcd_uid = uid(docker_client, built_images["etcd"], "etcd")
-        running = procs(ctr)
+        own = etcd.exec(["ectl", "--endpoints=http://127.0.0.1:2379", "endpoint", "health"])
+        assert own.exit_code == 0 and b"is healthy" in own.output, own.output
+        etcd_uid = uid(built_images["etcd"], "etcd")
+        running = procs(etcd)
         assert ("etcd", etcd_uid) in running, running
         # setpriv replaced the entrypoint shell: nothing but docker-init sits above etcd.
         assert not any(name in ("sh", "setpriv", "su", "runuser") for name, _ in running), running
-    finally:
-        ctr.remove(force=True)
 
 
 # -- dbnode ------------------------------------------------------------------------------------
-def test_postgresql_18_with_openssl_where_ubuntu_puts_it(docker_client, built_images):
-    ran = sh(docker_client, built_images["dbnode"],
+def test_postgresql_18_with_openssl_where_ubuntu_puts_it(built_images):
+    ran = sh(built_images["dbnode"],
              "postgres --version; pg_config --configure; ls /usr/lib/postgresql/18/bin; "
              "cat /etc/pgha-lab/postgresql-install")
     assert ran.code == 0, ran.out
@@ -191,16 +196,16 @@ def test_postgresql_18_with_openssl_where_ubuntu_puts_it(docker_client, built_im
     assert re.search(r"^method=(source|pgdg)$", ran.out, re.M)
 
 
-def test_data_directory_is_empty_and_private_to_postgres(docker_client, built_images):
-    ran = sh(docker_client, built_images["dbnode"],
+def test_data_directory_is_empty_and_private_to_postgres(built_images):
+    ran = sh(built_images["dbnode"],
              "stat -c '%U %G %a' /var/lib/postgresql/18/main; ls -A /var/lib/postgresql/18/main | wc -l; "
              "getent passwd postgres | cut -d: -f6; stat -c '%U %a' /var/run/postgresql")
     assert ran.code == 0, ran.out
     assert ran.out.split("\n")[:4] == ["postgres postgres 700", "0", "/var/lib/postgresql", "postgres 2775"]
 
 
-def test_patroni_41_in_its_venv_on_path(docker_client, built_images):
-    ran = sh(docker_client, built_images["dbnode"],
+def test_patroni_41_in_its_venv_on_path(built_images):
+    ran = sh(built_images["dbnode"],
              "patroni --version; patronictl version; readlink -f $(command -v patroni); "
              "/opt/patroni/bin/python -c 'import psycopg, etcd; print(psycopg.__version__)'")
     assert ran.code == 0, ran.out
@@ -209,9 +214,9 @@ def test_patroni_41_in_its_venv_on_path(docker_client, built_images):
     assert "/opt/patroni/bin/patroni" in ran.out
 
 
-def test_postgresql_initialises_and_serves_as_postgres(docker_client, built_images):
+def test_postgresql_initialises_and_serves_as_postgres(built_images):
     # Through the entrypoint, so this runs as postgres with the image's PATH and libraries.
-    ran = run(docker_client, built_images["dbnode"], "sh", "-c",
+    ran = run(built_images["dbnode"], "sh", "-c",
               "initdb -D /tmp/pg -A trust >/dev/null && "
               "pg_ctl -D /tmp/pg -o '-k /tmp -c listen_addresses=' -w -l /tmp/pg.log start >/dev/null && "
               "psql -h /tmp -XAtc \"select current_user, setting from pg_settings where name='ssl_library'\" postgres && "
@@ -236,25 +241,22 @@ frontend stats
 """
 
 
-def test_haproxy_28_from_ubuntu(docker_client, built_images):
-    ran = sh(docker_client, built_images["haproxy"], "haproxy -v; dpkg-query -W -f '${Version}\\n' haproxy")
+def test_haproxy_28_from_ubuntu(built_images):
+    ran = sh(built_images["haproxy"], "haproxy -v; dpkg-query -W -f '${Version}\\n' haproxy")
     assert ran.code == 0, ran.out
     assert re.search(r"HAProxy version 2\.8\.\d+", ran.out)
     assert "ubuntu" in ran.out.splitlines()[-1]
 
 
-def test_haproxy_starts_as_root_and_workers_run_as_haproxy(docker_client, built_images, tmp_path):
+def test_haproxy_starts_as_root_and_workers_run_as_haproxy(built_images, tmp_path):
     (tmp_path / "haproxy.cfg").write_text(HAPROXY_CFG)
-    ctr = docker_client.containers.run(
-        built_images["haproxy"], detach=True, init=True, labels=LABEL,
-        volumes={str(tmp_path / "haproxy.cfg"): {"bind": "/etc/haproxy/haproxy.cfg", "mode": "ro"}})
-    try:
-        wait_for(ctr, ["curl", "-fsS", "-o", "/dev/null", "http://127.0.0.1:8404/stats"])
-        haproxy_uid = uid(docker_client, built_images["haproxy"], "haproxy")
-        uids = sorted(u for name, u in procs(ctr) if name == "haproxy")
-        assert uids == [0, haproxy_uid], procs(ctr)   # master (root) and one worker
-    finally:
-        ctr.remove(force=True)
+    haproxy = (service(built_images["haproxy"], LogMessageWaitStrategy("Loading success"),
+                       ["curl", "-fsS", "-o", "/dev/null", "http://127.0.0.1:8404/stats"])
+               .with_volume_mapping(tmp_path / "haproxy.cfg", "/etc/haproxy/haproxy.cfg"))
+    with haproxy:
+        haproxy_uid = uid(built_images["haproxy"], "haproxy")
+        uids = sorted(u for name, u in procs(haproxy) if name == "haproxy")
+        assert uids == [0, haproxy_uid], procs(haproxy)   # master (root) and one worker
 
 
 # -- the build command -------------------------------------------------------------------------
