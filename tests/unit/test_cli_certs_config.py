@@ -53,3 +53,27 @@ def test_config_show_unknown_node_is_one_sentence_and_exit_1(tmp_path, capsys):
 def test_config_show_before_up_names_the_fix(tmp_path, capsys):
     assert cli.main(["--home", str(tmp_path), "config", "show", "haproxy"]) == 1
     assert "run `pgha-lab up`" in capsys.readouterr().err
+
+
+def test_certs_live_under_certs_project_with_private_keys(tmp_path, capsys):
+    assert cli.main(["--home", str(tmp_path), "--project", "lab2", "certs"]) == 0
+    certs = tmp_path / "certs" / "lab2"
+    assert f"certificates written to {certs}" in capsys.readouterr().out
+    assert (certs / "ca.crt").is_file()
+    keys = list(certs.glob("*.key"))
+    assert keys and all(k.stat().st_mode & 0o777 == 0o600 for k in keys)
+    assert not (tmp_path / "labs" / "lab2" / "certs").exists()
+
+
+def test_a_lab_from_before_certs_keeps_its_certificates_when_moved(tmp_path, capsys):
+    # An existing lab kept its TLS material in labs/<project>/certs: the next command moves it,
+    # byte for byte and with its times, and remakes nothing (no node would restart).
+    paths = LabPaths(home=tmp_path)
+    render.write_lab(paths, Topology.build(), profiles.SEED)
+    paths.certs.rename(paths.legacy_certs)
+    before = {p.name: v for p, v in ((p, (p.read_bytes(), p.stat().st_mtime_ns)) for p in paths.legacy_certs.iterdir())}
+    assert cli.main(["--home", str(tmp_path), "certs"]) == 0
+    assert "are current; nothing changed." in capsys.readouterr().out
+    after = {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in paths.certs.iterdir()}
+    assert after == before
+    assert not paths.legacy_certs.exists()
