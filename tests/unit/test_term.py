@@ -1,11 +1,13 @@
-"""Terminal output: one colour decision, patronictl-shaped tables."""
+"""Terminal output: one colour decision, patronictl-shaped tables, plain progress lines off a terminal."""
 import io
 import re
 
 import pytest
 
+from pgha_lab.build.progress import Lines
 from pgha_lab.probes import Backend, EtcdEndpoint, Member
 from pgha_lab.term.console import console_for, has_colour
+from pgha_lab.term.progress import Progress
 from pgha_lab.term.tables import MEMBER_COLUMNS, etcd_table, haproxy_table, members_table, table
 
 ANSI = re.compile(r"\x1b\[")
@@ -43,6 +45,13 @@ def test_a_pipe_has_no_terminal_and_no_colour_whatever_rich_is_told(monkeypatch,
     assert not console.is_terminal and not has_colour(console)
 
 
+def test_nothing_wraps_off_a_terminal(monkeypatch):
+    monkeypatch.setenv("COLUMNS", "40")
+    out = io.StringIO()
+    Progress(stream=out).info("x" * 300)
+    assert len(out.getvalue().splitlines()) == 1
+
+
 # -- tables -------------------------------------------------------------------------------------
 def test_members_table_has_patronictls_columns_and_ascii_borders():
     lines = members_table(members(), "18/main").splitlines()
@@ -74,3 +83,68 @@ def test_a_title_wider_than_its_columns_is_kept_whole():
     lines = table(["A"], [["1"]], title="a title much wider than the one column").splitlines()
     assert lines[0] == "+ a title much wider than the one column -+"
     assert all(len(line) == len(lines[0]) for line in lines)
+
+
+# -- term progress ------------------------------------------------------------------------------
+def test_progress_off_a_terminal_prints_one_plain_line_per_step(monkeypatch):
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    out = io.StringIO()
+    progress = Progress(stream=out)
+    with progress.step("Starting 3 nodes"):
+        progress.detail("waiting for etcd")   # a terminal-only note
+    with pytest.raises(RuntimeError):
+        with progress.step("Waiting for a leader"):
+            raise RuntimeError("no leader")
+    progress.info("node images match this checkout")
+    text = out.getvalue()
+    assert not ANSI.search(text)
+    lines = text.splitlines()
+    assert len(lines) == 3
+    assert re.fullmatch(r" ✓ Starting 3 nodes \(\d+\.\ds\)", lines[0])
+    assert re.fullmatch(r" ✗ Waiting for a leader \(\d+\.\ds\)", lines[1])
+    assert lines[2] == " • node images match this checkout"
+
+
+def test_quiet_progress_prints_nothing():
+    out = io.StringIO()
+    progress = Progress(stream=out, quiet=True)
+    with progress.step("Healing every fault"):
+        progress.info("healed")
+    assert out.getvalue() == ""
+
+
+def test_progress_on_a_terminal_with_no_color_has_no_colour(monkeypatch):
+    monkeypatch.setenv("NO_COLOR", "1")
+    out = FakeTerminal()
+    with Progress(stream=out).step("Starting 3 nodes"):
+        pass
+    assert "Starting 3 nodes" in out.getvalue()
+    assert not COLOUR.search(out.getvalue())
+
+
+def test_progress_on_a_terminal_marks_the_step_in_colour(monkeypatch):
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    out = FakeTerminal()
+    with Progress(stream=out).step("Starting 3 nodes"):
+        pass
+    assert COLOUR.search(out.getvalue())
+
+
+# -- build progress -----------------------------------------------------------------------------
+def test_build_lines_off_a_terminal_are_one_plain_line_each(monkeypatch):
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    out = io.StringIO()
+    progress = Lines(stream=out)
+    assert progress.tty is False and progress.color is False
+    progress.info("PostgreSQL 18: pgdg")
+    progress.start("etcd", "[4/9] RUN apt-get install etcd-server")
+    progress.done("etcd", "[4/9] RUN apt-get install etcd-server", 6.1)
+    progress.fail("dbnode", "[9/28] RUN build", 61.0, "cc: error\nmake: *** Error 2")
+    progress.close()
+    assert out.getvalue().splitlines() == [
+        "• PostgreSQL 18: pgdg",
+        "✓ etcd     [4/9] RUN apt-get install etcd-server  6.1s",
+        "✗ dbnode   [9/28] RUN build  failed after 1m01s",
+        "    cc: error",
+        "    make: *** Error 2",
+    ]
