@@ -148,3 +148,27 @@ def test_build_lines_off_a_terminal_are_one_plain_line_each(monkeypatch):
         "    cc: error",
         "    make: *** Error 2",
     ]
+
+
+# -- doctor shares the decision -----------------------------------------------------------------
+@pytest.fixture
+def doctor_checks(monkeypatch):
+    from pgha_lab.doctor import Check
+    monkeypatch.setattr("pgha_lab.doctor.run", lambda paths, registry_timeout: [
+        Check("engine", True, "27.0"), Check("registry", False, "no answer", required=False)])
+
+
+@pytest.mark.parametrize("stream,no_color,coloured", [
+    (io.StringIO, None, False), (FakeTerminal, "1", False), (FakeTerminal, None, True)])
+def test_doctor_colours_only_where_the_console_allows(tmp_path, monkeypatch, doctor_checks,
+                                                      stream, no_color, coloured):
+    from pgha_lab import cli
+    if no_color:
+        monkeypatch.setenv("NO_COLOR", no_color)
+    else:
+        monkeypatch.delenv("NO_COLOR", raising=False)
+    out = stream()
+    monkeypatch.setattr("sys.stdout", out)
+    assert cli.main(["--home", str(tmp_path), "doctor"]) == 0
+    assert bool(COLOUR.search(out.getvalue())) is coloured
+    assert COLOUR.sub("", out.getvalue()).splitlines() == ["ok    engine    27.0", "note  registry  no answer", "ready"]
