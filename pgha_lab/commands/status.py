@@ -6,6 +6,7 @@ import json
 import sys
 import time
 from dataclasses import asdict
+from typing import NoReturn
 
 from rich.console import Console
 from rich.live import Live
@@ -62,7 +63,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         time.sleep(args.watch)   # a display refresh interval, not a wait for readiness
 
 
-def watch_in_place(paths, topo, interval: float, console: Console) -> int:
+def watch_in_place(paths, topo, interval: float, console: Console) -> NoReturn:
     """Redraw the three tables where they stand until interrupted; the last snapshot stays."""
     # stderr is not drawn on, so it is not routed into stdout's display.
     with Live(console=console, auto_refresh=False, redirect_stderr=False) as live:

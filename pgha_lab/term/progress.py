@@ -33,6 +33,10 @@ class Progress:
         """A short live note next to the running step (shown on a terminal only)."""
         self._detail = text
 
+    @property
+    def latest_detail(self) -> str:
+        return self._detail
+
     def info(self, text: str) -> None:
         if not self.quiet:
             self.console.print(Text.assemble(" ", ("•", "cyan"), f" {text}"))
@@ -86,7 +90,7 @@ class _RunningStep:
         self.spinner = Spinner(SPINNER)
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
-        detail = f" — {self.progress._detail}" if self.progress._detail else ""
+        detail = f" — {self.progress.latest_detail}" if self.progress.latest_detail else ""
         elapsed = time.monotonic() - self.started
         yield Text.assemble(" ", self.spinner.render(console.get_time()),
                             f" {self.title} ({elapsed:.0f}s){detail}", no_wrap=True, overflow="ellipsis")
