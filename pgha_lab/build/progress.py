@@ -1,16 +1,21 @@
 """How a build shows progress: a line per finished step with its elapsed time, and on a
-terminal a spinner line for the steps still running. Colour only on a terminal, never with
-NO_COLOR set."""
+terminal a spinner line for the steps still running. Whether there is a terminal, and whether
+it gets colour, is term.console's decision."""
 from __future__ import annotations
 
-import os
 import sys
 import threading
 import time
 from dataclasses import dataclass, field
 from typing import Protocol, TextIO
 
-from pgha_lab.term.progress import SPINNER, paint
+from rich.console import Console, ConsoleOptions, RenderResult
+from rich.live import Live
+from rich.spinner import Spinner
+from rich.text import Text
+
+from pgha_lab.term.console import console_for, has_colour
+from pgha_lab.term.progress import SPINNER, spinner_live
 
 TITLE_WIDTH = 64
 
@@ -47,28 +52,27 @@ class Silent:
 
 @dataclass
 class Lines:
-    """Line-per-step output, safe to call from the concurrent image builds."""
+    """Line-per-step output, safe to call from the concurrent image builds. `tty` overrides the
+    stream's own isatty(); colour follows from it (term.console decides both)."""
     stream: TextIO = field(default_factory=lambda: sys.stderr)
     tty: bool | None = None
-    color: bool | None = None
-    _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
+    color: bool = field(init=False)
+    console: Console = field(init=False, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
     _running: dict[str, tuple[str, float]] = field(default_factory=dict, init=False)
-    _stop: threading.Event = field(default_factory=threading.Event, init=False)
-    _spinner: threading.Thread | None = field(default=None, init=False)
-    _status_shown: bool = field(default=False, init=False)
+    _live: Live | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
-        if self.tty is None:
-            self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
-        if self.color is None:
-            self.color = bool(self.tty) and "NO_COLOR" not in os.environ
+        self.console = console_for(self.stream, terminal=self.tty)
+        self.tty = self.console.is_terminal
+        self.color = has_colour(self.console)
         if self.tty:
-            self._spinner = threading.Thread(target=self._spin, daemon=True)
-            self._spinner.start()
+            self._live = spinner_live(self.console, _RunningBuilds(self))
+            self._live.start()
 
     # -- the Progress protocol --------------------------------------------------------------
     def info(self, message: str) -> None:
-        self._line(f"{self._paint('•', '36')} {message}")
+        self.console.print(Text.assemble(("•", "cyan"), f" {message}"))
 
     def start(self, image: str, step: str) -> None:
         with self._lock:
@@ -77,57 +81,42 @@ class Lines:
     def done(self, image: str, step: str, seconds: float, cached: bool = False) -> None:
         with self._lock:
             self._running.pop(image, None)
-        mark = self._paint("✓", "32")
-        when = "cached" if cached else fmt_seconds(seconds)
-        self._line(f"{mark} {image:<8} {shorten(step)}  {self._paint(when, '2') if cached else when}")
+        when = ("cached", "dim") if cached else fmt_seconds(seconds)
+        self.console.print(Text.assemble(("✓", "green"), f" {image:<8} {shorten(step)}  ", when))
 
     def fail(self, image: str, step: str, seconds: float, log_tail: str) -> None:
         with self._lock:
             self._running.pop(image, None)
-        self._line(f"{self._paint('✗', '31')} {image:<8} {shorten(step)}  failed after {fmt_seconds(seconds)}")
-        for line in log_tail.splitlines():
-            self._line(f"    {line}")
+        tail = "".join(f"\n    {line}" for line in log_tail.splitlines())
+        # One print, so a concurrent build's line cannot land inside the log tail.
+        self.console.print(Text.assemble(("✗", "red"),
+                                         f" {image:<8} {shorten(step)}  failed after {fmt_seconds(seconds)}{tail}"))
 
     def close(self) -> None:
-        self._stop.set()
-        if self._spinner is not None:
-            self._spinner.join(timeout=1)
+        if self._live is not None:
+            self._live.stop()
+            self._live = None
+
+    def running(self) -> list[tuple[str, str, float]]:
+        """(image, step, started) for each step still running, by image."""
         with self._lock:
-            self._clear_status()
+            return [(image, step, started) for image, (step, started) in sorted(self._running.items())]
 
-    # -- drawing ---------------------------------------------------------------------------
-    def _paint(self, text: str, code: str) -> str:
-        return paint(text, code, bool(self.color))
 
-    def _clear_status(self) -> None:
-        if self._status_shown:
-            self.stream.write("\r\x1b[K")
-            self._status_shown = False
+class _RunningBuilds:
+    """The spinner line under the finished steps: every running step with its seconds so far.
+    Live renders it again on each refresh; with nothing running it takes no line at all."""
 
-    def _line(self, text: str) -> None:
-        with self._lock:
-            self._clear_status()
-            self.stream.write(text + "\n")
-            self.stream.flush()
+    def __init__(self, lines: Lines) -> None:
+        self.lines = lines
+        self.spinner = Spinner(SPINNER)
 
-    def _spin(self) -> None:
-        frame = 0
-        # Redrawing on a timer is display pacing, not waiting for anything.
-        while not self._stop.wait(0.15):
-            with self._lock:
-                if not self._running:
-                    self._clear_status()
-                    continue
-                now = time.monotonic()
-                parts = [f"{img} {shorten(step, 28)} {fmt_seconds(now - t0)}"
-                         for img, (step, t0) in sorted(self._running.items())]
-                width = 200
-                try:
-                    width = os.get_terminal_size(self.stream.fileno()).columns
-                except (OSError, ValueError, AttributeError):
-                    pass
-                status = f"{SPINNER[frame % len(SPINNER)]} " + " | ".join(parts)
-                self.stream.write("\r\x1b[K" + status[: max(10, width - 1)])
-                self.stream.flush()
-                self._status_shown = True
-                frame += 1
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        running = self.lines.running()
+        if not running:
+            return
+        now = time.monotonic()
+        parts = " | ".join(f"{image} {shorten(step, 28)} {fmt_seconds(now - started)}"
+                           for image, step, started in running)
+        yield Text.assemble(self.spinner.render(console.get_time()), f" {parts}",
+                            no_wrap=True, overflow="ellipsis")

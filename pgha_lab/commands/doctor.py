@@ -3,11 +3,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
+
+from rich.text import Text
 
 from pgha_lab import doctor
 from pgha_lab.commands._common import lab_paths
+from pgha_lab.term.console import console_for
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -24,14 +26,11 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"ok": ok, "checks": [c.as_dict() for c in checks]}, indent=2))
         return 0 if ok else 1
-    color = sys.stdout.isatty() and "NO_COLOR" not in os.environ
+    console = console_for(sys.stdout)
     width = max(len(c.name) for c in checks)
     for c in checks:
         mark = "ok" if c.ok else ("FAIL" if c.required else "note")
-        if color:
-            mark = f"\x1b[{'32' if c.ok else '31' if c.required else '33'}m{mark:<4}\x1b[0m"
-        else:
-            mark = f"{mark:<4}"
-        print(f"{mark}  {c.name:<{width}}  {c.detail}")
-    print("ready" if ok else "not ready: fix the FAIL lines above")
+        colour = "green" if c.ok else "red" if c.required else "yellow"
+        console.print(Text.assemble((f"{mark:<4}", colour), f"  {c.name:<{width}}  {c.detail}"))
+    console.print("ready" if ok else "not ready: fix the FAIL lines above")
     return 0 if ok else 1

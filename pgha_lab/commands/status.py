@@ -6,10 +6,16 @@ import json
 import sys
 import time
 from dataclasses import asdict
+from typing import NoReturn
+
+from rich.console import Console
+from rich.live import Live
+from rich.text import Text
 
 from pgha_lab.commands._common import lab_context
 from pgha_lab.context import LabContext
 from pgha_lab.errors import LabError
+from pgha_lab.term.console import console_for
 from pgha_lab.term.tables import etcd_table, haproxy_table, members_table
 
 
@@ -41,14 +47,26 @@ def cmd_status(args: argparse.Namespace) -> int:
         raise LabError(f"--watch takes a refresh interval in seconds above 0, not {args.watch:g}.")
     if not ctx.docker.containers():
         raise LabError(f"lab {topo.project!r} is not running; start it with `pgha-lab up`.")
+    console = console_for(sys.stdout)
+    if args.watch and not args.json and console.is_terminal:
+        return watch_in_place(paths, topo, args.watch, console)
     while True:
         snap = snapshot(ctx)
         if args.json:
             print(json.dumps({k: [asdict(x) for x in v] for k, v in snap.items()}, indent=2))
         else:
-            if args.watch and sys.stdout.isatty():
-                print("\033[H\033[J", end="")
             print(render_text(topo, snap))
         if not args.watch:
             return 0
         time.sleep(args.watch)   # a display refresh interval, not a wait for readiness
+
+
+def watch_in_place(paths, topo, interval: float, console: Console) -> NoReturn:
+    """Redraw the three tables where they stand until interrupted; the last snapshot stays."""
+    # stderr is not drawn on, so it is not routed into stdout's display.
+    with Live(console=console, auto_refresh=False, redirect_stderr=False) as live:
+        while True:
+            # Cropped rather than wrapped: a wrapped table row is unreadable.
+            live.update(Text(render_text(topo, snapshot(paths, topo)), no_wrap=True, overflow="ellipsis"),
+                        refresh=True)
+            time.sleep(interval)   # a display refresh interval, not a wait for readiness

@@ -1,34 +1,46 @@
 """Tables a DBA already reads: patronictl's member list, etcdctl's endpoint status, HAProxy's servers."""
 from __future__ import annotations
 
-from typing import Any, Sequence
+import io
+from typing import Any, Collection, Sequence
+
+from rich import box
+from rich.table import Table
+from rich.text import Text
 
 from pgha_lab.probes import Backend, EtcdEndpoint, Member
+from pgha_lab.term.console import console_for
 
 MEMBER_COLUMNS = ["Member", "Host", "Role", "State", "TL", "Receive LSN", "Lag", "Replay LSN", "Lag", "Tags"]
 ETCD_COLUMNS = ["Endpoint", "Name", "ID", "Version", "DB Size", "Is Leader", "Raft Term"]
 HAPROXY_COLUMNS = ["Backend", "Server", "Status", "Last Check", "Since Change"]
+# patronictl right-aligns its numeric columns.
+MEMBER_NUMBERS = {"TL", "Lag"}
 ROLE_NAMES = {"leader": "Leader", "sync_standby": "Sync Standby", "quorum_standby": "Quorum Standby",
               "replica": "Replica", "standby_leader": "Standby Leader"}
 
 
-def table(headers: Sequence[str], rows: Sequence[Sequence[Any]], title: str | None = None) -> str:
-    """A bordered table in the style of patronictl's."""
-    cells = [[("" if c is None else str(c)) for c in row] for row in rows]
-    widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(headers)]
-    rule = "+" + "+".join("-" * (w + 2) for w in widths) + "+"
+def table(headers: Sequence[str], rows: Sequence[Sequence[Any]], title: str | None = None,
+          right_aligned: Collection[str] = ()) -> str:
+    """A bordered table in the style of patronictl's, as plain text: ASCII borders, no row rules,
+    the title written into the top border. Columns named in `right_aligned` hold numbers."""
+    # Room for "+ title -+", so a title wider than the columns widens the table instead of being cut.
+    grid = Table(box=box.ASCII2, header_style="", min_width=len(title) + 5 if title else None)
+    for header in headers:
+        grid.add_column(Text(header), no_wrap=True, justify="right" if header in right_aligned else "left")
+    for row in rows:
+        grid.add_row(*(Text("" if cell is None else str(cell)) for cell in row))
+    out = io.StringIO()
+    console_for(out).print(grid)
+    text = out.getvalue().rstrip("\n")
+    return _titled(text, title) if title else text
 
-    def line(values: Sequence[str]) -> str:
-        return "| " + " | ".join(v.ljust(w) for v, w in zip(values, widths)) + " |"
 
-    out = []
-    if title:
-        inner = len(rule) - 2
-        out.append("+" + f" {title} ".center(inner, "-") + "+")
-    else:
-        out.append(rule)
-    out += [line(headers), rule, *(line(r) for r in cells), rule]
-    return "\n".join(out)
+def _titled(text: str, title: str) -> str:
+    """patronictl's header line: `+ Cluster: NAME ---+----+`, the title over the top border."""
+    top, _, rest = text.partition("\n")
+    label = f" {title} "[: len(top) - 2]
+    return top[0] + label + top[1 + len(label):] + "\n" + rest
 
 
 def _size(n: int) -> str:
@@ -57,7 +69,7 @@ def members_table(members: list[Member], scope: str) -> str:
         tags = ", ".join(f"{k}: {_tag(v)}" for k, v in sorted(m.tags.items()))
         rows.append([m.name, m.host, ROLE_NAMES.get(m.role, m.role), m.state, m.timeline,
                      m.receive_lsn, _lag(m.receive_lag), m.replay_lsn, _lag(m.replay_lag), tags])
-    return table(MEMBER_COLUMNS, rows, title=f"Cluster: {scope}")
+    return table(MEMBER_COLUMNS, rows, title=f"Cluster: {scope}", right_aligned=MEMBER_NUMBERS)
 
 
 def etcd_table(endpoints: list[EtcdEndpoint]) -> str:
