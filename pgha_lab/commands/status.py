@@ -49,7 +49,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         raise LabError(f"lab {topo.project!r} is not running; start it with `pgha-lab up`.")
     console = console_for(sys.stdout)
     if args.watch and not args.json and console.is_terminal:
-        return watch_in_place(paths, topo, args.watch, console)
+        return watch_in_place(ctx, args.watch, console)
     while True:
         snap = snapshot(ctx)
         if args.json:
@@ -61,12 +61,12 @@ def cmd_status(args: argparse.Namespace) -> int:
         time.sleep(args.watch)   # a display refresh interval, not a wait for readiness
 
 
-def watch_in_place(paths, topo, interval: float, console: Console) -> NoReturn:
+def watch_in_place(ctx: LabContext, interval: float, console: Console) -> NoReturn:
     """Redraw the three tables where they stand until interrupted; the last snapshot stays."""
     # stderr is not drawn on, so it is not routed into stdout's display.
     with Live(console=console, auto_refresh=False, redirect_stderr=False) as live:
         while True:
             # Cropped rather than wrapped: a wrapped table row is unreadable.
-            live.update(Text(render_text(topo, snapshot(paths, topo)), no_wrap=True, overflow="ellipsis"),
+            live.update(Text(render_text(ctx.topology, snapshot(ctx)), no_wrap=True, overflow="ellipsis"),
                         refresh=True)
             time.sleep(interval)   # a display refresh interval, not a wait for readiness

@@ -7,6 +7,7 @@ import pytest
 
 from pgha_lab import cli
 from pgha_lab.commands import status
+from pgha_lab.gateway import LabDocker
 from pgha_lab.probes import Backend, EtcdEndpoint, Member
 
 
@@ -23,8 +24,8 @@ class Interrupted(Exception):
 def lab(monkeypatch):
     """A running lab that answers every probe; `naps` records each refresh interval slept."""
     naps = []
-    monkeypatch.setattr(status.lab, "running_containers", lambda topo: {"dbnode1": "running"})
-    monkeypatch.setattr(status, "snapshot", lambda paths, topo: {
+    monkeypatch.setattr(LabDocker, "containers", lambda self: {"dbnode1": "running"})
+    monkeypatch.setattr(status, "snapshot", lambda ctx: {
         "members": [Member("dbnode1", "192.168.56.10", "leader", "running", 1)],
         "etcd": [EtcdEndpoint(name="etcd1", endpoint="https://etcd1:2379", is_leader=True)],
         "haproxy": [Backend("primary", "dbnode1", "UP")],
