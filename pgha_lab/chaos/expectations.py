@@ -4,6 +4,7 @@ with a check that reads the cluster and says whether it has happened yet."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import Callable
 
 from pgha_lab import health
@@ -68,6 +69,24 @@ def streams_as_replica(ctx: LabContext, name: str) -> Callable[[], Verdict]:
     return check
 
 
+def restarted_since(ctx: LabContext, node: Node, since: datetime,
+                    then: Callable[[], Verdict]) -> Callable[[], Verdict]:
+    """`then`, but only once the node's postmaster has started again after `since`: until Patroni's
+    next loop the cluster still reports the killed PostgreSQL as it was, which `then` alone would
+    take for an outcome that already happened."""
+    def check() -> Verdict:
+        code, doc = ctx.probe.rest(node, "/patroni")
+        started = doc.get("postmaster_start_time") if code in (200, 503) else None
+        try:
+            restarted = started is not None and datetime.fromisoformat(started) > since
+        except ValueError:
+            restarted = False
+        if not restarted:
+            return Verdict(False, f"PostgreSQL on {node.name} has not started again yet", node.name)
+        return then()
+    return check
+
+
 def no_primary(ctx: LabContext) -> Callable[[], Verdict]:
     def check() -> Verdict:
         primaries = [n.name for n in ctx.topology.db if ctx.probe.rest(n, "/primary")[0] == 200]
@@ -96,6 +115,7 @@ def expectation_for(ctx: LabContext, action: str, node: Node, role: str, cluster
     rejoin_s = 120.0   # a rewind or a fresh base backup on a laptop
     leader = cluster.leader_name
     timeline = cluster.timeline
+    killed_at = datetime.now(timezone.utc)   # the action has just run: a restart must come after it
 
     losing = action in ("kill", "pause", "stop", "isolate") or (action == "partition" and not clear)
     returning = action in ("start", "resume", "heal") or (action == "partition" and clear)
@@ -130,9 +150,9 @@ def expectation_for(ctx: LabContext, action: str, node: Node, role: str, cluster
                 return Expectation(
                     f"{node.name} still holds the leader key, so Patroni restarts PostgreSQL in place as primary "
                     f"('starting primary after failure', primary_start_timeout 300s): no failover, same timeline.",
-                    same_leader(ctx, node.name, timeline), 60)
+                    restarted_since(ctx, node, killed_at, same_leader(ctx, node.name, timeline)), 60)
             return Expectation(f"Patroni restarts PostgreSQL on {node.name} as a replica; it streams again.",
-                               streams_as_replica(ctx, node.name), 60)
+                               restarted_since(ctx, node, killed_at, streams_as_replica(ctx, node.name)), 60)
     if node.role is Role.ETCD:
         total = len(ctx.topology.etcd)
         quorum = total // 2 + 1
