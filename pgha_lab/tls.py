@@ -32,7 +32,29 @@ RENEW_WITHIN = dt.timedelta(days=30)
 STATE_FILE = "state.json"     # each leaf's digest (what shaped it), so only changed leaves are remade
 CA_CERT = "ca.crt"
 CA_KEY = "ca.key"
-HOST_CLIENT = "host-client"   # the host's own client certificate (probes: etcd API, Patroni REST API)
+HOST_CLIENT = "host-client"
+# Certificate names inside a node's TLS folder, the same on every node of a role, so configs,
+# health checks and entrypoints never need the node's name: <name>.crt + <name>.key (or <name>.pem).
+ETCD = "etcd"                  # etcd member: client and peer traffic
+ETCDCTL = "etcdctl"            # ectl on an etcd node
+POSTGRES = "postgres"          # PostgreSQL's server certificate (names HAProxy too)
+RESTAPI = "restapi"            # Patroni's REST API server
+ETCD_CLIENT = "etcd-client"    # Patroni talking to etcd
+PATRONICTL = "patronictl"      # patronictl, and Patroni calling another member's REST API
+HAPROXY_CHECK = "haproxy-check"  # HAProxy's health-check client (one .pem: certificate and key)
+
+
+def crt(name: str) -> str:
+    return f"{name}.crt"
+
+
+def key(name: str) -> str:
+    return f"{name}.key"
+
+
+def pem(name: str) -> str:
+    return f"{name}.pem"
+   # the host's own client certificate (probes: etcd API, Patroni REST API)
 KEY_MODE = 0o600
 CERT_MODE = 0o644
 ORG = "pgha-lab"
@@ -81,9 +103,9 @@ def plan(topology: Topology) -> list[CertSpec]:
     for m in topology.etcd:
         # One certificate for both client and peer traffic: peers present it as clients too.
         specs.append(CertSpec(f"{m.name}-etcd", m.name, True, True, _names(topology, m) + ldns,
-                              (str(m.address),) + lips, m.name, "etcd"))
+                              (str(m.address),) + lips, m.name, ETCD))
         specs.append(CertSpec(f"{m.name}-etcdctl", f"etcdctl@{m.name}", False, True, _names(topology, m) + ldns,
-                              (str(m.address),) + lips, m.name, "etcdctl"))
+                              (str(m.address),) + lips, m.name, ETCDCTL))
     hp = topology.haproxy
     published = []
     if topology.published.enabled and not ipaddress.ip_address(topology.published.bind).is_unspecified:
@@ -94,16 +116,16 @@ def plan(topology: Topology) -> list[CertSpec]:
         # sslmode=verify-full fails for everyone who does not connect to the node directly.
         pg_dns = _names(topology, db) + _names(topology, hp) + ldns
         pg_ips = tuple(dict.fromkeys((str(db.address), str(hp.address), *lips, *published)))
-        specs.append(CertSpec(f"{db.name}-postgres", db.name, True, False, pg_dns, pg_ips, db.name, "postgres"))
+        specs.append(CertSpec(f"{db.name}-postgres", db.name, True, False, pg_dns, pg_ips, db.name, POSTGRES))
         specs.append(CertSpec(f"{db.name}-restapi", db.name, True, False, _names(topology, db) + ldns,
-                              (str(db.address),) + lips, db.name, "restapi"))
+                              (str(db.address),) + lips, db.name, RESTAPI))
         specs.append(CertSpec(f"{db.name}-etcd-client", f"patroni@{db.name}", False, True, _names(topology, db) + ldns,
-                              (str(db.address),) + lips, db.name, "etcd-client"))
+                              (str(db.address),) + lips, db.name, ETCD_CLIENT))
         # ctl section: patronictl, and Patroni itself when it calls another member's REST API.
         specs.append(CertSpec(f"{db.name}-patronictl", f"patronictl@{db.name}", False, True, _names(topology, db) + ldns,
-                              (str(db.address),) + lips, db.name, "patronictl"))
+                              (str(db.address),) + lips, db.name, PATRONICTL))
     specs.append(CertSpec(f"{hp.name}-check", f"haproxy@{hp.name}", False, True, _names(topology, hp),
-                          (str(hp.address),), hp.name, "haproxy-check", combined_pem=True))
+                          (str(hp.address),), hp.name, HAPROXY_CHECK, combined_pem=True))
     specs.append(CertSpec(HOST_CLIENT, f"{ORG}@host", False, True, ldns,
                           (str(topology.host_address),) + lips, None, ""))
     return specs
@@ -363,10 +385,10 @@ def node_bundle(topology: Topology, node: Node | str) -> dict[str, str]:
         if spec.node != node.name:
             continue
         if spec.combined_pem:
-            bundle[f"{spec.bundle_name}.pem"] = f"{spec.stem}.pem"
+            bundle[pem(spec.bundle_name)] = pem(spec.stem)
         else:
-            bundle[f"{spec.bundle_name}.crt"] = f"{spec.stem}.crt"
-            bundle[f"{spec.bundle_name}.key"] = f"{spec.stem}.key"
+            bundle[crt(spec.bundle_name)] = crt(spec.stem)
+            bundle[key(spec.bundle_name)] = key(spec.stem)
     return bundle
 
 

@@ -16,6 +16,7 @@ from pgha_lab import gateway   # container and network names are the gateway's t
 SCHEMA = "pgha-lab/v1"
 DEFAULT_SUBNET = "192.168.56.0/24"   # VirtualBox's default host-only network
 DEFAULT_PROJECT = "pgha-lab"
+DEFAULT_SCOPE = "18/main"               # Patroni's scope, named like the Ubuntu cluster it stands for
 DB_NODE_RANGE = range(2, 10)         # 2..9
 ETCD_SIZES = (1, 3, 5)               # odd, so a majority is well defined
 
@@ -117,7 +118,7 @@ class Topology:
     etcd: tuple[Node, ...]
     db: tuple[Node, ...]
     haproxy: Node
-    scope: str = "18/main"
+    scope: str = DEFAULT_SCOPE
     ports: Ports = field(default_factory=Ports)
     published: Published = field(default_factory=Published)
 
@@ -125,7 +126,7 @@ class Topology:
     @classmethod
     def build(cls, *, db_nodes: int = 2, etcd_nodes: int = 3, subnet: str = DEFAULT_SUBNET,
               prefix: str = "", project: str = DEFAULT_PROJECT, published: Published | None = None,
-              scope: str = "18/main") -> "Topology":
+              scope: str = DEFAULT_SCOPE) -> "Topology":
         if db_nodes not in DB_NODE_RANGE:
             raise TopologyError(f"db nodes must be between {DB_NODE_RANGE.start} and {DB_NODE_RANGE.stop - 1}, not {db_nodes}.")
         if etcd_nodes not in ETCD_SIZES:
@@ -238,7 +239,7 @@ class Topology:
         try:
             return cls.build(db_nodes=_count(doc, "dbNodes", 2), etcd_nodes=_count(doc, "etcdNodes", 3),
                              subnet=str(doc.get("subnet", DEFAULT_SUBNET)), prefix=str(doc.get("prefix", "")),
-                             project=str(doc.get("project", DEFAULT_PROJECT)), scope=str(doc.get("scope", "18/main")),
+                             project=str(doc.get("project", DEFAULT_PROJECT)), scope=str(doc.get("scope", DEFAULT_SCOPE)),
                              published=replace(Published(), **pub))
         except TopologyError:
             raise

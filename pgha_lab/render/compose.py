@@ -41,13 +41,13 @@ def _healthcheck(node: Node, topo: Topology) -> dict[str, Any]:
         # etcd's /health is 200 only while this member sees a leader (ectl would check them all).
         tls_dir = NP.ETCD_TLS
         test = ["CMD", "curl", "-fsS", "-o", "/dev/null", "--cacert", f"{tls_dir}/{tls.CA_CERT}",
-                "--cert", f"{tls_dir}/etcdctl.crt", "--key", f"{tls_dir}/etcdctl.key",
+                "--cert", f"{tls_dir}/{tls.crt(tls.ETCDCTL)}", "--key", f"{tls_dir}/{tls.key(tls.ETCDCTL)}",
                 f"https://127.0.0.1:{topo.ports.etcd_client}/health"]
     elif node.role is Role.DB:
         # Patroni's /health answers 200 once PostgreSQL runs; the REST API wants a client certificate.
         tls_dir = NP.PATRONI_TLS
         test = ["CMD", "curl", "-fsS", "-o", "/dev/null", "--cacert", f"{tls_dir}/{tls.CA_CERT}",
-                "--cert", f"{tls_dir}/patronictl.crt", "--key", f"{tls_dir}/patronictl.key",
+                "--cert", f"{tls_dir}/{tls.crt(tls.PATRONICTL)}", "--key", f"{tls_dir}/{tls.key(tls.PATRONICTL)}",
                 f"https://127.0.0.1:{topo.ports.restapi}/health"]
     else:
         test = ["CMD", "curl", "-fsS", "-o", "/dev/null", f"http://127.0.0.1:{topo.ports.haproxy_stats}/"]

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import yaml
 
-from pgha_lab import node_paths
+from pgha_lab import node_paths, tls as certs
 from pgha_lab.profiles import Profile
 from pgha_lab.render.common import RenderedFile, header
 from pgha_lab.topology import Node, Topology
@@ -24,8 +24,8 @@ def client_endpoints(topology: Topology) -> list[str]:
 def settings(topology: Topology, node: Node) -> dict:
     """The member's settings; keys are etcd 3.4's config-file names (the flag names without --)."""
     ports = topology.ports
-    tls = {"cert-file": f"{TLS}/etcd.crt", "key-file": f"{TLS}/etcd.key",
-           "trusted-ca-file": f"{TLS}/ca.crt", "client-cert-auth": True, "auto-tls": False}
+    tls = {"cert-file": f"{TLS}/{certs.crt(certs.ETCD)}", "key-file": f"{TLS}/{certs.key(certs.ETCD)}",
+           "trusted-ca-file": f"{TLS}/{certs.CA_CERT}", "client-cert-auth": True, "auto-tls": False}
     return {
         "name": node.name,
         "data-dir": f"{node_paths.ETCD_DATA_ROOT}/{node.name}",
@@ -56,9 +56,9 @@ def render(topology: Topology, node: Node, profile: Profile) -> list[RenderedFil
     env = {
         "ETCDCTL_API": "3",
         "ETCDCTL_ENDPOINTS": ",".join(client_endpoints(topology)),
-        "ETCDCTL_CACERT": f"{TLS}/ca.crt",
-        "ETCDCTL_CERT": f"{TLS}/etcdctl.crt",
-        "ETCDCTL_KEY": f"{TLS}/etcdctl.key",
+        "ETCDCTL_CACERT": f"{TLS}/{certs.CA_CERT}",
+        "ETCDCTL_CERT": f"{TLS}/{certs.crt(certs.ETCDCTL)}",
+        "ETCDCTL_KEY": f"{TLS}/{certs.key(certs.ETCDCTL)}",
     }
     ectl = header("etcdctl settings for the `ectl` wrapper", topology.project) + \
         "".join(f"{k}={v}\n" for k, v in env.items())

@@ -7,14 +7,14 @@ from __future__ import annotations
 
 import yaml
 
-from pgha_lab import node_paths
+from pgha_lab import node_paths, tls as certs
 from pgha_lab.profiles import Profile
 from pgha_lab.render.common import RenderedFile, header
 from pgha_lab.secrets import REPLICATION_USER, REWIND_USER, SUPERUSER
 from pgha_lab.topology import Node, Topology
 
 TLS = node_paths.PATRONI_TLS
-CA = f"{TLS}/ca.crt"
+CA = f"{TLS}/{certs.CA_CERT}"
 FILES = (("patroni.yml", node_paths.PATRONI_CONFIG),)   # host name, container path
 PGPASS = f"{node_paths.PG_HOME}/.pgpass_patroni"   # Patroni rewrites it; postgres must own the folder
 
@@ -52,8 +52,8 @@ def settings(topology: Topology, node: Node, profile: Profile) -> dict:
         "restapi": {
             "listen": f"0.0.0.0:{ports.restapi}",
             "connect_address": f"{node.address}:{ports.restapi}",
-            "certfile": f"{TLS}/restapi.crt",
-            "keyfile": f"{TLS}/restapi.key",
+            "certfile": f"{TLS}/{certs.crt(certs.RESTAPI)}",
+            "keyfile": f"{TLS}/{certs.key(certs.RESTAPI)}",
             "cafile": CA,
             # Every caller shows a lab certificate: HAProxy's checks, patronictl, the other members.
             "verify_client": "required",
@@ -61,16 +61,16 @@ def settings(topology: Topology, node: Node, profile: Profile) -> dict:
         "ctl": {
             # patronictl's client certificate; Patroni also presents it when it calls another member.
             "insecure": False,
-            "certfile": f"{TLS}/patronictl.crt",
-            "keyfile": f"{TLS}/patronictl.key",
+            "certfile": f"{TLS}/{certs.crt(certs.PATRONICTL)}",
+            "keyfile": f"{TLS}/{certs.key(certs.PATRONICTL)}",
             "cacert": CA,
         },
         "etcd3": {
             "protocol": "https",
             "hosts": [f"{m.address}:{ports.etcd_client}" for m in topology.etcd],
             "cacert": CA,
-            "cert": f"{TLS}/etcd-client.crt",
-            "key": f"{TLS}/etcd-client.key",
+            "cert": f"{TLS}/{certs.crt(certs.ETCD_CLIENT)}",
+            "key": f"{TLS}/{certs.key(certs.ETCD_CLIENT)}",
         },
         "bootstrap": {
             "dcs": {
@@ -119,8 +119,8 @@ def settings(topology: Topology, node: Node, profile: Profile) -> dict:
             "parameters": {
                 # Node-local: each node serves its own certificate (same paths on every node).
                 "ssl": "on",
-                "ssl_cert_file": f"{TLS}/postgres.crt",
-                "ssl_key_file": f"{TLS}/postgres.key",
+                "ssl_cert_file": f"{TLS}/{certs.crt(certs.POSTGRES)}",
+                "ssl_key_file": f"{TLS}/{certs.key(certs.POSTGRES)}",
                 "ssl_ca_file": CA,
                 "ssl_min_protocol_version": "TLSv1.2",
                 "password_encryption": "scram-sha-256",
