@@ -84,7 +84,7 @@ def test_the_image_scans_find_a_planted_key_and_passwords(built_images, needles_
     lab = sorted(p for p in needles_file.read_text().splitlines() if p)
     (planted / "leak.txt").write_text(f"PASSWORD={lab[0]}\n")
     (planted / "leak.bin").write_bytes(b"\x00\x01binary\x00" + lab[-1].encode() + b"\x00\xff")
-    fresh_key = next(Path(tmp_path.parent).glob("fresh*/labs/pgha-lab/certs/ca.key"))
+    fresh_key = next(Path(tmp_path.parent).glob("fresh*/certs/pgha-lab/ca.key"))
     (planted / "leak.key").write_bytes(fresh_key.read_bytes())
     mounts = ((planted, "/srv/planted"),)
     found = _password_scan(built_images["haproxy"], needles_file, mounts).stdout.split()
