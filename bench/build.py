@@ -16,16 +16,17 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from pgha_lab.build import images
-
-from pgha_lab.build import baseimage
+from pgha_lab import gateway  # noqa: E402
+from pgha_lab.build import images, recipes  # noqa: E402
+from pgha_lab.build import baseimage  # noqa: E402
+from pgha_lab.build.pg_install import PG_INSTALL_CHOICES  # noqa: E402
 from pgha_lab.build.progress import Lines  # noqa: E402
 from pgha_lab.paths import LabPaths  # noqa: E402
 
 
 def make_cold(client, paths: LabPaths, keep_ubuntu: bool) -> list[str]:
     """Remove what a cold build must redo; the names removed."""
-    refs = [*images.IMAGES.values(), images.BASE_IMAGE]
+    refs = [*gateway.IMAGES.values(), gateway.BASE_IMAGE]
     if not keep_ubuntu:
         refs += [baseimage.BOOTSTRAPPED_REF, baseimage.UBUNTU_REF]
     removed = []
@@ -56,7 +57,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--keep-ubuntu", action="store_true", help="keep the bootstrapped or pulled ubuntu:24.04")
     parser.add_argument("--all", action="store_true", help="list every step, not only those over half a second")
-    parser.add_argument("--pg-install", default="auto", choices=images.PG_INSTALL_CHOICES)
+    parser.add_argument("--pg-install", default="auto", choices=PG_INSTALL_CHOICES)
     args = parser.parse_args()
     paths = LabPaths(home=REPO)
     client = images.sdk()
@@ -80,8 +81,8 @@ def main() -> int:
     rows.append(("warm", "all", "total, nothing changed", f"{warm_s:.1f}"))
     print(table(rows))
     print()
-    have = images.existing(client)
-    for role in ("base", *images.ROLES):
+    have = recipes.existing(client)
+    for role in ("base", *recipes.ROLES):
         print(f"{have[role]['ref']:<26} {have[role]['size'] / 1e6:6.0f} MB")
     return 0
 

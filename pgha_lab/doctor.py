@@ -7,9 +7,9 @@ import shutil
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from pgha_lab.build import images
+from pgha_lab.build import baseimage, images, recipes
+from pgha_lab.gateway import BASE_IMAGE, IMAGE_LABEL, IMAGES
 
-from pgha_lab.build import baseimage
 from pgha_lab.errors import LabError
 from pgha_lab.paths import LabPaths
 
@@ -79,7 +79,7 @@ def run(paths: LabPaths, *, registry_timeout: float = 5.0) -> list[Check]:
     checks.append(Check("debootstrap", missing is None,
                         "can bootstrap Ubuntu 24.04 without a registry" if missing is None else missing,
                         required=False))
-    have = images.existing(client)
+    have = recipes.existing(client)
     for ubuntu in (baseimage.UBUNTU_REF, baseimage.BOOTSTRAPPED_REF):
         if baseimage.image_exists(client, ubuntu):
             checks.append(Check("ubuntu base", True, f"{ubuntu} present", required=False))
@@ -89,11 +89,11 @@ def run(paths: LabPaths, *, registry_timeout: float = 5.0) -> list[Check]:
         checks.append(Check("ubuntu base", reachable or missing is None,
                             "none local yet; `pgha-lab build` will " + ("pull it" if reachable else "bootstrap it" if missing is None else "have no way to get one"),
                             required=not (reachable or missing is None)))
-    for role, ref in {"base": images.BASE_IMAGE, **images.IMAGES}.items():
+    for role, ref in {"base": BASE_IMAGE, **IMAGES}.items():
         if role in have:
             meta = have[role]
             extra = ""
-            method = meta["labels"].get(f"{images.LABEL}.pg-install")
+            method = meta["labels"].get(f"{IMAGE_LABEL}.pg-install")
             if method:
                 extra = f", PostgreSQL from {method}"
             checks.append(Check(f"image {role}", True, f"{ref} {meta['size'] / 1e6:.0f} MB{extra}", required=False))

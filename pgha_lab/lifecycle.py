@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from pgha_lab import health, profiles, render
-from pgha_lab.build import images
+from pgha_lab.build import images, recipes
 from pgha_lab.context import LabContext
 from pgha_lab.errors import LabError
 from pgha_lab.gateway import Engine, require_compose, volume_name
@@ -161,7 +161,7 @@ def _start_nodes(run: UpRun) -> None:
     with run.progress.step(f"Starting {len(run.ctx.topology.nodes)} nodes"):
         run.ctx.docker.compose("up", "-d", "--remove-orphans")
     # Nodes recreated on newer images free the old ones, which no build has removed yet.
-    images.prune_superseded(images.sdk(), run.ctx.paths)
+    recipes.prune_superseded(images.sdk(), run.ctx.paths)
 
 
 def _restart_changed(run: UpRun) -> None:

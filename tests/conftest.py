@@ -39,8 +39,9 @@ def docker_client():
 def built_images(docker_client):
     """The node images, built (or reused from the build cache) once per session."""
     from pgha_lab.build import images
+    from pgha_lab.gateway import IMAGES
     images.ensure_built(LabPaths(home=REPO))
-    return dict(images.IMAGES)
+    return dict(IMAGES)
 
 
 @pytest.fixture(scope="session", autouse=True)

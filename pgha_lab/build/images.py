@@ -1,12 +1,7 @@
-"""The lab's node images: names, build contexts, the PostgreSQL install choice, and the
-concurrent builds (docker SDK, classic builder) with per-step progress."""
+"""Building the lab's node images: the base image first, then etcd, dbnode and haproxy
+concurrently, each step reported; `ensure_built` builds only when the images are out of date."""
 from __future__ import annotations
 
-import hashlib
-import io
-import json
-import re
-import tarfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -14,25 +9,13 @@ from pathlib import Path
 from typing import Any, Callable
 
 from pgha_lab.build import baseimage, wheelhouse
+from pgha_lab.build.pg_install import PG_INSTALL_CHOICES, choose_pg_install, pgdg_probe, remember_pgdg
 from pgha_lab.build.progress import Lines, Progress, Silent, fmt_seconds
+from pgha_lab.build.recipes import context_tar, outdated, prune_superseded, recipe_digest
+from pgha_lab.build.steps import BuildFailed, StepTiming, docker_build, is_work_step
 from pgha_lab.errors import LabError
 from pgha_lab.gateway import BASE_IMAGE, BUILD_READ_TIMEOUT, IMAGE_LABEL as LABEL, IMAGES, Engine
 from pgha_lab.paths import LabPaths
-
-ROLES = tuple(IMAGES)
-PG_INSTALL_CHOICES = ("auto", "pgdg", "source")
-PGDG_PROBE_TIMEOUT = 120.0            # seconds for the whole probe container
-PGDG_PROBE_TTL = 6 * 3600             # the probe's answer is trusted this long
-LOG_TAIL_LINES = 25
-WORK_INSTRUCTIONS = {"RUN", "COPY", "ADD"}
-
-
-@dataclass(frozen=True)
-class StepTiming:
-    image: str
-    step: str
-    seconds: float
-    cached: bool = False
 
 
 @dataclass
@@ -45,186 +28,14 @@ class BuildResult:
     seconds: float = 0.0
 
 
-# -- facts about existing images ---------------------------------------------------------------
 def sdk(timeout: int = BUILD_READ_TIMEOUT) -> Engine:
     """The engine with a read timeout long enough for a build; LabError when there is none."""
     return Engine.connect(timeout)
 
 
-def existing(engine: Any) -> dict[str, dict[str, Any]]:
-    """role -> {id, size, created, labels} for the lab images the engine has (base included)."""
-    found: dict[str, dict[str, Any]] = {}
-    for role, ref in {"base": BASE_IMAGE, **IMAGES}.items():
-        img = engine.image(ref)
-        if img is not None:
-            found[role] = {"ref": ref, "id": img.id, "size": img.size, "created": img.created, "labels": img.labels}
-    return found
-
-
 def engine_arch(engine: Engine) -> str:
     """The engine's architecture (not the host's: Docker Desktop may differ from the laptop)."""
     return engine.arch()
-
-
-# -- the PostgreSQL install method -----------------------------------------------------------
-def choose_pg_install(requested: str, pgdg_reachable: Callable[[], bool]) -> tuple[str, str]:
-    """(method, reason). `auto` asks the probe; explicit choices never probe."""
-    if requested not in PG_INSTALL_CHOICES:
-        raise LabError(f"--pg-install must be one of {', '.join(PG_INSTALL_CHOICES)}, not {requested!r}.")
-    if requested == "pgdg":
-        return "pgdg", "requested: the PostgreSQL apt repository"
-    if requested == "source":
-        return "source", "requested: compiled from the release tarball"
-    if pgdg_reachable():
-        return "pgdg", "auto: the PostgreSQL apt repository is reachable"
-    return "source", "auto: the PostgreSQL apt repository is unreachable, so it is built from the release tarball"
-
-
-# Runs in a throwaway container from the base image. It unpacks postgresql-common's pgdg
-# script (without installing the package), lets it add the repository as it would on a host,
-# and asks apt whether postgresql-18 became installable. Only noble main is indexed first so
-# the probe stays a few seconds; the repository's address comes from Ubuntu's script.
-_PGDG_PROBE = r"""
-set -e
-mirror=$(cat /usr/local/lib/pgha-lab/ubuntu-mirror)
-rm -f /etc/apt/sources.list.d/*
-echo "deb [signed-by=/usr/share/keyrings/ubuntu-archive-keyring.gpg] $mirror noble main" >/etc/apt/sources.list
-apt-get -qq update >/dev/null
-cd /tmp && apt-get -qq download postgresql-common >/dev/null
-dpkg-deb -x postgresql-common_*.deb /
-timeout 60 sh /usr/share/postgresql-common/pgdg/apt.postgresql.org.sh -y >/tmp/pgdg.log 2>&1 || true
-apt-cache show postgresql-18 >/dev/null 2>&1
-"""
-
-
-def pgdg_probe(client: Engine, cache: Path, base_id: str) -> bool:
-    """Whether the PostgreSQL apt repository works from a container; remembered for a while
-    (per base image) so a warm build does not repeat the probe."""
-    memo = cache / "pgdg-probe.json"
-    try:
-        seen = json.loads(memo.read_text())
-        if seen.get("base") == base_id and time.time() - float(seen["at"]) < PGDG_PROBE_TTL:
-            return bool(seen["reachable"])
-    except (OSError, ValueError, KeyError):
-        pass
-    container = client.run(BASE_IMAGE, ["sh", "-c", _PGDG_PROBE], labels={f"{LABEL}.probe": "pgdg"})
-    try:
-        reachable = container.wait(timeout=PGDG_PROBE_TIMEOUT) == 0   # a timeout counts as unreachable
-    finally:
-        container.remove()
-    remember_pgdg(cache, base_id, reachable)
-    return reachable
-
-
-def remember_pgdg(cache: Path, base_id: str, reachable: bool) -> None:
-    cache.mkdir(parents=True, exist_ok=True)
-    (cache / "pgdg-probe.json").write_text(json.dumps({"base": base_id, "reachable": reachable, "at": time.time()}))
-
-
-# -- build contexts --------------------------------------------------------------------------
-def context_tar(folder: Path, extra: dict[str, Path] | None = None) -> io.BytesIO:
-    """The build context as an uncompressed tar: `folder`'s files plus extra folders/files
-    under the given names. Owners and times are normalised so an unchanged input always
-    hits the builder's cache."""
-    buf = io.BytesIO()
-
-    def add(tar: tarfile.TarFile, path: Path, arcname: str) -> None:
-        info = tar.gettarinfo(str(path), arcname)
-        info.uid = info.gid = 0
-        info.uname = info.gname = ""
-        info.mtime = 0
-        if info.isfile():
-            with path.open("rb") as fh:
-                tar.addfile(info, fh)
-        else:
-            tar.addfile(info)
-
-    def walk(tar: tarfile.TarFile, root: Path, prefix: str) -> None:
-        for path in sorted(root.rglob("*")):
-            rel = path.relative_to(root)
-            if any(part.startswith(".") or part == "__pycache__" for part in rel.parts):
-                continue
-            add(tar, path, f"{prefix}{rel.as_posix()}")
-
-    with tarfile.open(fileobj=buf, mode="w") as tar:
-        walk(tar, folder, "")
-        for name, path in (extra or {}).items():
-            if path.is_dir():
-                add(tar, path, name)
-                walk(tar, path, f"{name}/")
-            else:
-                add(tar, path, name)
-    buf.seek(0)
-    return buf
-
-
-# -- one image build -----------------------------------------------------------------------
-_ANSI = re.compile(r"\x1b\[[0-9;]*m")
-
-
-def is_work_step(step: str) -> bool:
-    """"[3/12] RUN apt-get ..." does work; ARG, ENV, LABEL and the like take no time and say nothing."""
-    return step.split("] ", 1)[-1].split(" ", 1)[0].upper() in WORK_INSTRUCTIONS
-
-
-def failed_step_tail(log_text: str, lines: int = LOG_TAIL_LINES) -> str:
-    """The end of a build log from the last step's header on: what the failing step printed."""
-    rows = log_text.splitlines()
-    starts = [i for i, row in enumerate(rows) if row.startswith("Step ")]
-    rows = rows[starts[-1]:] if starts else rows
-    return "\n".join(rows[-lines:])
-
-
-class BuildFailed(Exception):
-    def __init__(self, image: str, step: str, log: Path, tail: str):
-        super().__init__(f"{image}: {step}")
-        self.image, self.step, self.log, self.tail = image, step, log, tail
-
-
-def docker_build(client: Engine, *, image: str, tag: str, context: io.BytesIO, dockerfile: str,
-                 buildargs: dict[str, str], labels: dict[str, str], nocache: bool,
-                 log: Path, progress: Progress, timings: list[StepTiming]) -> str:
-    """Build with the engine's classic builder, reporting each Dockerfile step; image id."""
-    log.parent.mkdir(parents=True, exist_ok=True)
-    step, started, cached, image_id = "", time.monotonic(), False, ""
-
-    def finish() -> None:
-        if step:
-            seconds = time.monotonic() - started
-            timings.append(StepTiming(image, step, seconds, cached))   # list.append is atomic
-            if is_work_step(step):   # the output keeps to the steps that do work
-                progress.done(image, step, seconds, cached)
-
-    with log.open("w") as fh:
-        stream = client.build(fileobj=context, custom_context=True, dockerfile=dockerfile, tag=tag,
-                              buildargs=buildargs, labels=labels, nocache=nocache, rm=True,
-                              forcerm=True, pull=False)
-        for chunk in stream:
-            if "error" in chunk:
-                fh.write(chunk["error"] + "\n")
-                fh.flush()
-                tail = failed_step_tail(log.read_text(errors="replace"))
-                progress.fail(image, step or "build", time.monotonic() - started, tail)
-                raise BuildFailed(image, step or "build", log, tail)
-            # The classic builder paints a RUN's stderr red, a few characters per chunk.
-            text = _ANSI.sub("", chunk.get("stream", ""))
-            if not text:
-                if "aux" in chunk and "ID" in chunk["aux"]:
-                    image_id = chunk["aux"]["ID"]
-                continue
-            fh.write(text)
-            if text.startswith("Step "):
-                finish()
-                # "Step 3/12 : RUN apt-get ..." -> "[3/12] RUN apt-get ..."
-                head, _, instruction = text.partition(" : ")
-                step = f"[{head.split()[1]}] {instruction.strip()}"
-                started, cached = time.monotonic(), False
-                if is_work_step(step):
-                    progress.start(image, step)
-            elif text.strip() == "---> Using cache":
-                cached = True
-        finish()
-    return image_id
 
 
 # -- the whole build -----------------------------------------------------------------------
@@ -393,41 +204,6 @@ def _build_all(plan: _Plan, client: Engine, arch: str, lock_file: Path, started:
     return BuildResult(images=dict(IMAGES), pg_install=result_meta["pg_install"],
                        pg_install_reason=result_meta["reason"], base=choice,
                        steps=list(plan.timings), seconds=time.monotonic() - started)
-
-
-def recipe_digest(paths: LabPaths, role: str) -> str:
-    """A digest of images/<role> as the builder sees it; stored as a label on the image so a
-    checkout with other Dockerfiles or scripts is noticed (the wheelhouse follows patroni.lock,
-    which is part of it)."""
-    return hashlib.sha256(context_tar(paths.images / role).getvalue()).hexdigest()[:16]
-
-
-def outdated(client: Engine, paths: LabPaths) -> list[str]:
-    """The lab images (base included) that are missing or were built from other files than the
-    checkout holds now."""
-    have = existing(client)
-    return [role for role in ("base", *ROLES)
-            if have.get(role, {}).get("labels", {}).get(f"{LABEL}.recipe") != recipe_digest(paths, role)]
-
-
-def superseded(dangling: list[Any], paths: LabPaths) -> list[Any]:
-    """The untagged lab images a rebuild replaced. A node image is untagged only once a newer one
-    took its tag. Untagged images labelled as the base are also the build stages (they inherit
-    the base's labels), the next build's cache: only those of another base recipe go."""
-    base = recipe_digest(paths, "base")
-
-    def replaced(labels: dict[str, str]) -> bool:
-        role = labels.get(f"{LABEL}.role")
-        return role in ROLES or (role == "base" and labels.get(f"{LABEL}.recipe") != base)
-    return [img for img in dangling if replaced(img.labels or {})]
-
-
-def prune_superseded(client: Engine, paths: LabPaths) -> int:
-    """Remove superseded lab images; one a container still uses stays. The number removed."""
-    removed = 0
-    for img in superseded(client.dangling_images(f"{LABEL}.role"), paths):
-        removed += client.remove_image(img.id)   # one a running lab's container uses stays
-    return removed
 
 
 def ensure_built(paths: LabPaths, *, pg_install: str = "auto", progress: Progress | None = None,

@@ -3,14 +3,15 @@ from __future__ import annotations
 
 import argparse
 
-from pgha_lab.build import images
+from pgha_lab.build import images, recipes
+from pgha_lab.build.pg_install import PG_INSTALL_CHOICES
 from pgha_lab.build.progress import Lines, fmt_seconds
 from pgha_lab.commands._common import lab_paths
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("build", help="build the Ubuntu 24.04 node images (etcd, dbnode, haproxy)")
-    p.add_argument("--pg-install", choices=images.PG_INSTALL_CHOICES, default="auto",
+    p.add_argument("--pg-install", choices=PG_INSTALL_CHOICES, default="auto",
                    help="PostgreSQL from the PostgreSQL apt repository (pgdg), compiled from the release "
                         "tarball (source), or pgdg where reachable (auto, the default)")
     p.add_argument("--pg-source-url", metavar="URL",
@@ -25,7 +26,7 @@ def run(args: argparse.Namespace) -> int:
     result = images.build(paths, pg_install=args.pg_install, pg_source_url=args.pg_source_url,
                           no_cache=args.no_cache, progress=Lines())
     client = images.sdk()
-    have = images.existing(client)
+    have = recipes.existing(client)
     print(f"built in {fmt_seconds(result.seconds)} (PostgreSQL: {result.pg_install}; base: {result.base.reason})")
     for role, ref in result.images.items():
         size = have.get(role, {}).get("size", 0) / 1e6

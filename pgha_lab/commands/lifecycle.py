@@ -7,7 +7,7 @@ import sys
 from dataclasses import replace
 
 from pgha_lab import lifecycle
-from pgha_lab.build.images import PG_INSTALL_CHOICES
+from pgha_lab.build.pg_install import PG_INSTALL_CHOICES
 from pgha_lab.commands._common import lab_context
 from pgha_lab.errors import LabError
 from pgha_lab.profiles import PROFILES

@@ -2,10 +2,8 @@
 then reconciliation of the ledger against the table."""
 from __future__ import annotations
 
-import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any, Callable
 
 import psycopg

@@ -10,7 +10,6 @@ import time
 import psycopg
 import pytest
 
-from pgha_lab import health
 from pgha_lab.chaos.actions import LOSS_IN, LOSS_OUT
 
 pytestmark = [pytest.mark.docker, pytest.mark.lab]

@@ -5,7 +5,8 @@ import tarfile
 
 import pytest
 
-from pgha_lab.build import images
+from pgha_lab import gateway
+from pgha_lab.build import images, pg_install, recipes, steps
 from pgha_lab.build.progress import Lines, shorten
 from pgha_lab.errors import LabError
 from pgha_lab.gateway import ImageInfo
@@ -13,8 +14,8 @@ from pgha_lab.paths import LabPaths
 
 
 def test_image_names_are_the_published_contract():
-    assert images.BASE_IMAGE == "pgha-lab/base:noble"
-    assert images.IMAGES == {"etcd": "pgha-lab/etcd:latest", "dbnode": "pgha-lab/dbnode:latest",
+    assert gateway.BASE_IMAGE == "pgha-lab/base:noble"
+    assert gateway.IMAGES == {"etcd": "pgha-lab/etcd:latest", "dbnode": "pgha-lab/dbnode:latest",
                              "haproxy": "pgha-lab/haproxy:latest"}
 
 
@@ -24,19 +25,19 @@ def never():
 
 @pytest.mark.parametrize("method", ["pgdg", "source"])
 def test_explicit_pg_install_never_probes(method):
-    assert images.choose_pg_install(method, never)[0] == method
+    assert pg_install.choose_pg_install(method, never)[0] == method
 
 
 @pytest.mark.parametrize("reachable,method", [(True, "pgdg"), (False, "source")])
 def test_auto_follows_the_probe_and_says_so(reachable, method):
-    chosen, reason = images.choose_pg_install("auto", lambda: reachable)
+    chosen, reason = pg_install.choose_pg_install("auto", lambda: reachable)
     assert chosen == method
     assert reason.startswith("auto:")
 
 
 def test_unknown_pg_install_is_refused():
     with pytest.raises(LabError):
-        images.choose_pg_install("brew", never)
+        pg_install.choose_pg_install("brew", never)
 
 
 def test_context_is_normalised_and_includes_extras(tmp_path):
@@ -47,9 +48,9 @@ def test_context_is_normalised_and_includes_extras(tmp_path):
     wheels = tmp_path / "wh"
     wheels.mkdir()
     (wheels / "a-1-py3-none-any.whl").write_bytes(b"PK")
-    first = images.context_tar(folder, {"wheelhouse": wheels}).getvalue()
+    first = recipes.context_tar(folder, {"wheelhouse": wheels}).getvalue()
     (folder / "Dockerfile").touch()   # a new mtime alone must not change the context
-    assert images.context_tar(folder, {"wheelhouse": wheels}).getvalue() == first
+    assert recipes.context_tar(folder, {"wheelhouse": wheels}).getvalue() == first
     with tarfile.open(fileobj=io.BytesIO(first)) as tar:
         names = tar.getnames()
         assert all(m.uid == 0 and m.mtime == 0 for m in tar.getmembers())
@@ -84,12 +85,12 @@ def test_long_step_titles_are_shortened():
 
 def test_failed_step_tail_starts_at_the_failing_step():
     log = "Step 1/3 : FROM x\n ---> abc\nStep 2/3 : RUN make\n ---> Running in 1\ncc: error\nThe command returned 2\n"
-    assert images.failed_step_tail(log) == "Step 2/3 : RUN make\n ---> Running in 1\ncc: error\nThe command returned 2"
-    assert images.failed_step_tail("only\nlines\n", lines=1) == "lines"
+    assert steps.failed_step_tail(log) == "Step 2/3 : RUN make\n ---> Running in 1\ncc: error\nThe command returned 2"
+    assert steps.failed_step_tail("only\nlines\n", lines=1) == "lines"
 
 
 def recipe_tree(home):
-    for role in ("base", *images.ROLES):
+    for role in ("base", *recipes.ROLES):
         folder = home / "images" / role
         folder.mkdir(parents=True)
         (folder / "Dockerfile").write_text(f"FROM scratch\n# {role}\n")
@@ -108,52 +109,52 @@ class Engine:
 
 
 def built_from(paths):
-    refs = {"base": images.BASE_IMAGE, **images.IMAGES}
-    return {ref: {f"{images.LABEL}.recipe": images.recipe_digest(paths, role)} for role, ref in refs.items()}
+    refs = {"base": gateway.BASE_IMAGE, **gateway.IMAGES}
+    return {ref: {f"{gateway.IMAGE_LABEL}.recipe": recipes.recipe_digest(paths, role)} for role, ref in refs.items()}
 
 
 def test_recipe_digest_follows_content_not_file_times(tmp_path):
     paths = recipe_tree(tmp_path)
-    before = images.recipe_digest(paths, "etcd")
+    before = recipes.recipe_digest(paths, "etcd")
     dockerfile = tmp_path / "images" / "etcd" / "Dockerfile"
     os.utime(dockerfile, (1, 1))
-    assert images.recipe_digest(paths, "etcd") == before
+    assert recipes.recipe_digest(paths, "etcd") == before
     dockerfile.write_text("FROM scratch\n# changed\n")
-    assert images.recipe_digest(paths, "etcd") != before
+    assert recipes.recipe_digest(paths, "etcd") != before
 
 
 def test_images_built_from_this_checkout_are_current(tmp_path):
     paths = recipe_tree(tmp_path)
-    assert images.outdated(Engine(built_from(paths)), paths) == []
+    assert recipes.outdated(Engine(built_from(paths)), paths) == []
 
 
 def test_a_missing_image_or_a_changed_recipe_is_outdated(tmp_path):
     paths = recipe_tree(tmp_path)
     labels = built_from(paths)
-    del labels[images.IMAGES["haproxy"]]
+    del labels[gateway.IMAGES["haproxy"]]
     (tmp_path / "images" / "etcd" / "ectl").write_text("#!/bin/sh\n")
-    assert images.outdated(Engine(labels), paths) == ["etcd", "haproxy"]
+    assert recipes.outdated(Engine(labels), paths) == ["etcd", "haproxy"]
 
 
 def test_an_image_without_a_recipe_label_is_outdated(tmp_path):
     paths = recipe_tree(tmp_path)
     labels = built_from(paths)
-    labels[images.BASE_IMAGE] = {}
-    assert images.outdated(Engine(labels), paths) == ["base"]
+    labels[gateway.BASE_IMAGE] = {}
+    assert recipes.outdated(Engine(labels), paths) == ["base"]
 
 
 def test_only_images_of_other_recipes_are_superseded(tmp_path):
     paths = recipe_tree(tmp_path)
-    label = f"{images.LABEL}"
+    label = f"{gateway.IMAGE_LABEL}"
 
     def image(role, recipe):
         labels = {f"{label}.role": role, **({f"{label}.recipe": recipe} if recipe else {})}
         return type("Image", (), {"id": f"{role}-{recipe}", "labels": labels})()
 
-    current_stage = image("base", images.recipe_digest(paths, "base"))   # a build stage: the cache
+    current_stage = image("base", recipes.recipe_digest(paths, "base"))   # a build stage: the cache
     old_dbnode = image("dbnode", "0" * 16)
     unlabelled_etcd = image("etcd", None)
-    found = images.superseded([current_stage, old_dbnode, unlabelled_etcd], paths)
+    found = recipes.superseded([current_stage, old_dbnode, unlabelled_etcd], paths)
     assert found == [old_dbnode, unlabelled_etcd]
 
 
