@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
 
@@ -14,7 +14,7 @@ from pgha_lab.chaos.actions import Chaos
 from pgha_lab.context import LabContext
 from pgha_lab.errors import LabError
 from pgha_lab.gateway import ContainerState
-from pgha_lab.probes import Backend, Cluster, EtcdEndpoint, _member
+from pgha_lab.probes import Backend, Cluster, EtcdEndpoint, cluster_from
 from pgha_lab.topology import DEFAULT_PROJECT, Node, Role
 
 PROBE_TIMEOUT_S = 1.0    # a tick must not wait on one dead node longer than this
@@ -144,6 +144,8 @@ class LabReader:
         self._faults: dict[str, list[str]] = {}
         self._faults_read_at = 0.0
         self._faults_due = threading.Event()
+        self._faults_jobs: dict[str, Future] = {}
+        self._last_states: dict[str, ContainerState] | None = None
         self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="dashboard-probe")
 
     def close(self) -> None:
@@ -158,17 +160,15 @@ class LabReader:
         now = time.time()
         if not self.ctx.paths.topology_file.exists():
             return LabView(now, project, False, f"there is no lab {project!r} here yet; start it with `{up_hint(project)}`.")
-        try:
-            states = self.ctx.docker.states(list(self.topo.nodes))
-        except OSError:   # no docker command at all
-            states = {n.name: ContainerState("missing", False) for n in self.topo.nodes}
-        if not any(s.running for s in states.values()):
-            return LabView(now, project, False,
-                           f"lab {project!r} is not running (no node container runs); start it with `{up_hint(project)}`.",
-                           nodes=[self._bare(n, states[n.name]) for n in self.topo.nodes])
+        # Docker's view and the services' are read at the same time; which nodes to ask comes from the
+        # previous tick's Docker view (a tick costs the slower of the two, not their sum).
+        inspect = self._pool.submit(self._states)
+        previous = self._last_states or inspect.result()
+        if not any(s.running for s in previous.values()):
+            return self._down(inspect.result())
 
         def reachable(node: Node) -> bool:
-            s = states[node.name]
+            s = previous[node.name]
             return s.running and s.on_lab_network
 
         probe = self.ctx.probe
@@ -177,13 +177,18 @@ class LabReader:
         etcd = {n.name: self._pool.submit(probe.etcd_status, n) for n in self.topo.etcd if reachable(n)}
         key = self._pool.submit(probe.etcd_read, probe.leader_key_path, PROBE_TIMEOUT_S) if etcd else None
         haproxy = self._pool.submit(probe.haproxy, PROBE_TIMEOUT_S) if reachable(self.topo.haproxy) else None
+        states = self._last_states = inspect.result()
+        if not any(s.running for s in states.values()):
+            return self._down(states)
         faults = self._read_faults(states)
 
         cluster = Cluster.of([])
-        for node in self.topo.db:   # Patroni's view from the first node that answers, in topology order
-            code, doc = clusters[node.name].result() if node.name in clusters else (0, {})
+        # Every member's /cluster is Patroni's same view from etcd, so the first answer is taken: a node
+        # that has just died (Docker does not say so yet) costs no timeout here.
+        for job in as_completed(clusters.values()):
+            code, doc = job.result()
             if code == 200 and "members" in doc:
-                cluster = Cluster.of([_member(m) for m in doc["members"]])
+                cluster = cluster_from(doc)
                 break
         endpoints = [etcd[n.name].result() if n.name in etcd else
                      EtcdEndpoint(n.name, probe.etcd_url(n), error=states[n.name].status if not states[n.name].running
@@ -216,20 +221,35 @@ class LabReader:
                       for b in backends],
             healthy=verdict.ok, health=verdict.reason)
 
+    def _down(self, states: dict[str, ContainerState]) -> LabView:
+        self._last_states = None
+        project = self.ctx.project
+        return LabView(time.time(), project, False,
+                       f"lab {project!r} is not running (no node container runs); start it with `{up_hint(project)}`.",
+                       nodes=[self._bare(n, states[n.name]) for n in self.topo.nodes])
+
+    def _states(self) -> dict[str, ContainerState]:
+        try:
+            return self.ctx.docker.states(list(self.topo.nodes))
+        except OSError:   # no docker command at all
+            return {n.name: ContainerState("missing", False) for n in self.topo.nodes}
+
     def _bare(self, node: Node, state: ContainerState) -> NodeView:
         return NodeView(node.name, node.role.value, str(node.address), state.status, state.on_lab_network)
 
     def _read_faults(self, states: dict[str, ContainerState]) -> dict[str, list[str]]:
         """Chaos rules need one `docker exec` per node, so they are read every few seconds (and right
-        after an action from the page) rather than every tick."""
+        after an action from the page) rather than every tick, and in the background: a tick uses the
+        last complete reading and never waits for the execs."""
+        if self._faults_jobs and all(job.done() for job in self._faults_jobs.values()):
+            self._faults = {name: job.result() for name, job in self._faults_jobs.items()}
+            self._faults_jobs = {}
         due = self._faults_due.is_set() or time.monotonic() - self._faults_read_at >= self.faults_every_s
-        if not due:
-            return self._faults
-        self._faults_due.clear()
-        self._faults_read_at = time.monotonic()
-        running = [n for n in self.topo.nodes if states[n.name].running]
-        jobs = {n.name: self._pool.submit(self._faults_of, n) for n in running}
-        self._faults = {name: job.result() for name, job in jobs.items()}
+        if due and not self._faults_jobs:
+            self._faults_due.clear()
+            self._faults_read_at = time.monotonic()
+            self._faults_jobs = {n.name: self._pool.submit(self._faults_of, n)
+                                 for n in self.topo.nodes if states[n.name].running}
         return self._faults
 
     def _faults_of(self, node: Node) -> list[str]:

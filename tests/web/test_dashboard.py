@@ -86,6 +86,7 @@ def test_kill_leader_from_the_page(restored_lab, dashboard, page, artifacts):
     expect(card.locator(".verdict")).to_contain_text(f"Outcome happened", timeout=FAILOVER_S)
     expect(page.locator("#probe-stats")).to_contain_text(f"last ack from {new}", timeout=30_000)
     page.locator("#map").screenshot(path=str(artifacts / "dashboard-map-after-failover.png"))
+    page.screenshot(path=str(artifacts / "dashboard-after-failover.png"), full_page=True)
 
     # The chart's points: acknowledged by the old leader, then failures, then acknowledged by the new one.
     points = page.evaluate("page.points.map(p => [p.ok, p.server])")
