@@ -179,7 +179,10 @@ class Controls:
             rel = lambda p: f"/drills/{p.relative_to(root).as_posix()}"   # noqa: E731
             md = folder / ("report.md" if single.exists() else "summary.md")
             png = base / report.FILES["timeline"]
-            out.append({"name": folder.name, "scenario": doc.get("scenario", ""), "problems": doc.get("problems", []),
+            problems = doc.get("problems") or []
+            if isinstance(problems, dict):   # a --repeat summary: run -> its problems
+                problems = [f"{run}: {p}" for run, ps in problems.items() for p in ps]
+            out.append({"name": folder.name, "scenario": doc.get("scenario", ""), "problems": problems,
                         "figures": figures, "report": rel(md) if md.exists() else "",
                         "timeline": rel(png) if png.exists() else ""})
         return out

@@ -18,6 +18,7 @@ from pgha_lab.probes import Backend, Cluster, EtcdEndpoint, cluster_from
 from pgha_lab.topology import DEFAULT_PROJECT, Node, Role
 
 PROBE_TIMEOUT_S = 1.0    # a tick must not wait on one dead node longer than this
+STALE_CLUSTER_S = 2.0    # how long Patroni's last answer stands in when a reading gets none
 ROUTE_PORTS = {health.PRIMARY_BACKEND: "5432", health.REPLICA_BACKEND: "5433"}
 
 
@@ -146,6 +147,7 @@ class LabReader:
         self._faults_due = threading.Event()
         self._faults_jobs: dict[str, Future] = {}
         self._last_states: dict[str, ContainerState] | None = None
+        self._last_cluster: tuple[Cluster, float] | None = None
         self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="dashboard-probe")
 
     def close(self) -> None:
@@ -185,11 +187,17 @@ class LabReader:
         cluster = Cluster.of([])
         # Every member's /cluster is Patroni's same view from etcd, so the first answer is taken: a node
         # that has just died (Docker does not say so yet) costs no timeout here.
+        answered = False
         for job in as_completed(clusters.values()):
             code, doc = job.result()
             if code == 200 and "members" in doc:
-                cluster = cluster_from(doc)
+                cluster, answered = cluster_from(doc), True
                 break
+        if answered:
+            self._last_cluster = (cluster, time.monotonic())
+        elif clusters and self._last_cluster and time.monotonic() - self._last_cluster[1] < STALE_CLUSTER_S:
+            # Asked, but no answer in time (a busy machine): one missed reading is not "every member gone".
+            cluster = self._last_cluster[0]
         endpoints = [etcd[n.name].result() if n.name in etcd else
                      EtcdEndpoint(n.name, probe.etcd_url(n), error=states[n.name].status if not states[n.name].running
                                   else "off the lab network") for n in self.topo.etcd]

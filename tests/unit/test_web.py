@@ -81,3 +81,37 @@ def test_guard_needs_the_token_and_the_same_origin_to_change_anything():
     assert "token" in guard().refusal("POST", {**ok, "x-pgha-token": "secreT"})
     assert "origin" in guard().refusal("POST", {**ok, "origin": "http://attacker.example"})
     assert "cross-site" in guard().refusal("POST", {**ok, "sec-fetch-site": "cross-site"})
+
+
+def test_drill_reports_list_single_and_repeated_runs_and_serve_only_their_files(tmp_path):
+    import json
+
+    import pytest
+
+    from pgha_lab.context import LabContext
+    from pgha_lab.errors import LabError
+    from pgha_lab.web.controls import Controls
+    from pgha_lab.web.hub import Hub
+    controls = Controls(LabContext.open(tmp_path, "x"), Hub())
+    single = controls.drills_dir() / "20260101T000000Z-kill-leader"
+    single.mkdir(parents=True)
+    (single / "report.json").write_text(json.dumps({"scenario": "kill-leader", "figures": {"write_downtime_s": 12.3},
+                                                    "problems": []}))
+    (single / "report.md").write_text("# report")
+    (single / "timeline.png").write_bytes(b"png")
+    repeated = controls.drills_dir() / "20260102T000000Z-switchover"
+    (repeated / "run-01").mkdir(parents=True)
+    (repeated / "summary.json").write_text(json.dumps({"scenario": "switchover", "problems": {"r1": ["slow"]},
+                                                       "summary": {"write_downtime_s": {"median": 2.0}}}))
+    (repeated / "summary.md").write_text("# summary")
+    (repeated / "run-01" / "timeline.png").write_bytes(b"png")
+
+    newest, oldest = controls.drill_reports()
+    assert (newest["scenario"], newest["figures"]["write_downtime_s"], newest["problems"]) == ("switchover", 2.0, ["r1: slow"])
+    assert newest["timeline"] == "/drills/20260102T000000Z-switchover/run-01/timeline.png"
+    assert (oldest["report"], oldest["figures"]["write_downtime_s"]) == ("/drills/20260101T000000Z-kill-leader/report.md", 12.3)
+    assert controls.report_file("20260101T000000Z-kill-leader/report.md") == (single / "report.md").resolve()
+    for outside in ("../../../etc/passwd", "/etc/passwd", "20260101T000000Z-kill-leader/missing.md",
+                    "../x/labs/x/secrets.env"):
+        with pytest.raises(LabError):
+            controls.report_file(outside)
