@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor, as_completed
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
 
@@ -185,14 +185,15 @@ class LabReader:
         faults = self._read_faults(states)
 
         cluster = Cluster.of([])
-        # Every member's /cluster is Patroni's same view from etcd, so the first answer is taken: a node
-        # that has just died (Docker does not say so yet) costs no timeout here.
-        answered = False
-        for job in as_completed(clusters.values()):
-            code, doc = job.result()
-            if code == 200 and "members" in doc:
-                cluster, answered = cluster_from(doc), True
-                break
+        # Each member answers /cluster from its own copy of etcd's state, refreshed on its own loop, so
+        # right after a role change the members disagree for up to loop_wait. A member that calls itself
+        # the leader has the freshest view (it just took the key); otherwise any answer will do.
+        answers = {name: job.result() for name, job in clusters.items()}   # each within PROBE_TIMEOUT_S
+        readings = {name: cluster_from(doc) for name, (code, doc) in answers.items() if code == 200 and "members" in doc}
+        self_led = [r for name, r in readings.items() if r.leader_name == name]
+        answered = bool(readings)
+        if answered:
+            cluster = (self_led or list(readings.values()))[0]
         if answered:
             self._last_cluster = (cluster, time.monotonic())
         elif clusters and self._last_cluster and time.monotonic() - self._last_cluster[1] < STALE_CLUSTER_S:
