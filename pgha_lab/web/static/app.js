@@ -70,7 +70,9 @@ function apply(msg) {
   }
   page.view = msg.view;
   page.probe = msg.probe;
-  page.events = msg.events.slice().reverse().concat(page.events).slice(0, 300);
+  // Newest first by the time each thing happened (a reading can see a node stop before the action
+  // that stopped it has returned).
+  page.events = msg.events.concat(page.events).sort((a, b) => b.at - a.at || b.seq - a.seq).slice(0, 300);
   page.points = page.points.concat(msg.points).slice(-900);
   const wasRunning = [...page.drillsRunning];
   page.tasks = msg.tasks;
