@@ -90,7 +90,8 @@ def main() -> int:
         server.wait(30)
         if not args.project and not args.keep:
             cli(project, "down", "--volumes", stdout=subprocess.DEVNULL)
-    print(f"\npgha-lab dashboard on lab {project!r} ({ctx.profile.name} profile), tick 0.5 s, {os.cpu_count()} CPUs")
+    print(f"\npgha-lab dashboard on lab {project!r} ({ctx.profile.name} profile), tick 0.5 s, {os.cpu_count()} CPUs, "
+          f"load average at the end {os.getloadavg()[0]:.0f}")
     print(f"{'figure':46} {'median':>9} {'max':>9} {'target':>8}")
     for name, values, target in rows:
         med, top = statistics.median(values), max(values)
@@ -122,7 +123,7 @@ def run(ctx: LabContext, pid: int, url: str, args) -> list[tuple[str, list[float
         # Role changes: the page's map notes when its leader changes, on the browser's wall clock.
         page.evaluate("""() => { window.__leaderSeen = {};
             new MutationObserver(() => { const l = document.querySelector('#map').dataset.leader;
-                if (l && !(l in window.__leaderSeen)) window.__leaderSeen[l] = [Date.now(), page.view.at * 1000]; })
+                if (l && !(l in window.__leaderSeen)) window.__leaderSeen[l] = [Date.now(), page.view.at * 1000, page.view.read_s * 1000]; })
               .observe(document.querySelector('#map'), { attributes: true, attributeFilter: ['data-leader'] }); }""")
         delays = []
         for k in range(args.failovers):
@@ -134,7 +135,7 @@ def run(ctx: LabContext, pid: int, url: str, args) -> list[tuple[str, list[float
             watch = RestWatch(ctx, target)
             roles.request_change(ctx, "failover", target)
             page.wait_for_function(f"() => window.__leaderSeen['{target}'] !== undefined", timeout=120_000)
-            seen_ms, read_ms = page.evaluate(f"() => window.__leaderSeen['{target}']")
+            seen_ms, read_ms, reading_ms = page.evaluate(f"() => window.__leaderSeen['{target}']")
             wait_until(lambda: watch.at is not None, 30)
             watch.stop()
             delay = seen_ms / 1000 - watch.at
@@ -142,7 +143,8 @@ def run(ctx: LabContext, pid: int, url: str, args) -> list[tuple[str, list[float
             # The split: until the server's reading that saw it began, then reading + push + render.
             print(f"failover {k + 1}: {cluster.leader_name} -> {target}: REST lists it as leader, the page shows it "
                   f"{delay:+.3f} s later (reading began {read_ms / 1000 - watch.at:+.3f} s, "
-                  f"then {(seen_ms - read_ms) / 1000:.3f} s to the page)", file=sys.stderr)
+                  f"took {reading_ms / 1000:.3f} s, then {(seen_ms - read_ms - reading_ms) / 1000:.3f} s to the page; "
+                  f"load average {os.getloadavg()[0]:.0f})", file=sys.stderr)
         rows.append((f"role change (REST) -> page shows it, {args.failovers} failovers (s)", delays, "<= 1 s"))
         browser.close()
     return rows

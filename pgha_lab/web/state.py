@@ -72,6 +72,7 @@ class LabView:
     backends: list[dict[str, Any]] = field(default_factory=list)
     healthy: bool = False
     health: str = ""                        # health.assess_lab's reason
+    read_s: float = 0.0                     # how long the reading took (the page shows it; the bench splits delays with it)
 
     def node(self, name: str) -> NodeView | None:
         return next((n for n in self.nodes if n.name == name), None)
@@ -228,7 +229,7 @@ class LabReader:
             routes={port: health.servers_up(backends, backend) for backend, port in ROUTE_PORTS.items()} if backends else {},
             backends=[{"backend": b.backend, "server": b.server, "status": b.status, "check": b.last_check}
                       for b in backends],
-            healthy=verdict.ok, health=verdict.reason)
+            healthy=verdict.ok, health=verdict.reason, read_s=round(time.time() - now, 3))
 
     def _down(self, states: dict[str, ContainerState]) -> LabView:
         self._last_states = None

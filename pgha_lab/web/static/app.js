@@ -199,6 +199,7 @@ function render() {
   const health = $("#health");
   health.textContent = v.up ? (v.healthy ? "healthy" : "unhealthy: " + v.health) : "lab down";
   health.className = "badge " + (v.up && v.healthy ? "ok" : "bad");
+  if ($("#stream").classList.contains("ok")) $("#stream").textContent = `live · lab read in ${Math.round(v.read_s * 1000)} ms`;
   const map = $("#map");
   map.dataset.leader = v.leader || "";
   map.dataset.timeline = v.timeline ?? "";
