@@ -149,10 +149,13 @@ class LabReader:
         self._faults_jobs: dict[str, Future] = {}
         self._last_states: dict[str, ContainerState] | None = None
         self._last_cluster: tuple[Cluster, float] | None = None
-        self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="dashboard-probe")
+        # Probes and the slow chaos-rule execs get pools of their own, so a tick never queues behind an exec.
+        self._pool = ThreadPoolExecutor(max_workers=12, thread_name_prefix="dashboard-probe")
+        self._exec_pool = ThreadPoolExecutor(max_workers=3, thread_name_prefix="dashboard-exec")
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
+        self._exec_pool.shutdown(wait=False, cancel_futures=True)
 
     def recheck_faults(self) -> None:
         """Read the chaos rules on the next tick (after an action), not at the next slow round."""
@@ -258,7 +261,7 @@ class LabReader:
         if due and not self._faults_jobs:
             self._faults_due.clear()
             self._faults_read_at = time.monotonic()
-            self._faults_jobs = {n.name: self._pool.submit(self._faults_of, n)
+            self._faults_jobs = {n.name: self._exec_pool.submit(self._faults_of, n)
                                  for n in self.topo.nodes if states[n.name].running}
         return self._faults
 
