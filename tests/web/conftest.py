@@ -12,8 +12,7 @@ from pgha_lab.wait import wait_until
 from pgha_lab.web.server import Dashboard, Settings
 from pgha_lab.paths import LabPaths
 from pgha_lab.topology import Topology
-from tests.lab.conftest import (PORTS, PROJECT, REPO, SUBNET, LabUnderTest, healthy_lab,  # noqa: F401
-                                remove_leftovers)
+from tests.lab.conftest import PORTS, PROJECT, REPO, SUBNET, LabUnderTest, remove_leftovers
 
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = REPO / "tests" / "artifacts"
@@ -32,7 +31,7 @@ def test_lab(docker_client, built_images):
 
 
 @pytest.fixture(scope="module")
-def dashboard(test_lab):  # noqa: F811
+def dashboard(test_lab):
     test_lab.up()   # the dashboard reads the lab's saved topology when it starts, so the lab comes first
     board = Dashboard(REPO, PROJECT, Settings(port=0, interval_s=0.5))
     board.start_in_thread()
@@ -64,7 +63,15 @@ def page(browser):
 
 
 @pytest.fixture()
-def restored_lab(healthy_lab):  # noqa: F811
+def healthy_lab(test_lab):
+    """The lab, healthy: `up` (a subprocess, ~15 s on a busy machine) only when the health check says it is not."""
+    if not test_lab.ctx.health().ok:
+        test_lab.up()
+    return test_lab
+
+
+@pytest.fixture()
+def restored_lab(healthy_lab):
     """A healthy lab, and after the test every fault healed and the lab healthy again."""
     yield healthy_lab
     ctx = healthy_lab.ctx
