@@ -3,7 +3,6 @@ verified) at ~100 ms, read back as numbered points for the chart and a downtime 
 from __future__ import annotations
 
 import threading
-import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any

@@ -4,14 +4,10 @@ leader, and the server refuses changes without the token or from a foreign Host 
 from __future__ import annotations
 
 import re
-import time
 
 import pytest
 import requests
 from playwright.sync_api import expect
-
-from pgha_lab.probes import MemberRole
-from pgha_lab.wait import wait_until
 
 pytestmark = [pytest.mark.docker, pytest.mark.lab]
 
@@ -83,7 +79,7 @@ def test_kill_leader_from_the_page(restored_lab, dashboard, page, artifacts):
     expect(events).to_contain_text(re.compile(f"leader key: {old} -> "))
     expect(events).to_contain_text(f"HAProxy 5432 (primary): {old} DOWN")
     expect(events).to_contain_text(f"HAProxy 5432 (primary): {new} UP")
-    expect(card.locator(".verdict")).to_contain_text(f"Outcome happened", timeout=FAILOVER_S)
+    expect(card.locator(".verdict")).to_contain_text("Outcome happened", timeout=FAILOVER_S)
     expect(page.locator("#probe-stats")).to_contain_text(f"last ack from {new}", timeout=30_000)
     page.locator("#map").screenshot(path=str(artifacts / "dashboard-map-after-failover.png"))
     page.screenshot(path=str(artifacts / "dashboard-after-failover.png"), full_page=True)
