@@ -43,6 +43,16 @@ def test_page_shows_every_node_with_its_role(healthy_lab, dashboard, page):
     etcd_leader = next(e.name for e in ctx.probe.etcd() if e.is_leader)
     expect(node(page, etcd_leader)).to_contain_text("etcd leader")
 
+    # An impossible action is refused with the CLI's own sentence, and nothing changes.
+    replica = replicas[0]
+    node(page, replica).click()
+    page.click("#node-actions button[data-action='resume']")
+    cli = healthy_lab.cli("chaos", "resume", replica, check=False)
+    assert cli.returncode == 1
+    expect(page.locator("#tasks .task.refused").first).to_have_text(
+        f"chaos resume {replica}Refused: {cli.stderr.strip().removeprefix('pgha-lab: ')}")
+    expect(node(page, replica)).to_have_attribute("data-state", "running")
+
 
 def test_page_without_token_is_read_only(healthy_lab, dashboard, page):
     open_page(page, dashboard, token=False)
