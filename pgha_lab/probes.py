@@ -259,6 +259,11 @@ def _member(m: dict[str, Any]) -> Member:
                   lag=m.get("lag"), tags=m.get("tags") or {})
 
 
+def cluster_from(doc: dict[str, Any]) -> Cluster:
+    """A Cluster from the body of one node's GET /cluster (for callers that ask several nodes at once)."""
+    return Cluster.of([_member(m) for m in doc.get("members", [])])
+
+
 def parse_haproxy_csv(text: str) -> list[Backend]:
     text = text.lstrip("# ")
     rows = csv.DictReader(io.StringIO(text))

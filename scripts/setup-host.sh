@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Prepares a host for pgha-lab: a running Docker engine, Compose v2 and debootstrap.
+# Prepares a host for pgha-lab: a running Docker engine, Compose v2 and debootstrap; with --tests
+# also Chromium, the browser the dashboard's tests drive (Debian's and Ubuntu's `chromium`).
 #
 # As root on Debian or Ubuntu it installs what is missing from the distribution's own
 # packages and starts the engine. Anywhere else it only checks and says what to install.
@@ -7,6 +8,9 @@
 # and needs only libc, so on Debian 12 it is fetched from the trixie suite of the mirror
 # this host's apt sources already name.
 set -euo pipefail
+
+for_tests=0
+[ "${1:-}" = "--tests" ] && for_tests=1
 
 say() { printf 'setup: %s\n' "$*"; }
 die() { printf 'setup: %s\n' "$*" >&2; exit 1; }
@@ -24,13 +28,15 @@ fi
 is_debian_like() { [ "$os_id" = debian ] || [ "$os_id" = ubuntu ]; }
 
 bootstrap_ready() { have debootstrap && [ -e /usr/share/keyrings/ubuntu-archive-keyring.gpg ]; }
+browser_ready() { [ "$for_tests" = 0 ] || have chromium; }
 
-if engine_up && compose_v2 && bootstrap_ready; then
+if engine_up && compose_v2 && bootstrap_ready && browser_ready; then
   say "Docker engine $(docker version -f '{{.Server.Version}}' 2>/dev/null) and $(docker compose version --short 2>/dev/null | sed 's/^/Compose /') are ready."
   exit 0
 fi
 
 if [ "$(id -u)" -ne 0 ] || ! is_debian_like; then
+  browser_ready || die "the browser tests need Chromium at /usr/bin/chromium; install the chromium package, or run this script as root on Debian or Ubuntu."
   if engine_up && compose_v2; then
     say "Docker is ready; without debootstrap and Ubuntu's archive keyring, the base image must come from a registry."
     exit 0
@@ -48,6 +54,10 @@ apt_install() {
   apt-get install -y -q --no-install-recommends "$@" >/dev/null
 }
 
+if ! browser_ready; then
+  say "installing Chromium for the browser tests"
+  apt_install chromium
+fi
 if ! have dockerd; then
   say "installing the Docker engine (docker.io) and debootstrap from the distribution"
   apt_install docker.io debootstrap iptables ca-certificates

@@ -2,7 +2,7 @@
 # $1: the pip extra to install ("" or "test").
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-bash scripts/setup-host.sh
+if [ "${1:-}" = test ]; then bash scripts/setup-host.sh --tests; else bash scripts/setup-host.sh; fi
 if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi

@@ -38,6 +38,14 @@ class Outcome:
     waited_s: float = 0.0
     verdict: str = ""
 
+    @property
+    def verdict_line(self) -> str:
+        """The waited-for verdict as every front end prints it (the CLI's --wait, the dashboard)."""
+        if self.happened is None:
+            return "Nothing to wait for: watch `pgha-lab status`."
+        status = "happened" if self.happened else "did NOT happen"
+        return f"Outcome {status} after {self.waited_s:.1f}s: {self.verdict}."
+
 
 def wait(outcome: Outcome) -> Outcome:
     """Wait for the expected outcome (up to its deadline) and record whether it happened."""
@@ -222,6 +230,18 @@ class Chaos:
     def _rules(self, node: Node, chain: str) -> list[str]:
         proc = self.ctl.exec(node, "iptables", "-w", "-S", chain, check=False)
         return [line for line in proc.stdout.splitlines() if line.startswith("-A ")] if proc.returncode == 0 else []
+
+    def network_faults(self, node: Node) -> set[str]:
+        """The chaos rules a running node carries, read in one exec: "partitioned" (a cut from peers)
+        and/or "degraded" (random loss); empty when there are none or the node cannot be asked."""
+        proc = self.ctl.exec(node, "iptables", "-w", "-S", check=False, timeout=10)
+        faults = set()
+        for line in proc.stdout.splitlines() if proc.returncode == 0 else []:
+            if line.startswith((f"-A {CHAIN_IN} ", f"-A {CHAIN_OUT} ")):
+                faults.add("partitioned")
+            elif line.startswith((f"-A {LOSS_IN} ", f"-A {LOSS_OUT} ")):
+                faults.add("degraded")
+        return faults
 
     def _has_rules(self, node: Node) -> bool:
         return any(self._rules(node, c) for c, _ in ALL_CHAINS)

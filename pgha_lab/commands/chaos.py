@@ -65,8 +65,7 @@ def cmd_chaos(args: argparse.Namespace) -> int:
     if args.wait:
         wait(outcome)
         if not args.json:
-            status = "happened" if outcome.happened else "did NOT happen"
-            print(f"Outcome {status} after {outcome.waited_s:.1f}s: {outcome.verdict}.")
+            print(outcome.verdict_line)
     if args.json:
         doc = {k: v for k, v in asdict(outcome).items() if k != "expectation"}
         doc["expected"] = outcome.expectation.text

@@ -1,0 +1,86 @@
+"""The dashboard under test: served in-process on a free port against the suite's lab, and a real
+headless Chromium (Debian's package) driven by Playwright."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from pgha_lab.chaos.actions import Chaos
+from pgha_lab.wait import wait_until
+from pgha_lab.web.server import Dashboard, Settings
+from pgha_lab.paths import LabPaths
+from pgha_lab.topology import Topology
+from tests.lab.conftest import PORTS, PROJECT, REPO, SUBNET, LabUnderTest, remove_leftovers
+
+CHROMIUM = "/usr/bin/chromium"
+ARTIFACTS = REPO / "tests" / "artifacts"
+
+
+@pytest.fixture(scope="session")
+def test_lab(docker_client, built_images):
+    """The suite's one lab (tests/lab/conftest.py's project, subnet and ports), taken as it is.
+
+    Importing tests/lab's session fixture here would make pytest hold a second copy of it, whose setup
+    removes the lab tests/lab just used and builds it again; `up` instead reuses a healthy lab and
+    repairs a broken one, so only the removal at the end is kept."""
+    yield LabUnderTest(LabPaths(home=REPO, project=PROJECT),
+                       Topology.build(project=PROJECT, subnet=SUBNET, published=PORTS))
+    remove_leftovers()
+
+
+@pytest.fixture(scope="module")
+def dashboard(test_lab):
+    test_lab.up()   # the dashboard reads the lab's saved topology when it starts, so the lab comes first
+    board = Dashboard(REPO, PROJECT, Settings(port=0, interval_s=0.5))
+    board.start_in_thread()
+    yield board
+    board.stop()
+
+
+@pytest.fixture(scope="session")
+def browser():
+    if shutil.which(CHROMIUM) is None:
+        pytest.fail(f"the browser tests need Debian's chromium at {CHROMIUM}; `bash scripts/test.sh` installs it.",
+                    pytrace=False)
+    from playwright.sync_api import sync_playwright
+    with sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture()
+def page(browser):
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    tab = context.new_page()
+    errors: list[str] = []
+    tab.on("pageerror", lambda exc: errors.append(str(exc)))
+    yield tab
+    context.close()
+    assert not errors, f"the page raised: {errors}"
+
+
+@pytest.fixture()
+def healthy_lab(test_lab):
+    """The lab, healthy: `up` (a subprocess, ~15 s on a busy machine) only when the health check says it is not."""
+    if not test_lab.ctx.health().ok:
+        test_lab.up()
+    return test_lab
+
+
+@pytest.fixture()
+def restored_lab(healthy_lab):
+    """A healthy lab, and after the test every fault healed and the lab healthy again."""
+    yield healthy_lab
+    ctx = healthy_lab.ctx
+    Chaos(ctx).heal_all()
+    verdict = wait_until(ctx.health, 300)
+    assert verdict.ok, f"the lab did not return to health after the test: {verdict.reason}"
+
+
+@pytest.fixture(scope="session")
+def artifacts() -> Path:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    return ARTIFACTS
