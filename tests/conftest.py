@@ -17,6 +17,8 @@ import pytest  # noqa: E402
 from testcontainers.core.labels import LABEL_SESSION_ID, SESSION_ID  # noqa: E402
 
 from pgha_lab.paths import LabPaths
+from pgha_lab.topology import Topology
+from tests.labkit import PORTS, PROJECT, SUBNET, LabUnderTest, remove_leftovers
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -60,3 +62,21 @@ def remove_this_sessions_containers():
         network.remove()
     if left:   # a `with` block should have removed them: worth knowing which test did not
         warnings.warn(f"removed containers left by this test session: {[c.name for c in left]}")
+
+
+# -- the suite's one lab, shared by tests/lab and tests/web ------------------------------------
+@pytest.fixture(scope="session")
+def test_lab(docker_client, built_images):
+    remove_leftovers()
+    paths = LabPaths(home=REPO, project=PROJECT)
+    topo = Topology.build(project=PROJECT, subnet=SUBNET, published=PORTS)
+    lab = LabUnderTest(paths, topo)
+    yield lab
+    remove_leftovers()
+
+
+@pytest.fixture()
+def healthy_lab(test_lab):
+    """The test lab, brought up (a no-op when it is already healthy)."""
+    test_lab.up()
+    return test_lab

@@ -8,7 +8,7 @@ import time
 import psycopg
 import pytest
 
-from tests.lab.conftest import PORTS
+from tests.labkit import PORTS
 
 pytestmark = [pytest.mark.docker, pytest.mark.lab]
 

@@ -10,24 +10,10 @@ import pytest
 from pgha_lab.chaos.actions import Chaos
 from pgha_lab.wait import wait_until
 from pgha_lab.web.server import Dashboard, Settings
-from pgha_lab.paths import LabPaths
-from pgha_lab.topology import Topology
-from tests.lab.conftest import PORTS, PROJECT, REPO, SUBNET, LabUnderTest, remove_leftovers
+from tests.labkit import PROJECT, REPO
 
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = REPO / "tests" / "artifacts"
-
-
-@pytest.fixture(scope="session")
-def test_lab(docker_client, built_images):
-    """The suite's one lab (tests/lab/conftest.py's project, subnet and ports), taken as it is.
-
-    Importing tests/lab's session fixture here would make pytest hold a second copy of it, whose setup
-    removes the lab tests/lab just used and builds it again; `up` instead reuses a healthy lab and
-    repairs a broken one, so only the removal at the end is kept."""
-    yield LabUnderTest(LabPaths(home=REPO, project=PROJECT),
-                       Topology.build(project=PROJECT, subnet=SUBNET, published=PORTS))
-    remove_leftovers()
 
 
 @pytest.fixture(scope="module")

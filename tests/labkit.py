@@ -1,5 +1,6 @@
 """The suite's own lab: its own compose project, subnet and published ports, so it never touches
-a lab the user runs. Leftovers of an interrupted run are removed before it starts and after it ends."""
+a lab the user runs. The session fixtures over it (tests/conftest.py) remove leftovers of an
+interrupted run before it starts and after it ends."""
 from __future__ import annotations
 
 import os
@@ -8,15 +9,13 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
-
 from pgha_lab.context import LabContext
 from pgha_lab.gateway import LabDocker
 from pgha_lab.paths import LabPaths
 from pgha_lab.probes import LabProbe
 from pgha_lab.topology import Published, Topology
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 # PGHA_TEST_SLOT (0-9) gives a checkout its own test lab, so two checkouts can test side by side.
 SLOT = int(os.environ.get("PGHA_TEST_SLOT", "0"))
 PROJECT = "pgha-lab-test" + (str(SLOT) if SLOT else "")
@@ -59,20 +58,3 @@ def remove_leftovers() -> None:
     """Whatever an earlier, interrupted run left: containers, volumes, networks of the test project."""
     paths = LabPaths(home=REPO, project=PROJECT)
     LabDocker(PROJECT, paths.compose_file).remove_everything()
-
-
-@pytest.fixture(scope="session")
-def test_lab(docker_client, built_images):
-    remove_leftovers()
-    paths = LabPaths(home=REPO, project=PROJECT)
-    topo = Topology.build(project=PROJECT, subnet=SUBNET, published=PORTS)
-    lab = LabUnderTest(paths, topo)
-    yield lab
-    remove_leftovers()
-
-
-@pytest.fixture()
-def healthy_lab(test_lab):
-    """The test lab, brought up (a no-op when it is already healthy)."""
-    test_lab.up()
-    return test_lab
