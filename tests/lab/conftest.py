@@ -22,6 +22,9 @@ SLOT = int(os.environ.get("PGHA_TEST_SLOT", "0"))
 PROJECT = "pgha-lab-test" + (str(SLOT) if SLOT else "")
 SUBNET = f"10.56.{56 + SLOT}.0/24"
 PORTS = Published(primary=25432 + 10 * SLOT, replicas=25433 + 10 * SLOT, stats=28404 + 10 * SLOT)
+# PGHA_TEST_KEEP_LAB=1 keeps the lab between two runs while one works on a test (never in CI):
+# the next run starts from it instead of booting a new one.
+KEEP = os.environ.get("PGHA_TEST_KEEP_LAB") == "1"
 
 
 @dataclass
@@ -56,19 +59,23 @@ class LabUnderTest:
 
 
 def remove_leftovers() -> None:
-    """Whatever an earlier, interrupted run left: containers, volumes, networks of the test project."""
+    """Whatever an earlier, interrupted run left: containers, volumes, networks of the test project,
+    and its saved topology (a test may have grown the lab), so the next `up` builds the usual shape."""
     paths = LabPaths(home=REPO, project=PROJECT)
     LabDocker(PROJECT, paths.compose_file).remove_everything()
+    paths.topology_file.unlink(missing_ok=True)
 
 
 @pytest.fixture(scope="session")
 def test_lab(docker_client, built_images):
-    remove_leftovers()
+    if not KEEP:
+        remove_leftovers()
     paths = LabPaths(home=REPO, project=PROJECT)
     topo = Topology.build(project=PROJECT, subnet=SUBNET, published=PORTS)
     lab = LabUnderTest(paths, topo)
     yield lab
-    remove_leftovers()
+    if not KEEP:
+        remove_leftovers()
 
 
 @pytest.fixture()
