@@ -83,3 +83,12 @@ def healthy_lab(test_lab):
     """The test lab, brought up (a no-op when it is already healthy)."""
     test_lab.up()
     return test_lab
+
+
+@pytest.fixture()
+def lab(healthy_lab):
+    """A healthy lab before the test, put back together after it whatever the test broke. A
+    heal-all that fails is a finding, not something for the `up` after it to hide."""
+    yield healthy_lab
+    healthy_lab.cli("chaos", "heal-all")
+    healthy_lab.up()
