@@ -18,7 +18,7 @@ from testcontainers.core.labels import LABEL_SESSION_ID, SESSION_ID  # noqa: E40
 
 from pgha_lab.paths import LabPaths
 from pgha_lab.topology import Topology
-from tests.labkit import PORTS, PROJECT, SUBNET, LabUnderTest, remove_leftovers
+from tests.labkit import KEEP, PORTS, PROJECT, SUBNET, LabUnderTest, remove_leftovers
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -67,16 +67,27 @@ def remove_this_sessions_containers():
 # -- the suite's one lab, shared by tests/lab and tests/web ------------------------------------
 @pytest.fixture(scope="session")
 def test_lab(docker_client, built_images):
-    remove_leftovers()
+    if not KEEP:
+        remove_leftovers()
     paths = LabPaths(home=REPO, project=PROJECT)
     topo = Topology.build(project=PROJECT, subnet=SUBNET, published=PORTS)
     lab = LabUnderTest(paths, topo)
     yield lab
-    remove_leftovers()
+    if not KEEP:
+        remove_leftovers()
 
 
 @pytest.fixture()
 def healthy_lab(test_lab):
-    """The test lab, brought up (a no-op when it is already healthy)."""
-    test_lab.up()
+    """The test lab, brought up (nothing to do when it is already healthy)."""
+    test_lab.ensure_healthy()
     return test_lab
+
+
+@pytest.fixture()
+def lab(healthy_lab):
+    """A healthy lab before the test, put back together after it whatever the test broke. A
+    heal-all that fails is a finding, not something for the `up` after it to hide."""
+    yield healthy_lab
+    healthy_lab.cli("chaos", "heal-all")
+    healthy_lab.ensure_healthy()

@@ -21,6 +21,9 @@ SLOT = int(os.environ.get("PGHA_TEST_SLOT", "0"))
 PROJECT = "pgha-lab-test" + (str(SLOT) if SLOT else "")
 SUBNET = f"10.56.{56 + SLOT}.0/24"
 PORTS = Published(primary=25432 + 10 * SLOT, replicas=25433 + 10 * SLOT, stats=28404 + 10 * SLOT)
+# PGHA_TEST_KEEP_LAB=1 keeps the lab between two runs while one works on a test (never in CI):
+# the next run starts from it instead of booting a new one.
+KEEP = os.environ.get("PGHA_TEST_KEEP_LAB") == "1"
 
 
 @dataclass
@@ -39,6 +42,15 @@ class LabUnderTest:
         return self.cli("up", "--profile", "fast", "--subnet", SUBNET,
                         "--publish-ports", f"{PORTS.primary},{PORTS.replicas},{PORTS.stats}")
 
+    def ensure_healthy(self) -> None:
+        """`up`, unless the lab is already healthy in the suite's shape and profile: then `up` would
+        find nothing to do, at 10-30 s a call on a busy machine, before and after every test."""
+        ctx = self.ctx
+        if (ctx.paths.topology_file.exists() and ctx.saved_profile == "fast" and len(ctx.topology.db) == 2
+                and ctx.topology.published.enabled and ctx.health().ok):
+            return
+        self.up()
+
     @property
     def ctx(self) -> LabContext:
         """A fresh context each time: the topology on disk may have changed (a test grew the lab)."""
@@ -55,6 +67,8 @@ class LabUnderTest:
 
 
 def remove_leftovers() -> None:
-    """Whatever an earlier, interrupted run left: containers, volumes, networks of the test project."""
+    """Whatever an earlier, interrupted run left: containers, volumes, networks of the test project,
+    and its saved topology (a test may have grown the lab), so the next `up` builds the usual shape."""
     paths = LabPaths(home=REPO, project=PROJECT)
     LabDocker(PROJECT, paths.compose_file).remove_everything()
+    paths.topology_file.unlink(missing_ok=True)

@@ -89,9 +89,19 @@ def restarted_since(ctx: LabContext, node: Node, since: datetime,
 
 def no_primary(ctx: LabContext) -> Callable[[], Verdict]:
     def check() -> Verdict:
-        primaries = [n.name for n in ctx.topology.db if ctx.probe.rest(n, "/primary")[0] == 200]
+        codes = {n.name: ctx.probe.rest(n, "/primary")[0] for n in ctx.topology.db}
+        primaries = [name for name, code in codes.items() if code == 200]
         if primaries:
             return Verdict(False, f"{', '.join(primaries)} still answers as primary")
+        # Demoted means the node answers and says it is not primary (503). A running node that does
+        # not answer (code 0) may still be a primary we cannot see (frozen, cut off); only a node
+        # that is powered off or gone is certainly not one.
+        silent = [n for n in ctx.topology.db
+                  if codes[n.name] == 0 and ctx.docker.state(n).status not in ("exited", "created", "missing")]
+        if silent:
+            names = ", ".join(n.name for n in silent)
+            return Verdict(False, f"{names} does not answer its REST API, so its demotion is not confirmed",
+                           silent[0].name)
         up = health.servers_up(ctx.probe.haproxy())
         if up:
             return Verdict(False, f"HAProxy's 5432 still routes to {', '.join(up)}")

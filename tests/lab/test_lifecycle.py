@@ -5,17 +5,20 @@ import socket
 import subprocess
 import time
 
+import sys
+
 import psycopg
 import pytest
 
-from tests.labkit import PORTS
+from pgha_lab.gateway import volume_name
+from tests.labkit import PORTS, PROJECT, REPO
 
 pytestmark = [pytest.mark.docker, pytest.mark.lab]
 
 
 def containers(lab) -> dict[str, tuple[str, str]]:
-    """node -> (container id, started at) for the test lab."""
-    out = subprocess.run(["docker", "ps", "-q", "--filter", f"label=pgha-lab.project={lab.topo.project}"],
+    """node -> (container id, started at) for the test lab's containers, running or not."""
+    out = subprocess.run(["docker", "ps", "-aq", "--filter", f"label=pgha-lab.project={lab.topo.project}"],
                          capture_output=True, text=True).stdout.split()
     info = subprocess.run(["docker", "inspect", "-f", '{{index .Config.Labels "pgha-lab.node"}} {{.Id}} {{.State.StartedAt}}', *out],
                           capture_output=True, text=True).stdout.split("\n")
@@ -46,6 +49,45 @@ def test_a_taken_port_is_refused_before_anything_starts(healthy_lab):
     assert str(PORTS.primary) in healthy_lab.paths.compose_file.read_text()
 
 
+def test_resizing_etcd_in_place_is_refused_and_changes_nothing(healthy_lab):
+    lab = healthy_lab
+    before, topology = containers(lab), lab.paths.topology_file.read_text()
+    proc = lab.cli("up", "--etcd-nodes", "5", check=False)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert "the etcd membership of an existing lab cannot change in place" in proc.stderr
+    assert containers(lab) == before and lab.paths.topology_file.read_text() == topology
+
+
+def test_down_of_a_lab_that_does_not_exist_is_refused(healthy_lab):
+    ghost = PROJECT + "-ghost"
+    proc = subprocess.run([sys.executable, "-m", "pgha_lab", "--home", str(REPO), "--project", ghost, "down"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert f"there is no lab {ghost!r} here" in proc.stderr and "nothing to stop" in proc.stderr
+    assert not (REPO / "labs" / ghost).exists()
+    assert len(containers(healthy_lab)) == len(healthy_lab.topo.nodes)   # ours untouched
+
+
+def published_port_open(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(2)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def test_publish_ports_off_then_on_again(healthy_lab):
+    lab = healthy_lab
+    lab.cli("up", "--publish-ports", "off")
+    assert lab.ctx.docker.published_ports(lab.topo.haproxy) == set()
+    assert not published_port_open(PORTS.primary) and not published_port_open(PORTS.stats)
+    # Inside the lab nothing changed: HAProxy still routes to the primary.
+    with psycopg.connect(lab.dsn(), password=lab.password(), connect_timeout=5) as conn:
+        assert conn.execute("select pg_is_in_recovery()").fetchone()[0] is False
+    lab.up()   # the suite's ports back: conftest's up passes them
+    assert lab.ctx.docker.published_ports(lab.topo.haproxy) >= {str(PORTS.primary), str(PORTS.replicas), str(PORTS.stats)}
+    with psycopg.connect(lab.dsn(published=True), password=lab.password(), connect_timeout=5) as conn:
+        assert conn.execute("select pg_is_in_recovery()").fetchone()[0] is False
+
+
 def test_down_then_up_keeps_the_data_and_down_volumes_removes_it(healthy_lab):
     lab = healthy_lab
     marker = time.time_ns()
@@ -54,9 +96,19 @@ def test_down_then_up_keeps_the_data_and_down_volumes_removes_it(healthy_lab):
         conn.execute("insert into keep_me values (%s)", (marker,))
     lab.cli("down")
     assert containers(lab) == {}
+    down = lab.cli("status", check=False)
+    assert down.returncode == 1 and f"lab {lab.topo.project!r} is not running; start it with `pgha-lab up`." in down.stderr
     lab.up()
     with psycopg.connect(lab.dsn(), password=lab.password()) as conn:
         assert conn.execute("select count(*) from keep_me where id = %s", (marker,)).fetchone()[0] == 1
+
+    # Data nodes wiped beside an etcd that remembers the cluster: up refuses before starting anything.
+    lab.cli("down")
+    db_volumes = [volume_name(lab.topo.project, n.name) for n in lab.topo.db]
+    subprocess.run(["docker", "volume", "rm", *db_volumes], capture_output=True, text=True, check=True)
+    stale = lab.cli("up", check=False)
+    assert stale.returncode == 1 and "etcd still holds this lab's cluster" in stale.stderr, stale.stderr
+    assert "pgha-lab down --volumes" in stale.stderr and containers(lab) == {}
 
     lab.cli("down", "--volumes")
     vols = subprocess.run(["docker", "volume", "ls", "-q", "--filter", f"label=com.docker.compose.project={lab.topo.project}"],
@@ -88,3 +140,37 @@ def test_switching_the_profile_reaches_etcd_and_haproxy(healthy_lab):
     lab.up()   # back to fast
     config = probe.rest(lab.topo.node(next(m.name for m in probe.members() if m.role == "leader")), "/config")[1]
     assert (config["ttl"], config["loop_wait"], config["retry_timeout"]) == (20, 1, 3)
+
+
+@pytest.fixture()
+def grown_lab(healthy_lab):
+    """The lab grown by a test; taken down afterwards, with its saved shape, so a later `up`
+    builds the usual two db nodes (this file runs last: nothing normally comes after)."""
+    yield healthy_lab
+    healthy_lab.cli("down", "--volumes")
+    healthy_lab.paths.topology_file.unlink(missing_ok=True)
+
+
+def test_up_db_nodes_3_grows_a_running_lab(grown_lab):
+    lab = grown_lab
+    probe = lab.probe()
+    leader = probe.cluster().leader_name
+    etcd_started = {n.name: started_at(lab, n) for n in lab.topo.etcd}
+    with psycopg.connect(lab.dsn(), password=lab.password(), autocommit=True) as conn:
+        conn.execute("create table if not exists grown (id bigint primary key)")
+        conn.execute("insert into grown values (1) on conflict do nothing")
+    lab.cli("up", "--db-nodes", "3")
+    ctx = lab.ctx   # the topology on disk now has three db nodes
+    assert [n.name for n in ctx.topology.db] == ["dbnode1", "dbnode2", "dbnode3"]
+    cluster = ctx.cluster()
+    assert cluster.leader_name == leader, "growing the lab moved the leader"
+    third = cluster.member("dbnode3")
+    assert third is not None and third.role.is_replica and third.state == "streaming", third
+    assert {n.name: started_at(lab, n) for n in lab.topo.etcd} == etcd_started   # etcd untouched
+    up = {(b.backend, b.server) for b in ctx.probe.haproxy() if b.status == "UP"}
+    assert ("replicas", "dbnode3") in up, up
+    node3 = ctx.topology.node("dbnode3")
+    dsn = (f"host={node3.address} port={ctx.topology.ports.postgres} dbname=postgres user=postgres "
+           f"sslmode=verify-full sslrootcert={ctx.ca_file}")
+    with psycopg.connect(dsn, password=lab.password()) as conn:
+        assert conn.execute("select count(*) from grown").fetchone()[0] == 1

@@ -49,6 +49,22 @@ def test_bounds_shrink_with_the_fast_profile():
     assert seed.haproxy_mark_down_s == 12.0 and seed.haproxy_mark_up_s == 9.0
 
 
+@pytest.mark.parametrize("name, failover_s, switchover_s, mark_down_s, mark_up_s", [
+    # seed: ttl 30 + loop_wait 10 + promotion 5 + rise (2 + 1) x 3 s; switchover 2 x 10 + 5 + 9.
+    ("seed", 54.0, 34.0, 12.0, 9.0),
+    # fast: ttl 20 + loop_wait 1 + promotion 5 + rise (2 + 1) x 1 s; switchover 2 x 1 + 5 + 3.
+    ("fast", 29.0, 10.0, 4.0, 3.0),
+])
+def test_bounds_are_pinned_to_numbers(name, failover_s, switchover_s, mark_down_s, mark_up_s):
+    # Numbers worked out by hand, not the formula again: an inflated formula (a bound that lets
+    # any drill pass) fails here, and so does a report that compares against a changed one.
+    p = profiles.get(name)
+    assert p.failover_bound_s() == failover_s
+    assert p.switchover_bound_s() == switchover_s
+    assert (p.haproxy_mark_down_s, p.haproxy_mark_up_s) == (mark_down_s, mark_up_s)
+    assert p.as_dict()["failover_bound_s"] == failover_s and p.as_dict()["switchover_bound_s"] == switchover_s
+
+
 def test_an_unknown_profile_gets_one_sentence():
     with pytest.raises(LabError) as exc:
         profiles.get("turbo")

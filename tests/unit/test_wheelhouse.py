@@ -2,6 +2,7 @@
 from pathlib import Path
 
 import pytest
+from packaging.version import Version
 
 from pgha_lab.build import wheelhouse
 from pgha_lab.errors import LabError
@@ -69,7 +70,8 @@ def test_committed_lock_pins_patroni_41_with_its_extras():
     assert pins["patroni"].version.startswith("4.1.")
     assert set(pins["patroni"].extras) == {"psycopg3", "etcd3"}
     assert pins["python-etcd"].sdist_only and pins["ydiff"].sdist_only
-    assert pins["ydiff"].version < "1.5"
+    # As versions, not strings: "1.10" sorts before "1.5" as text but is the later release.
+    assert Version(pins["ydiff"].version) < Version("1.5")
 
 
 def test_wheelhouse_folder_changes_with_lock_and_arch(tmp_path):
