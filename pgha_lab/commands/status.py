@@ -7,6 +7,7 @@ import sys
 import time
 from dataclasses import asdict
 
+from pgha_lab import settings as lab_settings
 from pgha_lab.commands._common import lab_context
 from pgha_lab.context import LabContext
 from pgha_lab.errors import LabError
@@ -26,11 +27,32 @@ def snapshot(ctx: LabContext) -> dict:
     return {"members": probe.members(), "etcd": probe.etcd(), "haproxy": probe.haproxy()}
 
 
-def render_text(topo, snap: dict) -> str:
+def settings_line(ctx: LabContext) -> tuple[str, dict]:
+    """The settings Patroni really runs (its /config in etcd), and the profile; said when they
+    differ from what the lab saved, e.g. after a `patronictl edit-config` by hand."""
+    saved = ctx.settings
+    live = None
+    for node in ctx.topology.db:
+        code, config = ctx.probe.rest(node, "/config")
+        if code == 200:
+            live = lab_settings.LabSettings.from_config(config)
+            break
+    shown = live or saved
+    text = f"Settings: {shown.summary()}; {ctx.profile.name} profile"
+    if live is None:
+        text += " (saved; Patroni's /config did not answer)"
+    elif live != saved:
+        text += f" (the lab saved {saved.summary()}; `pgha-lab up` puts that back)"
+    return text, {"settings": shown.as_dict(), "saved_settings": saved.as_dict(), "profile": ctx.profile.name}
+
+
+def render_text(topo, snap: dict, settings_text: str = "") -> str:
     members = snap["members"]
     parts = [members_table(members, topo.scope) if members else "Patroni: no db node answers its REST API.",
              etcd_table(snap["etcd"]),
              haproxy_table(snap["haproxy"]) if snap["haproxy"] else "HAProxy: the stats page does not answer."]
+    if settings_text:
+        parts.insert(1, settings_text)
     return "\n\n".join(parts)
 
 
@@ -43,12 +65,13 @@ def cmd_status(args: argparse.Namespace) -> int:
         raise LabError(f"lab {topo.project!r} is not running; start it with `pgha-lab up`.")
     while True:
         snap = snapshot(ctx)
+        text, doc = settings_line(ctx)
         if args.json:
-            print(json.dumps({k: [asdict(x) for x in v] for k, v in snap.items()}, indent=2))
+            print(json.dumps({**{k: [asdict(x) for x in v] for k, v in snap.items()}, **doc}, indent=2))
         else:
             if args.watch and sys.stdout.isatty():
                 print("\033[H\033[J", end="")
-            print(render_text(topo, snap))
+            print(render_text(topo, snap, text))
         if not args.watch:
             return 0
         time.sleep(args.watch)   # a display refresh interval, not a wait for readiness

@@ -52,4 +52,4 @@ def test_bounds_shrink_with_the_fast_profile():
 def test_an_unknown_profile_gets_one_sentence():
     with pytest.raises(LabError) as exc:
         profiles.get("turbo")
-    assert str(exc.value) == "unknown timing profile 'turbo'; choose one of: seed, fast."
+    assert str(exc.value) == "unknown timing profile 'turbo'; choose one of: seed, fast, instant."
