@@ -4,13 +4,16 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 
 from pgha_lab import profiles
 from pgha_lab.commands._common import lab_context
 from pgha_lab.drill import report
-from pgha_lab.drill.runner import DrillResult, run_drill
+from pgha_lab.drill.ledger import WriterSettings
+from pgha_lab.drill.runner import DrillOptions, DrillResult, run_drill
+from pgha_lab.drill.workload import WorkloadSettings
 from pgha_lab.drill.scenarios import SCENARIOS, get as get_scenario
 from pgha_lab.errors import EXIT_NOT_AS_EXPECTED, LabError
 from pgha_lab.term.progress import Progress
@@ -25,14 +28,35 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--repeat", type=int, default=1, metavar="N", help="run the drill N times; the report adds min/median/max")
     p.add_argument("--profile", metavar="seed|fast",
                    help="the timing profile the measurement assumes; refused when the lab runs another one")
+    add_workload_args(p)
     p.add_argument("--out", metavar="DIR", help="report folder (default: labs/<project>/drills/<time>-<scenario>)")
     p.add_argument("--json", action="store_true", help="print the figures as JSON")
     p.set_defaults(func=cmd_drill)
 
 
+def add_workload_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--write-rate", type=float, default=None, metavar="N",
+                   help="ledger writes a second through 5432 (default 20)")
+    p.add_argument("--bulk-rate", type=float, default=0.0, metavar="ROWS",
+                   help="background bulk rows a second, so a replica can lag when the fault hits (default 0: off)")
+    p.add_argument("--row-size", type=int, default=8192, metavar="BYTES", help="bytes per bulk row (default 8192)")
+
+
+def drill_options(args: argparse.Namespace) -> DrillOptions:
+    """The drill's workload from the command line, refused in one sentence when out of range."""
+    writer = WriterSettings()
+    if args.write_rate is not None:
+        if not 0.5 <= args.write_rate <= 200:
+            raise LabError(f"--write-rate takes 0.5 to 200 writes a second, not {args.write_rate:g}.")
+        writer = replace(writer, interval_s=1 / args.write_rate)
+    bulk = WorkloadSettings(rows_per_s=args.bulk_rate, row_bytes=args.row_size).validate()
+    return DrillOptions(writer=writer, workload=bulk)
+
+
 def cmd_drill(args: argparse.Namespace) -> int:
     # Every refusal comes before anything is touched.
     scenario = get_scenario(args.scenario)
+    opts = drill_options(args)
     if args.repeat < 1:
         raise LabError(f"--repeat takes a count of 1 or more, not {args.repeat}.")
     ctx = lab_context(args)
@@ -57,7 +81,7 @@ def cmd_drill(args: argparse.Namespace) -> int:
         if args.repeat > 1:
             progress.info(f"run {k + 1} of {args.repeat}")
         run_id = f"{stamp}-{scenario.name}-{k + 1}"
-        result = run_drill(ctx, scenario, run_id, progress=progress)
+        result = run_drill(ctx, scenario, run_id, opts, progress=progress)
         target = folder / f"run-{k + 1:02d}" if args.repeat > 1 else folder
         target.mkdir(exist_ok=True)
         report.write(result, target)
@@ -69,6 +93,7 @@ def cmd_drill(args: argparse.Namespace) -> int:
 
     if args.json:
         doc = {"scenario": scenario.name, "folder": str(folder), "profile": profile.name,
+               "settings": results[0].settings if results else {},
                "runs": [{"run": r.run, "figures": r.figures(), "problems": r.problems(),
                          "healthy_after": r.healthy_after} for r in results]}
         if summary:

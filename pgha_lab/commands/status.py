@@ -31,12 +31,7 @@ def settings_line(ctx: LabContext) -> tuple[str, dict]:
     """The settings Patroni really runs (its /config in etcd), and the profile; said when they
     differ from what the lab saved, e.g. after a `patronictl edit-config` by hand."""
     saved = ctx.settings
-    live = None
-    for node in ctx.topology.db:
-        code, config = ctx.probe.rest(node, "/config")
-        if code == 200:
-            live = lab_settings.LabSettings.from_config(config)
-            break
+    live = lab_settings.read_live(ctx.probe, ctx.topology)
     shown = live or saved
     text = f"Settings: {shown.summary()}; {ctx.profile.name} profile"
     if live is None:
