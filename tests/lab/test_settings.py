@@ -55,6 +55,7 @@ def insert(lab, timeout_s: float) -> tuple[float, list[str]]:
         conn.add_notice_handler(lambda d: notices.append(d.message_primary or ""))
         conn.execute(f"set statement_timeout = '{int(timeout_s * 1000)}ms'")
         conn.execute("create table if not exists settings_writes (id bigserial primary key, note text)")
+        notices.clear()   # only what the commit itself brings back counts
         start = time.monotonic()
         conn.execute("insert into settings_writes (note) values ('settings test')")
         return time.monotonic() - start, notices
@@ -124,12 +125,14 @@ def _writable_through_quorum_loss(lab) -> tuple[bool, str]:
         return False, f"write failed: {str(exc).strip()[:120]}"
 
 
-@pytest.mark.parametrize("failsafe, writable", [("on", True), ("off", False)])
-def test_failsafe_keeps_the_primary_writable_through_etcd_quorum_loss(lab, failsafe, writable):
-    up(lab, "--failsafe", failsafe)
-    assert config(lab).get("failsafe_mode", False) is (failsafe == "on")
+def test_failsafe_keeps_the_primary_writable_through_etcd_quorum_loss(lab):
+    # The other half, failsafe off (the seed) demoting the primary on the same fault, is
+    # tests/lab/test_chaos.py::test_losing_two_of_three_etcd_members_demotes_the_primary_until_they_return;
+    # run with "off" here, this same check fails with "write failed: ... read-only" (shown in the report).
+    up(lab, "--failsafe", "on")
+    assert config(lab)["failsafe_mode"] is True
     ok, note = _writable_through_quorum_loss(lab)
-    assert ok is writable, f"failsafe {failsafe}: {note}"
+    assert ok, f"failsafe on: {note}"
 
 
 def test_instant_routing_moves_5432_at_once_without_two_primaries_up(lab, tmp_path):
