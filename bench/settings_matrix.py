@@ -52,6 +52,7 @@ def main() -> int:
     ap.add_argument("--bulk-rate", default="200", help="bulk rows a second during each drill (default 200)")
     ap.add_argument("--row-size", default="8192", help="bytes per bulk row (default 8192)")
     ap.add_argument("--keep", action="store_true", help="leave the bench lab running at the end")
+    ap.add_argument("--reuse", action="store_true", help="run on the bench lab left by --keep instead of a fresh one")
     args = ap.parse_args()
     absent = [ref for ref in IMAGES.values()
               if subprocess.run(["docker", "image", "inspect", ref], capture_output=True).returncode != 0]
@@ -63,9 +64,10 @@ def main() -> int:
     out = REPO / "labs" / PROJECT / "bench" / stamp
     started = time.monotonic()
     try:
-        if (REPO / "labs" / PROJECT / "topology.yaml").exists():
-            cli("down", "--volumes", check=False)
-        cli("up", "--profile", args.profile.split(",")[0], "--subnet", SUBNET, "--publish-ports", "off")
+        if not args.reuse:
+            if (REPO / "labs" / PROJECT / "topology.yaml").exists():
+                cli("down", "--volumes", check=False)
+            cli("up", "--profile", args.profile.split(",")[0], "--subnet", SUBNET, "--publish-ports", "off")
         proc = cli("drill", "matrix", "--scenarios", args.scenarios, "--replication", args.replication,
                    "--failsafe", args.failsafe, "--profile", args.profile, "--repeat", str(args.repeat),
                    "--bulk-rate", args.bulk_rate, "--row-size", args.row_size, "--json", "--out", str(out),
