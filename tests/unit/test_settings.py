@@ -136,3 +136,21 @@ def test_drill_matrix_with_no_scenario_is_one_sentence(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "the matrix needs at least one scenario" in err and "Traceback" not in err
     assert not (ctx.paths.state / "drills").exists()
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["--write-rate", "0"], "--write-rate takes 0.5 to 200"),
+    (["--bulk-rate", "-1"], "--bulk-rate takes 0 to"),
+    (["--bulk-rate", "10", "--row-size", "8"], "--row-size takes 32 to"),
+])
+def test_bad_workload_knobs_are_one_sentence(tmp_path, capsys, args, fragment):
+    assert cli.main(["--home", str(tmp_path), "drill", "kill-replica", *args]) == 1
+    err = capsys.readouterr().err
+    assert fragment in err and "Traceback" not in err
+
+
+def test_the_bulk_writer_is_off_unless_asked_and_sizes_its_batches():
+    from pgha_lab.drill.workload import WorkloadSettings
+    assert not WorkloadSettings().enabled
+    w = WorkloadSettings(rows_per_s=200, row_bytes=8192).validate()
+    assert w.enabled and w.rows_per_batch == 20
