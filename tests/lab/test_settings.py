@@ -70,6 +70,9 @@ def test_async_acknowledges_writes_with_the_standby_frozen(lab):
     lab.cli("chaos", "pause", replica(lab))
     took, notices = insert(lab, timeout_s=3)
     assert not notices, f"the commit came back with {notices}: it waited for a standby"
+    with psycopg.connect(lab.dsn(), password=lab.password(), autocommit=True) as conn:
+        names = conn.execute("show synchronous_standby_names").fetchone()[0]
+    assert names in ("", "''"), f"the primary still names synchronous standbys: {names}"
     assert took < 1.5, f"an async commit took {took:.2f}s with the standby frozen"
 
 
