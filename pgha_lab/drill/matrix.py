@@ -280,6 +280,7 @@ def heatmap(results: list[CellResult], p: Plan, path: Path) -> None:
     values = [[float("nan") if v is None else v for v in row] for row in grid]
     fig, ax = plt.subplots(figsize=(max(6, 1.9 * len(cells)), max(2.5, 0.9 * len(p.scenarios) + 1.5)))
     im = ax.imshow(values, cmap="YlOrRd", aspect="auto")
+    top = max((v for row in grid for v in row if v is not None), default=0.0)
     ax.set_xticks(range(len(cells)), cells, rotation=30, ha="right", fontsize=8)
     ax.set_yticks(range(len(p.scenarios)), p.scenarios, fontsize=8)
     for i, s in enumerate(p.scenarios):
@@ -292,7 +293,8 @@ def heatmap(results: list[CellResult], p: Plan, path: Path) -> None:
             hung = r.spread("hung_writes")[1]
             text = (f"{down:.1f}s" if down is not None else "—") + f"\nlost {lost if lost is not None else '—'}" \
                 + (f"\nhung {hung:g}" if hung else "") + ("" if r.held else "\n✗")
-            ax.text(j, i, text, ha="center", va="center", fontsize=7)
+            dark = down is not None and top and down > 0.6 * top   # readable on the darkest cells
+            ax.text(j, i, text, ha="center", va="center", fontsize=7, color="white" if dark else "black")
     fig.colorbar(im, ax=ax, label="median write downtime (s)")
     ax.set_title("Write downtime by scenario and setting (lost acknowledged writes in each cell)", fontsize=9)
     fig.tight_layout()
