@@ -8,7 +8,7 @@ from pathlib import Path
 
 import yaml
 
-from pgha_lab import health, profiles, secrets, tls
+from pgha_lab import health, profiles, secrets, settings as lab_settings, tls
 from pgha_lab.errors import LabError
 from pgha_lab.gateway import LabDocker
 from pgha_lab.paths import LabPaths, default_home
@@ -68,7 +68,8 @@ class LabContext:
     def health(self) -> Verdict:
         """The one meaning of healthy (health.assess_lab), read from the live lab now."""
         probe = self.probe
-        return health.assess_lab(probe.etcd(), probe.cluster(), probe.haproxy(), [n.name for n in self.topology.db])
+        return health.assess_lab(probe.etcd(), probe.cluster(), probe.haproxy(), [n.name for n in self.topology.db],
+                                 sync_required=self.settings.expects_sync_standby)
 
     def is_running(self) -> bool:
         return any(state == "running" for state in self.docker.containers().values())
@@ -84,6 +85,11 @@ class LabContext:
         if not f.exists() or f.read_text().strip() != name:
             f.parent.mkdir(parents=True, exist_ok=True)
             f.write_text(name + "\n")
+
+    @property
+    def settings(self) -> lab_settings.LabSettings:
+        """Replication mode and safety switches the lab was last brought up with (settings.json)."""
+        return lab_settings.load(self.paths.state)
 
     @property
     def profile(self) -> Profile:

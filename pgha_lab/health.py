@@ -26,7 +26,9 @@ def assess_etcd(endpoints: list[EtcdEndpoint]) -> Verdict:
     return Verdict(True, f"{len(endpoints)} members, leader {leaders[0]}")
 
 
-def assess_patroni(members: list[Member] | Cluster, expected: list[str]) -> Verdict:
+def assess_patroni(members: list[Member] | Cluster, expected: list[str], sync_required: bool = True) -> Verdict:
+    """`sync_required`: the lab's replication mode has synchronous (or quorum) standbys; asynchronous
+    replication has none, and a healthy async cluster must not wait for one."""
     cluster = members if isinstance(members, Cluster) else Cluster.of(members)
     for name in expected:
         if cluster.member(name) is None:
@@ -39,6 +41,8 @@ def assess_patroni(members: list[Member] | Cluster, expected: list[str]) -> Verd
     for m in cluster.replicas:
         if m.state != "streaming":
             return Verdict(False, f"{m.name} is {m.state or 'not running'}, not streaming", m.name)
+    if not sync_required:
+        return Verdict(True, f"leader {leaders[0].name}, {len(cluster.members) - 1} streaming")
     if not cluster.sync_standbys:
         return Verdict(False, "no synchronous standby yet", None)
     return Verdict(True, f"leader {leaders[0].name}, {len(cluster.members) - 1} streaming, synchronous standby "
@@ -69,10 +73,11 @@ def assess_routing(backends: list[Backend], cluster: Cluster) -> Verdict:
     return assess_haproxy(backends, cluster.leader_name, [m.name for m in cluster.replicas])
 
 
-def assess_lab(etcd: list[EtcdEndpoint], cluster: Cluster, backends: list[Backend], expected_db: list[str]) -> Verdict:
+def assess_lab(etcd: list[EtcdEndpoint], cluster: Cluster, backends: list[Backend], expected_db: list[str],
+               sync_required: bool = True) -> Verdict:
     """Healthy: every etcd member answers with one leader; Patroni has one running leader, every other
     member streaming and a synchronous standby; HAProxy routes both ports accordingly."""
-    for verdict in (assess_etcd(etcd), assess_patroni(cluster, expected_db)):
+    for verdict in (assess_etcd(etcd), assess_patroni(cluster, expected_db, sync_required)):
         if not verdict.ok:
             return verdict
     return assess_routing(backends, cluster)

@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from pgha_lab import health, profiles, render
+from pgha_lab import health, profiles, render, settings as lab_settings
 from pgha_lab.build import images, recipes
 from pgha_lab.context import LabContext
 from pgha_lab.errors import LabError
@@ -59,12 +59,12 @@ class Wait:
     check: Callable[[], Verdict]
 
 
-def health_waits(probe: LabProbe, expected_db: list[str]) -> list[Wait]:
+def health_waits(probe: LabProbe, expected_db: list[str], sync_required: bool = True) -> list[Wait]:
     """The parts of health.assess_lab one at a time, so progress says which part is still coming."""
     return [
         Wait("Waiting for etcd: every member healthy, one leader", lambda: health.assess_etcd(probe.etcd())),
-        Wait("Waiting for Patroni: one leader, replicas streaming, a synchronous standby",
-             lambda: health.assess_patroni(probe.cluster(), expected_db)),
+        Wait("Waiting for Patroni: one leader, replicas streaming" + (", a synchronous standby" if sync_required else ""),
+             lambda: health.assess_patroni(probe.cluster(), expected_db, sync_required)),
         Wait("Waiting for HAProxy: 5432 to the leader, 5433 to the replicas",
              lambda: health.assess_routing(probe.haproxy(), probe.cluster())),
     ]
@@ -90,12 +90,14 @@ class UpOutcome:
     profile: str
     members: list[Member] = field(default_factory=list)
     seconds: float = 0.0
+    settings: lab_settings.LabSettings = lab_settings.DEFAULT
 
     def connect_text(self) -> str:
         t, ctx = self.ctx.topology, self.ctx
         lines = [
             "",
             f"Lab {t.project!r} is healthy ({self.profile} timings, {self.seconds:.0f}s).",
+            f"Settings: {self.settings.summary()}.",
             "Connect through HAProxy (primary on 5432, replicas on 5433), TLS verified end to end:",
             f"  psql \"{ctx.dsn()}\"",
             f"  URI: {ctx.uri()}",
@@ -113,6 +115,7 @@ class UpOutcome:
 
     def as_dict(self) -> dict[str, Any]:
         return {"project": self.ctx.project, "profile": self.profile, "seconds": round(self.seconds, 1),
+                "settings": self.settings.as_dict(),
                 "members": [asdict(m) for m in self.members], "dsn": self.ctx.dsn(),
                 "replica_dsn": self.ctx.dsn(replica=True)}
 
@@ -127,6 +130,8 @@ class UpRun:
     deadline_s: float
     started: float = field(default_factory=time.monotonic)
     profile: profiles.Profile | None = None
+    settings_request: dict[str, Any] = field(default_factory=dict)
+    settings: lab_settings.LabSettings = lab_settings.DEFAULT
     running_before: set[str] = field(default_factory=set)
     changed: list[Path] = field(default_factory=list)
 
@@ -138,6 +143,7 @@ def _refuse(run: UpRun) -> None:
     check_stale_dcs(run.ctx)
     # An unknown saved profile is refused here, before any build.
     run.profile = profiles.get(run.profile_request or run.ctx.saved_profile or profiles.DEFAULT)
+    run.settings = lab_settings.requested(run.ctx.settings, **run.settings_request).validate(len(run.ctx.topology.db))
 
 
 def _build_images(run: UpRun) -> None:
@@ -152,9 +158,10 @@ def _write_files(run: UpRun) -> None:
     ctx = run.ctx
     run.running_before = {name for name, state in ctx.docker.containers().items() if state == "running"}
     with run.progress.step("Writing certificates, secrets and node configs"):
-        run.changed = render.write_lab(ctx.paths, ctx.topology, run.profile)
+        run.changed = render.write_lab(ctx.paths, ctx.topology, run.profile, settings=run.settings)
         compose.write_compose(ctx.topology, ctx.paths)
         ctx.save_profile(run.profile.name)
+        lab_settings.save(ctx.paths.state, run.settings)
 
 
 def _start_nodes(run: UpRun) -> None:
@@ -177,26 +184,35 @@ def _restart_changed(run: UpRun) -> None:
 
 def _wait_healthy(run: UpRun) -> None:
     ctx = run.ctx
-    wait_for(run.progress, health_waits(ctx.probe, [n.name for n in ctx.topology.db]), ctx, run.deadline_s)
+    # The synchronous standby is waited for after the settings step: the replication mode in etcd
+    # may still be the lab's previous one (async has no synchronous standby to wait for).
+    wait_for(run.progress, health_waits(ctx.probe, [n.name for n in ctx.topology.db], sync_required=False),
+             ctx, run.deadline_s)
 
 
-def _apply_timings(run: UpRun) -> None:
-    with run.progress.step("Checking Patroni's timings in etcd"):
-        note = apply_dcs_timings(run.ctx, run.profile)
+def _apply_dcs(run: UpRun) -> None:
+    with run.progress.step("Checking Patroni's timings and settings in etcd"):
+        note = apply_dcs_config(run.ctx, run.profile, run.settings)
     if note.startswith("set"):
-        run.progress.info(f"Patroni's timings in etcd {note} ({run.profile.name} profile)")
+        run.progress.info(f"Patroni's dynamic configuration in etcd: {note} ({run.profile.name} profile)")
+    ctx = run.ctx
+    waits = [Wait(f"Waiting for the lab to run {run.settings.summary()}",
+                  lambda: health.assess_lab(ctx.probe.etcd(), ctx.probe.cluster(), ctx.probe.haproxy(),
+                                            [n.name for n in ctx.topology.db], run.settings.expects_sync_standby))]
+    wait_for(run.progress, waits, ctx, max(60.0, run.deadline_s - (time.monotonic() - run.started)))
 
 
 UP_STEPS: tuple[Callable[[UpRun], None], ...] = (
-    _refuse, _build_images, _write_files, _start_nodes, _restart_changed, _wait_healthy, _apply_timings)
+    _refuse, _build_images, _write_files, _start_nodes, _restart_changed, _wait_healthy, _apply_dcs)
 
 
 def bring_up(ctx: LabContext, *, profile: str | None, pg_install: str, progress: Progress,
-             deadline_s: float = UP_DEADLINE_S) -> UpOutcome:
-    run = UpRun(ctx, progress, profile, pg_install, deadline_s)
+             deadline_s: float = UP_DEADLINE_S, settings: dict[str, Any] | None = None) -> UpOutcome:
+    """`settings`: the lab settings the command line changed (settings.requested's keywords)."""
+    run = UpRun(ctx, progress, profile, pg_install, deadline_s, settings_request=settings or {})
     for step in UP_STEPS:
         step(run)
-    return UpOutcome(ctx=ctx, profile=run.profile.name, members=ctx.probe.members(),
+    return UpOutcome(ctx=ctx, profile=run.profile.name, members=ctx.probe.members(), settings=run.settings,
                      seconds=time.monotonic() - run.started)
 
 
@@ -205,20 +221,29 @@ def _touched(folder: Path, changed: list[Path]) -> bool:
 
 
 def apply_dcs_timings(ctx: LabContext, profile: profiles.Profile) -> str:
-    """bootstrap.dcs only counts on the first boot; later profile changes go to etcd through the
-    REST API (what `patronictl edit-config` does), so `up --profile` works on an existing lab."""
-    wanted = {"ttl": profile.ttl, "loop_wait": profile.loop_wait, "retry_timeout": profile.retry_timeout}
+    """The profile's timings with the lab's saved settings (see apply_dcs_config)."""
+    return apply_dcs_config(ctx, profile, ctx.settings)
+
+
+def apply_dcs_config(ctx: LabContext, profile: profiles.Profile, settings: lab_settings.LabSettings) -> str:
+    """bootstrap.dcs only counts on the first boot; later profile and settings changes go to etcd
+    through the REST API (what `patronictl edit-config` does), so `up --profile/--replication/...`
+    works on a running lab: Patroni applies all of them without restarting PostgreSQL."""
+    timings = {"ttl": profile.ttl, "loop_wait": profile.loop_wait, "retry_timeout": profile.retry_timeout}
     probe, topo = ctx.probe, ctx.topology
     leader = probe.cluster().leader_name
     node = topo.node(leader) if leader else topo.db[0]
     code, config = probe.rest(node, "/config")
     if code != 200:
         raise LabError(f"could not read Patroni's configuration from {node.name} (HTTP {code}).")
-    if all(config.get(k) == v for k, v in wanted.items()):
-        return "already " + ", ".join(f"{k} {v}" for k, v in wanted.items())
+    wanted = {k: v for k, v in timings.items() if config.get(k) != v}
+    wanted.update(settings.differs_from(config))
+    if not wanted:
+        return "already " + ", ".join(f"{k} {v}" for k, v in timings.items()) + "; " + settings.summary()
     r = probe.rest_change(node, "PATCH", "/config", wanted, ctx.restapi_auth, timeout=10)
     if r.status_code != 200:
-        raise LabError(f"Patroni refused the {profile.name} timings: {r.text.strip() or r.status_code}.")
+        raise LabError(f"Patroni refused the {profile.name} timings and settings "
+                       f"({settings.summary()}): {r.text.strip() or r.status_code}.")
     return "set " + ", ".join(f"{k} {v}" for k, v in wanted.items())
 
 
@@ -230,5 +255,6 @@ def take_down(ctx: LabContext, *, volumes: bool, progress: Progress) -> None:
     title = "Removing nodes, network and data volumes" if volumes else "Stopping nodes (data volumes kept)"
     with progress.step(title):
         ctx.docker.compose("down", "--remove-orphans", *(["--volumes"] if volumes else []))
-    if volumes:   # the next up bootstraps a new cluster, with the profile it is given then
+    if volumes:   # the next up bootstraps a new cluster, with the profile and settings it is given then
         (paths.state / render.BOOTSTRAP_PROFILE_FILE).unlink(missing_ok=True)
+        (paths.state / render.BOOTSTRAP_SETTINGS_FILE).unlink(missing_ok=True)

@@ -118,11 +118,12 @@ class Cluster:
     def replicas(self) -> list[Member]:
         """Every member that is not the leader, synchronous standbys first, then by name."""
         rest = [m for m in self.members if m.role is not MemberRole.LEADER]
-        return sorted(rest, key=lambda m: (m.role is not MemberRole.SYNC_STANDBY, m.name))
+        return sorted(rest, key=lambda m: (m.role not in (MemberRole.SYNC_STANDBY, MemberRole.QUORUM_STANDBY), m.name))
 
     @property
     def sync_standbys(self) -> list[Member]:
-        return [m for m in self.members if m.role is MemberRole.SYNC_STANDBY]
+        """Standbys a commit may wait for: synchronous ones, or quorum ones (synchronous_mode: quorum)."""
+        return [m for m in self.members if m.role in (MemberRole.SYNC_STANDBY, MemberRole.QUORUM_STANDBY)]
 
     def role_of(self, name: str) -> MemberRole:
         m = self.member(name)

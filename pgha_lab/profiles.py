@@ -32,6 +32,12 @@ class Profile:
     check_rise: int          # passed checks before a server is marked up
     check_timeout_ms: int    # one health check's deadline
     stats_refresh_s: int     # the stats page's auto refresh
+    # HAProxy checks a server in transition every fastinter, a server that is down every downinter
+    # (0: both as inter); `runtime_api` opens HAProxy's admin API to the lab network, so Patroni's
+    # on_role_change callback can switch 5432 at once instead of waiting for the checks.
+    check_fastinter_ms: int = 0
+    check_downinter_ms: int = 0
+    runtime_api: bool = False
 
     def validate(self) -> None:
         if self.ttl < PATRONI_MIN_TTL or self.loop_wait < PATRONI_MIN_LOOP_WAIT or self.retry_timeout < PATRONI_MIN_RETRY_TIMEOUT:
@@ -49,13 +55,21 @@ class Profile:
         """Worst case for HAProxy to stop sending to a server whose check started failing with an
         answer (Patroni's REST API saying 503). A server that vanished fails each check only at
         its timeout, so there it is fall * (inter + timeout); no bound here relies on that case."""
-        return (self.check_fall * self.check_inter_ms + self.check_timeout_ms) / 1000
+        return (self.check_inter_ms + (self.check_fall - 1) * self.fastinter_ms + self.check_timeout_ms) / 1000
 
     @property
     def haproxy_mark_up_s(self) -> float:
         """Worst case for HAProxy to start sending to a server whose check started passing
         (one interval may pass before the first check, then `rise` passes)."""
-        return (self.check_rise + 1) * self.check_inter_ms / 1000
+        return (self.downinter_ms + self.check_rise * self.fastinter_ms) / 1000
+
+    @property
+    def fastinter_ms(self) -> int:
+        return self.check_fastinter_ms or self.check_inter_ms
+
+    @property
+    def downinter_ms(self) -> int:
+        return self.check_downinter_ms or self.check_inter_ms
 
     def failover_bound_s(self, promote_s: float = PROMOTE_S) -> float:
         """Upper bound on write downtime after the primary dies without a word (power cut):
@@ -73,6 +87,8 @@ class Profile:
                 "loop_wait": self.loop_wait, "retry_timeout": self.retry_timeout,
                 "check_inter_ms": self.check_inter_ms, "check_fall": self.check_fall,
                 "check_rise": self.check_rise, "check_timeout_ms": self.check_timeout_ms,
+                "check_fastinter_ms": self.fastinter_ms, "check_downinter_ms": self.downinter_ms,
+                "runtime_api": self.runtime_api,
                 "failover_bound_s": self.failover_bound_s(), "switchover_bound_s": self.switchover_bound_s()}
 
 
@@ -86,7 +102,18 @@ FAST = Profile(
     ttl=PATRONI_MIN_TTL, loop_wait=PATRONI_MIN_LOOP_WAIT, retry_timeout=PATRONI_MIN_RETRY_TIMEOUT,
     check_inter_ms=1000, check_fall=3, check_rise=2, check_timeout_ms=1000, stats_refresh_s=1)
 
-PROFILES: dict[str, Profile] = {p.name: p for p in (SEED, FAST)}
+# Clients on the new primary as fast as HAProxy and Patroni allow: Patroni's fast timings, checks
+# every 500 ms (100 ms while a server changes state, rise 1), and on_role_change telling HAProxy's
+# runtime API to take the new primary at once and drop every other server. A lost callback leaves
+# the checks in charge, which is the `fast` behaviour with quicker checks.
+INSTANT = Profile(
+    name="instant", description="fast's Patroni timings, HAProxy checks every 500 ms (fastinter 100 ms, rise 1) "
+                                "and Patroni's on_role_change callback switching 5432 through HAProxy's runtime API",
+    ttl=PATRONI_MIN_TTL, loop_wait=PATRONI_MIN_LOOP_WAIT, retry_timeout=PATRONI_MIN_RETRY_TIMEOUT,
+    check_inter_ms=500, check_fall=2, check_rise=1, check_timeout_ms=500, stats_refresh_s=1,
+    check_fastinter_ms=100, check_downinter_ms=250, runtime_api=True)
+
+PROFILES: dict[str, Profile] = {p.name: p for p in (SEED, FAST, INSTANT)}
 DEFAULT = SEED.name
 
 

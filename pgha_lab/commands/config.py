@@ -37,10 +37,17 @@ def run_show(args: argparse.Namespace) -> int:
             raise LabError(f"{host} does not exist yet; run `pgha-lab up` to write the lab's configuration.")
         files.append({"path": container_path, "host_path": str(host), "content": host.read_text()})
     tls_files = sorted(tls.node_bundle(topology, node))
+    lab = ctx.settings
     if args.json:
         print(json.dumps({"node": node.name, "role": node.role.value, "files": files,
+                          "settings": lab.as_dict(), "profile": ctx.profile.name,
                           "tls": {"mount": TLS_MOUNT, "files": tls_files, "certs": str(paths.certs)}}, indent=2))
         return 0
+    # bootstrap.dcs in patroni.yml counts only at the cluster's first boot; what runs is in etcd.
+    print(f"==> lab settings ({paths.state / 'settings.json'}; applied through Patroni's /config in etcd) <==")
+    print(f"{lab.summary()}; {ctx.profile.name} profile")
+    print("patroni dynamic config: " + json.dumps(lab.dcs()))
+    print()
     for f in files:
         print(f"==> {f['path']}  (host: {f['host_path']}) <==")
         print(f["content"].rstrip("\n"))

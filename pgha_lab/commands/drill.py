@@ -4,13 +4,16 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 
 from pgha_lab import profiles
 from pgha_lab.commands._common import lab_context
 from pgha_lab.drill import report
-from pgha_lab.drill.runner import DrillResult, run_drill
+from pgha_lab.drill.ledger import WriterSettings
+from pgha_lab.drill.runner import DrillOptions, DrillResult, run_drill
+from pgha_lab.drill.workload import WorkloadSettings
 from pgha_lab.drill.scenarios import SCENARIOS, get as get_scenario
 from pgha_lab.errors import EXIT_NOT_AS_EXPECTED, LabError
 from pgha_lab.term.progress import Progress
@@ -21,18 +24,85 @@ def register(sub: argparse._SubParsersAction) -> None:
         "drill", help="break the cluster under a steady write load and measure what happens",
         description="Scenarios: " + "; ".join(f"{s.name} ({s.summary})" for s in SCENARIOS.values()) + ". "
                     f"Exits 0 when the drill found no problem and left the lab healthy, {EXIT_NOT_AS_EXPECTED} when it found one.")
-    p.add_argument("scenario", metavar="SCENARIO", help="one of: " + ", ".join(SCENARIOS))
+    p.add_argument("scenario", metavar="SCENARIO", help="one of: " + ", ".join(SCENARIOS)
+                   + "; or `matrix` to run --scenarios across --replication/--failsafe/--profile settings")
+    m = p.add_argument_group("matrix", "`pgha-lab drill matrix`: the lab is re-configured between cells and put back after")
+    m.add_argument("--scenarios", metavar="A,B", help="matrix: the scenarios (rows)")
+    m.add_argument("--replication", metavar="MODES", help="matrix: replication modes, e.g. sync,async,strict,quorum")
+    m.add_argument("--failsafe", metavar="off,on", help="matrix: failsafe_mode values")
+    m.add_argument("--sync-count", type=int, default=None, metavar="N", help="matrix: synchronous_node_count for every cell")
     p.add_argument("--repeat", type=int, default=1, metavar="N", help="run the drill N times; the report adds min/median/max")
-    p.add_argument("--profile", metavar="seed|fast",
-                   help="the timing profile the measurement assumes; refused when the lab runs another one")
+    p.add_argument("--profile", metavar="seed|fast|instant",
+                   help="the timing profile the measurement assumes; refused when the lab runs another one "
+                        "(matrix: the profiles to run, comma-separated)")
+    add_workload_args(p)
     p.add_argument("--out", metavar="DIR", help="report folder (default: labs/<project>/drills/<time>-<scenario>)")
     p.add_argument("--json", action="store_true", help="print the figures as JSON")
     p.set_defaults(func=cmd_drill)
 
 
+def add_workload_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--write-rate", type=float, default=None, metavar="N",
+                   help="ledger writes a second through 5432 (default 20)")
+    p.add_argument("--bulk-rate", type=float, default=0.0, metavar="ROWS",
+                   help="background bulk rows a second, so a replica can lag when the fault hits (default 0: off)")
+    p.add_argument("--row-size", type=int, default=8192, metavar="BYTES", help="bytes per bulk row (default 8192)")
+
+
+def drill_options(args: argparse.Namespace) -> DrillOptions:
+    """The drill's workload from the command line, refused in one sentence when out of range."""
+    writer = WriterSettings()
+    if args.write_rate is not None:
+        if not 0.5 <= args.write_rate <= 200:
+            raise LabError(f"--write-rate takes 0.5 to 200 writes a second, not {args.write_rate:g}.")
+        writer = replace(writer, interval_s=1 / args.write_rate)
+    bulk = WorkloadSettings(rows_per_s=args.bulk_rate, row_bytes=args.row_size).validate()
+    return DrillOptions(writer=writer, workload=bulk)
+
+
+def cmd_matrix(args: argparse.Namespace) -> int:
+    from dataclasses import asdict as _asdict
+
+    from pgha_lab import lifecycle
+    from pgha_lab.drill import matrix
+    opts = drill_options(args)
+    ctx = lab_context(args)
+    if not ctx.paths.topology_file.exists():
+        raise LabError(f"there is no lab {ctx.paths.project!r} here; start one with `pgha-lab up`.")
+    plan = matrix.plan(ctx, scenarios=args.scenarios, replication=args.replication, failsafe=args.failsafe,
+                       profile=args.profile, repeat=args.repeat, sync_count=args.sync_count, options=opts)
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    folder = report.prepare_dir(Path(args.out).resolve() if args.out else ctx.paths.state / "drills" / f"{stamp}-matrix")
+    progress = Progress(stream=sys.stderr)
+    before_settings, before_profile = ctx.settings, ctx.profile.name
+
+    def reconfigure(cell) -> None:
+        s = cell.settings
+        lifecycle.bring_up(ctx, profile=cell.profile, pg_install="auto", progress=progress,
+                           settings={k: v for k, v in _asdict(s).items()})
+
+    try:
+        results = matrix.run(ctx, plan, folder, progress, reconfigure)
+    finally:   # the lab goes back to what it ran before the matrix, whatever happened
+        from pgha_lab.chaos.actions import Chaos
+        Chaos(ctx).heal_all()
+        lifecycle.bring_up(ctx, profile=before_profile, pg_install="auto", progress=progress,
+                           settings=_asdict(before_settings))
+    files = matrix.write(results, plan, folder)
+    if args.json:
+        print(files["json"].read_text())
+    else:
+        print(files["markdown"].read_text())
+        print(f"Report: {files['markdown']} (heat map {files['heatmap']})")
+    return 0 if all(r.held for r in results) else EXIT_NOT_AS_EXPECTED
+
+
 def cmd_drill(args: argparse.Namespace) -> int:
+    if args.scenario == "matrix":
+        return cmd_matrix(args)
     # Every refusal comes before anything is touched.
     scenario = get_scenario(args.scenario)
+    opts = drill_options(args)
     if args.repeat < 1:
         raise LabError(f"--repeat takes a count of 1 or more, not {args.repeat}.")
     ctx = lab_context(args)
@@ -57,7 +127,7 @@ def cmd_drill(args: argparse.Namespace) -> int:
         if args.repeat > 1:
             progress.info(f"run {k + 1} of {args.repeat}")
         run_id = f"{stamp}-{scenario.name}-{k + 1}"
-        result = run_drill(ctx, scenario, run_id, progress=progress)
+        result = run_drill(ctx, scenario, run_id, opts, progress=progress)
         target = folder / f"run-{k + 1:02d}" if args.repeat > 1 else folder
         target.mkdir(exist_ok=True)
         report.write(result, target)
@@ -69,6 +139,7 @@ def cmd_drill(args: argparse.Namespace) -> int:
 
     if args.json:
         doc = {"scenario": scenario.name, "folder": str(folder), "profile": profile.name,
+               "settings": results[0].settings if results else {},
                "runs": [{"run": r.run, "figures": r.figures(), "problems": r.problems(),
                          "healthy_after": r.healthy_after} for r in results]}
         if summary:

@@ -6,7 +6,7 @@ import json
 import sys
 from dataclasses import replace
 
-from pgha_lab import lifecycle
+from pgha_lab import lifecycle, settings as lab_settings
 from pgha_lab.build.pg_install import PG_INSTALL_CHOICES
 from pgha_lab.commands._common import lab_context
 from pgha_lab.errors import LabError
@@ -20,6 +20,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("up", help="build missing or out-of-date images, then start the lab and wait until it is healthy")
     p.add_argument("--profile", choices=list(PROFILES), default=None,
                    help="Patroni/HAProxy timings: seed = Patroni's defaults (ttl 30, loop_wait 10), fast = the smallest (default: the lab's last, else seed)")
+    # Settings: not argparse choices, so a bad value gets the lab's one-sentence refusal.
+    p.add_argument("--replication", metavar="sync|async|strict|quorum", default=None,
+                   help="Patroni's synchronous_mode: sync = on, async = off, strict = on + synchronous_mode_strict, "
+                        "quorum = quorum commit (default: the lab's last, else sync)")
+    p.add_argument("--sync-count", type=int, default=None, metavar="N",
+                   help="synchronous_node_count: standbys a commit waits for (at most the replicas)")
+    p.add_argument("--failsafe", metavar="on|off", default=None,
+                   help="Patroni's failsafe_mode: the primary stays up through a DCS outage while it reaches every member")
+    p.add_argument("--max-lag", type=int, default=None, metavar="BYTES",
+                   help="maximum_lag_on_failover: a replica further behind may not be promoted (default 1048576)")
+    p.add_argument("--rewind", metavar="on|off", default=None, help="use_pg_rewind for a returning old primary")
     p.add_argument("--db-nodes", type=int, default=None, help="PostgreSQL nodes, 2 to 9 (default 2)")
     p.add_argument("--etcd-nodes", type=int, default=None, help="etcd members: 1, 3 or 5 (default 3)")
     p.add_argument("--subnet", default=None, help="lab network (default 192.168.56.0/24, like a VirtualBox host-only network)")
@@ -60,15 +71,28 @@ def requested_topology(args: argparse.Namespace, current: Topology) -> Topology:
         raise LabError(str(exc)) from None
 
 
+def settings_request(args: argparse.Namespace) -> dict:
+    """The lab settings the command line names (checked against the topology by `up` before any change)."""
+    if args.replication is not None and args.replication not in lab_settings.REPLICATION_MODES:
+        raise LabError(f"unknown replication mode {args.replication!r}; choose one of: "
+                       f"{', '.join(lab_settings.REPLICATION_MODES)}.")
+    return {"replication": args.replication, "sync_count": args.sync_count,
+            "failsafe": None if args.failsafe is None else lab_settings.on_off(args.failsafe, "--failsafe"),
+            "max_lag": args.max_lag,
+            "rewind": None if args.rewind is None else lab_settings.on_off(args.rewind, "--rewind")}
+
+
 def cmd_up(args: argparse.Namespace) -> int:
+    request = settings_request(args)   # refused before anything else is looked at
     current = lab_context(args)
     ctx = current.with_topology(requested_topology(args, current.topology))
     if ctx.topology.etcd != current.topology.etcd and ctx.paths.topology_file.exists() and ctx.docker.volumes():
         raise LabError("the etcd membership of an existing lab cannot change in place; "
                        "run `pgha-lab down --volumes` first, then `up` with the new size.")
+    lab_settings.requested(ctx.settings, **request).validate(len(ctx.topology.db))
     progress = Progress(stream=sys.stderr)
     outcome = lifecycle.bring_up(ctx, profile=args.profile, pg_install=args.pg_install,
-                                 progress=progress, deadline_s=args.timeout)
+                                 progress=progress, deadline_s=args.timeout, settings=request)
     topo = ctx.topology
     if args.json:
         print(json.dumps(outcome.as_dict(), indent=2))

@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.text import Text
 
+from pgha_lab import settings as lab_settings
 from pgha_lab.commands._common import lab_context
 from pgha_lab.context import LabContext
 from pgha_lab.errors import LabError
@@ -32,11 +33,27 @@ def snapshot(ctx: LabContext) -> dict:
     return {"members": probe.members(), "etcd": probe.etcd(), "haproxy": probe.haproxy()}
 
 
-def render_text(topo, snap: dict) -> str:
+def settings_line(ctx: LabContext) -> tuple[str, dict]:
+    """The settings Patroni really runs (its /config in etcd), and the profile; said when they
+    differ from what the lab saved, e.g. after a `patronictl edit-config` by hand."""
+    saved = ctx.settings
+    live = lab_settings.read_live(ctx.probe, ctx.topology)
+    shown = live or saved
+    text = f"Settings: {shown.summary()}; {ctx.profile.name} profile"
+    if live is None:
+        text += " (saved; Patroni's /config did not answer)"
+    elif live != saved:
+        text += f" (the lab saved {saved.summary()}; `pgha-lab up` puts that back)"
+    return text, {"settings": shown.as_dict(), "saved_settings": saved.as_dict(), "profile": ctx.profile.name}
+
+
+def render_text(topo, snap: dict, settings_text: str = "") -> str:
     members = snap["members"]
     parts = [members_table(members, topo.scope) if members else "Patroni: no db node answers its REST API.",
              etcd_table(snap["etcd"]),
              haproxy_table(snap["haproxy"]) if snap["haproxy"] else "HAProxy: the stats page does not answer."]
+    if settings_text:
+        parts.insert(1, settings_text)
     return "\n\n".join(parts)
 
 
@@ -52,10 +69,11 @@ def cmd_status(args: argparse.Namespace) -> int:
         return watch_in_place(ctx, args.watch, console)
     while True:
         snap = snapshot(ctx)
+        text, doc = settings_line(ctx)
         if args.json:
-            print(json.dumps({k: [asdict(x) for x in v] for k, v in snap.items()}, indent=2))
+            print(json.dumps({**{k: [asdict(x) for x in v] for k, v in snap.items()}, **doc}, indent=2))
         else:
-            print(render_text(topo, snap))
+            print(render_text(topo, snap, text))
         if not args.watch:
             return 0
         time.sleep(args.watch)   # a display refresh interval, not a wait for readiness
@@ -67,6 +85,7 @@ def watch_in_place(ctx: LabContext, interval: float, console: Console) -> NoRetu
     with Live(console=console, auto_refresh=False, redirect_stderr=False) as live:
         while True:
             # Cropped rather than wrapped: a wrapped table row is unreadable.
-            live.update(Text(render_text(ctx.topology, snapshot(ctx)), no_wrap=True, overflow="ellipsis"),
+            live.update(Text(render_text(ctx.topology, snapshot(ctx), settings_line(ctx)[0]), no_wrap=True,
+                             overflow="ellipsis"),
                         refresh=True)
             time.sleep(interval)   # a display refresh interval, not a wait for readiness

@@ -69,6 +69,8 @@ def as_json(result: DrillResult) -> dict[str, Any]:
         "findings": f.as_dict(),
         "members_before": result.members_before, "members_after": result.members_after,
         "writer": asdict(result.writer_settings),
+        "settings": result.settings,
+        "workload": result.workload,
         "files": FILES,
     }
 
@@ -89,6 +91,19 @@ def spread_cells(values: list[Any]) -> list[str]:
     return ["—" if v is None else f"{v:.0f}" if whole else f"{v:.2f}" for v in values]
 
 
+def _settings_text(s: dict[str, Any]) -> str:
+    if not s:
+        return "not recorded"
+    sync = f", sync count {s['sync_count']}" if s.get("replication") != "async" else ""
+    return (f"replication {s['replication']}{sync}, failsafe {'on' if s['failsafe'] else 'off'}, "
+            f"maximum_lag_on_failover {s['max_lag']} bytes, use_pg_rewind {'on' if s['rewind'] else 'off'}")
+
+
+def _workload_text(w: dict[str, Any]) -> str:
+    return (f"a bulk writer adding {w['rows_per_s']:g} rows/s of {w['row_bytes']} bytes "
+            f"({w['rows_acked']} rows, {w['bytes_acked']} bytes acknowledged)")
+
+
 def markdown(result: DrillResult) -> str:
     f = result.findings
     assert f is not None
@@ -104,6 +119,9 @@ def markdown(result: DrillResult) -> str:
         f"retry_timeout {p.retry_timeout}s, HAProxy inter {p.check_inter_ms}ms fall {p.check_fall} rise {p.check_rise}); "
         f"started {result.started}, run id `{result.run}`.",
         "",
+        f"- **Settings**: {_settings_text(result.settings)}.",
+        f"- **Workload**: one insert every {result.writer_settings.interval_s * 1000:.0f} ms through 5432"
+        + (f"; {_workload_text(result.workload)}" if result.workload.get("enabled") else "") + ".",
         f"- **Fault** at {result.fault_s:.2f}s: {result.fault.done}.",
         f"- **Expected**: {result.fault.expected}",
         f"- **Recovery**: {result.recovery_note}. **Healed**: {', '.join(result.healed) or 'nothing to heal'}. "

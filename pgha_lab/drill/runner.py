@@ -15,6 +15,8 @@ from pgha_lab.drill.clock import Clock
 from pgha_lab.drill.ledger import Attempt, Writer, WriterSettings, ensure_table, table_counts
 from pgha_lab.drill.sampler import Sample, Sampler
 from pgha_lab.drill.scenarios import Fault, Scenario
+from pgha_lab.drill.workload import BulkWriter, WorkloadSettings
+from pgha_lab import settings as lab_settings
 from pgha_lab.errors import LabError, first_line
 from pgha_lab.profiles import Profile
 from pgha_lab.term.progress import Progress
@@ -27,6 +29,7 @@ class DrillOptions:
     tail_s: float = 2.0              # writes kept going after full health, so the last gap closes
     flowing_window_s: float = 1.0    # "writes flow": every attempt of the last second acknowledged
     writer: WriterSettings = WriterSettings()
+    workload: WorkloadSettings = WorkloadSettings()   # background bulk writes (off unless asked for)
     sample_interval_s: float = 0.1
     sample_timeout_s: float = 0.5
     recover_margin_s: float = 60.0   # past the profile's bound before a drill stops waiting and heals
@@ -62,6 +65,8 @@ class DrillResult:
     table: dict[int, int] = field(default_factory=dict)
     findings: rc.Findings | None = None
     writer_settings: WriterSettings = field(default_factory=WriterSettings)
+    settings: dict[str, Any] = field(default_factory=dict)   # lab settings Patroni ran (settings.LabSettings)
+    workload: dict[str, Any] = field(default_factory=dict)   # the background load, and what it wrote
 
     @property
     def bound_s(self) -> float | None:
@@ -148,6 +153,9 @@ def run_drill(lab: LabContext, scenario: Scenario, run: str, opts: DrillOptions 
     result = DrillResult(scenario=scenario, project=lab.project, profile=lab.profile, run=run, clock=clock,
                          fault=Fault("", "", "", ""), fault_s=0.0, old_leader=old_leader,
                          members_before=[asdict(m) for m in members], writer_settings=opts.writer)
+    live = lab_settings.read_live(lab.probe, lab.topology) or lab.settings
+    result.settings = live.as_dict()
+    bulk = BulkWriter(dsn, password, run, opts.workload)
 
     def flowing() -> bool:
         return rc.writes_flowing(writer.snapshot(), clock.now(), opts.flowing_window_s)
@@ -156,6 +164,7 @@ def run_drill(lab: LabContext, scenario: Scenario, run: str, opts: DrillOptions 
         result.events.append(Event(round(clock.now(), 3), label))
 
     sampler.start()
+    bulk.start()
     writer.start()
     injected = False
     try:
@@ -212,9 +221,11 @@ def run_drill(lab: LabContext, scenario: Scenario, run: str, opts: DrillOptions 
             except Exception:
                 pass
         writer.stop()
+        bulk.stop()
         sampler.stop()
         raise
     writer.stop()
+    bulk.stop()
     sampler.stop()
 
     result.attempts = writer.snapshot()
@@ -222,6 +233,8 @@ def run_drill(lab: LabContext, scenario: Scenario, run: str, opts: DrillOptions 
     with progress.step("Reconciling the ledger against the table"):
         result.table = _read_table(dsn, password, run, 60)
         result.findings = rc.reconcile(result.attempts, result.samples, result.table, result.fault_s, old_leader)
+        bulk.count_lost()
+        result.workload = bulk.summary()
         result.members_after = [asdict(m) for m in lab.probe.members()]
     return result
 

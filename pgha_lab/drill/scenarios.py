@@ -89,6 +89,21 @@ def _quorum_loss(lab: LabContext) -> Fault:
     return _etcd_kill(lab, len(lab.topology.etcd) - _etcd_majority(lab) + 1)
 
 
+def _quorum_loss_member_cut(lab: LabContext) -> Fault:
+    # failsafe_mode keeps a primary up through a DCS outage only while it reaches every member:
+    # cut a replica off as well, and even failsafe must demote.
+    replica = next((m.name for m in lab.cluster().replicas), None)
+    if replica is None:
+        raise LabError("there is no replica to cut off; `pgha-lab status` shows the lab.")
+    cut = Chaos(lab).run("isolate", replica)
+    fault = _quorum_loss(lab)
+    fault.done = f"{cut.done}; {fault.done}"
+    fault.extra_targets.append(replica)
+    fault.expected = ("no etcd quorum and a member unreachable: the primary cannot confirm every member, so it "
+                      "demotes even with failsafe_mode on")
+    return fault
+
+
 FAILOVER_TEXT = f"ttl + loop_wait + promotion ({PROMOTE_S:g} s) + HAProxy rise checks"
 
 SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
@@ -118,6 +133,9 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
     Scenario("etcd-minority-loss", "power cut on one etcd member (the raft leader)", lambda lab: _etcd_kill(lab, 1),
              observe_s=lambda p: float(p.ttl), leader_changes=False),
     Scenario("etcd-quorum-loss", "power cut on a majority of etcd members", _quorum_loss,
+             observe_s=lambda p: p.ttl + p.loop_wait + p.haproxy_mark_down_s + 5.0, hold=True),
+    Scenario("etcd-quorum-loss-member-cut", "a replica cut off, then a majority of etcd members lost",
+             _quorum_loss_member_cut,
              observe_s=lambda p: p.ttl + p.loop_wait + p.haproxy_mark_down_s + 5.0, hold=True),
 )}
 

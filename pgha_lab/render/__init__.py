@@ -8,7 +8,7 @@ from pathlib import Path
 
 import yaml
 
-from pgha_lab import profiles, secrets, tls
+from pgha_lab import profiles, secrets, settings as lab_settings, tls
 from pgha_lab.errors import LabError
 from pgha_lab.fsutil import write_if_changed
 from pgha_lab.paths import LabPaths
@@ -19,17 +19,19 @@ from pgha_lab.topology import Node, Role, Topology
 
 CONFIG_MODE = 0o644   # no secret lives in a rendered file; the service users must read them
 BOOTSTRAP_PROFILE_FILE = "bootstrap-profile"
+BOOTSTRAP_SETTINGS_FILE = "bootstrap-settings.json"
 
 
 def node_files(topology: Topology, node: Node | str, profile: Profile,
-               bootstrap: Profile | None = None) -> list[RenderedFile]:
+               bootstrap: Profile | None = None,
+               bootstrap_settings: lab_settings.LabSettings = lab_settings.DEFAULT) -> list[RenderedFile]:
     """The rendered files one node runs (not its TLS folder), in memory. Patroni's file holds the
-    timings the cluster was bootstrapped with (`bootstrap`, default `profile`)."""
+    timings and settings the cluster was bootstrapped with (`bootstrap`, default `profile`)."""
     node = topology.node(node) if isinstance(node, str) else node
     if node.role is Role.ETCD:
         return render_etcd.render(topology, node, profile)
     if node.role is Role.DB:
-        return render_patroni.render(topology, node, bootstrap or profile)
+        return render_patroni.render(topology, node, bootstrap or profile, bootstrap_settings)
     return render_haproxy.render(topology, profile)
 
 
@@ -40,6 +42,16 @@ def bootstrap_profile(paths: LabPaths, profile: Profile) -> Profile:
     f = paths.state / BOOTSTRAP_PROFILE_FILE
     saved = f.read_text().strip() if f.exists() else profile.name
     return profile if saved == profile.name else profiles.get(saved)
+
+
+def bootstrap_settings(paths: LabPaths, wanted: lab_settings.LabSettings) -> lab_settings.LabSettings:
+    """The settings the lab's cluster was bootstrapped with, pinned like its profile: later changes
+    go to etcd (lifecycle.apply_dcs_settings), so patroni.yml and the db nodes stay as they are."""
+    f = paths.state / BOOTSTRAP_SETTINGS_FILE
+    if f.exists():
+        return lab_settings.load_file(f)
+    # A lab bootstrapped before settings existed ran the defaults; a new one starts with `wanted`.
+    return lab_settings.DEFAULT if (paths.state / BOOTSTRAP_PROFILE_FILE).exists() else wanted
 
 
 def node_mounts(node: Node) -> list[tuple[str, str]]:
@@ -56,7 +68,7 @@ def save_topology(paths: LabPaths, topology: Topology) -> bool:
 
 
 def write_lab(paths: LabPaths, topology: Topology, profile: Profile, *, rotate_certs: bool = False,
-              now: dt.datetime | None = None) -> list[Path]:
+              now: dt.datetime | None = None, settings: lab_settings.LabSettings = lab_settings.DEFAULT) -> list[Path]:
     """Make certificates and secrets when needed and write every node's files.
 
     Returns the paths that changed (empty when the lab on disk already matched), so `up` can
@@ -65,13 +77,17 @@ def write_lab(paths: LabPaths, topology: Topology, profile: Profile, *, rotate_c
     if topology.project != paths.project:
         raise LabError(f"the topology is for lab {topology.project!r} but the paths are for {paths.project!r}; use one project name.")
     profile.validate()
+    settings.validate(len(topology.db))
     bootstrap = bootstrap_profile(paths, profile)
-    rendered = {n.name: node_files(topology, n, profile, bootstrap) for n in topology.nodes}   # fail before writing
+    pinned = bootstrap_settings(paths, settings)
+    rendered = {n.name: node_files(topology, n, profile, bootstrap, pinned)
+                for n in topology.nodes}   # fail before writing
 
     changed: list[Path] = []
     if save_topology(paths, topology):
         changed.append(paths.topology_file)
     write_if_changed(paths.state / BOOTSTRAP_PROFILE_FILE, bootstrap.name + "\n", CONFIG_MODE)
+    lab_settings.save_file(paths.state / BOOTSTRAP_SETTINGS_FILE, pinned)
     existed = paths.secrets_file.exists()
     secrets.ensure(paths)
     if not existed:

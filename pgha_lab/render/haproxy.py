@@ -15,6 +15,9 @@ CA = f"{TLS}/{certs.CA_CERT}"
 CLIENT_PEM = f"{TLS}/{certs.pem(certs.HAPROXY_CHECK)}"     # certificate + key in one file, as `crt` wants it
 FILES = (("haproxy.cfg", node_paths.HAPROXY_CONFIG),)   # host name, container path
 STATS_SOCKET = "/run/haproxy/admin.sock"
+# The runtime API on the lab network (routing profile only): the lab network is internal, and this
+# listener is bound to HAProxy's own lab address, so only the lab's nodes (and the host) reach it.
+RUNTIME_API_PORT = 9999
 
 
 def _listen(topology: Topology, profile: Profile, name: str, port: int, endpoint: str, comment: str) -> list[str]:
@@ -29,7 +32,7 @@ def _listen(topology: Topology, profile: Profile, name: str, port: int, endpoint
         f"    http-check send meth GET uri {endpoint}",
         "    http-check expect status 200",
         # check-ssl (not ssl): the check is TLS to Patroni's port, the data stays untouched TCP.
-        f"    default-server inter {p.check_inter_ms}ms fall {p.check_fall} rise {p.check_rise} "
+        f"    default-server inter {p.check_inter_ms}ms{_transition_inters(p)} fall {p.check_fall} rise {p.check_rise} "
         f"on-marked-down shutdown-sessions check-ssl port {topology.ports.restapi} "
         f"verify required ca-file {CA} crt {CLIENT_PEM}",
     ]
@@ -38,6 +41,18 @@ def _listen(topology: Topology, profile: Profile, name: str, port: int, endpoint
         lines.append(f"    server {db.name} {db.address}:{topology.ports.postgres} check "
                      f"check-sni {db.name} verifyhost {db.name}")
     return lines
+
+
+def _transition_inters(p: Profile) -> str:
+    out = f" fastinter {p.check_fastinter_ms}ms" if p.check_fastinter_ms else ""
+    return out + (f" downinter {p.check_downinter_ms}ms" if p.check_downinter_ms else "")
+
+
+def runtime_api_lines(topology: Topology, profile: Profile) -> list[str]:
+    if not profile.runtime_api:
+        return []
+    return [f"    stats socket ipv4@{topology.haproxy.address}:{RUNTIME_API_PORT} level admin",
+            "    # ^ Patroni's on_role_change callback: 'set server primary/<node> health up|down'"]
 
 
 def render_text(topology: Topology, profile: Profile) -> str:
@@ -49,6 +64,7 @@ def render_text(topology: Topology, profile: Profile) -> str:
         "    group haproxy",
         "    maxconn 1000",
         f"    stats socket {STATS_SOCKET} mode 660 level admin",
+        *runtime_api_lines(topology, p),
         "    log stdout format raw local0",
         "",
         "defaults",

@@ -9,13 +9,15 @@ import yaml
 
 from pgha_lab import node_paths, tls as certs
 from pgha_lab.profiles import Profile
+from pgha_lab.render import callback
 from pgha_lab.render.common import RenderedFile, header
+from pgha_lab.settings import DEFAULT as DEFAULT_SETTINGS, LabSettings
 from pgha_lab.secrets import REPLICATION_USER, REWIND_USER, SUPERUSER
 from pgha_lab.topology import Node, Topology
 
 TLS = node_paths.PATRONI_TLS
 CA = f"{TLS}/{certs.CA_CERT}"
-FILES = (("patroni.yml", node_paths.PATRONI_CONFIG),)   # host name, container path
+FILES = (("patroni.yml", node_paths.PATRONI_CONFIG), callback.FILE)   # host name, container path
 PGPASS = f"{node_paths.PG_HOME}/.pgpass_patroni"   # Patroni rewrites it; postgres must own the folder
 
 
@@ -44,8 +46,9 @@ def _auth(username: str) -> dict:
     return {"username": username, "sslmode": "verify-full", "sslrootcert": CA}
 
 
-def settings(topology: Topology, node: Node, profile: Profile) -> dict:
+def settings(topology: Topology, node: Node, profile: Profile, lab: LabSettings = DEFAULT_SETTINGS) -> dict:
     ports = topology.ports
+    dcs = lab.dcs()
     return {
         "scope": topology.scope,
         "name": node.name,
@@ -77,12 +80,11 @@ def settings(topology: Topology, node: Node, profile: Profile) -> dict:
                 "ttl": profile.ttl,
                 "loop_wait": profile.loop_wait,
                 "retry_timeout": profile.retry_timeout,
-                "maximum_lag_on_failover": 1048576,
-                # One synchronous standby; not strict, so a lone primary still takes writes.
-                "synchronous_mode": True,
-                "synchronous_node_count": 1,
+                # The lab's settings (pgha_lab/settings.py; the seed: one synchronous standby, not
+                # strict, so a lone primary still takes writes). Later changes go through PATCH /config.
+                **{k: v for k, v in dcs.items() if k != "postgresql"},
                 "postgresql": {
-                    "use_pg_rewind": True,
+                    **dcs["postgresql"],
                     "use_slots": True,
                     "parameters": {
                         # A lab on a laptop: small memory, still every HA-relevant setting.
@@ -127,6 +129,9 @@ def settings(topology: Topology, node: Node, profile: Profile) -> dict:
                 "unix_socket_directories": node_paths.PG_RUN,
             },
             "pg_hba": pg_hba(topology),
+            # Always installed, so switching the routing profile never touches this file; it acts
+            # only where HAProxy's runtime API listens (profiles.INSTANT), else the checks decide.
+            "callbacks": {"on_role_change": callback.COMMAND},
         },
         "tags": {
             # Patroni 4.1's validator takes at most one of nofailover/failover_priority and of
@@ -139,7 +144,7 @@ def settings(topology: Topology, node: Node, profile: Profile) -> dict:
     }
 
 
-def render(topology: Topology, node: Node, profile: Profile) -> list[RenderedFile]:
+def render(topology: Topology, node: Node, profile: Profile, lab: LabSettings = DEFAULT_SETTINGS) -> list[RenderedFile]:
     text = header(f"Patroni configuration of {node.name}", topology.project, profile.name) + \
-        yaml.safe_dump(settings(topology, node, profile), sort_keys=False, default_flow_style=False, width=120)
-    return [RenderedFile(FILES[0][0], FILES[0][1], text)]
+        yaml.safe_dump(settings(topology, node, profile, lab), sort_keys=False, default_flow_style=False, width=120)
+    return [RenderedFile(FILES[0][0], FILES[0][1], text), callback.render(topology, node)]

@@ -39,7 +39,7 @@ def test_config_show_prints_every_file_with_a_header(tmp_path, capsys):
     assert "BEGIN" not in out          # names of TLS files only, never their content
     assert cli.main(["--home", str(tmp_path), "config", "show", "dbnode2", "--json"]) == 0
     doc = json.loads(capsys.readouterr().out)
-    assert [f["path"] for f in doc["files"]] == ["/etc/patroni/config.yml"]
+    assert [f["path"] for f in doc["files"]] == ["/etc/patroni/config.yml", "/etc/patroni/haproxy_callback.py"]
     assert "name: dbnode2" in doc["files"][0]["content"]
 
 

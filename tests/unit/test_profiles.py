@@ -68,4 +68,4 @@ def test_bounds_are_pinned_to_numbers(name, failover_s, switchover_s, mark_down_
 def test_an_unknown_profile_gets_one_sentence():
     with pytest.raises(LabError) as exc:
         profiles.get("turbo")
-    assert str(exc.value) == "unknown timing profile 'turbo'; choose one of: seed, fast."
+    assert str(exc.value) == "unknown timing profile 'turbo'; choose one of: seed, fast, instant."

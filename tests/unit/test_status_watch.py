@@ -36,6 +36,7 @@ def lab(monkeypatch):
         if len(naps) == 2:
             raise Interrupted
     monkeypatch.setattr(status.time, "sleep", nap)
+    monkeypatch.setattr(status, "settings_line", lambda ctx: ("", {}))
     return naps
 
 

@@ -1,0 +1,62 @@
+"""Patroni's on_role_change callback: a Python script, run by the Patroni venv's interpreter, that
+tells HAProxy's runtime API which db node is the primary the moment Patroni promotes or demotes it.
+
+Forced check states (`set server ... health up|down`) rather than maintenance mode: the next health
+check still has the last word, so a lost or stale callback falls back to the checks. The new primary
+first marks every other server down and only then itself up, so 5432 never has two servers UP."""
+from __future__ import annotations
+
+from pgha_lab import node_paths
+from pgha_lab.render.common import RenderedFile, header
+from pgha_lab.render.haproxy import RUNTIME_API_PORT
+from pgha_lab.topology import Node, Topology
+
+FILE = ("haproxy_callback.py", "/etc/patroni/haproxy_callback.py")   # host name, container path
+COMMAND = f"{node_paths.PATRONI_VENV}/bin/python {FILE[1]}"          # Patroni appends: action role scope
+BACKEND = "primary"
+
+SCRIPT = '''
+import socket
+import sys
+
+HAPROXY = ({address!r}, {port})
+ME = {me!r}
+OTHERS = {others!r}
+
+
+def commands(role):
+    if role in ("primary", "master"):
+        return ["set server {backend}/%s health down" % o for o in OTHERS] + ["set server {backend}/%s health up" % ME]
+    return ["set server {backend}/%s health down" % ME]
+
+
+def main(argv):
+    if len(argv) < 3:
+        return 0
+    action, role = argv[1], argv[2]
+    try:
+        with socket.create_connection(HAPROXY, timeout=1.0) as s:
+            s.sendall(("; ".join(commands(role)) + "\\n").encode())
+            s.shutdown(socket.SHUT_WR)
+            reply = s.recv(4096).decode(errors="replace").strip()
+    except OSError as exc:
+        # The routing profile is off (nothing listens) or HAProxy is away: its checks decide.
+        print("pgha-lab callback %s %s: HAProxy runtime API not reached (%s); health checks decide"
+              % (action, role, exc), file=sys.stderr)
+        return 0
+    print("pgha-lab callback %s %s: told HAProxy %s%s" % (action, role, "; ".join(commands(role)),
+                                                          (" (" + reply + ")") if reply else ""), file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
+'''
+
+
+def render(topology: Topology, node: Node) -> RenderedFile:
+    others = sorted(n.name for n in topology.db if n.name != node.name)
+    body = SCRIPT.format(address=str(topology.haproxy.address), port=RUNTIME_API_PORT, me=node.name,
+                         others=others, backend=BACKEND)
+    return RenderedFile(FILE[0], FILE[1], header(f"Patroni on_role_change callback of {node.name}",
+                                                 topology.project) + body)

@@ -1,0 +1,155 @@
+"""Lab settings: validation, the Patroni keys they map to, persistence, the rendered bootstrap and the
+matrix's plan and expected outcomes (pure logic; the behaviours themselves are tests/lab/test_settings.py)."""
+from __future__ import annotations
+
+
+import pytest
+import yaml
+
+from pgha_lab import cli, profiles, settings as ls
+from pgha_lab.context import LabContext
+from pgha_lab.drill import matrix
+from pgha_lab.errors import LabError
+from pgha_lab.render import haproxy as render_haproxy, patroni as render_patroni
+from pgha_lab.topology import Topology
+
+
+@pytest.mark.parametrize("mode, keys", [
+    ("sync", {"synchronous_mode": True, "synchronous_mode_strict": False}),
+    ("async", {"synchronous_mode": False, "synchronous_mode_strict": False}),
+    ("strict", {"synchronous_mode": True, "synchronous_mode_strict": True}),
+    ("quorum", {"synchronous_mode": "quorum", "synchronous_mode_strict": False}),
+])
+def test_each_mode_is_patronis_own_keys_and_reads_back(mode, keys):
+    s = ls.LabSettings(replication=mode, failsafe=True, max_lag=0, rewind=False)
+    dcs = s.dcs()
+    assert {k: dcs[k] for k in keys} == keys
+    assert dcs["failsafe_mode"] is True and dcs["maximum_lag_on_failover"] == 0
+    assert dcs["postgresql"] == {"use_pg_rewind": False}
+    assert ls.LabSettings.from_config(dcs) == s
+    assert s.differs_from(dcs) == {}
+
+
+def test_only_what_differs_is_patched():
+    live = ls.DEFAULT.dcs()
+    assert ls.LabSettings(replication="async").differs_from(live) == {"synchronous_mode": False}
+    # A key Patroni's /config lacks counts as Patroni's default (failsafe off).
+    assert ls.DEFAULT.differs_from({k: v for k, v in live.items() if k != "failsafe_mode"}) == {}
+
+
+@pytest.mark.parametrize("settings, db_nodes, fragment", [
+    (ls.LabSettings(replication="semi"), 2, "unknown replication mode 'semi'"),
+    (ls.LabSettings(sync_count=2), 2, "--sync-count 2 is more than this lab's 1 replica(s)"),
+    (ls.LabSettings(sync_count=0), 3, "--sync-count takes 1 or more"),
+    (ls.LabSettings(max_lag=-1), 2, "--max-lag takes a byte count of 0 or more, not -1"),
+])
+def test_bad_settings_get_one_sentence(settings, db_nodes, fragment):
+    with pytest.raises(LabError) as exc:
+        settings.validate(db_nodes)
+    assert fragment in str(exc.value) and str(exc.value).count(". ") == 0
+
+
+def test_two_standbys_may_be_synchronous_with_three_db_nodes():
+    assert ls.LabSettings(sync_count=2).validate(3).sync_count == 2
+
+
+def test_settings_persist_per_lab(tmp_path):
+    assert ls.load(tmp_path) == ls.DEFAULT
+    s = ls.LabSettings(replication="strict", failsafe=True)
+    assert ls.save(tmp_path, s) is True and ls.save(tmp_path, s) is False
+    assert ls.load(tmp_path) == s
+    (tmp_path / ls.SETTINGS_FILE).write_text("{nope")
+    with pytest.raises(LabError):
+        ls.load(tmp_path)
+
+
+def test_bootstrap_dcs_carries_the_settings_and_the_callback_is_always_installed():
+    topo = Topology.build()
+    node = topo.db[0]
+    doc = render_patroni.settings(topo, node, profiles.FAST, ls.LabSettings(replication="quorum", failsafe=True))
+    dcs = doc["bootstrap"]["dcs"]
+    assert dcs["synchronous_mode"] == "quorum" and dcs["failsafe_mode"] is True
+    assert dcs["postgresql"]["use_slots"] is True and dcs["postgresql"]["use_pg_rewind"] is True
+    assert doc["postgresql"]["callbacks"]["on_role_change"].startswith("/opt/patroni/bin/python ")
+    files = render_patroni.render(topo, node, profiles.SEED)
+    script = files[1].content
+    compile(script, "haproxy_callback.py", "exec")
+    assert f"ME = {node.name!r}" in script and str(topo.haproxy.address) in script
+    # The new primary marks the others down before itself up: never two servers UP behind 5432.
+    assert script.index("health down\" % o for o in OTHERS") < script.index("health up\" % ME")
+
+
+def test_only_the_instant_profile_opens_the_runtime_api_on_the_lab_address():
+    topo = Topology.build()
+    fast = render_haproxy.render_text(topo, profiles.FAST)
+    instant = render_haproxy.render_text(topo, profiles.INSTANT)
+    assert "ipv4@" not in fast and "fastinter" not in fast
+    assert f"stats socket ipv4@{topo.haproxy.address}:{render_haproxy.RUNTIME_API_PORT} level admin" in instant
+    assert "inter 500ms fastinter 100ms downinter 250ms fall 2 rise 1" in instant
+    assert profiles.INSTANT.haproxy_mark_up_s < profiles.FAST.haproxy_mark_up_s
+
+
+def test_bad_up_flags_are_refused_before_anything(tmp_path, capsys):
+    for args, fragment in ((["--replication", "semi"], "unknown replication mode"),
+                           (["--failsafe", "maybe"], "--failsafe takes on or off"),
+                           (["--max-lag", "-5"], "--max-lag takes a byte count"),
+                           (["--sync-count", "4"], "--sync-count 4 is more than")):
+        assert cli.main(["--home", str(tmp_path), "up", *args]) == 1
+        err = capsys.readouterr().err
+        assert fragment in err and "Traceback" not in err
+    assert not (tmp_path / "labs").exists(), "a refused up wrote something"
+
+
+def test_matrix_plan_refuses_bad_input_and_expects_per_cell(tmp_path):
+    ctx = LabContext.open(tmp_path, "m")
+    with pytest.raises(LabError, match="at least one scenario"):
+        matrix.plan(ctx, scenarios=" , ", replication="sync", failsafe="off", profile="fast", repeat=1)
+    with pytest.raises(LabError, match="unknown replication mode"):
+        matrix.plan(ctx, scenarios="kill-replica", replication="sync,semi", failsafe="off", profile="fast", repeat=1)
+    p = matrix.plan(ctx, scenarios="isolate-leader,kill-replica,etcd-quorum-loss", replication="sync,async,strict",
+                    failsafe="off,on", profile="fast", repeat=3)
+    assert len(p.cells) == 6 and p.repeat == 3
+    cell = {c.name: c for c in p.cells}
+    async_cut = matrix.expected("isolate-leader", cell["async-failsafe-off-fast"], 2)
+    assert "bound" in async_cut.text
+    assert async_cut.judge([{"lost_writes": 3, "async_loss_bound_writes": 5, "bulk_bytes_lost": 0,
+                             "async_loss_bound_bytes": 10}])[0] is True
+    assert async_cut.judge([{"lost_writes": 9, "async_loss_bound_writes": 5}])[0] is False
+    sync_cut = matrix.expected("isolate-leader", cell["sync-failsafe-off-fast"], 2)
+    assert sync_cut.judge([{"lost_writes": 1}])[0] is False
+    strict_kill = matrix.expected("kill-replica", cell["strict-failsafe-off-fast"], 2)
+    assert strict_kill.judge([{"lost_writes": 0, "hung_writes": 0}])[0] is False
+    assert strict_kill.judge([{"lost_writes": 0, "hung_writes": 4}])[0] is True
+    fs = matrix.expected("etcd-quorum-loss", cell["sync-failsafe-on-fast"], 2)
+    assert fs.judge([{"lost_writes": 0, "write_downtime_s": 0.4}])[0] is True
+    assert fs.judge([{"lost_writes": 0, "write_downtime_s": 25.0}])[0] is False
+    nofs = matrix.expected("etcd-quorum-loss", cell["sync-failsafe-off-fast"], 2)
+    assert nofs.judge([{"lost_writes": 0, "write_downtime_s": 25.0}])[0] is True
+
+
+def test_drill_matrix_with_no_scenario_is_one_sentence(tmp_path, capsys):
+    ctx = LabContext.open(tmp_path, "m")
+    ctx.paths.topology_file.parent.mkdir(parents=True)
+    ctx.paths.topology_file.write_text(yaml.safe_dump(Topology.build(project="m").to_dict()))
+    assert cli.main(["--home", str(tmp_path), "--project", "m", "drill", "matrix", "--replication", "sync"]) == 1
+    err = capsys.readouterr().err
+    assert "the matrix needs at least one scenario" in err and "Traceback" not in err
+    assert not (ctx.paths.state / "drills").exists()
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["--write-rate", "0"], "--write-rate takes 0.5 to 200"),
+    (["--bulk-rate", "-1"], "--bulk-rate takes 0 to"),
+    (["--bulk-rate", "10", "--row-size", "8"], "--row-size takes 32 to"),
+])
+def test_bad_workload_knobs_are_one_sentence(tmp_path, capsys, args, fragment):
+    assert cli.main(["--home", str(tmp_path), "drill", "kill-replica", *args]) == 1
+    err = capsys.readouterr().err
+    assert fragment in err and "Traceback" not in err
+
+
+def test_the_bulk_writer_is_off_unless_asked_and_sizes_its_batches():
+    from pgha_lab.drill.workload import WorkloadSettings
+    assert not WorkloadSettings().enabled
+    w = WorkloadSettings(rows_per_s=200, row_bytes=8192).validate()
+    assert w.enabled and w.rows_per_batch == 20
