@@ -98,7 +98,8 @@ def _progress() -> Progress:
 
 def cmd_start(args: argparse.Namespace) -> int:
     ctx = lab_context(args)
-    lesson = catalogue.get(args.id)   # an unknown id is refused before the lab is touched
+    lesson = catalogue.get(args.id)   # an unknown id and a lab that is down are refused before anything
+    course.require_running(ctx)
     progress = _progress()
     with progress.step(f"Bringing the lab to lesson {lesson.id}'s starting state"):
         started = course.start(ctx, args.id, note=progress.info)
@@ -147,16 +148,21 @@ def cmd_solve(args: argparse.Namespace) -> int:
         else:
             print(f"Reference solution of lesson {lesson.id}:\n" + textwrap.indent(lesson.solution, "  "))
         return 0
+    ctx = lab_context(args)
+    course.current(ctx, args.id)      # refusals come before the progress line
+    course.require_running(ctx)
     progress = _progress()
     with progress.step(f"Performing lesson {lesson.id}'s reference solution"):
-        report = course.solve(lab_context(args), args.id)
+        report = course.solve(ctx, args.id)
     return _report(args, report)
 
 
 def cmd_reset(args: argparse.Namespace) -> int:
+    ctx = lab_context(args)
+    course.require_running(ctx)
     progress = _progress()
     with progress.step("Returning the lab to its healthy baseline"):
-        done = course.reset_lab(lab_context(args), note=progress.info)
+        done = course.reset_lab(ctx, note=progress.info)
     if args.json:
         _print_json(done.as_dict())
     else:

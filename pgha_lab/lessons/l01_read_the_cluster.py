@@ -104,8 +104,8 @@ LESSON = Lesson(
         "(1, 'leader', 'dbnode1')\"` (the table holds lesson, question, answer).",
         "In `ectl endpoint status -w table` the IS LEADER column is true on one endpoint; the endpoint's address "
         "tells you which etcd node it is (`pgha-lab status` lists them).",
-        "The stats page's CSV (http://HAPROXY:8404/;csv) has one row per server with its status; or inside the "
-        "haproxy node: `echo 'show stat' | socat stdio /run/haproxy/admin.sock`.",
+        "The stats page's CSV has one row per server with its status: `pgha-lab exec dbnode1 -- curl -s "
+        "'http://HAPROXY_IP:8404/;csv'` (pxname, svname, ..., status).",
         "`pgha-lab psql --replica -- -c 'select pg_is_in_recovery()'` opens the session on 5433.",
     ),
     solution=(

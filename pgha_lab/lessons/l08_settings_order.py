@@ -89,8 +89,8 @@ def check(ctx: LabContext, state: State) -> list[TaskResult]:
 
 
 def _pending_everywhere(ctx: LabContext) -> Verdict:
-    waiting = [n for n in observe.db_names(ctx) if not sql.setting(ctx, n, "shared_buffers")[1]
-               and sql.setting(ctx, n, "shared_buffers")[0].upper() != SHARED_BUFFERS.upper()]
+    """Patroni flags 'Pending restart' (what `patronictl list` shows and `restart --pending` acts on)."""
+    waiting = [n.name for n in ctx.topology.db if not ctx.probe.rest(n, "/patroni")[1].get("pending_restart")]
     return Verdict(not waiting, f"{', '.join(waiting)} not pending restart yet" if waiting else "pending restart")
 
 

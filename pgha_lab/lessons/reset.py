@@ -27,8 +27,6 @@ from pgha_lab.wait import Verdict, wait_until
 LEADER_DEADLINE_S = 60.0      # a killed leader's key lives up to ttl before anyone may take over
 STREAMING_DEADLINE_S = 60.0   # a rejoining member may need pg_rewind first
 HEALTH_DEADLINE_S = 60.0
-# Member states from which Patroni will not come back by itself: the replica is re-initialised.
-STUCK_STATES = ("start failed", "crashed", "stopped")
 
 
 @dataclass
@@ -96,11 +94,16 @@ def restore_config(ctx: LabContext) -> tuple[list[str], list[str]]:
 
 
 def pending_restart(ctx: LabContext) -> list[str]:
+    """Members whose PostgreSQL has a changed parameter it applies only at a restart. Asked of
+    PostgreSQL (pg_settings.pending_restart) rather than Patroni, whose flag follows a loop later."""
     out = []
     for node in ctx.topology.db:
-        code, doc = ctx.probe.rest(node, "/patroni")
-        if code == 200 and doc.get("pending_restart"):
-            out.append(node.name)
+        try:
+            with sql.connect_node(ctx, node.name) as conn:
+                if conn.execute("select count(*) from pg_settings where pending_restart").fetchone()[0]:
+                    out.append(node.name)
+        except psycopg.Error:
+            continue   # a member that does not answer has nothing pending that a restart would apply
     return out
 
 
@@ -108,21 +111,11 @@ def restart_pending(ctx: LabContext) -> list[str]:
     done = []
     for name in pending_restart(ctx):
         node = ctx.topology.node(name)
-        r = ctx.probe.rest_change(node, "POST", "/restart", {"restart_pending": True}, ctx.restapi_auth, timeout=60)
-        if r.status_code not in (200, 503):
+        r = ctx.probe.rest_change(node, "POST", "/restart", {}, ctx.restapi_auth, timeout=90)
+        if r.status_code != 200:
             raise LabError(f"Patroni on {name} refused the restart: {r.text.strip() or r.status_code}.")
         done.append(f"restarted {name} (pending restart)")
     return done
-
-
-def _streaming_or_stuck(ctx: LabContext) -> Verdict:
-    verdict = health.assess_patroni(ctx.cluster(), [n.name for n in ctx.topology.db])
-    if verdict.ok:
-        return verdict
-    member = ctx.cluster().member(verdict.culprit) if verdict.culprit else None
-    if member is not None and member.state in STUCK_STATES:
-        return Verdict(True, f"stuck: {member.name} is {member.state}", member.name)
-    return verdict
 
 
 def reinit(ctx: LabContext, name: str) -> str:
@@ -182,11 +175,14 @@ def _restore(ctx: LabContext, report: ResetReport, note: Callable[[str], None]) 
     _must(wait_until(lambda: _has_leader(ctx), LEADER_DEADLINE_S), "Patroni elected no leader")
     restored, changed_parameters = restore_config(ctx)
     did(restored)
-    verdict = wait_until(lambda: _streaming_or_stuck(ctx), STREAMING_DEADLINE_S)
-    if verdict.ok and verdict.reason.startswith("stuck") and verdict.culprit:
-        did([reinit(ctx, verdict.culprit)])
-        verdict = wait_until(lambda: health.assess_patroni(ctx.cluster(), [n.name for n in ctx.topology.db]),
-                             STREAMING_DEADLINE_S)
+    expected = [n.name for n in ctx.topology.db]
+    verdict = wait_until(lambda: health.assess_patroni(ctx.cluster(), expected), STREAMING_DEADLINE_S)
+    stuck = ctx.cluster().member(verdict.culprit) if not verdict.ok and verdict.culprit else None
+    if stuck is not None and stuck.name != ctx.cluster().leader_name and stuck.state != "streaming":
+        # Patroni could not bring this replica back in a minute (a failed rewind, a broken data
+        # directory): clone it afresh from the leader, as `patronictl reinit` does.
+        did([reinit(ctx, stuck.name)])
+        verdict = wait_until(lambda: health.assess_patroni(ctx.cluster(), expected), STREAMING_DEADLINE_S)
     _must(verdict, "the members did not all stream again")
     if changed_parameters:
         # A member reads changed parameters on its next HA loop; only then can it flag a restart.
@@ -244,6 +240,6 @@ def reset(ctx: LabContext, note: Callable[[str], None] = lambda _: None, pg_inst
         progress = recreate_progress or Progress(quiet=True)
         lifecycle.take_down(ctx, volumes=True, progress=progress)
         lifecycle.bring_up(ctx, profile=ctx.profile.name, pg_install=pg_install, progress=progress)
-        _must(wait_until(lambda: baseline_verdict(ctx), HEALTH_DEADLINE_S), "the re-created lab is not at its baseline")
+        _restore(ctx, report, note)   # a new cluster's first leader is whichever node won the race
     report.seconds = time.monotonic() - started
     return report
