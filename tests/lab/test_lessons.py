@@ -52,7 +52,7 @@ def test_lesson_1_through_the_command_line(lab):
 
     # A wrong answer is named with the truth the lab holds.
     ctx = lab.ctx
-    sql.record_answers(ctx, 1, {"leader": "dbnode2", "sync_standby": "dbnode2", "timeline": "1"})
+    sql.record_answers(ctx, 1, {"leader": "dbnode2", "sync_standby": "dbnode1", "timeline": "1"})
     rc, wrong = cli_json(lab, "check")
     patroni = next(t for t in wrong["tasks"] if t["key"] == "patroni")
     assert rc == 3 and not patroni["passed"]
@@ -77,10 +77,13 @@ FAILS_AFTER_START = {
     3: {"switchover": "dbnode1 still leads", "old_leader": "dbnode1 is leader"},
     4: {"failover": "dbnode1 still leads", "rejoin": "dbnode1 is leader"},
     5: {"failover": "dbnode1 still leads", "demoted": "dbnode1 still runs as a primary"},
+    6: {"isolated": "no failover has happened since the lesson began",
+        "partition": "a second failover (the partition) has not happened"},
     7: {"quorum_lost": "0 etcd member(s) stopped and started", "leader_demoted": "the leader never stepped down"},
     8: {"timings": "has ttl 20 and loop_wait 1, not 40 and 5",
         "restart": "sets shared_buffers to 128MB, not 192MB",
         "bootstrap": "no answer recorded for bootstrap_ttl, live_ttl"},
+    10: {"reinit": "data directory is still the broken one", "streams": "dbnode2 is replica"},
 }
 
 
