@@ -17,7 +17,7 @@ def start(ctx: LabContext) -> State:
     cluster = ctx.cluster()
     marker_id, server = sql.write_marker(ctx, "before power cut")
     return {"leader": cluster.leader_name, "timeline": cluster.timeline, "marker_id": marker_id,
-            "marker_server": server, "ttl": ctx.probe.rest(ctx.topology.node(cluster.leader_name), "/config")[1].get("ttl")}
+            "marker_server": server}
 
 
 def check(ctx: LabContext, state: State) -> list[TaskResult]:

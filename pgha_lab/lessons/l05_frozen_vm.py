@@ -79,8 +79,8 @@ LESSON = Lesson(
     tasks=(
         Task("failover", "Freeze the leader with `pgha-lab chaos pause leader` and wait more than ttl; the other node "
                          "must lead on a new timeline."),
-        Task("demoted", "Thaw it (`pgha-lab chaos resume NODE`); ask it directly (`pgha-lab exec NODE -- psql -c "
-                        "'select pg_is_in_recovery()'`): it must be read-only."),
+        Task("demoted", "Thaw it (`pgha-lab chaos resume NODE`); ask it directly (`pgha-lab exec NODE -- psql -h "
+                        "/var/run/postgresql -c 'select pg_is_in_recovery()'`): it must be read-only."),
         Task("rejoin", "Watch it stream again as a standby in `patronictl list`."),
         Task("no_write_lost", "The row written through 5432 before the freeze must survive, and new writes land on "
                               "the new leader."),
@@ -93,6 +93,6 @@ LESSON = Lesson(
     solution=("pgha-lab chaos pause leader --wait\n"
               "pgha-lab exec dbnode2 -- patronictl -c /etc/patroni/config.yml list\n"
               "pgha-lab chaos resume dbnode1\n"
-              "pgha-lab exec dbnode1 -- psql -c 'select pg_is_in_recovery()'\n"
+              "pgha-lab exec dbnode1 -- psql -h /var/run/postgresql -c 'select pg_is_in_recovery()'\n"
               "pgha-lab logs dbnode1 -n 40"),
     start=start, check=check, solve=solve, minutes=15)

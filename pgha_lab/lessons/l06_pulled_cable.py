@@ -7,6 +7,7 @@ from pgha_lab.context import LabContext
 from pgha_lab.errors import LabError
 from pgha_lab.lessons import observe, sql
 from pgha_lab.lessons.model import Lesson, State, Task, TaskResult
+from pgha_lab.node_paths import PG_RUN
 from pgha_lab.wait import Verdict, wait_until
 
 ID = 6
@@ -23,7 +24,8 @@ def start(ctx: LabContext) -> State:
 
 def console_in_recovery(ctx: LabContext, name: str) -> Verdict:
     """Asked on the node's console (docker exec), as one reaches a VM whose network is gone."""
-    proc = ctx.docker.exec(name, "psql", "-tAc", "select pg_is_in_recovery()", user="postgres", check=False)
+    proc = ctx.docker.exec(name, "psql", "-h", PG_RUN, "-tAc", "select pg_is_in_recovery()", user="postgres",
+                           check=False)
     return Verdict(proc.stdout.strip() == "t", proc.stdout.strip() or proc.stderr.strip()[:80])
 
 
@@ -114,9 +116,9 @@ LESSON = Lesson(
         "the standby, but that does not matter: only etcd decides who leads."),
     tasks=(
         Task("isolated", "Pull the leader's cable (`pgha-lab chaos isolate leader`); after the other node took "
-                         "over, ask the isolated one on its console (`pgha-lab exec NODE -- psql -tAc 'select "
-                         "pg_is_in_recovery()'`) and record the answer as isolated_in_recovery. Plug it back "
-                         "(`chaos heal NODE`)."),
+                         "over, ask the isolated one on its console (`pgha-lab exec NODE -- psql -h "
+                         "/var/run/postgresql -tAc 'select pg_is_in_recovery()'`) and record the answer as "
+                         "isolated_in_recovery. Plug it back (`chaos heal NODE`)."),
         Task("partition", "Cut the new leader off from etcd only (`pgha-lab chaos partition NODE --from etcd`), "
                           "see who takes over and record it as partition_new_leader; then `--clear` it."),
         Task("healed", "Both members streaming again with a synchronous standby, and the row written before the "
@@ -129,7 +131,7 @@ LESSON = Lesson(
         "`pgha-lab chaos partition dbnode2 --from etcd --wait` waits for the takeover.",
     ),
     solution=("pgha-lab chaos isolate leader --wait\n"
-              "pgha-lab exec dbnode1 -- psql -tAc 'select pg_is_in_recovery()'      # t after retry_timeout\n"
+              "pgha-lab exec dbnode1 -- psql -h /var/run/postgresql -tAc 'select pg_is_in_recovery()'   # t\n"
               "pgha-lab chaos heal dbnode1 --wait\n"
               "pgha-lab chaos partition dbnode2 --from etcd --wait\n"
               "pgha-lab chaos partition dbnode2 --clear --wait\n"

@@ -22,6 +22,7 @@ from pgha_lab.context import LabContext
 from pgha_lab.errors import LabError, first_line
 from pgha_lab.lessons import sql
 from pgha_lab.render import patroni as patroni_render
+from pgha_lab.term.progress import Progress
 from pgha_lab.wait import Verdict, wait_until
 
 LEADER_DEADLINE_S = 60.0      # a killed leader's key lives up to ttl before anyone may take over
@@ -158,7 +159,10 @@ def baseline_verdict(ctx: LabContext) -> Verdict:
     pending = pending_restart(ctx)
     if pending:
         return Verdict(False, f"{', '.join(pending)} waits for a restart")
-    stray = sql.stray_tables(ctx)
+    try:
+        stray = sql.stray_tables(ctx)
+    except psycopg.Error as exc:   # HAProxy may still be moving 5432: a reading, not a failure
+        return Verdict(False, f"SQL through HAProxy failed: {first_line(exc)}")
     if stray:
         return Verdict(False, f"lesson tables left: {', '.join(stray)}")
     return Verdict(True, f"baseline: {first} leads, {second} synchronous standby, "
@@ -224,7 +228,7 @@ def parameters_read(ctx: LabContext, names: list[str]) -> Verdict:
 
 
 def reset(ctx: LabContext, note: Callable[[str], None] = lambda _: None, pg_install: str = "auto",
-          recreate_progress=None) -> ResetReport:
+          recreate_progress: Progress | None = None) -> ResetReport:
     """Bring the lab to the baseline; re-create it only when Patroni cannot get there itself."""
     if not ctx.docker.containers():
         raise LabError(f"lab {ctx.project!r} has no containers; start it with `pgha-lab up`.")
@@ -236,7 +240,6 @@ def reset(ctx: LabContext, note: Callable[[str], None] = lambda _: None, pg_inst
         note(f"could not restore in place ({exc}); re-creating the lab")
         report.steps.append(f"re-created the lab: {exc}")
         report.recreated = True
-        from pgha_lab.term.progress import Progress
         progress = recreate_progress or Progress(quiet=True)
         lifecycle.take_down(ctx, volumes=True, progress=progress)
         lifecycle.bring_up(ctx, profile=ctx.profile.name, pg_install=pg_install, progress=progress)
