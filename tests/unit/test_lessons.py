@@ -88,3 +88,21 @@ def test_solve_without_apply_prints_the_reference_solution(tmp_path):
     proc = cli(tmp_path, "lesson", "solve", "3")
     assert proc.returncode == 0
     assert "patronictl -c /etc/patroni/config.yml switchover --leader dbnode1 --candidate dbnode2" in proc.stdout
+
+
+def test_lesson_1_compares_answers_the_way_a_learner_writes_them():
+    from pgha_lab.lessons.l01_read_the_cluster import _same
+    assert _same("timeline", "02", "2") and not _same("timeline", "3", "2")
+    assert _same("replica_in_recovery", "true", "t") and not _same("replica_in_recovery", "f", "t")
+    assert _same("port_5433", "dbnode3, dbnode2", "dbnode2,dbnode3") and not _same("leader", "dbnode2", "dbnode1")
+
+
+def test_a_check_report_passes_only_when_every_task_does():
+    from pgha_lab.commands.lesson import render_report
+    from pgha_lab.lessons.model import CheckReport, TaskResult
+    report = CheckReport(3, [TaskResult("switchover", True, "dbnode2 leads on timeline 2"),
+                             TaskResult("haproxy", False, "HAProxy's 5432 routes to nothing")])
+    assert not report.passed and not CheckReport(3, []).passed
+    text = render_report(report)
+    assert "1 of 2 tasks not done yet" in text and "FAIL  haproxy" in text and "PASS  switchover" in text
+    assert report.as_dict()["tasks"][1] == {"key": "haproxy", "passed": False, "reason": "HAProxy's 5432 routes to nothing"}
