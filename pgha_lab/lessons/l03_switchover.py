@@ -6,7 +6,7 @@ from pgha_lab.context import LabContext
 from pgha_lab.errors import LabError
 from pgha_lab.lessons import observe, sql
 from pgha_lab.lessons.model import Lesson, State, Task, TaskResult
-from pgha_lab.wait import Verdict, wait_until
+from pgha_lab.wait import wait_until
 
 ID = 3
 SOLVE_DEADLINE_S = 90.0
@@ -34,14 +34,9 @@ def solve(ctx: LabContext, state: State) -> None:
     old, candidate = state["leader"], state["candidate"]
     if ctx.cluster().leader_name == old:
         observe.patronictl(ctx, old, "switchover", "--leader", old, "--candidate", candidate, "--force")
-    verdict = wait_until(lambda: _all_pass(ctx, state), SOLVE_DEADLINE_S, interval_s=1.0)
+    verdict = wait_until(lambda: observe.all_pass(check(ctx, state)), SOLVE_DEADLINE_S, interval_s=1.0)
     if not verdict.ok:
         raise LabError(f"the reference switchover did not finish in {SOLVE_DEADLINE_S:.0f}s: {verdict.reason}.")
-
-
-def _all_pass(ctx: LabContext, state: State) -> Verdict:
-    failing = [r for r in check(ctx, state) if not r.passed]
-    return Verdict(not failing, "; ".join(r.reason for r in failing) or "every task passes")
 
 
 LESSON = Lesson(

@@ -7,7 +7,7 @@ from pgha_lab.context import LabContext
 from pgha_lab.errors import LabError
 from pgha_lab.lessons import observe, sql
 from pgha_lab.lessons.model import Lesson, State, Task, TaskResult
-from pgha_lab.wait import Verdict, wait_until
+from pgha_lab.wait import wait_until
 
 ID = 5
 REJOIN_DEADLINE_S = 120.0
@@ -51,14 +51,9 @@ def solve(ctx: LabContext, state: State) -> None:
             raise LabError(f"no failover while {old} was frozen: {outcome.verdict}.")
     if ctx.docker.state(old).status == "paused":
         chaos.run("resume", old)
-    verdict = wait_until(lambda: _all_pass(ctx, state), REJOIN_DEADLINE_S, interval_s=1.0)
+    verdict = wait_until(lambda: observe.all_pass(check(ctx, state)), REJOIN_DEADLINE_S, interval_s=1.0)
     if not verdict.ok:
         raise LabError(f"{old} did not rejoin in {REJOIN_DEADLINE_S:.0f}s: {verdict.reason}.")
-
-
-def _all_pass(ctx: LabContext, state: State) -> Verdict:
-    failing = [r for r in check(ctx, state) if not r.passed]
-    return Verdict(not failing, "; ".join(r.reason for r in failing) or "every task passes")
 
 
 LESSON = Lesson(

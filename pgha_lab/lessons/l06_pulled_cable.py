@@ -90,12 +90,7 @@ def solve(ctx: LabContext, state: State) -> None:
             raise LabError(f"no failover after {other} was cut off from etcd: {outcome.verdict}.")
         sql.record_answers(ctx, ID, {"partition_new_leader": ctx.cluster().leader_name or ""})
         chaos.run("partition", other, clear=True)
-    _wait(ctx, "every task passing", lambda: _all_pass(ctx, state))
-
-
-def _all_pass(ctx: LabContext, state: State) -> Verdict:
-    failing = [r for r in check(ctx, state) if not r.passed]
-    return Verdict(not failing, "; ".join(r.reason for r in failing) or "every task passes")
+    _wait(ctx, "every task passing", lambda: observe.all_pass(check(ctx, state)))
 
 
 LESSON = Lesson(

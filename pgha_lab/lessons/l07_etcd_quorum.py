@@ -10,7 +10,7 @@ from pgha_lab.context import LabContext
 from pgha_lab.errors import LabError
 from pgha_lab.lessons import observe
 from pgha_lab.lessons.model import Lesson, State, Task, TaskResult
-from pgha_lab.wait import Verdict, wait_until
+from pgha_lab.wait import wait_until
 
 ID = 7
 BACK_DEADLINE_S = 120.0
@@ -71,14 +71,9 @@ def solve(ctx: LabContext, state: State) -> None:
     for name in (first, second):
         if ctx.docker.state(name).status in ("exited", "created"):
             chaos.run("start", name)
-    verdict = wait_until(lambda: _all_pass(ctx, state), BACK_DEADLINE_S, interval_s=1.0)
+    verdict = wait_until(lambda: observe.all_pass(check(ctx, state)), BACK_DEADLINE_S, interval_s=1.0)
     if not verdict.ok:
         raise LabError(f"the cluster did not come back in {BACK_DEADLINE_S:.0f}s: {verdict.reason}.")
-
-
-def _all_pass(ctx: LabContext, state: State) -> Verdict:
-    failing = [r for r in check(ctx, state) if not r.passed]
-    return Verdict(not failing, "; ".join(r.reason for r in failing) or "every task passes")
 
 
 LESSON = Lesson(

@@ -105,14 +105,9 @@ def solve(ctx: LabContext, state: State) -> None:
     observe.patronictl(ctx, node, "restart", ctx.topology.scope, "--pending", "--force")
     sql.record_answers(ctx, ID, {"bootstrap_ttl": str(_file_bootstrap_ttl(ctx, node)),
                                  "live_ttl": str(_live_config(ctx).get("ttl"))})
-    verdict = wait_until(lambda: _all_pass(ctx, state), SOLVE_DEADLINE_S, interval_s=1.0)
+    verdict = wait_until(lambda: observe.all_pass(check(ctx, state)), SOLVE_DEADLINE_S, interval_s=1.0)
     if not verdict.ok:
         raise LabError(f"the reference solution did not take effect in {SOLVE_DEADLINE_S:.0f}s: {verdict.reason}.")
-
-
-def _all_pass(ctx: LabContext, state: State) -> Verdict:
-    failing = [r for r in check(ctx, state) if not r.passed]
-    return Verdict(not failing, "; ".join(r.reason for r in failing) or "every task passes")
 
 
 LESSON = Lesson(

@@ -53,14 +53,9 @@ def solve(ctx: LabContext, state: State) -> None:
     replica = state["replica"]
     if not check_rebuilt(ctx, replica).passed:
         observe.patronictl(ctx, state["leader"], "reinit", ctx.topology.scope, replica, "--force", "--wait")
-    verdict = wait_until(lambda: _all_pass(ctx, state), SOLVE_DEADLINE_S, interval_s=1.0)
+    verdict = wait_until(lambda: observe.all_pass(check(ctx, state)), SOLVE_DEADLINE_S, interval_s=1.0)
     if not verdict.ok:
         raise LabError(f"{replica} was not rebuilt in {SOLVE_DEADLINE_S:.0f}s: {verdict.reason}.")
-
-
-def _all_pass(ctx: LabContext, state: State) -> Verdict:
-    failing = [r for r in check(ctx, state) if not r.passed]
-    return Verdict(not failing, "; ".join(r.reason for r in failing) or "every task passes")
 
 
 LESSON = Lesson(

@@ -13,6 +13,7 @@ from pgha_lab.lessons import sql
 from pgha_lab.lessons.model import TaskResult
 from pgha_lab.node_paths import PATRONI_CONFIG
 from pgha_lab.topology import Role
+from pgha_lab.wait import Verdict
 
 
 READ_ERRORS = (psycopg.Error, LabError)
@@ -59,7 +60,8 @@ def routes_primary(ctx: LabContext, key: str) -> TaskResult:
     leader = ctx.cluster().leader_name
     up = health.servers_up(ctx.probe.haproxy())
     if leader is None or up != [leader]:
-        return TaskResult(key, False, f"HAProxy's 5432 routes to {', '.join(up) or 'nothing'}, the leader is {leader or 'nobody'}")
+        return TaskResult(key, False, f"HAProxy's 5432 routes to {', '.join(up) or 'nothing'}, "
+                                      f"the leader is {leader or 'nobody'}")
     return TaskResult(key, True, f"HAProxy's 5432 routes to the leader {leader}")
 
 
@@ -67,13 +69,21 @@ def writes_kept(ctx: LabContext, key: str, marker_id: int, marker_server: str) -
     """The row written through 5432 before the change is still there, and a new write lands on the leader."""
     def observe() -> TaskResult:
         if not sql.marker_present(ctx, marker_id):
-            return TaskResult(key, False, f"the row written on {marker_server} before the change (id {marker_id}) is gone")
+            return TaskResult(key, False, f"the row written on {marker_server} before the change "
+                                          f"(id {marker_id}) is gone")
         row_id, server = sql.write_marker(ctx, "after")
         leader = ctx.cluster().leader_name
         if server != leader:
             return TaskResult(key, False, f"a new write through 5432 landed on {server}, not the leader {leader}")
-        return TaskResult(key, True, f"row {marker_id} from before is there; a new write (id {row_id}) landed on {server}")
+        return TaskResult(key, True, f"row {marker_id} from before is there; "
+                                     f"a new write (id {row_id}) landed on {server}")
     return guarded(key, observe)
+
+
+def all_pass(results: list[TaskResult]) -> Verdict:
+    """A lesson's check as one verdict, for a reference solution waiting until it has taken effect."""
+    failing = [r for r in results if not r.passed]
+    return Verdict(not failing, "; ".join(r.reason for r in failing) or "every task passes")
 
 
 def patronictl(ctx: LabContext, node: str, *args: str, timeout: float = 120) -> str:

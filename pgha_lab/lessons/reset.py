@@ -142,7 +142,8 @@ def baseline_verdict(ctx: LabContext) -> Verdict:
     for node in ctx.topology.nodes:
         state = ctx.docker.state(node)
         if not state.running or not state.on_lab_network:
-            return Verdict(False, f"{node.name} is {state.status}" + ("" if state.on_lab_network else ", off the network"), node.name)
+            where = "" if state.on_lab_network else ", off the network"
+            return Verdict(False, f"{node.name} is {state.status}{where}", node.name)
     verdict = ctx.health()
     if not verdict.ok:
         return verdict
