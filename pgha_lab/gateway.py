@@ -224,6 +224,12 @@ class LabDocker:
                 out[name] = ContainerState(status, self.network in (json.loads(nets or "{}") or {}))
         return out
 
+    def started_at(self, node: Any) -> str:
+        """When the node's container last booted (RFC 3339, UTC), or "" when it has no container."""
+        proc = subprocess.run(["docker", "inspect", "-f", "{{.State.StartedAt}}", self.container(node)],
+                              capture_output=True, text=True)
+        return proc.stdout.strip() if proc.returncode == 0 else ""
+
     def containers(self) -> dict[str, str]:
         """node name -> container state, for this lab's containers that exist."""
         proc = subprocess.run(["docker", "ps", "-a", "--filter", f"label={LABEL_PROJECT}={self.project}",

@@ -1,0 +1,72 @@
+#!/usr/bin/env python3
+"""`lesson reset` time from the states lessons leave behind (median of N), against the 30 s target.
+
+States: a killed leader, a paused leader and an isolated leader (each after the standby took over:
+`chaos ... --wait`), and changed Patroni settings (ttl, loop_wait, a parameter needing a restart).
+Runs on an existing lab (default: the default lab); it must be up. Prints a table.
+usage: python bench/lessons.py [--project NAME] [--repeat 3] [--states killed,paused,isolated,setting]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+TARGET_S = 30.0
+BREAK = {
+    "killed": ("chaos", "kill", "leader", "--wait"),
+    "paused": ("chaos", "pause", "leader", "--wait"),
+    "isolated": ("chaos", "isolate", "leader", "--wait"),
+    "setting": ("exec", "dbnode1", "--", "patronictl", "-c", "/etc/patroni/config.yml", "edit-config", "--force",
+                "-s", "ttl=45", "-s", "loop_wait=4", "-p", "shared_buffers=160MB", "-p", "work_mem=8MB"),
+}
+
+
+def cli(project: str | None, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    proj = ["--project", project] if project else []
+    proc = subprocess.run([sys.executable, "-m", "pgha_lab", "--home", str(REPO), *proj, *args],
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    if check and proc.returncode != 0:
+        raise SystemExit(f"pgha-lab {' '.join(args)} failed:\n{proc.stderr}")
+    return proc
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--project")
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--states", default=",".join(BREAK))
+    args = ap.parse_args()
+    states = [s.strip() for s in args.states.split(",")]
+    unknown = [s for s in states if s not in BREAK]
+    if unknown:
+        raise SystemExit(f"unknown state(s) {', '.join(unknown)}; choose from {', '.join(BREAK)}.")
+    cli(args.project, "lesson", "reset")
+    rows = []
+    for state in states:
+        times, internal = [], []
+        for _ in range(args.repeat):
+            cli(args.project, *BREAK[state], check=False)
+            started = time.monotonic()
+            report = json.loads(cli(args.project, "lesson", "reset", "--json").stdout)
+            times.append(time.monotonic() - started)
+            internal.append(report["seconds"])
+            if report["recreated"]:
+                print(f"note: the lab was re-created after {state}", file=sys.stderr)
+        rows.append((state, statistics.median(times), statistics.median(internal), min(times), max(times)))
+    print(f"{'state':<10} {'median s':>9} {'(reset only)':>13} {'min s':>7} {'max s':>7}  target {TARGET_S:.0f} s")
+    for state, med, inner, lo, hi in rows:
+        mark = "ok" if med <= TARGET_S else "OVER"
+        print(f"{state:<10} {med:>9.1f} {inner:>13.1f} {lo:>7.1f} {hi:>7.1f}  {mark}")
+    print(f"(median of {args.repeat}; 'reset only' excludes the CLI's start-up; each run starts from the state "
+          f"`{' '.join(BREAK['killed'])}` etc. leave)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

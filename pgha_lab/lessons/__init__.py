@@ -1,0 +1,1 @@
+"""Lessons on the live lab: one file a lesson, the catalogue, progress, and the baseline reset."""

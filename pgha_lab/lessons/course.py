@@ -1,0 +1,96 @@
+"""What the `lesson` command does, over one lab: start, check, hint, solve and reset, each
+refusing bad requests before changing anything, and keeping the lab's progress file."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from pgha_lab.context import LabContext
+from pgha_lab.errors import LabError
+from pgha_lab.lessons import catalogue, progress, reset
+from pgha_lab.lessons.model import CheckReport, Lesson
+from pgha_lab.lessons.progress import Current, Progress
+
+
+@dataclass
+class Started:
+    lesson: Lesson
+    reset: reset.ResetReport
+
+
+def require_running(ctx: LabContext) -> None:
+    states = ctx.docker.containers()
+    if not any(state in ("running", "paused") for state in states.values()):
+        raise LabError(f"lab {ctx.project!r} is down; start it with `pgha-lab up` (then `pgha-lab lesson start ID`).")
+
+
+def current(ctx: LabContext, lesson_id: str | None) -> tuple[Lesson, Current]:
+    """The started lesson (the one named must be it)."""
+    prog = progress.load(ctx.paths)
+    named = catalogue.get(lesson_id) if lesson_id is not None else None
+    if prog.current is None:
+        what = f"lesson {named.id}" if named else "a lesson"
+        raise LabError(f"no lesson is started on lab {ctx.project!r}; start {what} with "
+                       f"`pgha-lab lesson start {named.id if named else 'ID'}`.")
+    lesson = catalogue.get(prog.current.lesson)
+    if named is not None and named.id != lesson.id:
+        raise LabError(f"lesson {lesson.id} is the one started on lab {ctx.project!r}; "
+                       f"`pgha-lab lesson start {named.id}` starts lesson {named.id} instead.")
+    return lesson, prog.current
+
+
+def start(ctx: LabContext, lesson_id: str, note: Callable[[str], None] = lambda _: None) -> Started:
+    lesson = catalogue.get(lesson_id)
+    require_running(ctx)
+    done = reset.reset(ctx, note)
+    state = lesson.start(ctx)
+    prog = progress.load(ctx.paths)
+    prog.current = Current(lesson.id, progress.now(), state)
+    prog.hints_shown.pop(lesson.id, None)
+    progress.save(ctx.paths, prog)
+    return Started(lesson, done)
+
+
+def check(ctx: LabContext, lesson_id: str | None) -> CheckReport:
+    lesson, cur = current(ctx, lesson_id)
+    require_running(ctx)
+    report = CheckReport(lesson.id, lesson.check(ctx, cur.state))
+    if report.passed:
+        prog = progress.load(ctx.paths)
+        prog.passed.setdefault(lesson.id, progress.now())
+        progress.save(ctx.paths, prog)
+    return report
+
+
+def hint(ctx: LabContext, lesson_id: str | None) -> tuple[Lesson, int, str]:
+    """The next hint (1-based number, text); the last one again once all are shown."""
+    if lesson_id is None:
+        lesson, _ = current(ctx, None)
+    else:
+        lesson = catalogue.get(lesson_id)
+    prog = progress.load(ctx.paths)
+    shown = min(prog.hints_shown.get(lesson.id, 0) + 1, len(lesson.hints))
+    prog.hints_shown[lesson.id] = shown
+    progress.save(ctx.paths, prog)
+    return lesson, shown, lesson.hints[shown - 1]
+
+
+def solve(ctx: LabContext, lesson_id: str) -> CheckReport:
+    """Perform the reference solution of the started lesson, then check it."""
+    lesson, cur = current(ctx, lesson_id)
+    require_running(ctx)
+    lesson.solve(ctx, cur.state)
+    return check(ctx, str(lesson.id))
+
+
+def reset_lab(ctx: LabContext, note: Callable[[str], None] = lambda _: None) -> reset.ResetReport:
+    require_running(ctx)
+    done = reset.reset(ctx, note)
+    prog = progress.load(ctx.paths)
+    prog.current = None
+    progress.save(ctx.paths, prog)
+    return done
+
+
+def status(ctx: LabContext) -> Progress:
+    return progress.load(ctx.paths)

@@ -1,0 +1,82 @@
+"""Lesson 4: the leader loses power (`chaos kill`); its key expires after ttl, the synchronous
+standby promotes, HAProxy follows, and the old leader rejoins as a standby when it boots."""
+from __future__ import annotations
+
+from pgha_lab.chaos.actions import Chaos, wait
+from pgha_lab.context import LabContext
+from pgha_lab.errors import LabError
+from pgha_lab.lessons import observe, sql
+from pgha_lab.lessons.model import Lesson, State, Task, TaskResult
+from pgha_lab.wait import wait_until
+
+ID = 4
+REJOIN_DEADLINE_S = 120.0
+
+
+def start(ctx: LabContext) -> State:
+    cluster = ctx.cluster()
+    marker_id, server = sql.write_marker(ctx, "before power cut")
+    return {"leader": cluster.leader_name, "timeline": cluster.timeline, "marker_id": marker_id,
+            "marker_server": server}
+
+
+def check(ctx: LabContext, state: State) -> list[TaskResult]:
+    old, tl = state["leader"], int(state["timeline"])
+    return [
+        observe.guarded("failover", lambda: observe.new_leader(ctx, "failover", old, tl)),
+        observe.guarded("haproxy", lambda: observe.routes_primary(ctx, "haproxy")),
+        observe.guarded("rejoin", lambda: observe.streams(ctx, "rejoin", old, sync=False)),
+        observe.writes_kept(ctx, "no_write_lost", int(state["marker_id"]), state["marker_server"]),
+    ]
+
+
+def solve(ctx: LabContext, state: State) -> None:
+    old = state["leader"]
+    chaos = Chaos(ctx)
+    if ctx.cluster().leader_name == old and ctx.docker.state(old).running:
+        outcome = wait(chaos.run("kill", old))
+        if not outcome.happened:
+            raise LabError(f"no failover after the power cut: {outcome.verdict}.")
+    if ctx.docker.state(old).status in ("exited", "created"):
+        chaos.run("start", old)
+    verdict = wait_until(lambda: observe.all_pass(check(ctx, state)), REJOIN_DEADLINE_S, interval_s=1.0)
+    if not verdict.ok:
+        raise LabError(f"{old} did not rejoin in {REJOIN_DEADLINE_S:.0f}s: {verdict.reason}.")
+
+
+LESSON = Lesson(
+    id=ID, slug="power-cut", title="Power cut of the leader",
+    goal=("Pull the plug on the leader's VM and watch the cluster heal itself: the leader key expires, the "
+          "synchronous standby promotes, HAProxy follows. Then boot the old leader and see it come back as a standby."),
+    background=(
+        "A killed node says nothing: no one tells etcd that the leader is gone. Patroni's leader key in etcd has a "
+        "time to live (ttl); the leader renews it every loop_wait seconds, and a dead one stops renewing. Only "
+        "when the key expires (up to ttl seconds after the last renewal) may the standby race for it; the "
+        "synchronous standby wins because it is known to hold every committed transaction, promotes and starts a "
+        "new timeline. HAProxy's checks against the dead node time out and the new leader's /primary answers 200, "
+        "so 5432 moves. When the old leader boots, Patroni sees another member holding the key and starts "
+        "PostgreSQL as a standby; if its WAL went further than the new timeline's fork point (writes it had not "
+        "yet replicated), it runs pg_rewind first (use_pg_rewind is on). Watch `ectl get --prefix /service/` "
+        "while it happens."),
+    tasks=(
+        Task("failover", "Cut the leader's power with `pgha-lab chaos kill leader`; watch `ectl get "
+                         "/service/18/main/leader` until another member holds the key. It must lead on a new timeline."),
+        Task("haproxy", "See HAProxy mark the dead server DOWN and route 5432 to the new leader."),
+        Task("rejoin", "Boot the old leader (`pgha-lab chaos start NODE`) and watch it rejoin as a standby "
+                       "(`patronictl list`; `pgha-lab logs NODE` shows pg_rewind when it was needed)."),
+        Task("no_write_lost", "The row the lesson wrote through 5432 before the power cut must survive, and a "
+                              "new write must land on the new leader."),
+    ),
+    hints=(
+        "`pgha-lab exec etcd1 -- ectl get /service/18/main/leader -w json` shows the key's lease; "
+        "`ectl lease timetolive ID` (the lease in hex) shows the seconds it has left.",
+        "The failover takes up to ttl + loop_wait seconds: `pgha-lab exec dbnode2 -- patronictl -c "
+        "/etc/patroni/config.yml show-config` shows ttl.",
+        "A killed node stays off until you boot it: `pgha-lab chaos start dbnode1`.",
+    ),
+    solution=("pgha-lab chaos kill leader --wait\n"
+              "pgha-lab exec etcd1 -- ectl get /service/18/main/leader\n"
+              "pgha-lab status\n"
+              "pgha-lab chaos start dbnode1 --wait\n"
+              "pgha-lab exec dbnode2 -- patronictl -c /etc/patroni/config.yml list"),
+    start=start, check=check, solve=solve, minutes=20)

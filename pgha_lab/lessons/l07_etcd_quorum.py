@@ -1,0 +1,114 @@
+"""Lesson 7: etcd is the cluster's memory: lose one member of three and nothing happens; lose two
+(the quorum) and the leader demotes itself; bring them back and Patroni elects a leader again."""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from pgha_lab import health
+from pgha_lab.chaos.actions import Chaos, wait
+from pgha_lab.context import LabContext
+from pgha_lab.errors import LabError
+from pgha_lab.lessons import observe
+from pgha_lab.lessons.model import Lesson, State, Task, TaskResult
+from pgha_lab.wait import wait_until
+
+ID = 7
+BACK_DEADLINE_S = 120.0
+STAMP = "%Y-%m-%dT%H:%M:%S"   # the first 19 characters of Docker's StartedAt, in UTC
+
+
+def start(ctx: LabContext) -> State:
+    return {"timeline": ctx.cluster().timeline, "since": datetime.now(timezone.utc).strftime(STAMP)}
+
+
+def rebooted_etcd(ctx: LabContext, since: str) -> list[str]:
+    return [n.name for n in ctx.topology.etcd if ctx.docker.started_at(n)[:19] > since]
+
+
+def check_members_lost(ctx: LabContext, state: State) -> TaskResult:
+    again = rebooted_etcd(ctx, state["since"])
+    quorum = len(ctx.topology.etcd) // 2 + 1
+    lost_needed = len(ctx.topology.etcd) - quorum + 1
+    if len(again) < lost_needed:
+        return TaskResult("quorum_lost", False, f"{len(again)} etcd member(s) stopped and started since the lesson "
+                                                f"began ({', '.join(again) or 'none'}); losing the quorum takes "
+                                                f"{lost_needed}")
+    return TaskResult("quorum_lost", True, f"{', '.join(again)} were stopped and started again")
+
+
+def check_demoted(ctx: LabContext, state: State) -> TaskResult:
+    timeline, now = int(state["timeline"]), ctx.cluster().timeline
+    if now is None:
+        return TaskResult("leader_demoted", False, "there is no leader right now")
+    if now <= timeline:
+        return TaskResult("leader_demoted", False, f"still timeline {now}: the leader never stepped down")
+    return TaskResult("leader_demoted", True, f"timeline {timeline} -> {now}: the leader demoted without "
+                                              "quorum and a leader was elected again when it returned")
+
+
+def check_back(ctx: LabContext) -> TaskResult:
+    verdict = ctx.health()
+    if not verdict.ok:
+        return TaskResult("back", False, verdict.reason)
+    return TaskResult("back", True, f"etcd: {health.assess_etcd(ctx.probe.etcd()).reason}; {verdict.reason}")
+
+
+def check(ctx: LabContext, state: State) -> list[TaskResult]:
+    return [observe.guarded("quorum_lost", lambda: check_members_lost(ctx, state)),
+            observe.guarded("leader_demoted", lambda: check_demoted(ctx, state)),
+            observe.guarded("back", lambda: check_back(ctx))]
+
+
+def solve(ctx: LabContext, state: State) -> None:
+    chaos = Chaos(ctx)
+    first, second = ctx.topology.etcd[0].name, ctx.topology.etcd[1].name
+    if ctx.docker.state(first).running:
+        chaos.run("stop", first)
+    if ctx.docker.state(second).running:
+        outcome = wait(chaos.run("stop", second))
+        if not outcome.happened:
+            raise LabError(f"the leader did not demote without etcd's quorum: {outcome.verdict}.")
+    for name in (first, second):
+        if ctx.docker.state(name).status in ("exited", "created"):
+            chaos.run("start", name)
+    verdict = wait_until(lambda: observe.all_pass(check(ctx, state)), BACK_DEADLINE_S, interval_s=1.0)
+    if not verdict.ok:
+        raise LabError(f"the cluster did not come back in {BACK_DEADLINE_S:.0f}s: {verdict.reason}.")
+
+
+LESSON = Lesson(
+    id=ID, slug="etcd-quorum", title="etcd: lose a member, then the quorum",
+    goal=("Stop one etcd member and see that nothing happens; stop a second and see the PostgreSQL leader demote "
+          "itself although nothing is wrong with it; start them again and see the cluster elect a leader."),
+    background=(
+        "etcd is a Raft cluster: a write needs a majority (2 of 3) to agree. With one member down the other two "
+        "still form a quorum, elect an etcd leader among themselves if needed, and Patroni notices nothing beyond "
+        "one endpoint failing. With two down, the last member cannot accept writes, so Patroni's leader cannot "
+        "renew its key. After retry_timeout it gives up: with failsafe_mode off (as here and in the course) a "
+        "leader that cannot prove it still holds the key demotes PostgreSQL to read-only, because it cannot tell "
+        "'etcd is down' from 'I am the one cut off'. Reads on 5433 keep working; 5432 has no server. When the "
+        "quorum returns, the members race for the key again; the winner promotes, which starts a new timeline "
+        "even when it is the same node as before."),
+    tasks=(
+        Task("quorum_lost", "Stop one etcd member (`pgha-lab chaos stop etcd1`), check `ectl endpoint health` and "
+                            "`patronictl list`; then stop a second (`chaos stop etcd2`)."),
+        Task("leader_demoted", "Watch the leader demote (`patronictl list`, HAProxy's stats page); try a write "
+                               "through 5432. Then start both members again (`chaos start`) and see a leader "
+                               "elected on a new timeline."),
+        Task("back", "All three etcd members healthy with one etcd leader, one Patroni leader, a synchronous "
+                     "standby, HAProxy routing both ports."),
+    ),
+    hints=(
+        "`pgha-lab exec etcd3 -- ectl endpoint health` lists which endpoints answer; `ectl endpoint status -w "
+        "table` needs the quorum for some columns.",
+        "`pgha-lab chaos stop etcd2 --wait` waits until no node accepts writes.",
+        "`pgha-lab logs dbnode1 -n 30` shows Patroni's reasons while etcd is gone.",
+    ),
+    solution=("pgha-lab chaos stop etcd1\n"
+              "pgha-lab exec dbnode1 -- patronictl -c /etc/patroni/config.yml list     # nothing changed\n"
+              "pgha-lab chaos stop etcd2 --wait\n"
+              "pgha-lab psql -- -c 'select 1'                                          # 5432 has no server\n"
+              "pgha-lab chaos start etcd1\n"
+              "pgha-lab chaos start etcd2 --wait\n"
+              "pgha-lab exec dbnode1 -- patronictl -c /etc/patroni/config.yml list     # TL went up"),
+    start=start, check=check, solve=solve, minutes=20)

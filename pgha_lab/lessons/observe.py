@@ -1,0 +1,100 @@
+"""Observations the lesson checks share, each read from the live lab and returned as a task
+result with its reason; a lab caught mid-change yields a failed task, never an exception."""
+from __future__ import annotations
+
+from typing import Callable
+
+import psycopg
+
+from pgha_lab import health
+from pgha_lab.context import LabContext
+from pgha_lab.errors import LabError, first_line
+from pgha_lab.lessons import sql
+from pgha_lab.lessons.model import TaskResult
+from pgha_lab.node_paths import PATRONI_CONFIG
+from pgha_lab.topology import Role
+from pgha_lab.wait import Verdict
+
+
+READ_ERRORS = (psycopg.Error, LabError)
+
+
+def unreadable(exc: Exception) -> str:
+    if isinstance(exc, psycopg.Error):
+        return f"SQL failed: {first_line(exc)}"
+    return str(exc)
+
+
+def guarded(key: str, observe: Callable[[], TaskResult]) -> TaskResult:
+    """Run one observation; a failure to read the lab becomes the task's reason."""
+    try:
+        return observe()
+    except READ_ERRORS as exc:
+        return TaskResult(key, False, unreadable(exc))
+
+
+def new_leader(ctx: LabContext, key: str, old: str, old_timeline: int) -> TaskResult:
+    cluster = ctx.cluster()
+    leader = cluster.leader
+    if leader is None:
+        return TaskResult(key, False, "there is no leader right now")
+    if leader.name == old:
+        return TaskResult(key, False, f"{old} still leads (timeline {leader.timeline})")
+    if leader.timeline is None or leader.timeline <= old_timeline:
+        return TaskResult(key, False, f"{leader.name} leads but still on timeline {leader.timeline}")
+    return TaskResult(key, True, f"{leader.name} leads on timeline {leader.timeline} (was {old} on {old_timeline})")
+
+
+def streams(ctx: LabContext, key: str, name: str, sync: bool) -> TaskResult:
+    member = ctx.cluster().member(name)
+    if member is None:
+        return TaskResult(key, False, f"{name} is not registered with Patroni (is it running?)")
+    if not member.role.is_replica or member.state != "streaming":
+        return TaskResult(key, False, f"{name} is {member.role}, {member.state or 'not running'}")
+    if sync and member.role.value != "sync_standby":
+        return TaskResult(key, False, f"{name} streams but is not the synchronous standby")
+    return TaskResult(key, True, f"{name} streams as {member.role.value.replace('_', ' ')}")
+
+
+def routes_primary(ctx: LabContext, key: str) -> TaskResult:
+    leader = ctx.cluster().leader_name
+    up = health.servers_up(ctx.probe.haproxy())
+    if leader is None or up != [leader]:
+        return TaskResult(key, False, f"HAProxy's 5432 routes to {', '.join(up) or 'nothing'}, "
+                                      f"the leader is {leader or 'nobody'}")
+    return TaskResult(key, True, f"HAProxy's 5432 routes to the leader {leader}")
+
+
+def writes_kept(ctx: LabContext, key: str, marker_id: int, marker_server: str) -> TaskResult:
+    """The row written through 5432 before the change is still there, and a new write lands on the leader."""
+    def observe() -> TaskResult:
+        if not sql.marker_present(ctx, marker_id):
+            return TaskResult(key, False, f"the row written on {marker_server} before the change "
+                                          f"(id {marker_id}) is gone")
+        row_id, server = sql.write_marker(ctx, "after")
+        leader = ctx.cluster().leader_name
+        if server != leader:
+            return TaskResult(key, False, f"a new write through 5432 landed on {server}, not the leader {leader}")
+        return TaskResult(key, True, f"row {marker_id} from before is there; "
+                                     f"a new write (id {row_id}) landed on {server}")
+    return guarded(key, observe)
+
+
+def all_pass(results: list[TaskResult]) -> Verdict:
+    """A lesson's check as one verdict, for a reference solution waiting until it has taken effect."""
+    failing = [r for r in results if not r.passed]
+    return Verdict(not failing, "; ".join(r.reason for r in failing) or "every task passes")
+
+
+def patronictl(ctx: LabContext, node: str, *args: str, timeout: float = 120) -> str:
+    """patronictl as the learner runs it inside a db node (`pgha-lab exec dbnode1 -- patronictl ...`)."""
+    proc = ctx.docker.exec(node, "patronictl", "-c", PATRONI_CONFIG, *args, user="postgres", timeout=timeout)
+    return proc.stdout
+
+
+def first_db(ctx: LabContext) -> str:
+    return ctx.topology.db[0].name
+
+
+def db_names(ctx: LabContext) -> list[str]:
+    return [n.name for n in ctx.topology.by_role(Role.DB)]

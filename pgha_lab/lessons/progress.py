@@ -1,0 +1,66 @@
+"""A lab's lesson progress, kept in labs/<project>/lessons.json: the lesson started (and what its
+start remembered), hints revealed, and which lessons passed and when."""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from pgha_lab.errors import LabError
+from pgha_lab.fsutil import write_if_changed
+from pgha_lab.paths import LabPaths
+
+FILE = "lessons.json"
+
+
+@dataclass
+class Current:
+    lesson: int
+    started_at: str
+    state: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Progress:
+    current: Current | None = None
+    passed: dict[int, str] = field(default_factory=dict)        # lesson id -> when its check first passed
+    hints_shown: dict[int, int] = field(default_factory=dict)   # lesson id -> hints revealed so far
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"current": asdict(self.current) if self.current else None,
+                "passed": {str(k): v for k, v in self.passed.items()},
+                "hints_shown": {str(k): v for k, v in self.hints_shown.items()}}
+
+    @classmethod
+    def from_dict(cls, doc: dict[str, Any]) -> "Progress":
+        cur = doc.get("current")
+        return cls(current=Current(int(cur["lesson"]), str(cur["started_at"]), dict(cur.get("state") or {}))
+                   if cur else None,
+                   passed={int(k): str(v) for k, v in (doc.get("passed") or {}).items()},
+                   hints_shown={int(k): int(v) for k, v in (doc.get("hints_shown") or {}).items()})
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def path(paths: LabPaths) -> Path:
+    return paths.state / FILE
+
+
+def load(paths: LabPaths) -> Progress:
+    f = path(paths)
+    if not f.exists():
+        return Progress()
+    try:
+        return Progress.from_dict(json.loads(f.read_text()))
+    except (ValueError, KeyError, TypeError):
+        raise LabError(f"{f} is not a progress file pgha-lab wrote; remove it to start the lessons afresh.") from None
+
+
+def save(paths: LabPaths, progress: Progress) -> None:
+    f = path(paths)
+    f.parent.mkdir(parents=True, exist_ok=True)
+    write_if_changed(f, json.dumps(progress.as_dict(), indent=2) + "\n")

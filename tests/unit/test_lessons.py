@@ -1,0 +1,108 @@
+"""The lessons' words and bookkeeping, without a lab: the catalogue, progress, the config diff
+the reset sends, and the refusals that must come before anything is touched."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pgha_lab.errors import LabError
+from pgha_lab.lessons import catalogue, progress
+from pgha_lab.lessons.progress import Current, Progress
+from pgha_lab.lessons.reset import config_patch
+from pgha_lab.paths import LabPaths
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_every_lesson_is_complete_and_ids_are_unique():
+    ids = [lesson.id for lesson in catalogue.LESSONS]
+    assert len(ids) == len(set(ids)) and ids == sorted(ids)
+    assert {1, 3, 4, 8} <= set(ids)
+    for lesson in catalogue.LESSONS:
+        assert lesson.title and lesson.goal and len(lesson.background) > 200, lesson.id
+        assert lesson.tasks and lesson.hints and lesson.solution, lesson.id
+        keys = [t.key for t in lesson.tasks]
+        assert len(keys) == len(set(keys)), lesson.id
+
+
+def test_a_lesson_is_found_by_id_or_slug_and_an_unknown_one_is_refused():
+    assert catalogue.get("3").id == 3
+    assert catalogue.get("switchover").id == 3
+    with pytest.raises(LabError, match=r"there is no lesson '99'; `pgha-lab lesson list` shows them"):
+        catalogue.get("99")
+
+
+def test_config_patch_sets_changed_keys_and_nulls_extra_ones():
+    wanted = {"ttl": 20, "loop_wait": 1, "postgresql": {"parameters": {"shared_buffers": "128MB", "work_mem": "4MB"}}}
+    live = {"ttl": 40, "loop_wait": 1, "pause": True,
+            "postgresql": {"parameters": {"shared_buffers": "192MB", "work_mem": "4MB", "log_min_duration_statement": 0}}}
+    assert config_patch(live, wanted) == {
+        "ttl": 20, "pause": None,
+        "postgresql": {"parameters": {"shared_buffers": "128MB", "log_min_duration_statement": None}}}
+    assert config_patch(wanted, wanted) == {}
+
+
+def test_progress_round_trips_through_the_labs_file(tmp_path):
+    paths = LabPaths(home=tmp_path, project="p")
+    assert progress.load(paths) == Progress()
+    prog = Progress(current=Current(3, "2026-01-01T00:00:00+00:00", {"leader": "dbnode1", "timeline": 2}),
+                    passed={1: "2026-01-01T00:00:00+00:00"}, hints_shown={3: 2})
+    progress.save(paths, prog)
+    assert (tmp_path / "labs" / "p" / "lessons.json").exists()
+    assert progress.load(paths) == prog
+
+
+def test_a_damaged_progress_file_is_one_sentence(tmp_path):
+    paths = LabPaths(home=tmp_path, project="p")
+    progress.path(paths).parent.mkdir(parents=True)
+    progress.path(paths).write_text("{not json")
+    with pytest.raises(LabError, match="is not a progress file pgha-lab wrote; remove it"):
+        progress.load(paths)
+
+
+def cli(home: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "pgha_lab", "--home", str(home), "--project", "nolab", *args],
+                          capture_output=True, text=True, cwd=REPO)
+
+
+@pytest.mark.parametrize("args, sentence", [
+    (("lesson", "show", "99"), "pgha-lab: there is no lesson '99'; `pgha-lab lesson list` shows them"),
+    (("lesson", "start", "nope"), "pgha-lab: there is no lesson 'nope'"),
+    (("lesson", "check"), "pgha-lab: no lesson is started on lab 'nolab'; start a lesson with "
+                          "`pgha-lab lesson start ID`."),
+    (("lesson", "check", "3"), "pgha-lab: no lesson is started on lab 'nolab'; start lesson 3 with "
+                               "`pgha-lab lesson start 3`."),
+    (("lesson", "solve", "4", "--apply"), "pgha-lab: no lesson is started on lab 'nolab'"),
+])
+def test_bad_input_is_one_sentence_and_changes_nothing(tmp_path, args, sentence):
+    proc = cli(tmp_path, *args)
+    assert proc.returncode == 1
+    assert proc.stderr.startswith(sentence) and proc.stderr.count("\n") == 1, proc.stderr
+    assert not (tmp_path / "labs").exists()
+
+
+def test_solve_without_apply_prints_the_reference_solution(tmp_path):
+    proc = cli(tmp_path, "lesson", "solve", "3")
+    assert proc.returncode == 0
+    assert "patronictl -c /etc/patroni/config.yml switchover --leader dbnode1 --candidate dbnode2" in proc.stdout
+
+
+def test_lesson_1_compares_answers_the_way_a_learner_writes_them():
+    from pgha_lab.lessons.l01_read_the_cluster import _same
+    assert _same("timeline", "02", "2") and not _same("timeline", "3", "2")
+    assert _same("replica_in_recovery", "true", "t") and not _same("replica_in_recovery", "f", "t")
+    assert _same("port_5433", "dbnode3, dbnode2", "dbnode2,dbnode3") and not _same("leader", "dbnode2", "dbnode1")
+
+
+def test_a_check_report_passes_only_when_every_task_does():
+    from pgha_lab.commands.lesson import render_report
+    from pgha_lab.lessons.model import CheckReport, TaskResult
+    report = CheckReport(3, [TaskResult("switchover", True, "dbnode2 leads on timeline 2"),
+                             TaskResult("haproxy", False, "HAProxy's 5432 routes to nothing")])
+    assert not report.passed and not CheckReport(3, []).passed
+    text = render_report(report)
+    assert "1 of 2 tasks not done yet" in text and "FAIL  haproxy" in text and "PASS  switchover" in text
+    assert report.as_dict()["tasks"][1] == {"key": "haproxy", "passed": False, "reason": "HAProxy's 5432 routes to nothing"}
