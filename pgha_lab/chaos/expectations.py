@@ -179,6 +179,8 @@ def expectation_for(ctx: LabContext, action: str, node: Node, role: str, cluster
                                streams_as_replica(ctx, node.name), 120)
         if action == "kill-postgres":
             return from_plan(ctx, rules.postgres_killed(st, node.name, p))
+        if action == "flap":
+            return from_plan(ctx, rules.flapping(st, node.name, p))
     if node.role is Role.ETCD:
         total = len(ctx.topology.etcd)
         if losing:

@@ -196,3 +196,16 @@ def etcd_lost(state: ClusterState, left: int, total: int, profile: Profile) -> P
                 f"key, so within retry_timeout/ttl ({profile.retry_timeout}s/{profile.ttl}s) the primary demotes "
                 f"itself to read-only (failsafe_mode is off) and HAProxy's 5432 has no server; reads on 5433 go on.",
                 NO_PRIMARY, deadline_s=profile.ttl + 30)
+
+
+def flapping(state: ClusterState, node: str, profile: Profile) -> Plan:
+    """A partition from etcd that comes and goes; what counts is the state once it stops."""
+    if state.leader == node:
+        text = (f"{node} leads. Each cut longer than retry_timeout ({profile.retry_timeout}s) makes it demote to "
+                f"read-only; when the link returns before its key expires (ttl {profile.ttl}s) it takes its own key "
+                f"again and promotes, otherwise a replica allowed by /sync takes over. Writes stutter while it "
+                f"flaps; once it stops the cluster settles with one leader and every replica streaming.")
+    else:
+        text = (f"{node} is a replica: while cut off it cannot refresh its member key; {state.leader or 'the leader'} "
+                f"carries on. Once the flapping stops the cluster settles with one leader and every replica streaming.")
+    return Plan(text, HEALTHY, node=node, deadline_s=profile.failover_bound_s() + 90)
