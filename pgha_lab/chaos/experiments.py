@@ -48,7 +48,8 @@ def _sync_standby(ctx: LabContext) -> Node:
 
 def _on_node(ctx: LabContext, node: Node, sql: str, params: tuple = ()) -> Any:
     with connect(ctx, node) as conn:
-        return conn.execute(sql, params).fetchall()
+        cur = conn.execute(sql, params)
+        return cur.fetchall() if cur.description else []
 
 
 def cancel_sync_wait(ctx: LabContext, leader: Node) -> Result:
