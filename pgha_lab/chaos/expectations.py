@@ -20,6 +20,7 @@ class Expectation:
     text: str
     check: Callable[[], Verdict] | None = None
     deadline_s: float = 60.0
+    holds: bool = False    # the expected outcome is that nothing recovers until healed (no leader, no primary)
 
 
 def _routes_primary_to(ctx: LabContext, leader: str) -> Verdict:
@@ -142,7 +143,7 @@ def from_plan(ctx: LabContext, plan: rules.Plan) -> Expectation:
         check = healthy(ctx)
     else:
         check = None
-    return Expectation(plan.text, check, plan.deadline_s)
+    return Expectation(plan.text, check, plan.deadline_s, holds=kind in (rules.NO_LEADER, rules.NO_PRIMARY))
 
 
 def expectation_for(ctx: LabContext, action: str, node: Node, role: str, cluster: Cluster, *,

@@ -114,9 +114,9 @@ def cancel_sync_wait(ctx: LabContext, leader: Node) -> Result:
             f"{standby.name} thawed")
     text = (f"A cancelled synchronous-replication wait does not undo the commit: PostgreSQL had written it "
             f"locally, so the client is told it committed (with a WARNING) although no standby has it. Had "
-            f"{leader.name} died in that window, the write would have been lost (or, since {standby.name} stays "
-            f"the only failover candidate, the cluster would hold without a leader). Now {standby.name} "
-            f"thawed, it streams again and receives row {row_id}.")
+            f"{leader.name} died in that window, {standby.name}, still named in /sync, could have been promoted "
+            f"without it: an acknowledged write lost. Now {standby.name} is thawed, it streams again and receives "
+            f"row {row_id}.")
     return Result(done, ex.Expectation(text, _row_reaches(ctx, standby, row_id), 60), figures)
 
 
