@@ -164,6 +164,10 @@ def expectation_for(ctx: LabContext, action: str, node: Node, role: str, cluster
         st = state.read(ctx, cluster)
         if losing and role == "leader" and (action != "partition" or "etcd" in (peers or "")):
             return from_plan(ctx, rules.leader_lost(st, node.name, p, how=hows[action]))
+        if losing and role == "leader":   # a partition that leaves it etcd
+            return Expectation(f"{node.name} still reaches etcd, so it keeps renewing the leader key and stays "
+                               f"leader; only the links cut are lost (a replica cut off from it stops streaming).",
+                               same_leader(ctx, node.name, timeline), 60)
         if losing and leader:
             return from_plan(ctx, rules.replica_lost(st, node.name, p, how=hows.get(action, "is cut off")))
         if action == "freeze-patroni":
