@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pgha_lab.chaos import expectations, experiments
+from pgha_lab.chaos import state as cluster_state
 from pgha_lab.chaos.sql import PROCS
 from pgha_lab.chaos.expectations import Expectation
 from pgha_lab.context import LabContext
@@ -129,9 +130,11 @@ class Chaos:
             raise LabError(f"{node.name} has no container; start the lab with `pgha-lab up`.")
         if action in DB_ONLY:
             self._need(node.role is Role.DB, f"{node.name} runs no PostgreSQL or Patroni; {action} takes a db node")
-        # Checked before anything is read that would state the expectation of a refused request.
         figures: dict[str, Any] = {}
         expectation: Expectation | None = None
+        # The state that decides what follows, read before the fault changes it (the settings and
+        # the /sync key may not be readable afterwards, e.g. with every db node down).
+        before = cluster_state.read(self.ctx, cluster) if node.role is not Role.HAPROXY else None
         if action == "kill":
             self._need(state.status in ("running", "paused"), f"{node.name} is {state.status}; there is nothing to power off")
             self.ctl.kill(node)
@@ -182,7 +185,7 @@ class Chaos:
             frozen = self._stopped(node, [pid])
             if action == "freeze-patroni":
                 self._need(not frozen, f"Patroni on {node.name} is already frozen; `thaw-patroni {node.name}` thaws it")
-                expectation = expectations.expectation_for(self.ctx, action, node, role, cluster)
+                expectation = expectations.expectation_for(self.ctx, action, node, role, cluster, before=before)
                 self.ctl.exec(node, "kill", "-STOP", str(pid))
                 done = f"Patroni on {node.name} (pid {pid}) frozen with SIGSTOP; PostgreSQL keeps running"
             else:
@@ -195,7 +198,7 @@ class Chaos:
             hung = self._stopped(node, pids[:1])
             if action == "hang-postgres":
                 self._need(not hung, f"PostgreSQL on {node.name} already hangs; `release-postgres {node.name}` releases it")
-                expectation = expectations.expectation_for(self.ctx, action, node, role, cluster)
+                expectation = expectations.expectation_for(self.ctx, action, node, role, cluster, before=before)
                 self.ctl.exec(node, "kill", "-STOP", *map(str, pids))
                 done = (f"PostgreSQL on {node.name} hung: SIGSTOP to the postmaster (pid {pids[0]}) and its "
                         f"{len(pids) - 1} children; Patroni keeps running")
@@ -226,7 +229,7 @@ class Chaos:
             self._need(state.running, f"{node.name} is {state.status}; a flap needs a running node")
             every_s, for_s = experiments.flap_timing(every, duration)
             cut = self.peers(node, peers or "etcd")
-            expectation = expectations.expectation_for(self.ctx, action, node, role, cluster, peers=peers)
+            expectation = expectations.expectation_for(self.ctx, action, node, role, cluster, peers=peers, before=before)
             toggles = experiments.flap(lambda: self._cut(node, cut), lambda: self._flush(node, (CHAIN_IN, CHAIN_OUT)),
                                        every_s, for_s)
             figures = {"every_s": every_s, "for_s": for_s, "cuts": toggles}
@@ -236,15 +239,18 @@ class Chaos:
             self._need(state.running, f"{node.name} is {state.status}; degrade needs a running node")
             done = self._degrade(node, loss, delay, clear)
         if expectation is None:
-            expectation = expectations.expectation_for(self.ctx, action, node, role, cluster, peers=peers, clear=clear)
+            expectation = expectations.expectation_for(self.ctx, action, node, role, cluster, peers=peers, clear=clear,
+                                                             before=before)
         return Outcome(action=action, node=node.name, role_before=role, done=done, expectation=expectation,
                        figures=figures)
 
     def heal_all(self) -> list[str]:
-        """Put every node back: thaw, boot, reconnect, and drop every chaos rule."""
+        """Put every node back: thaw, boot, reconnect, and drop every chaos rule. Containers first
+        for every node (what clients wait on), then the slower checks inside each node."""
         actions = []
+        states = {node.name: self.ctl.state(node) for node in self.topo.nodes}
         for node in self.topo.nodes:
-            state = self.ctl.state(node)
+            state = states[node.name]
             if state.status == "missing":
                 continue
             if state.status == "paused":
@@ -256,12 +262,15 @@ class Chaos:
             if not state.on_lab_network:
                 self.ctl.connect(node, str(node.address))
                 actions.append(f"reconnected {node.name}")
-            if node.role is Role.DB and self.ctl.state(node).running:
+        for node in self.topo.nodes:
+            if states[node.name].status == "missing" or not self.ctl.state(node).running:
+                continue
+            if node.role is Role.DB:
                 stopped = self._stopped_pids(node)
                 if stopped:   # a frozen Patroni or a hung PostgreSQL
                     self.ctl.exec(node, "kill", "-CONT", *map(str, stopped))
                     actions.append(f"thawed {len(stopped)} stopped process(es) on {node.name}")
-            if self.ctl.state(node).running and (self._has_rules(node) or self._has_netem(node)):
+            if self._has_rules(node) or self._has_netem(node):
                 self._flush(node, [c for c, _ in ALL_CHAINS])
                 self.ctl.exec(node, "tc", "qdisc", "del", "dev", "eth0", "root", check=False)
                 actions.append(f"cleared {node.name}'s network faults")

@@ -3,7 +3,7 @@
 rules in chaos/rules.py), with a check that reads the cluster and says whether it has happened yet."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable
 
 from pgha_lab import health
@@ -147,9 +147,11 @@ def from_plan(ctx: LabContext, plan: rules.Plan) -> Expectation:
 
 
 def expectation_for(ctx: LabContext, action: str, node: Node, role: str, cluster: Cluster, *,
-                    peers: str | None = None, clear: bool = False) -> Expectation:
-    """What should follow `action` on `node`, derived from the cluster state read now (the /sync key,
-    members, tags, the dynamic configuration): see rules.py for the rules themselves."""
+                    peers: str | None = None, clear: bool = False,
+                    before: state.ClusterState | None = None) -> Expectation:
+    """What should follow `action` on `node`, derived from the cluster state (the /sync key, members,
+    tags, the dynamic configuration): `before`, read just before the fault, when the caller has it
+    (after a fault the settings may no longer be readable), else read now. Rules: rules.py."""
     p = ctx.profile
     leader = cluster.leader_name
     timeline = cluster.timeline
@@ -160,8 +162,13 @@ def expectation_for(ctx: LabContext, action: str, node: Node, role: str, cluster
     hows = {"kill": "lost power", "pause": "froze", "stop": "was shut down", "isolate": "lost its network",
             "partition": "was cut off from etcd"}
 
+    def current() -> state.ClusterState:
+        # Who is down is read now (the fault may just have taken a node); everything else from before.
+        now = state.read(ctx, cluster, config=None if before is None else before.config)
+        return now if before is None else replace(before, down=now.down)
+
     if node.role is Role.DB:
-        st = state.read(ctx, cluster)
+        st = current()
         if losing and role == "leader" and (action != "partition" or "etcd" in (peers or "")):
             return from_plan(ctx, rules.leader_lost(st, node.name, p, how=hows[action]))
         if losing and role == "leader":   # a partition that leaves it etcd
@@ -189,7 +196,7 @@ def expectation_for(ctx: LabContext, action: str, node: Node, role: str, cluster
     if node.role is Role.ETCD:
         total = len(ctx.topology.etcd)
         if losing:
-            st = state.read(ctx, cluster)
+            st = current()
             return from_plan(ctx, rules.etcd_lost(st, etcd_running(ctx), total, p))
         if returning:
             return Expectation(f"{node.name} rejoins etcd; with a quorum Patroni holds or elects a leader and "

@@ -42,6 +42,7 @@ class ClusterState:
     maximum_lag_on_failover: int = DEFAULT_MAX_LAG
     timeline: int | None = None
     down: frozenset[str] = field(default_factory=frozenset)   # db nodes known not to run (container state)
+    config: dict[str, Any] = field(default_factory=dict, compare=False)   # Patroni's dynamic configuration as read
 
     def member(self, name: str) -> MemberState | None:
         return next((m for m in self.members if m.name == name), None)
@@ -95,19 +96,21 @@ def snapshot(cluster: Cluster, sync_value: str | None, config: dict[str, Any],
         synchronous_mode_strict=bool(config.get("synchronous_mode_strict", False)),
         failsafe_mode=bool(config.get("failsafe_mode", False)),
         maximum_lag_on_failover=int(lag) if isinstance(lag, int) else DEFAULT_MAX_LAG,
-        timeline=cluster.timeline, down=down)
+        timeline=cluster.timeline, down=down, config=dict(config))
 
 
-def read(ctx, cluster: Cluster | None = None) -> ClusterState:
+def read(ctx, cluster: Cluster | None = None, config: dict[str, Any] | None = None) -> ClusterState:
     """Read the state now: Patroni's /cluster (unless given), the /sync key from etcd, the dynamic
-    configuration from the first db node whose REST API answers, and which db containers run."""
+    configuration from the first db node whose REST API answers (unless given), and which db
+    containers run."""
     cluster = ctx.cluster() if cluster is None else cluster
     _, sync_value = ctx.probe.etcd_read(f"/service/{ctx.topology.scope}/sync")
-    config: dict[str, Any] = {}
-    for node in ctx.topology.db:
-        code, doc = ctx.probe.rest(node, "/config")
-        if code == 200 and isinstance(doc, dict):
-            config = doc
-            break
+    if config is None:
+        config = {}
+        for node in ctx.topology.db:
+            code, doc = ctx.probe.rest(node, "/config")
+            if code == 200 and isinstance(doc, dict):
+                config = doc
+                break
     down = frozenset(n.name for n in ctx.topology.db if not ctx.docker.state(n).running)
     return snapshot(cluster, sync_value, config, down)

@@ -7,6 +7,7 @@ import subprocess
 
 import pytest
 
+from pgha_lab.chaos.actions import Chaos
 from pgha_lab.chaos.experiments import SYNC_TABLE
 from pgha_lab.chaos.sql import connect
 from pgha_lab.wait import wait_until
@@ -14,12 +15,23 @@ from pgha_lab.wait import wait_until
 pytestmark = [pytest.mark.docker, pytest.mark.lab]
 
 
+@pytest.fixture(scope="module")
+def lab_up(test_lab):
+    test_lab.up()
+    return test_lab
+
+
 @pytest.fixture()
-def lab(healthy_lab):
-    """A healthy lab before the test, and put back together after it whatever the test broke."""
-    yield healthy_lab
-    healthy_lab.cli("chaos", "heal-all", check=False)
-    healthy_lab.up()
+def lab(lab_up):
+    """A healthy lab before the test, put back after it by healing every fault and waiting for
+    health; a full `up` (slow) only when that is not enough."""
+    if not lab_up.ctx.health().ok:
+        lab_up.up()
+    yield lab_up
+    ctx = lab_up.ctx
+    Chaos(ctx).heal_all()
+    if not wait_until(ctx.health, 180).ok:
+        lab_up.up()
 
 
 def chaos(lab, *args: str, check: bool = True) -> dict:
@@ -118,8 +130,9 @@ def test_kill_haproxy_drill_measures_the_entry_points_downtime(lab, tmp_path):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     run = json.loads(proc.stdout)["runs"][0]
     down = run["figures"]["write_downtime_s"]
-    # Held down 5 s, then started: the downtime covers the hold and HAProxy's start and rise checks.
-    assert down is not None and 5 <= down <= 60, run["figures"]
+    # Held down 5 s, then started by the drill's heal: the downtime covers the hold, the heal and
+    # HAProxy's start and rise checks (generous: the heal's docker calls are slow on a busy host).
+    assert down is not None and 5 <= down <= 90, run["figures"]
     assert run["figures"]["lost_writes"] == 0 and run["problems"] == []
 
 
