@@ -101,12 +101,18 @@ def snapshot(cluster: Cluster, sync_value: str | None, config: dict[str, Any],
 
 def read(ctx, cluster: Cluster | None = None, config: dict[str, Any] | None = None) -> ClusterState:
     """Read the state now: Patroni's /cluster (unless given), the /sync key from etcd, the dynamic
-    configuration from the first db node whose REST API answers (unless given), and which db
-    containers run."""
+    configuration (unless given) from etcd's /config key, else from the first db node whose REST API
+    answers, and which db containers run."""
     cluster = ctx.cluster() if cluster is None else cluster
     _, sync_value = ctx.probe.etcd_read(f"/service/{ctx.topology.scope}/sync")
     if config is None:
-        config = {}
+        # The /config key is what every Patroni reads; it stays readable with every db node down.
+        _, text = ctx.probe.etcd_read(f"/service/{ctx.topology.scope}/config")
+        try:
+            config = json.loads(text) if text else {}
+        except ValueError:
+            config = {}
+    if not config:
         for node in ctx.topology.db:
             code, doc = ctx.probe.rest(node, "/config")
             if code == 200 and isinstance(doc, dict):
