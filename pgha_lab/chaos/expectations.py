@@ -91,8 +91,9 @@ def etcd_running(ctx: LabContext) -> int:
     return sum(1 for s in states if s.running and s.on_lab_network)
 
 
-def no_leader(ctx: LabContext, hold_s: float) -> Callable[[], Verdict]:
-    """Nobody leads for `hold_s` seconds from the first call. A leader appearing meanwhile is latched:
+def no_leader(ctx: LabContext, hold_s: float, old: str | None = None) -> Callable[[], Verdict]:
+    """Nobody but `old` leads for `hold_s` seconds from the first call, and then nobody at all (the
+    old leader's key lives on until its ttl runs out). Another leader appearing meanwhile is latched:
     the check then never passes, so the wait runs out and reports it."""
     import time
     started: list[float] = []
@@ -105,12 +106,14 @@ def no_leader(ctx: LabContext, hold_s: float) -> Callable[[], Verdict]:
         if seen:
             return Verdict(False, seen[0])
         leader = ctx.cluster().leader_name
-        if leader is not None:
+        if leader is not None and leader != old:
             seen.append(f"{leader} became leader, against Patroni's rules as read before the fault")
             return Verdict(False, seen[0])
         left = hold_s - (now - started[0])
         if left > 0:
-            return Verdict(False, f"no leader, as expected ({left:.0f}s more to watch)")
+            return Verdict(False, f"no new leader, as expected ({left:.0f}s more to watch)")
+        if leader is not None:
+            return Verdict(False, f"{leader} still holds the leader key")
         return Verdict(True, f"no leader for {hold_s:.0f}s: the cluster held, read-only, as expected")
     return check
 
@@ -132,7 +135,7 @@ def from_plan(ctx: LabContext, plan: rules.Plan) -> Expectation:
     elif kind == rules.SAME_LEADER:
         check = same_leader(ctx, plan.leader or "", plan.timeline, plan.via_haproxy) if plan.leader else None
     elif kind == rules.NO_LEADER:
-        check = no_leader(ctx, plan.hold_s)
+        check = no_leader(ctx, plan.hold_s, plan.node)
     elif kind == rules.TAKES_KEY:
         check = takes_key(ctx, plan.node or "")
     elif kind == rules.STREAMS:

@@ -36,7 +36,8 @@ class Plan:
     """What Patroni will do, why, and what to check."""
     text: str
     kind: str
-    node: str | None = None            # the node the check is about (old leader, returning node...)
+    node: str | None = None            # the node the check is about (old leader, returning node...);
+                                       # NO_LEADER: the lost leader, whose key may live on until its ttl
     leader: str | None = None          # SAME_LEADER: who keeps leading
     timeline: int | None = None        # SAME_LEADER: on which timeline (None: any)
     via_haproxy: bool = True
@@ -142,8 +143,8 @@ def node_returns(state: ClusterState, node: str, profile: Profile) -> Plan:
                         f"as primary again (no failover happened, so nothing has to rejoin).", TAKES_KEY, node=node,
                         deadline_s=rejoin)
         return Plan(f"Nobody holds the leader key and {node} may not take it either; it starts as a replica and "
-                    f"the cluster stays without a leader until the last primary returns.", NO_LEADER, node=node,
-                    hold_s=profile.ttl, deadline_s=profile.ttl + 15)
+                    f"the cluster stays without a leader until the last primary returns.", NO_LEADER,
+                    hold_s=profile.ttl, deadline_s=profile.ttl + 15)   # node unset: it must not lead either
     return Plan(f"{node} comes back and finds the leader key held by {state.leader}: if it led before, it steps "
                 f"down and rejoins as a replica (pg_rewind where its timeline diverged), so no write reaches it; "
                 f"otherwise Patroni starts it as a replica. Either way it streams again.", STREAMS, node=node,
