@@ -3,17 +3,24 @@
 kill = power cut, pause = frozen VM, stop/start = clean shutdown and boot, isolate/heal = the
 cable pulled and plugged back, kill-postgres = the postmaster dies while Patroni lives, partition =
 a partial cut with iptables inside the node, degrade = packet loss (iptables' statistic match) or
-delay (tc netem, where the kernel has it). Every request is checked first; an impossible one is
-refused with a reason and changes nothing.
+delay (tc netem, where the kernel has it). freeze-patroni/thaw-patroni = SIGSTOP/SIGCONT to Patroni
+alone, hang-postgres/release-postgres = SIGSTOP/SIGCONT to the postmaster and every backend,
+kill-haproxy/start-haproxy = the single entry point down and back, flap = a partition toggled every
+N seconds for M seconds, cancel-sync-wait and block-switchover = the two experiments of
+chaos/experiments.py. Every request is checked first; an impossible one is refused with a reason
+and changes nothing.
 """
 from __future__ import annotations
 
 import re
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
-from pgha_lab.chaos import expectations
+from pgha_lab.chaos import expectations, experiments
+from pgha_lab.chaos import state as cluster_state
+from pgha_lab.chaos.sql import PROCS
 from pgha_lab.chaos.expectations import Expectation
 from pgha_lab.context import LabContext
 from pgha_lab.errors import LabError
@@ -22,7 +29,12 @@ from pgha_lab.probes import Cluster
 from pgha_lab.topology import Node, Role, TopologyError
 from pgha_lab.wait import wait_until
 
-ACTIONS = ("kill", "pause", "resume", "stop", "start", "isolate", "heal", "kill-postgres", "partition", "degrade")
+ACTIONS = ("kill", "pause", "resume", "stop", "start", "isolate", "heal", "kill-postgres", "partition", "degrade",
+           "freeze-patroni", "thaw-patroni", "hang-postgres", "release-postgres", "kill-haproxy", "start-haproxy",
+           "cancel-sync-wait", "block-switchover", "flap")
+NO_TARGET = ("kill-haproxy", "start-haproxy")   # the lab has one HAProxy: the target goes without saying
+DB_ONLY = ("kill-postgres", "freeze-patroni", "thaw-patroni", "hang-postgres", "release-postgres",
+           "cancel-sync-wait", "block-switchover")
 CHAIN_IN, CHAIN_OUT = "PGHA_CHAOS_IN", "PGHA_CHAOS_OUT"      # partitions
 LOSS_IN, LOSS_OUT = "PGHA_LOSS_IN", "PGHA_LOSS_OUT"          # random loss
 ALL_CHAINS = ((CHAIN_IN, "INPUT"), (CHAIN_OUT, "OUTPUT"), (LOSS_IN, "INPUT"), (LOSS_OUT, "OUTPUT"))
@@ -38,6 +50,7 @@ class Outcome:
     happened: bool | None = None      # set by wait(): None when not waited for
     waited_s: float = 0.0
     verdict: str = ""
+    figures: dict[str, Any] = field(default_factory=dict)   # what an experiment measured
 
     @property
     def verdict_line(self) -> str:
@@ -110,15 +123,27 @@ class Chaos:
 
     # -- the faults ------------------------------------------------------------------------
     def run(self, action: str, target: str, *, peers: str | None = None, clear: bool = False,
-            loss: str | None = None, delay: str | None = None) -> Outcome:
+            loss: str | None = None, delay: str | None = None, every: float | None = None,
+            duration: float | None = None) -> Outcome:
         if action not in ACTIONS:
             raise LabError(f"unknown chaos action {action!r}; choose one of: {', '.join(ACTIONS)}, heal-all.")
         cluster = self.ctx.cluster()   # one reading: the target and its role come from the same view
-        node = self.resolve(target, cluster)
+        if action in NO_TARGET:
+            if target not in (None, "", self.topo.haproxy.name):
+                raise LabError(f"{action} takes no target (or {self.topo.haproxy.name}): the lab has one HAProxy.")
+            target = self.topo.haproxy.name
+        node = self.resolve(target or "", cluster)
         role = self.role_of(node, cluster)
         state = self.ctl.state(node)
         if state.status == "missing":
             raise LabError(f"{node.name} has no container; start the lab with `pgha-lab up`.")
+        if action in DB_ONLY:
+            self._need(node.role is Role.DB, f"{node.name} runs no PostgreSQL or Patroni; {action} takes a db node")
+        figures: dict[str, Any] = {}
+        expectation: Expectation | None = None
+        # The state that decides what follows, read before the fault changes it (the settings and
+        # the /sync key may not be readable afterwards, e.g. with every db node down).
+        before = cluster_state.read(self.ctx, cluster) if node.role is not Role.HAPROXY else None
         if action == "kill":
             self._need(state.status in ("running", "paused"), f"{node.name} is {state.status}; there is nothing to power off")
             self.ctl.kill(node)
@@ -150,7 +175,6 @@ class Chaos:
             self.ctl.connect(node, str(node.address))
             done = f"{node.name}'s cable plugged back at {node.address}"
         elif action == "kill-postgres":
-            self._need(node.role is Role.DB, f"{node.name} runs no PostgreSQL; kill-postgres takes a db node")
             self._need(state.running, f"{node.name} is {state.status}, not running")
             pid = self._postmaster_pid(node)
             self.ctl.exec(node, "kill", "-KILL", str(pid))
@@ -164,23 +188,85 @@ class Chaos:
                 cut = self.peers(node, peers)
                 self._cut(node, cut)
                 done = f"{node.name} cut off from {', '.join(n.name for n in cut)} (iptables DROP both ways)"
+        elif action in ("freeze-patroni", "thaw-patroni"):
+            self._need(state.running, f"{node.name} is {state.status}, not running")
+            pid = self._patroni_pid(node)
+            frozen = self._stopped(node, [pid])
+            if action == "freeze-patroni":
+                self._need(not frozen, f"Patroni on {node.name} is already frozen; `thaw-patroni {node.name}` thaws it")
+                expectation = expectations.expectation_for(self.ctx, action, node, role, cluster, before=before)
+                self.ctl.exec(node, "kill", "-STOP", str(pid))
+                done = f"Patroni on {node.name} (pid {pid}) frozen with SIGSTOP; PostgreSQL keeps running"
+            else:
+                self._need(frozen, f"Patroni on {node.name} is not frozen; nothing to thaw")
+                self.ctl.exec(node, "kill", "-CONT", str(pid))
+                done = f"Patroni on {node.name} (pid {pid}) thawed with SIGCONT"
+        elif action in ("hang-postgres", "release-postgres"):
+            self._need(state.running, f"{node.name} is {state.status}, not running")
+            pids = self._postgres_pids(node)
+            hung = self._stopped(node, pids[:1])
+            if action == "hang-postgres":
+                self._need(not hung, f"PostgreSQL on {node.name} already hangs; `release-postgres {node.name}` releases it")
+                expectation = expectations.expectation_for(self.ctx, action, node, role, cluster, before=before)
+                self.ctl.exec(node, "kill", "-STOP", *map(str, pids))
+                done = (f"PostgreSQL on {node.name} hung: SIGSTOP to the postmaster (pid {pids[0]}) and its "
+                        f"{len(pids) - 1} children; Patroni keeps running")
+            else:
+                self._need(hung, f"PostgreSQL on {node.name} does not hang; nothing to release")
+                self.ctl.exec(node, "kill", "-CONT", *map(str, pids))
+                done = f"PostgreSQL on {node.name} released: SIGCONT to the postmaster and its {len(pids) - 1} children"
+        elif action == "kill-haproxy":
+            self._need(state.running, f"{node.name} is {state.status}; there is no HAProxy to kill")
+            self.ctl.kill(node)
+            done = f"{node.name} killed: 5432 and 5433 have no listener (the lab's single entry point)"
+        elif action == "start-haproxy":
+            self._need(state.status in ("exited", "created"), f"{node.name} is {state.status}; only a killed HAProxy can start")
+            self.ctl.start(node)
+            done = f"{node.name} started"
+        elif action == "cancel-sync-wait":
+            self._need(state.running, f"{node.name} is {state.status}, not running")
+            self._need(role == "leader", f"{node.name} is {role}; cancel-sync-wait takes the leader (try `leader`)")
+            result = experiments.cancel_sync_wait(self.ctx, node)
+            done, figures = result.done, result.figures
+            expectation = result.expectation
+        elif action == "block-switchover":
+            self._need(role == "leader", f"{node.name} is {role}; block-switchover takes the leader (try `leader`)")
+            result = experiments.block_switchover(self.ctx, node)
+            done, figures = result.done, result.figures
+            expectation = result.expectation
+        elif action == "flap":
+            self._need(state.running, f"{node.name} is {state.status}; a flap needs a running node")
+            every_s, for_s = experiments.flap_timing(every, duration)
+            cut = self.peers(node, peers or "etcd")
+            expectation = expectations.expectation_for(self.ctx, action, node, role, cluster, peers=peers, before=before)
+            toggles = experiments.flap(lambda: self._cut(node, cut), lambda: self._flush(node, (CHAIN_IN, CHAIN_OUT)),
+                                       every_s, for_s)
+            figures = {"every_s": every_s, "for_s": for_s, "cuts": toggles}
+            done = (f"{node.name} cut off from {', '.join(n.name for n in cut)} and reconnected every {every_s:g}s "
+                    f"for {for_s:g}s ({toggles} cuts); its links are restored")
         else:  # degrade
             self._need(state.running, f"{node.name} is {state.status}; degrade needs a running node")
             done = self._degrade(node, loss, delay, clear)
-        return Outcome(action=action, node=node.name, role_before=role, done=done,
-                       expectation=expectations.expectation_for(self.ctx, action, node, role, cluster,
-                                                                peers=peers, clear=clear))
+        if expectation is None:
+            expectation = expectations.expectation_for(self.ctx, action, node, role, cluster, peers=peers, clear=clear,
+                                                             before=before)
+        return Outcome(action=action, node=node.name, role_before=role, done=done, expectation=expectation,
+                       figures=figures)
 
     def heal_all(self) -> list[str]:
-        """Put every node back: thaw, boot, reconnect, and drop every chaos rule."""
-        # Nodes heal independently, and each step is a docker call or two: in parallel, a reset
-        # that finds nothing to do takes one node's time, not six.
-        with ThreadPoolExecutor(max_workers=len(self.topo.nodes)) as pool:
-            return [line for lines in pool.map(self._heal_node, self.topo.nodes) for line in lines]
+        """Put every node back: thaw, boot, reconnect, and drop every chaos rule. Containers first
+        for every node (what clients wait on), then the slower checks inside each node; nodes heal
+        independently, so each phase runs on every node at once."""
+        nodes = list(self.topo.nodes)
+        states = {node.name: self.ctl.state(node) for node in nodes}
+        with ThreadPoolExecutor(max_workers=len(nodes)) as pool:
+            outside = list(pool.map(lambda n: self._heal_container(n, states[n.name]), nodes))
+            inside = list(pool.map(lambda n: self._heal_inside(n) if states[n.name].status != "missing" else [],
+                                   nodes))
+        return [line for lines in outside + inside for line in lines]
 
-    def _heal_node(self, node: Node) -> list[str]:
+    def _heal_container(self, node: Node, state) -> list[str]:
         actions: list[str] = []
-        state = self.ctl.state(node)
         if state.status == "missing":
             return actions
         if state.status == "paused":
@@ -192,7 +278,18 @@ class Chaos:
         if not state.on_lab_network:
             self.ctl.connect(node, str(node.address))
             actions.append(f"reconnected {node.name}")
-        if self.ctl.state(node).running and (self._has_rules(node) or self._has_netem(node)):
+        return actions
+
+    def _heal_inside(self, node: Node) -> list[str]:
+        actions: list[str] = []
+        if not self.ctl.state(node).running:
+            return actions
+        if node.role is Role.DB:
+            stopped = self._stopped_pids(node)
+            if stopped:   # a frozen Patroni or a hung PostgreSQL
+                self.ctl.exec(node, "kill", "-CONT", *map(str, stopped))
+                actions.append(f"thawed {len(stopped)} stopped process(es) on {node.name}")
+        if self._has_rules(node) or self._has_netem(node):
             self._flush(node, [c for c, _ in ALL_CHAINS])
             self.ctl.exec(node, "tc", "qdisc", "del", "dev", "eth0", "root", check=False)
             actions.append(f"cleared {node.name}'s network faults")
@@ -210,6 +307,34 @@ class Chaos:
         if proc.returncode != 0 or not pid.isdigit():
             raise LabError(f"PostgreSQL is not running on {node.name}; nothing to kill.")
         return int(pid)
+
+    def _procs(self, node: Node) -> list[tuple[int, int, str, str]]:
+        """(pid, parent pid, state letter, name) of every process in the node, read from /proc."""
+        out = []
+        for line in self.ctl.exec(node, "sh", "-c", PROCS).stdout.splitlines():
+            parts = line.split()
+            if len(parts) == 4 and parts[0].isdigit() and parts[1].isdigit():
+                out.append((int(parts[0]), int(parts[1]), parts[2], parts[3]))
+        return out
+
+    def _patroni_pid(self, node: Node) -> int:
+        # Patroni runs as a Python script: its process name is python3 (or patroni), a child of PID 1.
+        procs = self._procs(node)
+        for pid, ppid, _, name in procs:
+            if ppid == 1 and name in ("patroni", "python3"):
+                return pid
+        raise LabError(f"Patroni is not running on {node.name}; `pgha-lab status` shows the lab.")
+
+    def _postgres_pids(self, node: Node) -> list[int]:
+        """The postmaster first, then its children (backends, walsender, checkpointer...)."""
+        postmaster = self._postmaster_pid(node)
+        return [postmaster, *(pid for pid, ppid, _, _ in self._procs(node) if ppid == postmaster)]
+
+    def _stopped_pids(self, node: Node) -> list[int]:
+        return [pid for pid, _, st, _ in self._procs(node) if st == "T"]
+
+    def _stopped(self, node: Node, pids: list[int]) -> bool:
+        return bool(set(pids) & set(self._stopped_pids(node)))
 
     def peers(self, node: Node, spec: str | None) -> list[Node]:
         """--from etcd | NODE[,NODE...]: the nodes to cut `node` off from."""

@@ -1,13 +1,14 @@
-"""What Patroni, etcd and HAProxy should do after each fault, in this lab's configuration
-(synchronous_mode on but not strict, failsafe_mode off, primary_start_timeout at its default),
-with a check that reads the cluster and says whether it has happened yet."""
+"""What Patroni, etcd and HAProxy should do after each fault, derived from the state that decides it
+(the /sync key, members' states, lag and tags, synchronous and failsafe settings: chaos/state.py,
+rules in chaos/rules.py), with a check that reads the cluster and says whether it has happened yet."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from typing import Callable
 
 from pgha_lab import health
+from pgha_lab.chaos import rules, state
 from pgha_lab.context import LabContext
 from pgha_lab.probes import Cluster
 from pgha_lab.topology import Node, Role
@@ -20,6 +21,7 @@ class Expectation:
     text: str
     check: Callable[[], Verdict] | None = None
     deadline_s: float = 60.0
+    holds: bool = False    # the expected outcome is that nothing recovers until healed (no leader, no primary)
 
 
 def _routes_primary_to(ctx: LabContext, leader: str) -> Verdict:
@@ -118,72 +120,127 @@ def etcd_running(ctx: LabContext) -> int:
     return sum(1 for s in states if s.running and s.on_lab_network)
 
 
+def no_leader(ctx: LabContext, hold_s: float, old: str | None = None) -> Callable[[], Verdict]:
+    """Nobody but `old` leads for `hold_s` seconds from the first call, and then nobody at all (the
+    old leader's key lives on until its ttl runs out). Another leader appearing meanwhile is latched:
+    the check then never passes, so the wait runs out and reports it."""
+    import time
+    started: list[float] = []
+    seen: list[str] = []
+
+    def check() -> Verdict:
+        now = time.monotonic()
+        if not started:
+            started.append(now)
+        if seen:
+            return Verdict(False, seen[0])
+        leader = ctx.cluster().leader_name
+        if leader is not None and leader != old:
+            seen.append(f"{leader} became leader, against Patroni's rules as read before the fault")
+            return Verdict(False, seen[0])
+        left = hold_s - (now - started[0])
+        if left > 0:
+            return Verdict(False, f"no new leader, as expected ({left:.0f}s more to watch)")
+        if leader is not None:
+            return Verdict(False, f"{leader} still holds the leader key")
+        return Verdict(True, f"no leader for {hold_s:.0f}s: the cluster held, read-only, as expected")
+    return check
+
+
+def takes_key(ctx: LabContext, node: str) -> Callable[[], Verdict]:
+    def check() -> Verdict:
+        cluster = ctx.cluster()
+        if cluster.leader_name != node:
+            return Verdict(False, f"the leader is {cluster.leader_name or 'nobody'}, not {node}", node)
+        return _routes_primary_to(ctx, node)
+    return check
+
+
+def from_plan(ctx: LabContext, plan: rules.Plan) -> Expectation:
+    """The Expectation a plan describes, with the check that reads the cluster for it."""
+    kind = plan.kind
+    if kind == rules.NEW_LEADER:
+        check = new_leader(ctx, plan.node or "")
+    elif kind == rules.SAME_LEADER:
+        check = same_leader(ctx, plan.leader or "", plan.timeline, plan.via_haproxy) if plan.leader else None
+    elif kind == rules.NO_LEADER:
+        check = no_leader(ctx, plan.hold_s, plan.node)
+    elif kind == rules.TAKES_KEY:
+        check = takes_key(ctx, plan.node or "")
+    elif kind == rules.STREAMS:
+        check = streams_as_replica(ctx, plan.node or "")
+    elif kind == rules.NO_PRIMARY:
+        check = no_primary(ctx)
+    elif kind == rules.HEALTHY:
+        check = healthy(ctx)
+    else:
+        check = None
+    return Expectation(plan.text, check, plan.deadline_s, holds=kind in (rules.NO_LEADER, rules.NO_PRIMARY))
+
+
 def expectation_for(ctx: LabContext, action: str, node: Node, role: str, cluster: Cluster, *,
-                    peers: str | None = None, clear: bool = False) -> Expectation:
+                    peers: str | None = None, clear: bool = False,
+                    before: state.ClusterState | None = None) -> Expectation:
+    """What should follow `action` on `node`, derived from the cluster state (the /sync key, members,
+    tags, the dynamic configuration): `before`, read just before the fault, when the caller has it
+    (after a fault the settings may no longer be readable), else read now. Rules: rules.py."""
     p = ctx.profile
-    failover_s = p.failover_bound_s()
-    rejoin_s = 120.0   # a rewind or a fresh base backup on a laptop
     leader = cluster.leader_name
     timeline = cluster.timeline
     killed_at = datetime.now(timezone.utc)   # the action has just run: a restart must come after it
 
     losing = action in ("kill", "pause", "stop", "isolate") or (action == "partition" and not clear)
-    returning = action in ("start", "resume", "heal") or (action == "partition" and clear)
+    returning = action in ("start", "resume", "heal", "thaw-patroni", "release-postgres") or (
+        action == "partition" and clear)
+    hows = {"kill": "lost power", "pause": "froze", "stop": "was shut down", "isolate": "lost its network",
+            "partition": "was cut off from etcd"}
+
+    def current() -> state.ClusterState:
+        # Who is down is read now (the fault may just have taken a node); everything else from before.
+        now = state.read(ctx, cluster, config=None if before is None else before.config)
+        return now if before is None else replace(before, down=now.down)
 
     if node.role is Role.DB:
+        st = current()
         if losing and role == "leader" and (action != "partition" or "etcd" in (peers or "")):
-            return Expectation(
-                f"{node.name} was the leader. It can no longer renew its leader key, which expires within ttl "
-                f"({p.ttl}s); a replica then takes the key and promotes, and HAProxy moves 5432 to it "
-                f"(bound ~{failover_s:.0f}s). A leader that still runs but cannot reach etcd demotes itself "
-                f"after retry_timeout ({p.retry_timeout}s).",
-                new_leader(ctx, node.name), failover_s + 30)
+            return from_plan(ctx, rules.leader_lost(st, node.name, p, how=hows[action]))
+        if losing and role == "leader":   # a partition that leaves it etcd
+            return Expectation(f"{node.name} still reaches etcd, so it keeps renewing the leader key and stays "
+                               f"leader; only the links cut are lost (a replica cut off from it stops streaming).",
+                               same_leader(ctx, node.name, timeline), 60)
         if losing and leader:
-            return Expectation(
-                f"{node.name} was a {role.replace('_', ' ')}. {leader} stays leader; with synchronous_mode on "
-                f"(not strict) Patroni drops a lost synchronous standby from synchronous_standby_names, so writes "
-                f"resume after at most a loop ({p.loop_wait}s) plus the replication timeout.",
-                same_leader(ctx, leader, timeline), failover_s + 30)
-        if returning or action == "degrade":
-            if leader == node.name:   # back before its key expired, or a degraded leader
+            return from_plan(ctx, rules.replica_lost(st, node.name, p, how=hows.get(action, "is cut off")))
+        if action == "freeze-patroni":
+            return from_plan(ctx, rules.patroni_frozen(st, node.name, p))
+        if action == "hang-postgres":
+            return from_plan(ctx, rules.postgres_hung(st, node.name, p))
+        if returning:
+            return from_plan(ctx, rules.node_returns(st, node.name, p))
+        if action == "degrade":
+            if leader == node.name:
                 return Expectation(f"{node.name} still holds the leader key and carries on as leader.",
                                    same_leader(ctx, node.name), 60)
-            if action == "degrade":
-                text = f"{node.name} keeps working through the loss (TCP retransmits) and keeps streaming."
-            else:
-                text = (f"{node.name} comes back. Had it led before, it finds the leader key held by another, "
-                        f"steps down and rejoins as a replica (pg_rewind where its timeline diverged), so no write "
-                        f"reaches it; otherwise Patroni starts it as a replica. Either way it streams again.")
-            return Expectation(text, streams_as_replica(ctx, node.name), rejoin_s)
+            return Expectation(f"{node.name} keeps working through the loss (TCP retransmits) and keeps streaming.",
+                               streams_as_replica(ctx, node.name), 120)
         if action == "kill-postgres":
-            if role == "leader":
-                return Expectation(
-                    f"{node.name} still holds the leader key, so Patroni restarts PostgreSQL in place as primary "
-                    f"('starting primary after failure', primary_start_timeout 300s): no failover, same timeline.",
-                    restarted_since(ctx, node, killed_at, same_leader(ctx, node.name, timeline)), 60)
-            return Expectation(f"Patroni restarts PostgreSQL on {node.name} as a replica; it streams again.",
-                               restarted_since(ctx, node, killed_at, streams_as_replica(ctx, node.name)), 60)
+            planned = from_plan(ctx, rules.postgres_killed(st, node.name, p))
+            # Until Patroni's next loop the killed PostgreSQL still looks as it was: a restart comes first.
+            return replace(planned, check=restarted_since(ctx, node, killed_at, planned.check)) if planned.check \
+                else planned
+        if action == "flap":
+            return from_plan(ctx, rules.flapping(st, node.name, p))
     if node.role is Role.ETCD:
         total = len(ctx.topology.etcd)
-        quorum = total // 2 + 1
         if losing:
-            left = etcd_running(ctx)
-            if left >= quorum:
-                keeps = f"{leader} stays leader." if leader else "it elects a leader as usual."
-                return Expectation(
-                    f"etcd keeps its quorum ({left} of {total} members, {quorum} needed); Patroni carries on and "
-                    f"{keeps}", same_leader(ctx, leader, timeline) if leader else healthy(ctx), 60)
-            return Expectation(
-                f"etcd has lost its quorum ({left} of {total}, {quorum} needed). Patroni cannot renew the leader "
-                f"key, so within retry_timeout/ttl ({p.retry_timeout}s/{p.ttl}s) the primary demotes itself to "
-                f"read-only (failsafe_mode is off in this lab) and HAProxy's 5432 has no server; reads on 5433 go on.",
-                no_primary(ctx), p.ttl + 30)
+            st = current()
+            return from_plan(ctx, rules.etcd_lost(st, etcd_running(ctx), total, p))
         if returning:
             return Expectation(f"{node.name} rejoins etcd; with a quorum Patroni holds or elects a leader and "
-                               f"HAProxy routes 5432 again.", healthy(ctx), failover_s + 60)
+                               f"HAProxy routes 5432 again.", healthy(ctx), p.failover_bound_s() + 60)
     if node.role is Role.HAPROXY:
-        if losing:
-            return Expectation("Clients lose 5432 and 5433 until HAProxy is back; the cluster itself does not change.",
+        if losing or action == "kill-haproxy":
+            return Expectation("Clients lose 5432 and 5433 until HAProxy is back (it is the single entry point: "
+                               "this lab has no second HAProxy); the cluster itself does not change.",
                                same_leader(ctx, leader, timeline, via_haproxy=False) if leader else None, 30)
         return Expectation("HAProxy routes 5432 to the leader and 5433 to the replicas again.", healthy(ctx), 60)
     return Expectation("Nothing in particular: watch `pgha-lab status`.")

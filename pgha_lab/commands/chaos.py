@@ -6,7 +6,7 @@ import json
 from dataclasses import asdict
 
 from pgha_lab import roles
-from pgha_lab.chaos.actions import ACTIONS, Chaos, wait
+from pgha_lab.chaos.actions import ACTIONS, NO_TARGET, Chaos, wait
 from pgha_lab.commands._common import lab_context
 from pgha_lab.errors import EXIT_NOT_AS_EXPECTED, LabError
 from pgha_lab.term.tables import members_table
@@ -30,6 +30,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--clear", action="store_true", help="partition/degrade: restore the node's links")
     c.add_argument("--loss", metavar="PERCENT", help="degrade: drop this share of packets, e.g. 10%%")
     c.add_argument("--delay", metavar="MS", help="degrade: add latency, e.g. 200ms (needs tc netem in the kernel)")
+    c.add_argument("--every", type=float, metavar="SECONDS", help="flap: cut and restore every N seconds (default 5)")
+    c.add_argument("--for", dest="duration", type=float, metavar="SECONDS", help="flap: for M seconds (default 30)")
     c.add_argument("--wait", action="store_true", help="wait for the expected outcome and say whether it happened")
     c.add_argument("--json", action="store_true")
     c.set_defaults(func=cmd_chaos)
@@ -56,9 +58,10 @@ def cmd_chaos(args: argparse.Namespace) -> int:
         done = chaos.heal_all()
         print("\n".join(done) if done else "nothing to heal: every node runs, connected, without network faults.")
         return 0
-    if not args.target:
+    if not args.target and args.action not in NO_TARGET:
         raise LabError(f"chaos {args.action} needs a TARGET: a node name, leader or replica.")
-    outcome = chaos.run(args.action, args.target, peers=args.peers, clear=args.clear, loss=args.loss, delay=args.delay)
+    outcome = chaos.run(args.action, args.target, peers=args.peers, clear=args.clear, loss=args.loss, delay=args.delay,
+                        every=args.every, duration=args.duration)
     if not args.json:
         print(f"{outcome.done}.")
         print(f"Expected: {outcome.expectation.text}")

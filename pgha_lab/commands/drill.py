@@ -10,7 +10,8 @@ from pathlib import Path
 
 from pgha_lab import profiles
 from pgha_lab.commands._common import lab_context
-from pgha_lab.drill import report
+from pgha_lab.drill import campaign, report
+from pgha_lab.drill.campaign import CATALOGUE
 from pgha_lab.drill.ledger import WriterSettings
 from pgha_lab.drill.runner import DrillOptions, DrillResult, run_drill
 from pgha_lab.drill.workload import WorkloadSettings
@@ -38,6 +39,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_workload_args(p)
     p.add_argument("--out", metavar="DIR", help="report folder (default: labs/<project>/drills/<time>-<scenario>)")
     p.add_argument("--json", action="store_true", help="print the figures as JSON")
+    c = p.add_argument_group("campaign", "`drill campaign`: randomized faults against several clients, judged by "
+                                         "the history checker")
+    c.add_argument("--minutes", type=float, default=10.0, help="campaign length (default 10)")
+    c.add_argument("--seed", type=int, default=42, help="the schedule's seed: the same seed, the same schedule")
+    c.add_argument("--faults", metavar="NAME[,NAME]", help="faults to draw from (default: all): " + ", ".join(CATALOGUE))
+    c.add_argument("--dry-run", action="store_true", help="print the schedule and change nothing")
     p.set_defaults(func=cmd_drill)
 
 
@@ -100,6 +107,8 @@ def cmd_matrix(args: argparse.Namespace) -> int:
 def cmd_drill(args: argparse.Namespace) -> int:
     if args.scenario == "matrix":
         return cmd_matrix(args)
+    if args.scenario == "campaign":
+        return cmd_campaign(args)
     # Every refusal comes before anything is touched.
     scenario = get_scenario(args.scenario)
     opts = drill_options(args)
@@ -174,3 +183,44 @@ def _human(results: list[DrillResult], folder: Path, summary: dict | None) -> st
             lines.append(f"{key:34} {cells[0]:>8} {cells[1]:>8} {cells[2]:>8}")
     lines.append(f"Report: {folder / ('summary.md' if summary else 'report.md')}")
     return "\n".join(lines)
+
+
+def cmd_campaign(args: argparse.Namespace) -> int:
+    # Every refusal comes before anything is touched.
+    minutes = campaign.check_minutes(args.minutes)
+    if args.dry_run:
+        faults = campaign.parse_faults(args.faults)
+        steps = campaign.schedule(args.seed, minutes, faults)
+        print(f"campaign seed {args.seed}, {minutes:g} minutes, {len(steps)} faults (dry run: nothing changed)")
+        print(campaign.format_schedule(steps))
+        return 0
+    ctx = lab_context(args)
+    paths = ctx.paths
+    if not paths.topology_file.exists():
+        raise LabError(f"there is no lab {paths.project!r} here; start one with `pgha-lab up`.")
+    faults = campaign.parse_faults(args.faults, ctx.topology)
+    running = ctx.saved_profile or profiles.DEFAULT
+    if args.profile is not None:
+        profiles.get(args.profile)
+        if args.profile != running:
+            raise LabError(f"lab {paths.project!r} runs the {running} profile, not {args.profile}; run "
+                           f"`pgha-lab up --profile {args.profile}` first, or drop --profile.")
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    folder = report.prepare_dir(Path(args.out).resolve() if args.out else paths.state / "drills" / f"{stamp}-campaign")
+    result = campaign.run_campaign(ctx, args.seed, minutes, faults, f"{stamp}-campaign-{args.seed}", folder,
+                                   progress=Progress(stream=sys.stderr))
+    files = campaign.write_report(result, folder)
+    if args.json:
+        print(json.dumps({**result.as_dict(), "folder": str(folder)}, indent=2))
+    else:
+        v = result.verdict
+        print(f"campaign seed {result.seed}: {len([r for r in result.records if not r.skipped])} faults injected, "
+              f"{result.operations} operations; checker: {v.summary if v else 'not run'}")
+        for r in result.records:
+            state = ("skipped: " + r.skipped) if r.skipped else (
+                "expected outcome seen" if r.happened else "expected outcome NOT seen" if r.happened is False else "")
+            print(f"  {r.step.at_s:6.1f}s {r.step.fault:17} {r.target:8} {state}")
+        for p in result.problems():
+            print(f"  problem: {p}")
+        print(f"Report: {files['report']}")
+    return EXIT_NOT_AS_EXPECTED if result.problems() else 0

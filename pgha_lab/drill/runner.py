@@ -70,6 +70,8 @@ class DrillResult:
 
     @property
     def bound_s(self) -> float | None:
+        if self.fault.holds:   # expected to stay without a leader until healed: no downtime bound applies
+            return None
         return self.scenario.bound_s(self.profile)
 
     @property
@@ -90,7 +92,8 @@ class DrillResult:
         f = self.findings
         out = f.problems() if f else []
         if not self.recovered and not self.scenario.hold:
-            out.append(f"no recovery before healing: {self.recovery_note}")
+            out.append(("did not hold as expected: " if self.fault.holds else "no recovery before healing: ")
+                       + self.recovery_note)
         if self.within_bound is False and f and f.downtime and f.unresumed is None:   # unresumed: said above
             out.append(f"write downtime {f.downtime.seconds:.2f}s over the bound of {self.bound_s:.1f}s "
                        f"({self.scenario.bound_text})")
@@ -201,10 +204,14 @@ def run_drill(lab: LabContext, scenario: Scenario, run: str, opts: DrillOptions 
                 v = check() if check else None
                 if v is not None:
                     progress.detail(v.reason)
+                if result.fault.holds:   # held as expected is the outcome: no writes to wait for
+                    return v is not None and v.ok
                 return (v is None or v.ok) and flowing()
             result.recovered = _poll(recovered, deadline)
             if scenario.hold:
                 result.recovery_note = f"held the fault for {observe:.0f}s (no recovery expected before healing)"
+            elif result.recovered and result.fault.holds:
+                result.recovery_note = f"held as expected ({result.fault.expected})"
             elif result.recovered:
                 result.recovery_note = "recovered before healing"
             else:

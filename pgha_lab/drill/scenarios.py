@@ -26,6 +26,7 @@ class Fault:
     expected: str
     check: Callable[[], Verdict] | None = None   # the expected outcome, read from the cluster
     extra_targets: list[str] = field(default_factory=list)
+    holds: bool = False   # Patroni's rules say nothing recovers before healing (e.g. no sync standby to promote)
 
 
 @dataclass(frozen=True)
@@ -45,10 +46,10 @@ class Scenario:
     leader_changes: bool = True
 
 
-def _from_chaos(lab: LabContext, action: str, target: str, peers: str | None = None) -> Fault:
-    out = Chaos(lab).run(action, target, peers=peers)
+def _from_chaos(lab: LabContext, action: str, target: str | None, peers: str | None = None, **kw) -> Fault:
+    out = Chaos(lab).run(action, target, peers=peers, **kw)
     return Fault(target=out.node, role_before=out.role_before, done=out.done, expected=out.expectation.text,
-                 check=out.expectation.check)
+                 check=out.expectation.check, holds=out.expectation.holds)
 
 
 def _switchover(lab: LabContext) -> Fault:
@@ -137,6 +138,19 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
     Scenario("etcd-quorum-loss-member-cut", "a replica cut off, then a majority of etcd members lost",
              _quorum_loss_member_cut,
              observe_s=lambda p: p.ttl + p.loop_wait + p.haproxy_mark_down_s + 5.0, hold=True),
+    Scenario("freeze-patroni-leader", "SIGSTOP to the leader's Patroni (PostgreSQL keeps running)",
+             lambda lab: _from_chaos(lab, "freeze-patroni", "leader"),
+             bound_s=lambda p: p.failover_bound_s(), bound_text=FAILOVER_TEXT),
+    Scenario("hang-postgres-leader", "SIGSTOP to the leader's postmaster and every backend",
+             lambda lab: _from_chaos(lab, "hang-postgres", "leader"),
+             bound_s=lambda p: p.failover_bound_s(), bound_text=FAILOVER_TEXT),
+    Scenario("kill-haproxy", "the single entry point killed for 5 s, then started (heal)",
+             lambda lab: _from_chaos(lab, "kill-haproxy", None),
+             observe_s=lambda p: 5.0, hold=True, leader_changes=False),
+    Scenario("cancel-sync-wait", "the sync standby frozen, waiting commits cancelled (pg_cancel_backend), standby thawed",
+             lambda lab: _from_chaos(lab, "cancel-sync-wait", "leader"), leader_changes=False),
+    Scenario("flap-leader", "the leader cut off from etcd and back every 4 s for 16 s",
+             lambda lab: _from_chaos(lab, "flap", "leader", peers="etcd", every=4, duration=16)),
 )}
 
 

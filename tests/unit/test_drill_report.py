@@ -141,3 +141,15 @@ def test_an_output_folder_with_files_is_refused(tmp_path):
     with pytest.raises(LabError, match="not an empty folder"):
         report.prepare_dir(tmp_path)
     assert report.prepare_dir(tmp_path / "new") == tmp_path / "new"
+
+
+def test_a_run_expected_to_hold_is_reported_as_held_not_as_no_recovery():
+    # Patroni's rules said no failover (no replica named in /sync): writes stop until healing.
+    held = synthetic_result()
+    held.fault = Fault("dbnode1", "leader", "dbnode1 powered off", "No failover: ...", holds=True)
+    held.recovered, held.recovery_note = True, "held as expected (No failover: ...)"
+    assert held.bound_s is None and not any("no recovery" in p or "over the bound" in p for p in held.problems())
+    broke = synthetic_result()
+    broke.fault = Fault("dbnode1", "leader", "dbnode1 powered off", "No failover: ...", holds=True)
+    broke.recovered, broke.recovery_note = False, "dbnode2 became leader, against Patroni's rules"
+    assert any(p.startswith("did not hold as expected") for p in broke.problems())

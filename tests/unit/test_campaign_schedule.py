@@ -1,0 +1,69 @@
+"""The campaign's schedule: reproducible from its seed, within its length, refusing bad input."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from pgha_lab.drill import campaign
+from pgha_lab.errors import LabError
+from pgha_lab.topology import Topology
+
+
+def test_the_same_seed_gives_the_same_schedule_and_another_seed_another():
+    faults = tuple(campaign.CATALOGUE)
+    a = campaign.schedule(42, 10, faults)
+    assert a == campaign.schedule(42, 10, faults)
+    assert a != campaign.schedule(43, 10, faults)
+    assert len(a) >= 10
+
+
+def test_every_fault_starts_after_the_warmup_and_heals_before_the_end():
+    for seed in range(20):
+        steps = campaign.schedule(seed, 3, tuple(campaign.CATALOGUE))
+        assert steps, seed
+        assert steps[0].at_s >= campaign.WARMUP_S
+        assert all(a.at_s < b.at_s for a, b in zip(steps, steps[1:]))
+        for s in steps:
+            assert (s.heal_s or s.at_s + campaign.INSTANT_S) <= 3 * 60 - campaign.TAIL_S
+            assert s.fault in campaign.CATALOGUE
+
+
+def test_faults_overlap_sometimes_a_fault_strikes_while_the_previous_heals():
+    steps = campaign.schedule(42, 10, tuple(campaign.CATALOGUE))
+    gaps = [b.at_s - (a.heal_s or a.at_s + campaign.INSTANT_S) for a, b in zip(steps, steps[1:])]
+    assert any(g <= 5 for g in gaps) and any(g >= 20 for g in gaps)
+
+
+def test_only_the_chosen_faults_are_drawn():
+    steps = campaign.schedule(1, 5, ("kill-haproxy", "switchover"))
+    assert {s.fault for s in steps} <= {"kill-haproxy", "switchover"}
+
+
+def test_bad_input_is_one_sentence():
+    with pytest.raises(LabError, match="unknown fault 'nope'"):
+        campaign.parse_faults("kill-leader,nope")
+    with pytest.raises(LabError, match="--minutes takes a length"):
+        campaign.check_minutes(0)
+    with pytest.raises(LabError, match="would fill the host's disk"):
+        campaign.parse_faults("fill-disk")
+
+
+def test_a_fault_the_topology_cannot_take_is_refused():
+    # With one etcd member, killing it loses the quorum: not the fault kill-etcd stands for.
+    small = Topology.build(project="t", etcd_nodes=1)
+    with pytest.raises(LabError, match="kill-etcd needs 1 db node\\(s\\) and 3 etcd member"):
+        campaign.parse_faults("kill-etcd", small)
+    assert campaign.parse_faults("kill-leader", small) == ("kill-leader",)
+
+
+def test_dry_run_prints_the_schedule_and_needs_no_lab(tmp_path):
+    cmd = [sys.executable, "-m", "pgha_lab", "--home", str(tmp_path), "drill", "campaign", "--minutes", "10",
+           "--seed", "42", "--dry-run"]
+    first = subprocess.run(cmd, capture_output=True, text=True)
+    assert first.returncode == 0, first.stderr
+    assert first.stdout == subprocess.run(cmd, capture_output=True, text=True).stdout
+    assert "campaign seed 42" in first.stdout and "kill-" in first.stdout
+    bad = subprocess.run(cmd[:-1] + ["--faults", "nope", "--dry-run"], capture_output=True, text=True)
+    assert bad.returncode != 0 and "unknown fault 'nope'" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1

@@ -1,0 +1,116 @@
+"""Patroni's failover rules as pure functions of a cluster state: synthetic states in, plans out."""
+from __future__ import annotations
+
+from pgha_lab import profiles
+from pgha_lab.chaos import rules, state
+from pgha_lab.chaos.state import ClusterState, MemberState
+from pgha_lab.probes import Cluster, Member
+
+FAST = profiles.get("fast")
+
+
+def two_nodes(*, sync: tuple[str, ...] = ("dbnode2",), replica_state: str = "streaming", lag: int | None = 0,
+              leader: str | None = "dbnode1", down: frozenset[str] = frozenset(), **settings) -> ClusterState:
+    members = (MemberState("dbnode1", "leader" if leader == "dbnode1" else "replica", "running" if "dbnode1" not in down else "stopped", 3),
+               MemberState("dbnode2", "sync_standby" if "dbnode2" in sync else "replica", replica_state, 3, lag,
+                           nofailover=settings.pop("nofailover", False),
+                           failover_priority=settings.pop("failover_priority", None)))
+    return ClusterState(members=members, leader=leader, sync_key=True, sync_leader="dbnode1", sync_standbys=sync,
+                        synchronous_mode=settings.pop("synchronous_mode", True), timeline=3, down=down, **settings)
+
+
+def test_the_sync_standby_takes_over_when_the_leader_dies():
+    plan = rules.leader_lost(two_nodes(), "dbnode1", FAST)
+    assert plan.kind == rules.NEW_LEADER and plan.candidates == ("dbnode2",)
+    assert "synchronous standby in /sync" in plan.text
+
+
+def test_issue_case_1_replica_restarted_not_yet_sync_when_the_leader_dies():
+    # dbnode2 had been restarted 2 s earlier: it streams again but /sync does not name it yet.
+    st = two_nodes(sync=())
+    plan = rules.leader_lost(st, "dbnode1", FAST, how="lost power")
+    assert plan.kind == rules.NO_LEADER
+    assert plan.text.startswith("No failover")
+    assert "dbnode2 is not the synchronous standby in /sync (sync_standby: none)" in plan.text
+    assert "protects acknowledged writes" in plan.text
+    assert plan.hold_s >= FAST.ttl
+
+
+def test_issue_case_2_the_old_leader_returns_when_nobody_could_take_the_key():
+    # After case 1: nobody leads, /sync still names dbnode1 as leader and no sync standby.
+    st = two_nodes(sync=(), leader=None, down=frozenset())
+    plan = rules.node_returns(st, "dbnode1", FAST)
+    assert plan.kind == rules.TAKES_KEY and plan.node == "dbnode1"
+    assert "last primary named in /sync" in plan.text
+
+
+def test_a_returning_old_leader_steps_down_when_another_leads():
+    st = two_nodes(leader=None)
+    st = ClusterState(members=st.members, leader="dbnode2", sync_key=True, sync_leader="dbnode2",
+                      sync_standbys=(), synchronous_mode=True, timeline=4)
+    plan = rules.node_returns(st, "dbnode1", FAST)
+    assert plan.kind == rules.STREAMS and "held by dbnode2" in plan.text
+
+
+def test_a_member_not_in_sync_cannot_take_a_free_key_back():
+    st = two_nodes(sync=(), leader=None)
+    st = ClusterState(members=st.members, leader=None, sync_key=True, sync_leader="dbnode1", sync_standbys=(),
+                      synchronous_mode=True, timeline=3)
+    assert rules.node_returns(st, "dbnode2", FAST).kind == rules.NO_LEADER
+
+
+def test_tags_lag_state_and_timeline_each_block_a_failover():
+    cases = {
+        "tagged nofailover": two_nodes(nofailover=True),
+        "failover_priority 0": two_nodes(failover_priority=0),
+        "over maximum_lag_on_failover": two_nodes(lag=50_000_000),
+        "is starting": two_nodes(replica_state="starting"),
+        "is down": two_nodes(down=frozenset({"dbnode2"})),
+    }
+    for why, st in cases.items():
+        plan = rules.leader_lost(st, "dbnode1", FAST)
+        assert plan.kind == rules.NO_LEADER, why
+        assert why in plan.text, (why, plan.text)
+    behind = two_nodes()
+    behind = ClusterState(members=(behind.members[0], MemberState("dbnode2", "sync_standby", "streaming", 2, 0)),
+                          leader="dbnode1", sync_key=True, sync_leader="dbnode1", sync_standbys=("dbnode2",),
+                          synchronous_mode=True, timeline=3)
+    assert "behind the cluster's 3" in rules.leader_lost(behind, "dbnode1", FAST).text
+
+
+def test_asynchronous_mode_lets_any_healthy_replica_take_over():
+    st = two_nodes(sync=(), synchronous_mode=False)
+    assert rules.leader_lost(st, "dbnode1", FAST).kind == rules.NEW_LEADER
+
+
+def test_losing_the_sync_standby_strict_and_not_strict():
+    plain = rules.replica_lost(two_nodes(), "dbnode2", FAST)
+    assert plain.kind == rules.SAME_LEADER and "drops dbnode2 from synchronous_standby_names" in plain.text
+    strict = rules.replica_lost(two_nodes(synchronous_mode_strict=True), "dbnode2", FAST)
+    assert "writes block" in strict.text
+
+
+def test_etcd_quorum_loss_with_and_without_failsafe():
+    assert rules.etcd_lost(two_nodes(), 1, 3, FAST).kind == rules.NO_PRIMARY
+    kept = rules.etcd_lost(two_nodes(failsafe_mode=True), 1, 3, FAST)
+    assert kept.kind == rules.SAME_LEADER and "failsafe_mode is on" in kept.text
+    assert rules.etcd_lost(two_nodes(), 2, 3, FAST).kind == rules.SAME_LEADER
+
+
+def test_freezing_patroni_or_hanging_postgres_on_the_leader_follow_the_failover_rules():
+    assert rules.patroni_frozen(two_nodes(), "dbnode1", FAST).kind == rules.NEW_LEADER
+    assert rules.patroni_frozen(two_nodes(sync=()), "dbnode1", FAST).kind == rules.NO_LEADER
+    assert rules.postgres_hung(two_nodes(), "dbnode1", FAST).kind == rules.NEW_LEADER
+    assert rules.postgres_hung(two_nodes(), "dbnode2", FAST).kind == rules.SAME_LEADER
+
+
+def test_snapshot_reads_the_sync_key_tags_and_config():
+    cluster = Cluster.of([Member("dbnode1", "", "leader", "running", 5),
+                          Member("dbnode2", "", "replica", "streaming", 5, lag="unknown",
+                                 tags={"nofailover": True})])
+    st = state.snapshot(cluster, '{"leader":"dbnode1","quorum":0,"sync_standby":null}',
+                        {"synchronous_mode": True, "failsafe_mode": True, "maximum_lag_on_failover": 10})
+    assert st.sync_key and st.sync_leader == "dbnode1" and st.sync_standbys == ()
+    assert st.failsafe_mode and st.maximum_lag_on_failover == 10 and st.timeline == 5
+    assert st.member("dbnode2").nofailover and st.member("dbnode2").lag is None
+    assert state.snapshot(cluster, None, {}).sync_key is False
