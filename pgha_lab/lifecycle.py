@@ -15,6 +15,7 @@ from pgha_lab.errors import LabError
 from pgha_lab.gateway import Engine, require_compose, volume_name
 from pgha_lab.probes import LabProbe, Member
 from pgha_lab.render import compose
+from pgha_lab.rolling import execute as rolling, staleness
 from pgha_lab.term.progress import Progress
 from pgha_lab.wait import Verdict, wait_until
 
@@ -70,6 +71,37 @@ def health_waits(probe: LabProbe, expected_db: list[str]) -> list[Wait]:
     ]
 
 
+TAIL_LINES, TAIL_WIDTH = 12, 220   # the log shown under a failed wait: enough to see the error, no wall of text
+
+
+def failure_sentence(ctx: LabContext, check: str, verdict: Verdict, deadline_s: float) -> str:
+    """One sentence: which node, which check, the likely cause and the fix."""
+    node = verdict.culprit
+    where = f"{node} failed the check \"{check}\"" if node else f"the check \"{check}\" failed"
+    head = f"the lab did not become healthy in {deadline_s:.0f}s: {where} ({verdict.reason})"
+    if node and node in ctx.topology.names:
+        state = ctx.docker.state(node)
+        if not state.running:
+            return f"{head}; {node} is {state.status}, so it likely crashed at start: its log below says why."
+        if state.status == "running":
+            files = staleness.check_node(ctx, ctx.topology.node(node), "running",
+                                         {}, set())
+            if files.is_stale:
+                return (f"{head}; likely cause: {node} runs older {', '.join(files.stale)} than the host's; "
+                        f"fix: `pgha-lab roll {node}` (or `pgha-lab roll --stale`).")
+        tail = ctx.docker.logs_tail(node, TAIL_LINES).lower()
+        if any(word in tail for word in ("certificate", "tls:", "ssl", "bad record mac")):
+            return (f"{head}; likely cause: a TLS mismatch (its log shows certificate errors), e.g. certificates "
+                    f"changed while it ran; fix: `pgha-lab roll --stale`, or `pgha-lab down` then `pgha-lab up`.")
+    return f"{head}; its log below may say why; `pgha-lab status` shows the lab, `pgha-lab roll {node or ''}`".rstrip() + \
+        " restarts it in place."
+
+
+def trimmed_tail(ctx: LabContext, node: str) -> str:
+    lines = ctx.docker.logs_tail(node, TAIL_LINES).splitlines()
+    return "\n".join(line if len(line) <= TAIL_WIDTH else line[:TAIL_WIDTH] + " …" for line in lines)
+
+
 def wait_for(progress: Progress, waits: list[Wait], ctx: LabContext, deadline_s: float) -> None:
     end = time.monotonic() + deadline_s
     for w in waits:
@@ -78,9 +110,9 @@ def wait_for(progress: Progress, waits: list[Wait], ctx: LabContext, deadline_s:
                                  on_verdict=lambda v: progress.detail(v.reason))
             if not verdict.ok:
                 culprit = verdict.culprit
-                logs = (f"\n--- last lines of {culprit}'s log ---\n{ctx.docker.logs_tail(culprit)}"
+                logs = (f"\n--- last lines of {culprit}'s log ---\n{trimmed_tail(ctx, culprit)}"
                         if culprit else "")
-                raise LabError(f"the lab did not become healthy in {deadline_s:.0f}s: {verdict.reason}.{logs}")
+                raise LabError(failure_sentence(ctx, w.title, verdict, deadline_s) + logs)
 
 
 # -- up ------------------------------------------------------------------------------------------------
@@ -158,21 +190,41 @@ def _write_files(run: UpRun) -> None:
 
 
 def _start_nodes(run: UpRun) -> None:
-    with run.progress.step(f"Starting {len(run.ctx.topology.nodes)} nodes"):
-        run.ctx.docker.compose("up", "-d", "--remove-orphans")
+    ctx = run.ctx
+    if run.running_before:
+        # A running lab: start what is missing or stopped, and leave every running node to the
+        # rolling step, which replaces them one at a time instead of all at once.
+        with run.progress.step("Starting missing or stopped nodes (running ones roll next)"):
+            ctx.docker.compose("up", "-d", "--no-recreate", "--remove-orphans")
+        return
+    with run.progress.step(f"Starting {len(ctx.topology.nodes)} nodes"):
+        ctx.docker.compose("up", "-d", "--remove-orphans")
     # Nodes recreated on newer images free the old ones, which no build has removed yet.
-    images.prune_superseded(images.sdk(), run.ctx.paths)
+    images.prune_superseded(images.sdk(), ctx.paths)
 
 
 def _restart_changed(run: UpRun) -> None:
     # Configs and TLS are read at boot (single-file mounts even pin the old file), so a running
-    # node whose files changed is rebooted, as one would reboot a VM after editing its config.
+    # node whose files, compose settings or image changed is replaced, as one would reboot a VM
+    # after editing its config: one node at a time in the safe order while the lab is healthy.
     ctx = run.ctx
-    stale = [n.name for n in ctx.topology.nodes
-             if n.name in run.running_before and _touched(ctx.paths.node_dir(n.name), run.changed)]
-    if stale:
-        with run.progress.step(f"Restarting {', '.join(stale)} to apply their new files"):
-            ctx.docker.compose("restart", *stale)
+    if not run.running_before:
+        return
+    stale = staleness.stale_nodes(ctx)
+    if not stale:
+        return
+    for f in stale:
+        run.progress.info(f.text())
+    names = [f.node for f in stale]
+    verdict = ctx.health()
+    if verdict.ok:
+        rolling.roll(ctx, names, run.progress, what="`pgha-lab up`")
+    else:
+        run.progress.info(f"the lab is not healthy ({verdict.reason}), so there is no service to keep: "
+                          f"replacing {', '.join(names)} together")
+        with run.progress.step(f"Replacing {', '.join(names)} with their new files"):
+            ctx.docker.compose("up", "-d", "--no-deps", "--force-recreate", *names)
+    images.prune_superseded(images.sdk(), ctx.paths)
 
 
 def _wait_healthy(run: UpRun) -> None:

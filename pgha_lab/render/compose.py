@@ -37,20 +37,24 @@ def _rel(path: Path, compose_dir: Path) -> str:
 
 
 def _healthcheck(node: Node, topo: Topology) -> dict[str, Any]:
+    # Each check speaks TLS with the node's *current* files (the live mount, not the copy the
+    # entrypoint made at start), as a peer would: a node still serving certificates its peers no
+    # longer trust turns unhealthy instead of looking fine while nobody can reach it.
+    current = NP.TLS_MOUNT
     if node.role is Role.ETCD:
         # etcd's /health is 200 only while this member sees a leader (ectl would check them all).
-        tls_dir = NP.ETCD_TLS
-        test = ["CMD", "curl", "-fsS", "-o", "/dev/null", "--cacert", f"{tls_dir}/{tls.CA_CERT}",
-                "--cert", f"{tls_dir}/etcdctl.crt", "--key", f"{tls_dir}/etcdctl.key",
-                f"https://127.0.0.1:{topo.ports.etcd_client}/health"]
+        test = ["CMD", "curl", "-fsS", "-o", "/dev/null", "--cacert", f"{current}/{tls.CA_CERT}",
+                "--cert", f"{current}/etcdctl.crt", "--key", f"{current}/etcdctl.key",
+                f"https://{node.address}:{topo.ports.etcd_client}/health"]
     elif node.role is Role.DB:
         # Patroni's /health answers 200 once PostgreSQL runs; the REST API wants a client certificate.
-        tls_dir = NP.PATRONI_TLS
-        test = ["CMD", "curl", "-fsS", "-o", "/dev/null", "--cacert", f"{tls_dir}/{tls.CA_CERT}",
-                "--cert", f"{tls_dir}/patronictl.crt", "--key", f"{tls_dir}/patronictl.key",
-                f"https://127.0.0.1:{topo.ports.restapi}/health"]
+        test = ["CMD", "curl", "-fsS", "-o", "/dev/null", "--cacert", f"{current}/{tls.CA_CERT}",
+                "--cert", f"{current}/patronictl.crt", "--key", f"{current}/patronictl.key",
+                f"https://{node.address}:{topo.ports.restapi}/health"]
     else:
-        test = ["CMD", "curl", "-fsS", "-o", "/dev/null", f"http://127.0.0.1:{topo.ports.haproxy_stats}/"]
+        # HAProxy matters when its TLS checks of Patroni pass: the primary backend has a server UP.
+        test = ["CMD-SHELL", f"curl -fsS 'http://127.0.0.1:{topo.ports.haproxy_stats}/;csv' | "
+                            "awk -F, '$1==\"primary\" && $2==\"BACKEND\" && $18==\"UP\" {ok=1} END {exit !ok}'"]
     return {"test": test, "interval": "2s", "timeout": "3s", "retries": 3, "start_period": "60s"}
 
 
