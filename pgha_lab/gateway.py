@@ -240,7 +240,7 @@ class LabDocker:
     def compose_would_recreate(self) -> set[str]:
         """The nodes `docker compose up` would recreate now (their compose settings or image changed),
         by compose's own judgement (`up --dry-run`); nothing is changed."""
-        proc = self.compose("up", "-d", "--no-deps", "--dry-run", check=False)
+        proc = self.compose("up", "-d", "--dry-run", check=False)
         prefix = f"{self.project}-"
         out = set()
         for line in (proc.stdout + proc.stderr).splitlines():

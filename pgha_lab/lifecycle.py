@@ -79,22 +79,20 @@ def failure_sentence(ctx: LabContext, check: str, verdict: Verdict, deadline_s: 
     node = verdict.culprit
     where = f"{node} failed the check \"{check}\"" if node else f"the check \"{check}\" failed"
     head = f"the lab did not become healthy in {deadline_s:.0f}s: {where} ({verdict.reason})"
-    if node and node in ctx.topology.names:
-        state = ctx.docker.state(node)
-        if not state.running:
-            return f"{head}; {node} is {state.status}, so it likely crashed at start: its log below says why."
-        if state.status == "running":
-            files = staleness.check_node(ctx, ctx.topology.node(node), "running",
-                                         {}, set())
-            if files.is_stale:
-                return (f"{head}; likely cause: {node} runs older {', '.join(files.stale)} than the host's; "
-                        f"fix: `pgha-lab roll {node}` (or `pgha-lab roll --stale`).")
-        tail = ctx.docker.logs_tail(node, TAIL_LINES).lower()
-        if any(word in tail for word in ("certificate", "tls:", "ssl", "bad record mac")):
-            return (f"{head}; likely cause: a TLS mismatch (its log shows certificate errors), e.g. certificates "
-                    f"changed while it ran; fix: `pgha-lab roll --stale`, or `pgha-lab down` then `pgha-lab up`.")
-    return f"{head}; its log below may say why; `pgha-lab status` shows the lab, `pgha-lab roll {node or ''}`".rstrip() + \
-        " restarts it in place."
+    if not node or node not in ctx.topology.names:
+        return f"{head}; `pgha-lab status` shows which part is missing."
+    state = ctx.docker.state(node)
+    if not state.running:
+        return f"{head}; likely cause: {node} is {state.status}, so it stopped at start; fix what its log below names, then `pgha-lab up`."
+    files = staleness.check_node(ctx, ctx.topology.node(node), state.status, {}, set())
+    if files.is_stale:
+        return (f"{head}; likely cause: {node} runs older {', '.join(files.stale)} than the host's, so its peers "
+                f"reject it; fix: `pgha-lab roll --stale` applies them one node at a time.")
+    tail = ctx.docker.logs_tail(node, TAIL_LINES).lower()
+    if any(word in tail for word in ("certificate", "tls:", "ssl", "bad record mac")):
+        return (f"{head}; likely cause: a TLS mismatch between {node} and its peers (its log shows certificate "
+                f"errors); fix: `pgha-lab roll --stale`, or `pgha-lab down` then `pgha-lab up`.")
+    return f"{head}; likely cause: in its log below; fix: `pgha-lab roll {node}` restarts it in place."
 
 
 def trimmed_tail(ctx: LabContext, node: str) -> str:

@@ -82,7 +82,9 @@ def _service(node: Node, topo: Topology, paths: LabPaths, compose_dir: Path) -> 
         svc["cap_add"] = ["NET_ADMIN"]
         svc["env_file"] = [_rel(paths.secrets_file, compose_dir)]
         svc["shm_size"] = "256m"
-        svc["depends_on"] = {e.name: {"condition": "service_started"} for e in topo.etcd}
+        # No depends_on on etcd: Patroni waits for its DCS by itself, and compose hashes a service
+        # recreated alone (--no-deps, one node of a rolling restart) without its dependencies, so
+        # with them every rolled db node would look changed to the next `up`.
     else:
         svc["cap_add"] = ["NET_ADMIN"]
         ports = [f"{topo.published.bind}:{host}:{inner}" for host, inner in topo.published.as_pairs(topo.ports)]
