@@ -16,6 +16,7 @@ from pgha_lab import tls
 from pgha_lab.drill import ledger, reconcile
 from pgha_lab.drill.clock import Clock
 from pgha_lab.rolling import staleness
+from pgha_lab.wait import wait_until
 
 pytestmark = [pytest.mark.docker, pytest.mark.lab]
 
@@ -92,9 +93,18 @@ def test_status_names_a_node_running_a_stale_certificate_and_roll_refuses_bad_in
     certs_before = {p.name: p.read_bytes() for p in lab.paths.certs.iterdir()}
     dry = lab.cli("certs", "--rotate", "--dry-run")
     assert "stage 3/3" in dry.stderr
+    paused = lab.topo.etcd[1]
+    subprocess.run(["docker", "pause", lab.topo.container_name(paused)], check=True)
+    try:
+        refused = lab.cli("certs", "--rotate", check=False)
+    finally:
+        subprocess.run(["docker", "unpause", lab.topo.container_name(paused)], check=True)
+    assert refused.returncode == 1
+    assert f"{paused.name} is paused; resume it first" in refused.stderr
     assert {p.name: p.read_bytes() for p in lab.paths.certs.iterdir()} == certs_before
     assert containers(lab) == before
 
+    assert wait_until(lab.ctx.health, 60).ok   # etcd got over the pause
     rolled = lab.cli("roll", "--stale")
     assert f"restart {replica}" in rolled.stderr and "switchover" not in rolled.stderr
     after = containers(lab)
