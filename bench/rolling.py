@@ -22,8 +22,8 @@ sys.path.insert(0, str(REPO))
 from pgha_lab.context import LabContext  # noqa: E402
 from pgha_lab.rolling.measure import writes_during  # noqa: E402
 
-PROJECT = "pgha-lab-bench"
-SUBNET = "10.56.57.0/24"
+PROJECT = "pgha-lab-bench-roll"   # its own, so bench/up.py may run beside it
+SUBNET = "10.56.47.0/24"
 DBNODE = "pgha-lab/dbnode:latest"
 
 

@@ -271,6 +271,10 @@ class LabDocker:
     def kill(self, node: Any) -> None:
         self._docker("kill", "--signal", "KILL", self.container(node))
 
+    def signal(self, node: Any, name: str) -> None:
+        """Send a signal to the node's service (docker-init passes it on), e.g. HUP or USR2 to reload."""
+        self._docker("kill", "--signal", name, self.container(node))
+
     def pause(self, node: Any) -> None:
         self._docker("pause", self.container(node))
 

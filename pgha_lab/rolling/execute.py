@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pgha_lab import roles as role_changes
 from pgha_lab.context import LabContext
 from pgha_lab.errors import LabError
+from pgha_lab.rolling import staleness
 from pgha_lab.rolling.plan import RESTART, SWITCHOVER, Roles, Step, plan, plan_text
 from pgha_lab.term.progress import Progress
 from pgha_lab.topology import Role, TopologyError
@@ -84,8 +85,28 @@ def _node_back(ctx: LabContext, step: Step) -> Verdict:
     return ctx.health()
 
 
+# The image's own copy step (images/base/entrypoint-common.sh), run again for a reload in place.
+INSTALL_TLS = ". /usr/local/lib/pgha-lab/entrypoint-common.sh && pgha_install_tls {dest} {owner}"
+
+
+def _reload_haproxy_tls(ctx: LabContext, step: Step, progress: Progress) -> bool:
+    """HAProxy whose only change is its certificates reloads in place instead of restarting: the
+    master re-reads them and hands the listening sockets over, so no client connection drops.
+    False when more than certificates changed (its config is a pinned single-file mount: only a
+    new container sees a new one)."""
+    node = ctx.topology.node(step.node)
+    files = staleness.survey(ctx, [node])[0]
+    if files.stale != [staleness.CERTIFICATES]:
+        return False
+    progress.detail("only its certificates changed: reloading in place, connections kept")
+    ctx.docker.exec(node, "sh", "-c", INSTALL_TLS.format(dest=staleness.TLS_DIRS[Role.HAPROXY], owner="haproxy"))
+    ctx.docker.signal(node, "USR2")   # master-worker reload (haproxy -W)
+    return True
+
+
 def _restart(ctx: LabContext, step: Step, deadline_s: float, progress: Progress) -> None:
-    ctx.docker.recreate(step.node)
+    if not (step.role is Role.HAPROXY and _reload_haproxy_tls(ctx, step, progress)):
+        ctx.docker.recreate(step.node)
     verdict = wait_until(lambda: _node_back(ctx, step), deadline_s, on_verdict=lambda v: progress.detail(v.reason))
     if not verdict.ok:
         raise LabError(f"{step.node} did not come back within {deadline_s:.0f}s of its restart ({verdict.reason}); "

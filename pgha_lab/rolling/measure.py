@@ -29,6 +29,16 @@ class Writes:
     def acknowledged(self) -> int:
         return sum(a.ok for a in self.attempts)
 
+    def worst_gaps(self, count: int = 3) -> list[str]:
+        """The longest stretches without an acknowledgement, with the first error in each."""
+        gaps = sorted(reconcile.ack_gaps(self.attempts), key=lambda g: g.seconds, reverse=True)[:count]
+        out = []
+        for g in gaps:
+            errors = [a.error for a in self.attempts if g.last_id < a.id < g.first_id and a.error]
+            out.append(f"{g.seconds:.2f}s from {g.start_s - self.started_s:.1f}s" +
+                       (f" ({errors[0][:90]})" if errors else ""))
+        return out
+
     def downtime(self) -> float:
         """The longest stretch without an acknowledged write that ended after the change began."""
         gap = reconcile.longest_gap(self.attempts, ending_after_s=self.started_s)

@@ -6,16 +6,15 @@ from __future__ import annotations
 import subprocess
 import uuid
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 
 import psycopg
 import pytest
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
 from pgha_lab import tls
-from pgha_lab.drill import ledger, reconcile
-from pgha_lab.drill.clock import Clock
 from pgha_lab.rolling import staleness
+from pgha_lab.rolling.measure import writes_during
 from pgha_lab.wait import wait_until
 
 pytestmark = [pytest.mark.docker, pytest.mark.lab]
@@ -32,46 +31,20 @@ def containers(lab) -> dict[str, str]:
     return dict(line.split() for line in out.splitlines() if line.strip())
 
 
-@dataclass
-class Writes:
-    attempts: list[ledger.Attempt] = field(default_factory=list)
-    lost: list[int] = field(default_factory=list)
-
-    def downtime(self, after_s: float | None = None, before_s: float | None = None) -> float:
-        gaps = [g for g in [*reconcile.ack_gaps(self.attempts), reconcile.open_gap(self.attempts)]
-                if g is not None and (after_s is None or g.end_s > after_s) and (before_s is None or g.end_s <= before_s)]
-        return max((g.seconds for g in gaps), default=0.0)
-
-
 @contextmanager
 def writer(lab):
-    """A writer through HAProxy's 5432 for the length of the block; afterwards `lost` holds the
-    acknowledged ids the table does not have."""
-    ctx = lab.ctx
-    run = uuid.uuid4().hex[:12]
-    with psycopg.connect(ctx.dsn(), password=lab.password(), autocommit=True) as conn:
-        ledger.ensure_table(conn)
-    clock = Clock()
-    w = ledger.Writer(ctx.dsn(), lab.password(), run, {str(n.address): n.name for n in lab.topo.db}, clock)
-    result = Writes()
-    w.start()
-    try:
-        yield result, clock
-    finally:
-        w.stop()
-        result.attempts = w.snapshot()
-        with psycopg.connect(ctx.dsn(), password=lab.password(), autocommit=True) as conn:
-            result.lost = reconcile.lost_writes(result.attempts, ledger.table_counts(conn, run))
-    assert sum(a.ok for a in result.attempts) > 20, "the writer hardly wrote: the check would prove nothing"
+    """A writer through HAProxy's 5432 for the length of the block (pgha_lab.rolling.measure)."""
+    with writes_during(lab.ctx) as writes:
+        yield writes
+    assert writes.acknowledged > 20, "the writer hardly wrote: the check would prove nothing"
 
 
 def switchover_downtime(lab) -> float:
     """The yardstick: write downtime of one plain switchover on this lab and profile."""
-    with writer(lab) as (writes, clock):
-        start = clock.now()
+    with writer(lab) as writes:
         lab.cli("switchover")
     assert writes.lost == []
-    return writes.downtime(after_s=start)
+    return writes.downtime()
 
 
 def test_status_names_a_node_running_a_stale_certificate_and_roll_refuses_bad_input(healthy_lab):
@@ -118,14 +91,13 @@ def test_rotating_the_ca_on_a_running_lab_rolls_with_overlapping_trust(healthy_l
     yardstick = switchover_downtime(lab)
     old_ca = tls.trusted_cas(lab.paths)
     assert len(old_ca) == 1
-    with writer(lab) as (writes, clock):
-        start = clock.now()
+    with writer(lab) as writes:
         proc = lab.cli("certs", "--rotate")
     assert "stage 3/3" in proc.stderr and "every node now trusts only the new CA" in proc.stdout
     assert writes.lost == []
-    downtime = writes.downtime(after_s=start)
-    print(f"\nCA rotation: write downtime {downtime:.2f}s (one switchover: {yardstick:.2f}s), "
-          f"{len(writes.attempts)} attempts, {sum(a.ok for a in writes.attempts)} acknowledged")
+    downtime = writes.downtime()
+    print(f"\nCA rotation: write downtime {downtime:.2f}s (one switchover: {yardstick:.2f}s), {writes.seconds:.0f}s, "
+          f"{len(writes.attempts)} attempts, {writes.acknowledged} acknowledged; worst gaps: {writes.worst_gaps()}")
     assert downtime <= yardstick + SLACK_S
 
     new_ca = tls.trusted_cas(lab.paths)
@@ -143,7 +115,7 @@ def test_rotating_the_ca_on_a_running_lab_rolls_with_overlapping_trust(healthy_l
         assert conn.execute("select 1").fetchone() == (1,)
     # ... and against the old one nothing does any more.
     old_file = lab.paths.state / "old-ca.crt"
-    old_file.write_bytes(old_ca[0].public_bytes(serialization_pem()))
+    old_file.write_bytes(old_ca[0].public_bytes(serialization.Encoding.PEM))
     with pytest.raises(psycopg.OperationalError, match="certificate verify failed"):
         psycopg.connect(ctx.dsn(ca=str(old_file)), password=lab.password(), connect_timeout=5).close()
     etcd = lab.topo.etcd[0]
@@ -154,17 +126,11 @@ def test_rotating_the_ca_on_a_running_lab_rolls_with_overlapping_trust(healthy_l
     old_file.unlink()
 
 
-def serialization_pem():
-    from cryptography.hazmat.primitives import serialization
-    return serialization.Encoding.PEM
-
-
 def test_a_changed_haproxy_setting_rolls_only_haproxy(healthy_lab):
     lab = healthy_lab
     before = containers(lab)
     try:
-        with writer(lab) as (writes, clock):
-            start = clock.now()
+        with writer(lab) as writes:
             proc = lab.cli("up", "--profile", "seed")
         assert "haproxy runs older config than the host's" in proc.stderr
         assert "restart haproxy" in proc.stderr
@@ -172,7 +138,7 @@ def test_a_changed_haproxy_setting_rolls_only_haproxy(healthy_lab):
         assert after["haproxy"] != before["haproxy"]
         assert {n: c for n, c in after.items() if n != "haproxy"} == {n: c for n, c in before.items() if n != "haproxy"}
         assert writes.lost == []
-        print(f"\nHAProxy roll: write downtime {writes.downtime(after_s=start):.2f}s")
+        print(f"\nHAProxy roll: write downtime {writes.downtime():.2f}s, {writes.seconds:.0f}s; worst gaps: {writes.worst_gaps()}")
     finally:
         lab.up()   # back to the fast profile
 
@@ -198,8 +164,7 @@ def test_an_image_rebuild_then_up_rolls_the_db_nodes(healthy_lab):
     lab = healthy_lab
     before = containers(lab)
     with a_new_dbnode_image():
-        with writer(lab) as (writes, clock):
-            start = clock.now()
+        with writer(lab) as writes:
             proc = lab.cli("up")
     assert "runs older image than the host's" in proc.stderr
     assert "switchover away from" in proc.stderr
@@ -208,6 +173,6 @@ def test_an_image_rebuild_then_up_rolls_the_db_nodes(healthy_lab):
     assert {n: c for n, c in after.items() if n.startswith(("etcd", "haproxy"))} == \
         {n: c for n, c in before.items() if n.startswith(("etcd", "haproxy"))}
     assert writes.lost == []
-    print(f"\nimage roll: write downtime {writes.downtime(after_s=start):.2f}s")
+    print(f"\nimage roll: write downtime {writes.downtime():.2f}s, {writes.seconds:.0f}s; worst gaps: {writes.worst_gaps()}")
     lab.up()   # the original image again, rolled back the same way
     assert staleness.stale_nodes(lab.ctx) == []
