@@ -250,10 +250,6 @@ def bring_up(ctx: LabContext, *, profile: str | None, pg_install: str, progress:
                      seconds=time.monotonic() - run.started)
 
 
-def _touched(folder: Path, changed: list[Path]) -> bool:
-    return any(folder == p or folder in p.parents for p in changed)
-
-
 def apply_dcs_timings(ctx: LabContext, profile: profiles.Profile) -> str:
     """bootstrap.dcs only counts on the first boot; later profile changes go to etcd through the
     REST API (what `patronictl edit-config` does), so `up --profile` works on an existing lab."""
