@@ -68,12 +68,19 @@ def require_rollable(ctx: LabContext, what: str) -> None:
                        f"than a switchover; bring it back first (`pgha-lab status` shows it), then run {what} again.")
 
 
-def _node_back(ctx: LabContext, step: Step) -> Verdict:
+def _node_back(ctx: LabContext, step: Step, since: float) -> Verdict:
     node = ctx.topology.node(step.node)
     if step.role is Role.ETCD:
         ep = ctx.probe.etcd_status(node)
         if ep.error:
             return Verdict(False, f"{node.name} does not answer yet ({ep.error})", node.name)
+        # Every Patroni has reached etcd since the member came back: the next restart must not
+        # find one still retrying a connection the last restart broke.
+        for db in ctx.topology.db:
+            code, doc = ctx.probe.rest(db, "/patroni")
+            seen = doc.get("dcs_last_seen")
+            if code == 200 and isinstance(seen, (int, float)) and seen < since:
+                return Verdict(False, f"{db.name} has not reached etcd since {node.name} came back", db.name)
     elif step.role is Role.DB:
         code, doc = ctx.probe.rest(node, "/patroni")
         if code != 200:
@@ -107,7 +114,8 @@ def _reload_haproxy_tls(ctx: LabContext, step: Step, progress: Progress) -> bool
 def _restart(ctx: LabContext, step: Step, deadline_s: float, progress: Progress) -> None:
     if not (step.role is Role.HAPROXY and _reload_haproxy_tls(ctx, step, progress)):
         ctx.docker.recreate(step.node)
-    verdict = wait_until(lambda: _node_back(ctx, step), deadline_s, on_verdict=lambda v: progress.detail(v.reason))
+    since = time.time()   # wall clock: Patroni reports dcs_last_seen as a Unix time
+    verdict = wait_until(lambda: _node_back(ctx, step, since), deadline_s, on_verdict=lambda v: progress.detail(v.reason))
     if not verdict.ok:
         raise LabError(f"{step.node} did not come back within {deadline_s:.0f}s of its restart ({verdict.reason}); "
                        f"the steps after it were not run: `pgha-lab logs {verdict.culprit or step.node}` shows why, "
