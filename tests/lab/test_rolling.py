@@ -44,6 +44,8 @@ def switchover_downtime(lab) -> float:
     with writer(lab) as writes:
         lab.cli("switchover")
     assert writes.lost == []
+    # The switchover returns once writes land on the new leader; a roll wants the old one back in sync.
+    assert wait_until(lab.ctx.health, 120).ok
     return writes.downtime()
 
 
