@@ -249,6 +249,41 @@ class LabDocker:
         proc = subprocess.run(["docker", "port", self.container(node)], capture_output=True, text=True)
         return {line.rsplit(":", 1)[-1] for line in proc.stdout.splitlines()}
 
+    def running_image(self, node: Any) -> str | None:
+        """The image id the node's container was created from; None when it is missing."""
+        proc = subprocess.run(["docker", "inspect", "-f", "{{.Image}}", self.container(node)],
+                              capture_output=True, text=True)
+        return proc.stdout.strip() if proc.returncode == 0 else None
+
+    def image_id(self, ref: str) -> str | None:
+        proc = subprocess.run(["docker", "image", "inspect", "-f", "{{.Id}}", ref], capture_output=True, text=True)
+        return proc.stdout.strip() if proc.returncode == 0 else None
+
+    def compose_would_recreate(self) -> set[str]:
+        """The nodes `docker compose up` would recreate now (their compose settings or image changed),
+        by compose's own judgement (`up --dry-run`); nothing is changed."""
+        proc = self.compose("up", "-d", "--dry-run", check=False)
+        prefix = f"{self.project}-"
+        out = set()
+        for line in (proc.stdout + proc.stderr).splitlines():
+            words = line.split()
+            if len(words) >= 2 and words[-1] == "Recreate" and words[-2].startswith(prefix):
+                out.add(words[-2][len(prefix):])
+        return out
+
+    def file_digests(self, node: Any, paths: list[str]) -> dict[str, str] | None:
+        """container path -> sha256 of the file as the running node has it (missing files left out);
+        None when the node cannot be asked (stopped or paused)."""
+        proc = subprocess.run(["docker", "exec", self.container(node), "sha256sum", *paths],
+                              capture_output=True, text=True, timeout=30)
+        if proc.returncode not in (0, 1) or not proc.stdout:
+            return None
+        out = {}
+        for line in proc.stdout.splitlines():
+            digest, _, path = line.partition("  ")
+            out[path] = digest
+        return out
+
     def logs_tail(self, node: Any, lines: int = 30) -> str:
         proc = subprocess.run(["docker", "logs", "--tail", str(lines), self.container(node)],
                               capture_output=True, text=True)
@@ -257,6 +292,10 @@ class LabDocker:
     # -- acting on nodes (chaos and heal) -------------------------------------------------------
     def kill(self, node: Any) -> None:
         self._docker("kill", "--signal", "KILL", self.container(node))
+
+    def signal(self, node: Any, name: str) -> None:
+        """Send a signal to the node's service (docker-init passes it on), e.g. HUP or USR2 to reload."""
+        self._docker("kill", "--signal", name, self.container(node))
 
     def pause(self, node: Any) -> None:
         self._docker("pause", self.container(node))
@@ -301,6 +340,11 @@ class LabDocker:
             tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-15:])
             raise LabError(f"docker compose {args[0]} failed:\n{tail}")
         return proc
+
+    def recreate(self, node: Any) -> None:
+        """Replace one node's container with one made from the current compose file, image and
+        mounted files (its data volume stays); no other service is touched."""
+        self.compose("up", "-d", "--no-deps", "--force-recreate", _node_name(node))
 
     def remove_everything(self) -> None:
         """Containers, volumes and networks of this compose project, even without its compose file

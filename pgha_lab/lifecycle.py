@@ -15,6 +15,7 @@ from pgha_lab.errors import LabError
 from pgha_lab.gateway import Engine, require_compose, volume_name
 from pgha_lab.probes import LabProbe, Member
 from pgha_lab.render import compose
+from pgha_lab.rolling import execute as rolling, staleness
 from pgha_lab.term.progress import Progress
 from pgha_lab.wait import Verdict, wait_until
 
@@ -70,6 +71,35 @@ def health_waits(probe: LabProbe, expected_db: list[str], sync_required: bool = 
     ]
 
 
+TAIL_LINES, TAIL_WIDTH = 12, 220   # the log shown under a failed wait: enough to see the error, no wall of text
+
+
+def failure_sentence(ctx: LabContext, check: str, verdict: Verdict, deadline_s: float) -> str:
+    """One sentence: which node, which check, the likely cause and the fix."""
+    node = verdict.culprit
+    where = f"{node} failed the check \"{check}\"" if node else f"the check \"{check}\" failed"
+    head = f"the lab did not become healthy in {deadline_s:.0f}s: {where} ({verdict.reason})"
+    if not node or node not in ctx.topology.names:
+        return f"{head}; `pgha-lab status` shows which part is missing."
+    state = ctx.docker.state(node)
+    if not state.running:
+        return f"{head}; likely cause: {node} is {state.status}, so it stopped at start; fix what its log below names, then `pgha-lab up`."
+    files = staleness.check_node(ctx, ctx.topology.node(node), state.status, {}, set())
+    if files.is_stale:
+        return (f"{head}; likely cause: {node} runs older {', '.join(files.stale)} than the host's, so its peers "
+                f"reject it; fix: `pgha-lab roll --stale` applies them one node at a time.")
+    tail = ctx.docker.logs_tail(node, TAIL_LINES).lower()
+    if any(word in tail for word in ("certificate", "tls:", "ssl", "bad record mac")):
+        return (f"{head}; likely cause: a TLS mismatch between {node} and its peers (its log shows certificate "
+                f"errors); fix: `pgha-lab roll --stale`, or `pgha-lab down` then `pgha-lab up`.")
+    return f"{head}; likely cause: in its log below; fix: `pgha-lab roll {node}` restarts it in place."
+
+
+def trimmed_tail(ctx: LabContext, node: str) -> str:
+    lines = ctx.docker.logs_tail(node, TAIL_LINES).splitlines()
+    return "\n".join(line if len(line) <= TAIL_WIDTH else line[:TAIL_WIDTH] + " …" for line in lines)
+
+
 def wait_for(progress: Progress, waits: list[Wait], ctx: LabContext, deadline_s: float) -> None:
     end = time.monotonic() + deadline_s
     for w in waits:
@@ -78,9 +108,9 @@ def wait_for(progress: Progress, waits: list[Wait], ctx: LabContext, deadline_s:
                                  on_verdict=lambda v: progress.detail(v.reason))
             if not verdict.ok:
                 culprit = verdict.culprit
-                logs = (f"\n--- last lines of {culprit}'s log ---\n{ctx.docker.logs_tail(culprit)}"
+                logs = (f"\n--- last lines of {culprit}'s log ---\n{trimmed_tail(ctx, culprit)}"
                         if culprit else "")
-                raise LabError(f"the lab did not become healthy in {deadline_s:.0f}s: {verdict.reason}.{logs}")
+                raise LabError(failure_sentence(ctx, w.title, verdict, deadline_s) + logs)
 
 
 # -- up ------------------------------------------------------------------------------------------------
@@ -165,21 +195,41 @@ def _write_files(run: UpRun) -> None:
 
 
 def _start_nodes(run: UpRun) -> None:
-    with run.progress.step(f"Starting {len(run.ctx.topology.nodes)} nodes"):
-        run.ctx.docker.compose("up", "-d", "--remove-orphans")
+    ctx = run.ctx
+    if run.running_before:
+        # A running lab: start what is missing or stopped, and leave every running node to the
+        # rolling step, which replaces them one at a time instead of all at once.
+        with run.progress.step("Starting missing or stopped nodes (running ones roll next)"):
+            ctx.docker.compose("up", "-d", "--no-recreate", "--remove-orphans")
+        return
+    with run.progress.step(f"Starting {len(ctx.topology.nodes)} nodes"):
+        ctx.docker.compose("up", "-d", "--remove-orphans")
     # Nodes recreated on newer images free the old ones, which no build has removed yet.
-    recipes.prune_superseded(images.sdk(), run.ctx.paths)
+    recipes.prune_superseded(images.sdk(), ctx.paths)
 
 
 def _restart_changed(run: UpRun) -> None:
     # Configs and TLS are read at boot (single-file mounts even pin the old file), so a running
-    # node whose files changed is rebooted, as one would reboot a VM after editing its config.
+    # node whose files, compose settings or image changed is replaced, as one would reboot a VM
+    # after editing its config: one node at a time in the safe order while the lab is healthy.
     ctx = run.ctx
-    stale = [n.name for n in ctx.topology.nodes
-             if n.name in run.running_before and _touched(ctx.paths.node_dir(n.name), run.changed)]
-    if stale:
-        with run.progress.step(f"Restarting {', '.join(stale)} to apply their new files"):
-            ctx.docker.compose("restart", *stale)
+    if not run.running_before:
+        return
+    stale = staleness.stale_nodes(ctx)
+    if not stale:
+        return
+    for f in stale:
+        run.progress.info(f.text())
+    names = [f.node for f in stale]
+    verdict = ctx.health()
+    if verdict.ok:
+        rolling.roll(ctx, names, run.progress, what="`pgha-lab up`")
+    else:
+        run.progress.info(f"the lab is not healthy ({verdict.reason}), so there is no service to keep: "
+                          f"replacing {', '.join(names)} together")
+        with run.progress.step(f"Replacing {', '.join(names)} with their new files"):
+            ctx.docker.compose("up", "-d", "--no-deps", "--force-recreate", *names)
+    recipes.prune_superseded(images.sdk(), ctx.paths)
 
 
 def _wait_healthy(run: UpRun) -> None:
@@ -214,10 +264,6 @@ def bring_up(ctx: LabContext, *, profile: str | None, pg_install: str, progress:
         step(run)
     return UpOutcome(ctx=ctx, profile=run.profile.name, members=ctx.probe.members(), settings=run.settings,
                      seconds=time.monotonic() - run.started)
-
-
-def _touched(folder: Path, changed: list[Path]) -> bool:
-    return any(folder == p or folder in p.parents for p in changed)
 
 
 def apply_dcs_timings(ctx: LabContext, profile: profiles.Profile) -> str:

@@ -32,7 +32,12 @@ RENEW_WITHIN = dt.timedelta(days=30)
 STATE_FILE = "state.json"     # each leaf's digest (what shaped it), so only changed leaves are remade
 CA_CERT = "ca.crt"
 CA_KEY = "ca.key"
-HOST_CLIENT = "host-client"
+# A rotation on a running lab goes in stages (see rotate_stage); between them these files exist.
+CA_NEXT_CERT = "ca-next.crt"          # the incoming CA, trusted beside the current one ...
+CA_NEXT_KEY = "ca-next.key"           # ... before it signs anything
+CA_PREVIOUS_CERT = "ca-previous.crt"  # the outgoing CA, still trusted while nodes take new leaves
+ROTATION_FILES = (CA_NEXT_CERT, CA_NEXT_KEY, CA_PREVIOUS_CERT)
+HOST_CLIENT = "host-client"   # the host's own client certificate (probes: etcd API, Patroni REST API)
 # Certificate names inside a node's TLS folder, the same on every node of a role, so configs,
 # health checks and entrypoints never need the node's name: <name>.crt + <name>.key (or <name>.pem).
 ETCD = "etcd"                  # etcd member: client and peer traffic
@@ -42,6 +47,9 @@ RESTAPI = "restapi"            # Patroni's REST API server
 ETCD_CLIENT = "etcd-client"    # Patroni talking to etcd
 PATRONICTL = "patronictl"      # patronictl, and Patroni calling another member's REST API
 HAPROXY_CHECK = "haproxy-check"  # HAProxy's health-check client (one .pem: certificate and key)
+KEY_MODE = 0o600
+CERT_MODE = 0o644
+ORG = "pgha-lab"
 
 
 def crt(name: str) -> str:
@@ -54,10 +62,6 @@ def key(name: str) -> str:
 
 def pem(name: str) -> str:
     return f"{name}.pem"
-   # the host's own client certificate (probes: etcd API, Patroni REST API)
-KEY_MODE = 0o600
-CERT_MODE = 0o644
-ORG = "pgha-lab"
 
 
 @dataclass(frozen=True)
@@ -151,10 +155,11 @@ def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
                              serialization.NoEncryption())
 
 
-def _make_ca(topology: Topology, now: dt.datetime) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
+def _make_ca(topology: Topology, now: dt.datetime, suffix: str = "") -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
     key = ec.generate_private_key(ec.SECP256R1())
+    # A rotated CA gets its own name, so a bundle holding both tells them apart at a glance.
     name = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, ORG),
-                      x509.NameAttribute(NameOID.COMMON_NAME, f"{ORG} CA ({topology.project})")])
+                      x509.NameAttribute(NameOID.COMMON_NAME, f"{ORG} CA ({topology.project}){suffix}")])
     pub = key.public_key()
     cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(pub)
             .serial_number(x509.random_serial_number())
@@ -270,7 +275,7 @@ def _why_due(certs: Path, spec: CertSpec, digest: str, recorded: dict[str, str],
 
 def _stale(certs: Path, specs: list[CertSpec]) -> list[Path]:
     """Certificate files of leaves the topology no longer has."""
-    keep = {CA_CERT, CA_KEY} | {f"{s.stem}{ext}" for s in specs for ext in (".crt", ".key", ".pem")}
+    keep = {CA_CERT, CA_KEY, *ROTATION_FILES} | {f"{s.stem}{ext}" for s in specs for ext in (".crt", ".key", ".pem")}
     return sorted(p for p in certs.iterdir()
                   if p.is_file() and p.suffix in (".crt", ".key", ".pem") and p.name not in keep)
 
@@ -313,6 +318,8 @@ def ensure(paths: LabPaths, topology: Topology, *, rotate: bool = False, now: dt
     if loaded is None:
         ca_key, ca_cert = _make_ca(topology, now)
         report.ca_renewed = True
+        for name in ROTATION_FILES:   # a new CA from scratch ends any staged rotation
+            (certs / name).unlink(missing_ok=True)
     else:
         ca_key, ca_cert = loaded
 
@@ -371,6 +378,80 @@ def _write_state(certs: Path, digests: dict[str, str], ca: x509.Certificate, now
     if write_if_changed(certs / STATE_FILE, json.dumps(state, indent=2, sort_keys=True) + "\n", 0o600) \
             and certs / STATE_FILE not in report.written:
         report.written.append(certs / STATE_FILE)
+
+
+# -- rotation with overlapping trust (a running lab) -------------------------------------
+# ca.crt is the trust bundle every node and the host read: the signing CA first (what _load_ca
+# takes), then any CA trusted beside it during a rotation. Each stage is followed by a rolling
+# restart, so no two nodes ever stop trusting each other:
+#   1 "trust-both": a new CA is made and trusted beside the old one; leaves stay as they are;
+#   2 "new-leaves": the new CA signs, every leaf is made again from it, the old CA still trusted;
+#   3 "new-only":   only the new CA is trusted.
+ROTATION_STAGES = ("trust-both", "new-leaves", "new-only")
+
+
+def rotation_stage(paths: LabPaths) -> str | None:
+    """The last stage an unfinished rotation wrote (None: no rotation under way)."""
+    if (paths.certs / CA_NEXT_KEY).is_file():
+        return "trust-both"
+    if (paths.certs / CA_PREVIOUS_CERT).is_file():
+        return "new-leaves"
+    return None
+
+
+def trusted_cas(paths: LabPaths) -> list[x509.Certificate]:
+    """The CAs the lab's trust bundle (ca.crt) holds, the signing one first."""
+    try:
+        return x509.load_pem_x509_certificates((paths.certs / CA_CERT).read_bytes())
+    except (OSError, ValueError):
+        return []
+
+
+def _pem(cert: x509.Certificate) -> bytes:
+    return cert.public_bytes(serialization.Encoding.PEM)
+
+
+def rotate_stage(paths: LabPaths, topology: Topology, stage: str, now: dt.datetime | None = None) -> TlsReport:
+    """Write one stage of a rotation (ROTATION_STAGES) and every node's TLS folder; the caller
+    rolls the nodes before the next stage."""
+    now = now or _utcnow()
+    certs = paths.certs
+    loaded = _load_ca(certs)
+    if loaded is None:
+        raise LabError(f"the lab CA in {certs} is missing or unreadable; run `pgha-lab certs --rotate` on a stopped lab.")
+    ca_key, ca_cert = loaded
+    report = TlsReport(changed=False, ca_renewed=False, reasons=[f"rotation stage {stage}"])
+
+    def put(name: str, data: bytes, mode: int) -> None:
+        if write_if_changed(certs / name, data, mode):
+            report.written.append(certs / name)
+
+    if stage == "trust-both":
+        next_key, next_cert = _make_ca(topology, now, f" {now:%Y-%m-%d %H:%M:%S}")
+        put(CA_NEXT_KEY, _key_pem(next_key), KEY_MODE)
+        put(CA_NEXT_CERT, _pem(next_cert), CERT_MODE)
+        put(CA_CERT, _pem(ca_cert) + _pem(next_cert), CERT_MODE)
+    elif stage == "new-leaves":
+        next_cert = _load_cert(certs / CA_NEXT_CERT)
+        next_key = serialization.load_pem_private_key((certs / CA_NEXT_KEY).read_bytes(), password=None)
+        # The old CA is kept on record first, so an interrupted stage can be told apart.
+        put(CA_PREVIOUS_CERT, _pem(ca_cert), CERT_MODE)
+        put(CA_KEY, _key_pem(next_key), KEY_MODE)
+        put(CA_CERT, _pem(next_cert) + _pem(ca_cert), CERT_MODE)
+        for name in (CA_NEXT_CERT, CA_NEXT_KEY):
+            (certs / name).unlink(missing_ok=True)
+        report.ca_renewed = True
+        # Every leaf's digest names its CA, so ensure makes each one again from the new CA.
+        made = ensure(paths, topology, now=now)
+        report.written.extend(made.written)
+    elif stage == "new-only":
+        put(CA_CERT, _pem(ca_cert), CERT_MODE)
+        (certs / CA_PREVIOUS_CERT).unlink(missing_ok=True)
+    else:
+        raise ValueError(f"unknown rotation stage {stage!r}")
+    report.written.extend(write_node_folders(paths, topology))
+    report.changed = bool(report.written)
+    return report
 
 
 def node_bundle(topology: Topology, node: Node | str) -> dict[str, str]:
@@ -446,6 +527,9 @@ def describe(paths: LabPaths, topology: Topology) -> list[CertInfo]:
     ca = _load_cert(paths.certs / CA_CERT)
     if ca is not None:
         out.append(CertInfo(CA_CERT, ca.subject.rfc4514_string(), "CA", [], f"{ca.not_valid_after_utc:%Y-%m-%d}"))
+        for extra in trusted_cas(paths)[1:]:   # during a rotation: trusted, not signing
+            out.append(CertInfo(CA_CERT, extra.subject.rfc4514_string(), "CA (trusted, rotating)", [],
+                                f"{extra.not_valid_after_utc:%Y-%m-%d}"))
     for spec in plan(topology):
         cert = _load_cert(paths.certs / f"{spec.stem}.crt")
         if cert is None:

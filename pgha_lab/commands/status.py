@@ -16,6 +16,7 @@ from pgha_lab import settings as lab_settings
 from pgha_lab.commands._common import lab_context
 from pgha_lab.context import LabContext
 from pgha_lab.errors import LabError
+from pgha_lab.rolling import staleness
 from pgha_lab.term.console import console_for
 from pgha_lab.term.tables import etcd_table, haproxy_table, members_table
 
@@ -30,7 +31,18 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def snapshot(ctx: LabContext) -> dict:
     probe = ctx.probe
-    return {"members": probe.members(), "etcd": probe.etcd(), "haproxy": probe.haproxy()}
+    return {"members": probe.members(), "etcd": probe.etcd(), "haproxy": probe.haproxy(),
+            "stale": staleness.stale_nodes(ctx)}
+
+
+def stale_text(stale: list) -> str:
+    """Nodes running older files than the host's: named before the TLS errors they explain."""
+    if not stale:
+        return ""
+    lines = [f"stale: {f.text()}" for f in stale]
+    lines.append("  they may fail TLS with the nodes that run the current files; "
+                 "`pgha-lab roll --stale` (or `pgha-lab up`) applies them one node at a time.")
+    return "\n".join(lines)
 
 
 def settings_line(ctx: LabContext) -> tuple[str, dict]:
@@ -53,7 +65,9 @@ def render_text(topo, snap: dict, settings_text: str = "") -> str:
              etcd_table(snap["etcd"]),
              haproxy_table(snap["haproxy"]) if snap["haproxy"] else "HAProxy: the stats page does not answer."]
     if settings_text:
-        parts.insert(1, settings_text)
+        parts.insert(0, settings_text)
+    if snap.get("stale"):
+        parts.insert(0, stale_text(snap["stale"]))
     return "\n\n".join(parts)
 
 

@@ -37,20 +37,24 @@ def _rel(path: Path, compose_dir: Path) -> str:
 
 
 def _healthcheck(node: Node, topo: Topology) -> dict[str, Any]:
+    # Each check speaks TLS with the node's *current* files (the live mount, not the copy the
+    # entrypoint made at start), as a peer would: a node still serving certificates its peers no
+    # longer trust turns unhealthy instead of looking fine while nobody can reach it.
+    current = NP.TLS_MOUNT
     if node.role is Role.ETCD:
         # etcd's /health is 200 only while this member sees a leader (ectl would check them all).
-        tls_dir = NP.ETCD_TLS
-        test = ["CMD", "curl", "-fsS", "-o", "/dev/null", "--cacert", f"{tls_dir}/{tls.CA_CERT}",
-                "--cert", f"{tls_dir}/{tls.crt(tls.ETCDCTL)}", "--key", f"{tls_dir}/{tls.key(tls.ETCDCTL)}",
-                f"https://127.0.0.1:{topo.ports.etcd_client}/health"]
+        test = ["CMD", "curl", "-fsS", "-o", "/dev/null", "--cacert", f"{current}/{tls.CA_CERT}",
+                "--cert", f"{current}/{tls.crt(tls.ETCDCTL)}", "--key", f"{current}/{tls.key(tls.ETCDCTL)}",
+                f"https://{node.address}:{topo.ports.etcd_client}/health"]
     elif node.role is Role.DB:
         # Patroni's /health answers 200 once PostgreSQL runs; the REST API wants a client certificate.
-        tls_dir = NP.PATRONI_TLS
-        test = ["CMD", "curl", "-fsS", "-o", "/dev/null", "--cacert", f"{tls_dir}/{tls.CA_CERT}",
-                "--cert", f"{tls_dir}/{tls.crt(tls.PATRONICTL)}", "--key", f"{tls_dir}/{tls.key(tls.PATRONICTL)}",
-                f"https://127.0.0.1:{topo.ports.restapi}/health"]
+        test = ["CMD", "curl", "-fsS", "-o", "/dev/null", "--cacert", f"{current}/{tls.CA_CERT}",
+                "--cert", f"{current}/{tls.crt(tls.PATRONICTL)}", "--key", f"{current}/{tls.key(tls.PATRONICTL)}",
+                f"https://{node.address}:{topo.ports.restapi}/health"]
     else:
-        test = ["CMD", "curl", "-fsS", "-o", "/dev/null", f"http://127.0.0.1:{topo.ports.haproxy_stats}/"]
+        # HAProxy matters when its TLS checks of Patroni pass: the primary backend has a server UP.
+        test = ["CMD-SHELL", f"curl -fsS 'http://127.0.0.1:{topo.ports.haproxy_stats}/;csv' | "
+                            "awk -F, '$1==\"primary\" && $2==\"BACKEND\" && $18==\"UP\" {ok=1} END {exit !ok}'"]
     return {"test": test, "interval": "2s", "timeout": "3s", "retries": 3, "start_period": "60s"}
 
 
@@ -78,7 +82,9 @@ def _service(node: Node, topo: Topology, paths: LabPaths, compose_dir: Path) -> 
         svc["cap_add"] = ["NET_ADMIN"]
         svc["env_file"] = [_rel(paths.secrets_file, compose_dir)]
         svc["shm_size"] = "256m"
-        svc["depends_on"] = {e.name: {"condition": "service_started"} for e in topo.etcd}
+        # No depends_on on etcd: Patroni waits for its DCS by itself, and compose hashes a service
+        # recreated alone (--no-deps, one node of a rolling restart) without its dependencies, so
+        # with them every rolled db node would look changed to the next `up`.
     else:
         svc["cap_add"] = ["NET_ADMIN"]
         ports = [f"{topo.published.bind}:{host}:{inner}" for host, inner in topo.published.as_pairs(topo.ports)]

@@ -42,6 +42,9 @@ def settings(topology: Topology, node: Node) -> dict:
         # Patroni's etcd3 client speaks JSON to the gRPC gateway; with a config file etcd 3.4
         # leaves the gateway off unless asked (the flag defaults on, the file's zero value is off).
         "enable-grpc-gateway": True,
+        # A member that restarts (a rolling restart, a rebooted VM) asks before campaigning, so it
+        # cannot depose a healthy leader with a higher term; etcd 3.5 turns this on by default.
+        "pre-vote": True,
         "enable-v2": False,
         "logger": "zap",
         "log-outputs": ["stderr"],

@@ -1,0 +1,168 @@
+"""Carrying out a rolling plan on a running lab: one node at a time, each followed by a wait on a
+real readiness signal (the node answers, then the one health verdict), stopping at the first step
+that does not come back."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from pgha_lab import roles as role_changes
+from pgha_lab.context import LabContext
+from pgha_lab.errors import LabError
+from pgha_lab.rolling import staleness
+from pgha_lab.rolling.plan import RESTART, SWITCHOVER, Roles, Step, plan, plan_text
+from pgha_lab.term.progress import Progress
+from pgha_lab.topology import Role, TopologyError
+from pgha_lab.wait import Verdict, wait_until
+
+STEP_DEADLINE_S = 180.0   # one node back (etcd rejoin, PostgreSQL recovery and streaming), seed timings on a busy laptop
+
+
+@dataclass
+class StepTiming:
+    step: Step
+    seconds: float
+
+
+@dataclass
+class RollOutcome:
+    steps: list[StepTiming] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def current_roles(ctx: LabContext) -> Roles:
+    etcd_leader = next((ep.name for ep in ctx.probe.etcd() if ep.is_leader), None)
+    cluster = ctx.cluster()
+    return Roles(etcd_leader, cluster.leader_name, tuple(m.name for m in cluster.sync_standbys))
+
+
+def resolve_nodes(ctx: LabContext, names: list[str]) -> list[str]:
+    """The nodes asked for, checked against the topology (every node when none is named)."""
+    if not names:
+        return ctx.topology.names
+    out = []
+    for name in names:
+        try:
+            out.append(ctx.topology.node(name).name)
+        except TopologyError as exc:
+            raise LabError(str(exc)) from None
+    return list(dict.fromkeys(out))
+
+
+def require_rollable(ctx: LabContext, what: str) -> None:
+    """Refuse, before anything changes, a lab in which restarting one node more could cost more
+    than a switchover: a node down, paused or cut off, or a lab that is not healthy."""
+    for node in ctx.topology.nodes:
+        state = ctx.docker.state(node)
+        if state.status == "paused":
+            raise LabError(f"{node.name} is paused; resume it first (`pgha-lab chaos heal-all`), then run {what} again.")
+        if not state.running:
+            raise LabError(f"{node.name} is {state.status}; bring it back first (`pgha-lab up` or "
+                           f"`pgha-lab chaos heal-all`), then run {what} again.")
+        if not state.on_lab_network:
+            raise LabError(f"{node.name} is cut off the lab network; reconnect it first (`pgha-lab chaos heal-all`), "
+                           f"then run {what} again.")
+    verdict = ctx.health()
+    if not verdict.ok:
+        raise LabError(f"the lab is not healthy ({verdict.reason}), so restarting nodes one by one could cost more "
+                       f"than a switchover; bring it back first (`pgha-lab status` shows it), then run {what} again.")
+
+
+def _node_back(ctx: LabContext, step: Step, since: float) -> Verdict:
+    node = ctx.topology.node(step.node)
+    if step.role is Role.ETCD:
+        ep = ctx.probe.etcd_status(node)
+        if ep.error:
+            return Verdict(False, f"{node.name} does not answer yet ({ep.error})", node.name)
+        # Every Patroni has reached etcd since the member came back: the next restart must not
+        # find one still retrying a connection the last restart broke.
+        for db in ctx.topology.db:
+            code, doc = ctx.probe.rest(db, "/patroni")
+            seen = doc.get("dcs_last_seen")
+            if code == 200 and isinstance(seen, (int, float)) and seen < since:
+                return Verdict(False, f"{db.name} has not reached etcd since {node.name} came back", db.name)
+    elif step.role is Role.DB:
+        code, doc = ctx.probe.rest(node, "/patroni")
+        if code != 200:
+            return Verdict(False, f"{node.name}'s REST API does not answer yet", node.name)
+        if doc.get("state") != "running" or doc.get("role") not in ("replica", "sync_standby"):
+            return Verdict(False, f"{node.name} is {doc.get('state')} as {doc.get('role')}", node.name)
+        if doc.get("replication_state", "streaming") != "streaming":
+            return Verdict(False, f"{node.name} is {doc.get('replication_state')}, not streaming", node.name)
+    return ctx.health()
+
+
+# The image's own copy step (images/base/entrypoint-common.sh), run again for a reload in place.
+INSTALL_TLS = ". /usr/local/lib/pgha-lab/entrypoint-common.sh && pgha_install_tls {dest} {owner}"
+
+
+def _reload_haproxy_tls(ctx: LabContext, step: Step, progress: Progress) -> bool:
+    """HAProxy whose only change is its certificates reloads in place instead of restarting: the
+    master re-reads them and hands the listening sockets over, so no client connection drops.
+    False when more than certificates changed (its config is a pinned single-file mount: only a
+    new container sees a new one)."""
+    node = ctx.topology.node(step.node)
+    files = staleness.survey(ctx, [node])[0]
+    if files.stale != [staleness.CERTIFICATES]:
+        return False
+    progress.detail("only its certificates changed: reloading in place, connections kept")
+    ctx.docker.exec(node, "sh", "-c", INSTALL_TLS.format(dest=staleness.TLS_DIRS[Role.HAPROXY], owner="haproxy"))
+    ctx.docker.signal(node, "USR2")   # master-worker reload (haproxy -W)
+    return True
+
+
+def _restart(ctx: LabContext, step: Step, deadline_s: float, progress: Progress) -> None:
+    if not (step.role is Role.HAPROXY and _reload_haproxy_tls(ctx, step, progress)):
+        ctx.docker.recreate(step.node)
+    since = time.time()   # wall clock: Patroni reports dcs_last_seen as a Unix time
+    verdict = wait_until(lambda: _node_back(ctx, step, since), deadline_s, on_verdict=lambda v: progress.detail(v.reason))
+    if not verdict.ok:
+        raise LabError(f"{step.node} did not come back within {deadline_s:.0f}s of its restart ({verdict.reason}); "
+                       f"the steps after it were not run: `pgha-lab logs {verdict.culprit or step.node}` shows why, "
+                       f"and `pgha-lab roll` resumes once it is fixed.")
+
+
+def _switchover(ctx: LabContext, step: Step, deadline_s: float, progress: Progress) -> None:
+    cluster = ctx.cluster()
+    if cluster.leader_name != step.node:
+        progress.detail(f"{step.node} no longer leads; nothing to switch over")
+        return
+    targets = [m.name for m in cluster.sync_standbys if m.name != step.node] or \
+              [m.name for m in cluster.replicas if m.state == "streaming"]
+    if not targets:
+        raise LabError(f"no streaming replica to switch over to from {step.node}; `pgha-lab status` shows the lab.")
+    change = role_changes.request_change(ctx, "switchover", targets[0])
+    role_changes.wait_for_writes(ctx, change, deadline_s)
+    verdict = wait_until(ctx.health, deadline_s, on_verdict=lambda v: progress.detail(v.reason))
+    if not verdict.ok:
+        raise LabError(f"after the switchover to {change.new_leader} the lab did not become healthy ({verdict.reason}); "
+                       f"`pgha-lab status` shows it, and `pgha-lab roll` resumes once it is fixed.")
+
+
+def execute(ctx: LabContext, steps: list[Step], progress: Progress,
+            step_deadline_s: float = STEP_DEADLINE_S) -> RollOutcome:
+    outcome = RollOutcome()
+    started = time.monotonic()
+    for i, step in enumerate(steps, 1):
+        t0 = time.monotonic()
+        with progress.step(f"[{i}/{len(steps)}] {step.title()}"):
+            if step.action == RESTART:
+                _restart(ctx, step, step_deadline_s, progress)
+            elif step.action == SWITCHOVER:
+                _switchover(ctx, step, step_deadline_s, progress)
+        outcome.steps.append(StepTiming(step, time.monotonic() - t0))
+    outcome.seconds = time.monotonic() - started
+    return outcome
+
+
+def roll(ctx: LabContext, nodes: list[str], progress: Progress, *, what: str = "`pgha-lab roll`",
+         dry_run: bool = False, step_deadline_s: float = STEP_DEADLINE_S) -> tuple[list[Step], RollOutcome | None]:
+    """Plan the rolling restart of `nodes` on the running lab, print the plan, then (unless
+    dry_run) carry it out."""
+    if not dry_run:
+        require_rollable(ctx, what)
+    steps = plan(ctx.topology, nodes, current_roles(ctx))
+    progress.info("rolling plan:\n" + plan_text(steps))
+    if dry_run or not steps:
+        return steps, None
+    return steps, execute(ctx, steps, progress, step_deadline_s)

@@ -1,0 +1,93 @@
+"""Which running nodes run with older files than the ones rendered on the host: certificates,
+configs, image, compose settings. Read from the node itself (what its entrypoint copied and what
+its single-file mounts pinned at start), so a rotation or an edit nobody rolled yet is seen."""
+from __future__ import annotations
+
+import hashlib
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pgha_lab import node_paths as NP
+from pgha_lab import tls
+from pgha_lab.context import LabContext
+from pgha_lab.gateway import IMAGES
+from pgha_lab.render import node_mounts
+from pgha_lab.topology import Node, Role
+
+# Where each role's entrypoint copies the mounted TLS folder at start (images/*/entrypoint).
+TLS_DIRS = {Role.ETCD: NP.ETCD_TLS, Role.DB: NP.PATRONI_TLS, Role.HAPROXY: NP.HAPROXY_TLS}
+
+CERTIFICATES, CONFIG, IMAGE, SETTINGS = "certificates", "config", "image", "compose settings"
+
+
+@dataclass
+class NodeFiles:
+    """What one node runs compared with the host: `stale` names what is older; `unknown` says why
+    it could not be read (a paused or stopped node)."""
+    node: str
+    stale: list[str] = field(default_factory=list)
+    unknown: str = ""
+
+    @property
+    def is_stale(self) -> bool:
+        return bool(self.stale)
+
+    def text(self) -> str:
+        if self.unknown:
+            return f"{self.node}: {self.unknown}"
+        return f"{self.node} runs older {', '.join(self.stale)} than the host's" if self.stale else f"{self.node}: current"
+
+
+def _sha(path: Path) -> str | None:
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return None
+
+
+def expected_files(ctx: LabContext, node: Node) -> dict[str, tuple[str, str | None]]:
+    """container path -> (what it is, sha256 of the host's current file) for one node."""
+    folder = ctx.paths.node_dir(node.name)
+    out: dict[str, tuple[str, str | None]] = {}
+    for name in tls.node_bundle(ctx.topology, node):
+        out[f"{TLS_DIRS[node.role]}/{name}"] = (CERTIFICATES, _sha(folder / "tls" / name))
+    for name, target in node_mounts(node):
+        out[target] = (CONFIG, _sha(folder / name))
+    return out
+
+
+def check_node(ctx: LabContext, node: Node, state: str, built: dict[str, str | None],
+               recreate: set[str]) -> NodeFiles:
+    result = NodeFiles(node.name)
+    if state != "running":
+        result.unknown = f"{state or 'missing'}, so what it runs cannot be read"
+        return result
+    image = ctx.docker.running_image(node)
+    if image and built.get(node.role.value) and image != built[node.role.value]:
+        result.stale.append(IMAGE)
+    elif node.name in recreate:   # compose's own verdict; an image change is already named
+        result.stale.append(SETTINGS)
+    expected = expected_files(ctx, node)
+    have = ctx.docker.file_digests(node, list(expected))
+    if have is None:
+        result.unknown = "does not answer docker exec, so its files cannot be read"
+        return result
+    for path, (kind, digest) in expected.items():
+        if digest is not None and have.get(path) != digest and kind not in result.stale:
+            result.stale.append(kind)
+    return result
+
+
+def survey(ctx: LabContext, nodes: list[Node] | None = None) -> list[NodeFiles]:
+    """Every node (or the ones given), in topology order; the docker execs run side by side."""
+    nodes = list(nodes) if nodes is not None else list(ctx.topology.nodes)
+    states = ctx.docker.containers()
+    built = {role: ctx.docker.image_id(ref) for role, ref in IMAGES.items()}
+    recreate = ctx.docker.compose_would_recreate() if ctx.paths.compose_file.exists() else set()
+    with ThreadPoolExecutor(max_workers=max(1, len(nodes))) as pool:
+        return list(pool.map(lambda n: check_node(ctx, n, states.get(n.name, ""), built, recreate), nodes))
+
+
+def stale_nodes(ctx: LabContext, nodes: list[Node] | None = None) -> list[NodeFiles]:
+    return [f for f in survey(ctx, nodes) if f.is_stale]
