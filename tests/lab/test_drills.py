@@ -37,7 +37,7 @@ def assert_lab_healthy(lab) -> None:
     assert verdict.ok, verdict.reason
 
 
-def check_report(folder: Path, bound_s: float | None) -> dict:
+def check_report(folder: Path, bound_s: float | None, allowed_problem: str | None = None) -> dict:
     for name in ("report.md", "report.json", "ledger.csv", "samples.csv", "timeline.png"):
         assert (folder / name).is_file(), f"{name} missing from {folder}"
     assert (folder / "timeline.png").read_bytes()[:4] == b"\x89PNG"
@@ -65,8 +65,9 @@ def check_report(folder: Path, bound_s: float | None) -> dict:
         assert doc["bound"]["seconds"] == pytest.approx(bound_s)
         assert figs["write_downtime_s"] <= bound_s, f"write downtime {figs['write_downtime_s']}s over the bound {bound_s:.1f}s"
         assert doc["bound"]["within"] is True
-    assert doc["problems"] == []
-    assert figs["split_brain_intervals"] == 0 and figs["non_leader_acks"] == 0, doc["problems"]
+    assert all(allowed_problem and p.startswith(allowed_problem) for p in doc["problems"]), doc["problems"]
+    assert figs["split_brain_intervals"] == 0 or allowed_problem, doc["problems"]
+    assert figs["non_leader_acks"] == 0, doc["problems"]
     assert doc["healthy_after"] is True
     return doc
 
@@ -123,11 +124,36 @@ OTHER_SCENARIOS = {
     "kill-postgres": (KILL_POSTGRES_S, False),
     "etcd-minority-loss": (None, False),
     "etcd-quorum-loss": (None, None),   # whoever wins the election once etcd is back
+    "etcd-quorum-loss-member-cut": (None, None),
+    "cancel-sync-wait": (None, False),
+    "flap-leader": (None, None),   # whether a flap outlasts the key depends on when the cuts fall
 }
+# A frozen leader (its Patroni or its whole PostgreSQL stopped) loses its key while it cannot see it.
+FROZEN_LEADER_SCENARIOS = ("freeze-patroni-leader", "hang-postgres-leader")
+RUN_ELSEWHERE = {"kill-haproxy": "tests/lab/test_faults.py"}
 
 
 def test_every_scenario_is_run_by_a_test():
-    assert set(SCENARIOS) == {"switchover", "kill-leader", *OTHER_SCENARIOS}
+    assert set(SCENARIOS) == {"switchover", "kill-leader", *OTHER_SCENARIOS, *FROZEN_LEADER_SCENARIOS, *RUN_ELSEWHERE}
+
+
+@pytest.mark.parametrize("scenario", FROZEN_LEADER_SCENARIOS)
+def test_a_thawed_leader_may_answer_as_primary_for_a_moment_but_takes_no_write(lab, tmp_path, scenario):
+    # When it thaws, the old leader's REST API can say "primary" until its next HA loop finds the key
+    # gone and demotes it: the drill reports that instant as two primaries (a problem, exit 3). HAProxy
+    # had marked it down long before, so no client write may reach it, and none may be lost.
+    old = lab.probe().cluster().leader_name
+    proc = lab.cli("drill", scenario, "--json", "--out", str(tmp_path / scenario), check=False, timeout=900)
+    assert proc.returncode in (0, 3), proc.stderr
+    run = json.loads(proc.stdout)["runs"][0]
+    doc = check_report(tmp_path / scenario, FAILOVER_S, allowed_problem="split brain: two primaries at once")
+    assert run["problems"] == doc["problems"]
+    figs = doc["figures"]
+    assert figs["non_leader_acks"] == 0 and figs["haproxy_stale_primary_s"] == 0
+    assert figs["split_brain_s"] < 1.0
+    leader_after = next(m["name"] for m in doc["members_after"] if m["role"] == "leader")
+    assert leader_after != old and figs["timeline_after"] > figs["timeline_before"]
+    assert_lab_healthy(lab)
 
 
 @pytest.mark.parametrize("scenario", list(OTHER_SCENARIOS))
