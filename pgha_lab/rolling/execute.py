@@ -151,6 +151,14 @@ def execute(ctx: LabContext, steps: list[Step], progress: Progress,
             elif step.action == SWITCHOVER:
                 _switchover(ctx, step, step_deadline_s, progress)
         outcome.steps.append(StepTiming(step, time.monotonic() - t0))
+    # A restarted HAProxy starts with every server UP until its checks say otherwise: the roll is
+    # over when the one health verdict holds, so whatever comes next (the next rotation stage) finds
+    # the lab as it expects it.
+    with progress.step("Waiting for the whole lab to be healthy"):
+        verdict = wait_until(ctx.health, step_deadline_s, on_verdict=lambda v: progress.detail(v.reason))
+    if not verdict.ok:
+        raise LabError(f"after the roll the lab did not become healthy ({verdict.reason}); "
+                       f"`pgha-lab status` shows it.")
     outcome.seconds = time.monotonic() - started
     return outcome
 
