@@ -252,7 +252,7 @@ def write(results: list[CellResult], p: Plan, folder: Path) -> dict[str, Path]:
     lines += ["", "## Expected outcomes and whether they held", ""]
     for r in results:
         lines.append(f"- **{r.scenario} / {r.cell}**: {'held' if r.held else 'DID NOT HOLD'}. Expected: {r.expected}. "
-                     f"Measured: {r.why}." + (f" Runs: " + ", ".join(f"[{i + 1}]({f}/report.md)" for i, f in enumerate(r.folders))
+                     f"Measured: {r.why}." + (" Runs: " + ", ".join(f"[{i + 1}]({f}/report.md)" for i, f in enumerate(r.folders))
                                               if r.folders else ""))
     lines += ["", "## Settings", ""] + [f"- `{c.name}`: {c.settings.summary()}, {c.profile} profile" for c in p.cells]
     w = p.options.workload

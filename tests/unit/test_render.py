@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pgha_lab import node_paths, profiles, secrets, tls
+from pgha_lab import node_paths, profiles, secrets
 
 from pgha_lab import render
 from pgha_lab.errors import LabError
