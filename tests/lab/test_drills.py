@@ -116,7 +116,6 @@ def test_a_drill_with_another_profile_than_the_lab_is_refused_and_changes_nothin
 # Every other scenario once: the bound its report must carry (None: the scenario has none), and
 # whether the leader must change.
 OTHER_SCENARIOS = {
-    "pause-leader": (FAILOVER_S, True),
     "stop-leader": (FAILOVER_S, True),
     "isolate-leader": (FAILOVER_S, True),
     "partition-leader-from-etcd": (FAILOVER_S, True),
@@ -128,8 +127,9 @@ OTHER_SCENARIOS = {
     "cancel-sync-wait": (None, False),
     "flap-leader": (None, None),   # whether a flap outlasts the key depends on when the cuts fall
 }
-# A frozen leader (its Patroni or its whole PostgreSQL stopped) loses its key while it cannot see it.
-FROZEN_LEADER_SCENARIOS = ("freeze-patroni-leader", "hang-postgres-leader")
+# A frozen leader (its whole VM, its Patroni or its PostgreSQL stopped) loses its key while it cannot
+# see it. CI caught pause-leader's thawed VM answering "primary" for 0.5 s before its HA loop demoted it.
+FROZEN_LEADER_SCENARIOS = ("pause-leader", "freeze-patroni-leader", "hang-postgres-leader")
 RUN_ELSEWHERE = {"kill-haproxy": "tests/lab/test_faults.py"}
 
 
