@@ -35,6 +35,8 @@ ACTIONS = ("kill", "pause", "resume", "stop", "start", "isolate", "heal", "kill-
 NO_TARGET = ("kill-haproxy", "start-haproxy")   # the lab has one HAProxy: the target goes without saying
 DB_ONLY = ("kill-postgres", "freeze-patroni", "thaw-patroni", "hang-postgres", "release-postgres",
            "cancel-sync-wait", "block-switchover")
+# Cut inside the node with iptables/tc, which the HAProxy image (Ubuntu's haproxy package alone) lacks.
+IN_NODE_NETWORK = ("partition", "degrade", "flap")
 CHAIN_IN, CHAIN_OUT = "PGHA_CHAOS_IN", "PGHA_CHAOS_OUT"      # partitions
 LOSS_IN, LOSS_OUT = "PGHA_LOSS_IN", "PGHA_LOSS_OUT"          # random loss
 ALL_CHAINS = ((CHAIN_IN, "INPUT"), (CHAIN_OUT, "OUTPUT"), (LOSS_IN, "INPUT"), (LOSS_OUT, "OUTPUT"))
@@ -139,6 +141,11 @@ class Chaos:
             raise LabError(f"{node.name} has no container; start the lab with `pgha-lab up`.")
         if action in DB_ONLY:
             self._need(node.role is Role.DB, f"{node.name} runs no PostgreSQL or Patroni; {action} takes a db node")
+        if action in IN_NODE_NETWORK:
+            self._need(node.role is not Role.HAPROXY,
+                       f"{node.name} has no iptables or tc inside to {action} it with; cut it whole with `chaos "
+                       f"isolate {node.name}`, or cut a db node off from it with `chaos partition DBNODE --from "
+                       f"{node.name}`")
         figures: dict[str, Any] = {}
         expectation: Expectation | None = None
         # The state that decides what follows, read before the fault changes it (the settings and
