@@ -13,7 +13,7 @@ from pgha_lab.commands._common import lab_context
 from pgha_lab.drill import campaign, report
 from pgha_lab.drill.campaign import CATALOGUE
 from pgha_lab.drill.ledger import WriterSettings
-from pgha_lab.drill.runner import DrillOptions, DrillResult, run_drill
+from pgha_lab.drill.runner import DrillOptions, DrillResult, require_healthy, run_drill
 from pgha_lab.drill.workload import WorkloadSettings
 from pgha_lab.drill.scenarios import SCENARIOS, get as get_scenario
 from pgha_lab.errors import EXIT_NOT_AS_EXPECTED, LabError
@@ -127,6 +127,7 @@ def cmd_drill(args: argparse.Namespace) -> int:
             raise LabError(f"lab {paths.project!r} runs the {running} profile, not {args.profile}; run "
                            f"`pgha-lab up --profile {args.profile}` first, or drop --profile.")
     profile = profiles.get(running)
+    require_healthy(ctx)   # before the report folder exists: a refusal leaves nothing behind
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     folder = report.prepare_dir(Path(args.out).resolve() if args.out else paths.state / "drills" / f"{stamp}-{scenario.name}")
 
@@ -205,6 +206,7 @@ def cmd_campaign(args: argparse.Namespace) -> int:
         if args.profile != running:
             raise LabError(f"lab {paths.project!r} runs the {running} profile, not {args.profile}; run "
                            f"`pgha-lab up --profile {args.profile}` first, or drop --profile.")
+    require_healthy(ctx, "campaign")
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     folder = report.prepare_dir(Path(args.out).resolve() if args.out else paths.state / "drills" / f"{stamp}-campaign")
     result = campaign.run_campaign(ctx, args.seed, minutes, faults, f"{stamp}-campaign-{args.seed}", folder,

@@ -24,6 +24,7 @@ from pgha_lab.check.history import APPEND, FAIL, OK, READ, UNKNOWN, WRITE, Final
 from pgha_lab.context import LabContext
 from pgha_lab.drill.clock import Clock
 from pgha_lab.drill.ledger import quick_connect
+from pgha_lab.drill.runner import require_healthy
 from pgha_lab.errors import LabError, first_line
 from pgha_lab.term.progress import Progress
 from pgha_lab.topology import Topology
@@ -352,10 +353,7 @@ def _final_rows(lab: LabContext, run: str, deadline_s: float) -> list[FinalState
 def run_campaign(lab: LabContext, seed: int, minutes: float, faults: tuple[str, ...], run: str, folder: Path,
                  progress: Progress | None = None, health_deadline_s: float = 300.0) -> CampaignResult:
     progress = progress or Progress(quiet=True)
-    verdict = lab.health()
-    if not verdict.ok:
-        raise LabError(f"the lab is not healthy ({verdict.reason}); bring it back with `pgha-lab chaos heal-all` "
-                       f"and `pgha-lab up`, then run the campaign again.")
+    require_healthy(lab, "campaign")
     steps = schedule(seed, minutes, faults)
     result = CampaignResult(seed, minutes, faults, run, lab.profile.name, steps)
     password = lab.secrets.superuser_password

@@ -131,13 +131,18 @@ def _read_table(dsn: str, password: str, run: str, deadline_s: float) -> dict[in
     return counts
 
 
-def run_drill(lab: LabContext, scenario: Scenario, run: str, opts: DrillOptions = DrillOptions(),
-              progress: Progress | None = None) -> DrillResult:
-    progress = progress or Progress(quiet=True)
+def require_healthy(lab: LabContext, what: str = "drill") -> None:
+    """Refuse to measure a lab that is already broken: its figures would describe the old fault."""
     verdict = lab.health()
     if not verdict.ok:
         raise LabError(f"the lab is not healthy ({verdict.reason}); bring it back with `pgha-lab chaos heal-all` "
-                       f"and `pgha-lab up`, then run the drill again.")
+                       f"and `pgha-lab up`, then run the {what} again.")
+
+
+def run_drill(lab: LabContext, scenario: Scenario, run: str, opts: DrillOptions = DrillOptions(),
+              progress: Progress | None = None) -> DrillResult:
+    progress = progress or Progress(quiet=True)
+    require_healthy(lab)   # again for each repeat: the run before may have left the lab unhealthy
     cluster = lab.cluster()
     members = list(cluster.members)
     old_leader = cluster.leader_name or ""
