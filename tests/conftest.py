@@ -18,6 +18,7 @@ from testcontainers.core.labels import LABEL_SESSION_ID, SESSION_ID  # noqa: E40
 
 from pgha_lab.paths import LabPaths
 from pgha_lab.topology import Topology
+from pgha_lab.wait import wait_until
 from tests.labkit import KEEP, PORTS, PROJECT, SUBNET, LabUnderTest, remove_leftovers
 
 REPO = Path(__file__).resolve().parent.parent
@@ -87,7 +88,9 @@ def healthy_lab(test_lab):
 @pytest.fixture()
 def lab(healthy_lab):
     """A healthy lab before the test, put back together after it whatever the test broke. A
-    heal-all that fails is a finding, not something for the `up` after it to hide."""
+    heal-all that fails is a finding, not something for the `up` after it to hide. A healed lab
+    mostly recovers by itself (the old leader rejoins), so `up` runs only if it has not in 2 minutes."""
     yield healthy_lab
     healthy_lab.cli("chaos", "heal-all")
+    wait_until(healthy_lab.ctx.health, 120, interval_s=1.0)
     healthy_lab.ensure_healthy()

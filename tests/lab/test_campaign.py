@@ -6,35 +6,14 @@ import json
 
 import pytest
 
-from pgha_lab.chaos.actions import Chaos
 from pgha_lab.check import checker
 from pgha_lab.check.history import FinalState, load_finals, load_history
-from pgha_lab.wait import wait_until
 
 pytestmark = [pytest.mark.docker, pytest.mark.lab]
 
 # Seed 6 over 2.5 minutes draws an HAProxy kill, a hung leader PostgreSQL, an etcd member power
 # cut and a frozen leader Patroni, some striking while another heals.
 SEED, MINUTES = "6", "2.5"
-
-
-@pytest.fixture(scope="module")
-def lab_up(test_lab):
-    test_lab.up()
-    return test_lab
-
-
-@pytest.fixture()
-def lab(lab_up):
-    """A healthy lab before the test, put back after it by healing every fault and waiting for
-    health; a full `up` (slow) only when that is not enough."""
-    if not lab_up.ctx.health().ok:
-        lab_up.up()
-    yield lab_up
-    ctx = lab_up.ctx
-    Chaos(ctx).heal_all()
-    if not wait_until(ctx.health, 180).ok:
-        lab_up.up()
 
 
 def test_ci_campaign_loses_no_acknowledged_write_and_never_has_two_primaries(lab, tmp_path):

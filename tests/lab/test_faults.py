@@ -7,31 +7,11 @@ import subprocess
 
 import pytest
 
-from pgha_lab.chaos.actions import Chaos
 from pgha_lab.chaos.experiments import SYNC_TABLE
 from pgha_lab.chaos.sql import connect
 from pgha_lab.wait import wait_until
 
 pytestmark = [pytest.mark.docker, pytest.mark.lab]
-
-
-@pytest.fixture(scope="module")
-def lab_up(test_lab):
-    test_lab.up()
-    return test_lab
-
-
-@pytest.fixture()
-def lab(lab_up):
-    """A healthy lab before the test, put back after it by healing every fault and waiting for
-    health; a full `up` (slow) only when that is not enough."""
-    if not lab_up.ctx.health().ok:
-        lab_up.up()
-    yield lab_up
-    ctx = lab_up.ctx
-    Chaos(ctx).heal_all()
-    if not wait_until(ctx.health, 180).ok:
-        lab_up.up()
 
 
 def chaos(lab, *args: str, check: bool = True) -> dict:
