@@ -14,7 +14,7 @@ from pgha_lab import roles
 from pgha_lab.chaos.actions import ACTIONS, Chaos, wait
 from pgha_lab.context import LabContext
 from pgha_lab.drill import report
-from pgha_lab.drill.runner import run_drill
+from pgha_lab.drill.runner import require_healthy, run_drill
 from pgha_lab.drill.scenarios import SCENARIOS, get as get_scenario
 from pgha_lab.errors import LabError
 from pgha_lab.term.progress import Progress
@@ -134,6 +134,7 @@ class Controls:
             raise LabError("a drill is already running; wait for its report.")
         stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
         try:
+            require_healthy(self.ctx)   # refused at once, in the request's answer, like the CLI
             folder = report.prepare_dir(self.drills_dir() / f"{stamp}-{scenario.name}")
         except LabError:
             self._drill_lock.release()
