@@ -147,6 +147,30 @@ def no_leader(ctx: LabContext, hold_s: float, old: str | None = None) -> Callabl
     return check
 
 
+def keeps_key(ctx: LabContext, node: str, hold_s: float) -> Callable[[], Verdict]:
+    """`node` holds the leader key for `hold_s` seconds from the first call and nobody else leads;
+    another leader meanwhile is latched, as in no_leader."""
+    import time
+    started: list[float] = []
+    seen: list[str] = []
+
+    def check() -> Verdict:
+        now = time.monotonic()
+        if not started:
+            started.append(now)
+        if seen:
+            return Verdict(False, seen[0])
+        leader = ctx.cluster().leader_name
+        if leader != node:
+            seen.append(f"the leader key went to {leader or 'nobody'}, against Patroni's rules as read before the fault")
+            return Verdict(False, seen[0])
+        left = hold_s - (now - started[0])
+        if left > 0:
+            return Verdict(False, f"{node} keeps the leader key, as expected ({left:.0f}s more to watch)")
+        return Verdict(True, f"{node} kept the leader key for {hold_s:.0f}s: no failover, as expected")
+    return check
+
+
 def takes_key(ctx: LabContext, node: str) -> Callable[[], Verdict]:
     def check() -> Verdict:
         cluster = ctx.cluster()
@@ -165,6 +189,8 @@ def from_plan(ctx: LabContext, plan: rules.Plan) -> Expectation:
         check = same_leader(ctx, plan.leader or "", plan.timeline, plan.via_haproxy) if plan.leader else None
     elif kind == rules.NO_LEADER:
         check = no_leader(ctx, plan.hold_s, plan.node)
+    elif kind == rules.KEEPS_KEY:
+        check = keeps_key(ctx, plan.node or "", plan.hold_s)
     elif kind == rules.TAKES_KEY:
         check = takes_key(ctx, plan.node or "")
     elif kind == rules.STREAMS:
@@ -175,7 +201,7 @@ def from_plan(ctx: LabContext, plan: rules.Plan) -> Expectation:
         check = healthy(ctx)
     else:
         check = None
-    return Expectation(plan.text, check, plan.deadline_s, holds=kind in (rules.NO_LEADER, rules.NO_PRIMARY))
+    return Expectation(plan.text, check, plan.deadline_s, holds=kind in (rules.NO_LEADER, rules.KEEPS_KEY, rules.NO_PRIMARY))
 
 
 def expectation_for(ctx: LabContext, action: str, node: Node, role: str, cluster: Cluster, *,

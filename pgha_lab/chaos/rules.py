@@ -11,6 +11,8 @@ What the rules encode (Patroni 4.1):
   synchronous mode: it is the /sync leader or a /sync standby);
 - losing the synchronous standby: non-strict mode drops it from synchronous_standby_names once its
   member key expires, strict mode keeps commits waiting until a standby is back;
+- a leader whose PostgreSQL is still starting keeps renewing its key until primary_start_timeout,
+  even when the start hangs;
 - losing the etcd quorum demotes the primary unless failsafe_mode is on and it reaches every member.
 """
 from __future__ import annotations
@@ -24,6 +26,7 @@ from pgha_lab.profiles import Profile
 NEW_LEADER = "new-leader"        # someone other than `node` leads and HAProxy routes 5432 to it
 SAME_LEADER = "same-leader"      # `leader` still leads (on the same timeline)
 NO_LEADER = "no-leader"          # nobody leads for `hold_s`: the cluster stays read-only
+KEEPS_KEY = "keeps-key"          # `node` keeps the leader key for `hold_s` and nobody else leads
 TAKES_KEY = "takes-key"          # `node` becomes the leader
 STREAMS = "streams"              # `node` streams as a replica
 NO_PRIMARY = "no-primary"        # no node answers as primary, HAProxy's 5432 has no server
@@ -175,10 +178,19 @@ def patroni_frozen(state: ClusterState, node: str, profile: Profile) -> Plan:
 
 def postgres_hung(state: ClusterState, node: str, profile: Profile) -> Plan:
     """SIGSTOP to the postmaster and every backend: Patroni's queries and its REST checks hang."""
-    if state.leader == node:
-        plan = leader_lost(state, node, profile,
+    leader = state.member(node) if state.leader == node else None
+    if leader is not None and leader.state == "starting":
+        # Patroni's handle_starting_instance renews the key while it waits for a primary to start,
+        # and gives it up only after primary_start_timeout.
+        hold = profile.ttl + 2 * profile.loop_wait + profile.haproxy_mark_down_s + 5
+        return Plan(f"No failover: {node} leads, but its PostgreSQL was still starting (after a crash) when it hung. "
+                    f"Patroni is not blocked on a query then: it waits for the start and keeps renewing the leader "
+                    f"key, for up to primary_start_timeout (300s) before it gives the key up. Until the hang is "
+                    f"released the cluster keeps a leader that serves no writes (HAProxy's 5432 has no server).",
+                    KEEPS_KEY, node=node, hold_s=hold, deadline_s=hold + 15)
+    if leader is not None:
+        return leader_lost(state, node, profile,
                            how="its PostgreSQL hangs (Patroni's query to it blocks, so the HA loop stops renewing the key)")
-        return plan
     return replica_lost(state, node, profile, how="its PostgreSQL hangs (it stops replaying and acknowledging WAL)")
 
 

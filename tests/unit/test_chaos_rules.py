@@ -104,6 +104,18 @@ def test_freezing_patroni_or_hanging_postgres_on_the_leader_follow_the_failover_
     assert rules.postgres_hung(two_nodes(), "dbnode2", FAST).kind == rules.SAME_LEADER
 
 
+def test_a_leader_hung_while_its_postgres_was_still_starting_keeps_its_key():
+    # Seen in a campaign: kill-postgres on the leader, then hang-postgres 4 s later, while Patroni was
+    # still starting PostgreSQL again: it kept renewing the key (handle_starting_instance), no failover.
+    st = two_nodes()
+    starting = ClusterState(members=(MemberState("dbnode1", "leader", "starting", 3), st.members[1]),
+                            leader="dbnode1", sync_key=True, sync_leader="dbnode1", sync_standbys=("dbnode2",),
+                            synchronous_mode=True, timeline=3)
+    plan = rules.postgres_hung(starting, "dbnode1", FAST)
+    assert plan.kind == rules.KEEPS_KEY and plan.node == "dbnode1" and plan.hold_s >= FAST.ttl
+    assert "primary_start_timeout" in plan.text
+
+
 def test_snapshot_reads_the_sync_key_tags_and_config():
     cluster = Cluster.of([Member("dbnode1", "", "leader", "running", 5),
                           Member("dbnode2", "", "replica", "streaming", 5, lag="unknown",
