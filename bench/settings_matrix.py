@@ -5,7 +5,8 @@ Runs its own lab (project pgha-lab-settings on its own subnet, nothing published
 never touched: up --profile P, then the matrix (which re-configures the lab between cells through
 the DCS), then down --volumes. Slow: every drill takes about a minute with the fast profile.
 usage: python bench/settings_matrix.py [--scenarios a,b] [--replication m,n] [--failsafe off,on]
-                                       [--profile fast] [--repeat 3] [--bulk-rate ROWS] [--row-size BYTES] [--keep]
+                                       [--profile fast] [--repeat 3] [--bulk-rate ROWS] [--row-size BYTES]
+                                       [--db-nodes 2] [--sync-count N] [--keep]
 """
 from __future__ import annotations
 
@@ -51,6 +52,8 @@ def main() -> int:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--bulk-rate", default="200", help="bulk rows a second during each drill (default 200)")
     ap.add_argument("--row-size", default="8192", help="bytes per bulk row (default 8192)")
+    ap.add_argument("--db-nodes", default="2", help="db nodes in the bench lab (3 for a quorum of two standbys)")
+    ap.add_argument("--sync-count", help="synchronous_node_count for every cell (with 3+ db nodes)")
     ap.add_argument("--keep", action="store_true", help="leave the bench lab running at the end")
     ap.add_argument("--reuse", action="store_true", help="run on the bench lab left by --keep instead of a fresh one")
     args = ap.parse_args()
@@ -67,8 +70,10 @@ def main() -> int:
         if not args.reuse:
             if (REPO / "labs" / PROJECT / "topology.yaml").exists():
                 cli("down", "--volumes", check=False)
-            cli("up", "--profile", args.profile.split(",")[0], "--subnet", SUBNET, "--publish-ports", "off")
-        proc = cli("drill", "matrix", "--scenarios", args.scenarios, "--replication", args.replication,
+            cli("up", "--profile", args.profile.split(",")[0], "--subnet", SUBNET, "--publish-ports", "off",
+                "--db-nodes", args.db_nodes)
+        sync_count = ["--sync-count", args.sync_count] if args.sync_count else []
+        proc = cli("drill", "matrix", *sync_count, "--scenarios", args.scenarios, "--replication", args.replication,
                    "--failsafe", args.failsafe, "--profile", args.profile, "--repeat", str(args.repeat),
                    "--bulk-rate", args.bulk_rate, "--row-size", args.row_size, "--json", "--out", str(out),
                    check=False)
@@ -80,7 +85,7 @@ def main() -> int:
     except ValueError:
         print(proc.stderr[-2000:], file=sys.stderr)
         return 1
-    print(f"Settings matrix, {args.repeat} run(s) per cell, bulk writer {args.bulk_rate} rows/s x {args.row_size} B: "
+    print(f"Settings matrix, {args.db_nodes} db nodes, {args.repeat} run(s) per cell, bulk writer {args.bulk_rate} rows/s x {args.row_size} B: "
           f"min/median/max (one value when all runs agree). {time.monotonic() - started:.0f}s in all. "
           f"Reports: {out}/matrix.md")
     header = f"{'scenario':28} {'cell':26} " + " ".join(f"{t:>15}" for _, t in FIGURES) + "  expected"
