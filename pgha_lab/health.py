@@ -49,6 +49,23 @@ def assess_patroni(members: list[Member] | Cluster, expected: list[str], sync_re
                          f"{', '.join(m.name for m in cluster.sync_standbys)}")
 
 
+# The standby role Patroni shows in each replication mode (settings.REPLICATION_MODES' names).
+STANDBY_ROLE = {"sync": MemberRole.SYNC_STANDBY, "strict": MemberRole.SYNC_STANDBY,
+                "quorum": MemberRole.QUORUM_STANDBY, "async": None}
+
+
+def assess_standby_roles(cluster: Cluster, replication: str) -> Verdict:
+    """Whether Patroni has finished switching to `replication`: the roles it shows are that mode's
+    (a lab switched from quorum to sync still shows quorum standbys for a loop or two, then none)."""
+    want = STANDBY_ROLE[replication]
+    shown = {m.role for m in cluster.members} & {MemberRole.SYNC_STANDBY, MemberRole.QUORUM_STANDBY}
+    if want is None and shown:
+        return Verdict(False, f"Patroni still shows a {sorted(shown)[0].value.replace('_', ' ')} in async mode", None)
+    if want is not None and shown != {want}:
+        return Verdict(False, f"no {want.value.replace('_', ' ')} yet: Patroni is still switching to {replication}", None)
+    return Verdict(True, f"standby roles match {replication} replication")
+
+
 def servers_up(backends: list[Backend], backend: str = PRIMARY_BACKEND) -> list[str]:
     """The servers HAProxy has UP (or UP, going down) in one backend, sorted."""
     return sorted(b.server for b in backends if b.backend == backend and b.status.startswith("UP"))

@@ -246,9 +246,14 @@ def _apply_dcs(run: UpRun) -> None:
     if note.startswith("set"):
         run.progress.info(f"Patroni's dynamic configuration in etcd: {note} ({run.profile.name} profile)")
     ctx = run.ctx
-    waits = [Wait(f"Waiting for the lab to run {run.settings.summary()}",
-                  lambda: health.assess_lab(ctx.probe.etcd(), ctx.probe.cluster(), ctx.probe.haproxy(),
-                                            [n.name for n in ctx.topology.db], run.settings.expects_sync_standby))]
+    def settled() -> Verdict:
+        cluster = ctx.probe.cluster()
+        verdict = health.assess_standby_roles(cluster, run.settings.replication)
+        if not verdict.ok:
+            return verdict
+        return health.assess_lab(ctx.probe.etcd(), cluster, ctx.probe.haproxy(), [n.name for n in ctx.topology.db],
+                                 run.settings.expects_sync_standby)
+    waits = [Wait(f"Waiting for the lab to run {run.settings.summary()}", settled)]
     wait_for(run.progress, waits, ctx, max(60.0, run.deadline_s - (time.monotonic() - run.started)))
 
 

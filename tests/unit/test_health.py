@@ -1,5 +1,5 @@
-from pgha_lab.health import assess_etcd, assess_haproxy, assess_patroni
-from pgha_lab.probes import Backend, EtcdEndpoint, Member, parse_haproxy_csv
+from pgha_lab.health import assess_etcd, assess_haproxy, assess_patroni, assess_standby_roles
+from pgha_lab.probes import Backend, Cluster, EtcdEndpoint, Member, parse_haproxy_csv
 
 
 def ep(name, id_, leader=False, error=""):
@@ -58,3 +58,19 @@ def test_haproxy_stats_csv_keeps_server_rows_only():
     rows = parse_haproxy_csv(text)
     assert [(r.backend, r.server, r.status, r.check_status, r.since_change_s) for r in rows] == [
         ("primary", "dbnode1", "UP", "L7OK", 42), ("primary", "dbnode2", "DOWN", "L7STS", 40)]
+
+
+def test_a_mode_switch_is_settled_only_when_the_standby_roles_are_that_modes():
+    # A matrix run switched a 3-node lab from quorum to sync: the wait passed while Patroni still
+    # showed quorum standbys, and the drill right after found no synchronous standby at all.
+    leader = m("dbnode1", "leader", "running")
+    quorum = Cluster.of([leader, m("dbnode2", "quorum_standby", "streaming"), m("dbnode3", "quorum_standby", "streaming")])
+    sync = Cluster.of([leader, m("dbnode2", "sync_standby", "streaming"), m("dbnode3", "replica", "streaming")])
+    bare = Cluster.of([leader, m("dbnode2", "replica", "streaming"), m("dbnode3", "replica", "streaming")])
+    switching = assess_standby_roles(quorum, "sync")
+    assert not switching.ok and "no sync standby yet" in switching.reason
+    assert not assess_standby_roles(bare, "sync").ok and not assess_standby_roles(bare, "strict").ok
+    assert assess_standby_roles(sync, "sync").ok and assess_standby_roles(sync, "strict").ok
+    assert assess_standby_roles(quorum, "quorum").ok and not assess_standby_roles(sync, "quorum").ok
+    assert assess_standby_roles(bare, "async").ok
+    assert "in async mode" in assess_standby_roles(sync, "async").reason
