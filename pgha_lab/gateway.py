@@ -289,6 +289,12 @@ class LabDocker:
                               capture_output=True, text=True)
         return (proc.stdout + proc.stderr).strip()
 
+    def logs_since(self, node: Any, since: str) -> str:
+        """The node's log from `since` (RFC 3339, UTC) on, e.g. HAProxy's session lines since a lesson began."""
+        proc = subprocess.run(["docker", "logs", "--since", since, self.container(node)],
+                              capture_output=True, text=True)
+        return (proc.stdout + proc.stderr).strip()
+
     # -- acting on nodes (chaos and heal) -------------------------------------------------------
     def kill(self, node: Any) -> None:
         self._docker("kill", "--signal", "KILL", self.container(node))

@@ -83,6 +83,8 @@ FAILS_AFTER_START = {
     8: {"timings": "has ttl 20 and loop_wait 1, not 40 and 5",
         "restart": "sets shared_buffers to 128MB, not 192MB",
         "bootstrap": "no answer recorded for bootstrap_ttl, live_ttl"},
+    9: {"switchover_cut": "dbnode1 still leads", "replica_cut": "HAProxy cut no session on 5433",
+        "reconnect": "no row labelled 'after switchover'", "multihost": "no row labelled 'multihost'"},
     10: {"reinit": "data directory is still the broken one", "streams": "dbnode2 is replica"},
 }
 
