@@ -352,6 +352,13 @@ class LabDocker:
         mounted files (its data volume stays); no other service is touched."""
         self.compose("up", "-d", "--no-deps", "--force-recreate", _node_name(node))
 
+    def remove_node(self, node: Any) -> None:
+        """A node taken out of the lab for good: its container and its data volume (what a lab that
+        shrinks leaves behind, and a later growth must not find)."""
+        subprocess.run(["docker", "rm", "-f", "-v", self.container(node)], capture_output=True)
+        subprocess.run(["docker", "volume", "rm", "-f", volume_name(self.project, _node_name(node))],
+                       capture_output=True)
+
     def remove_everything(self) -> None:
         """Containers, volumes and networks of this compose project, even without its compose file
         (what an interrupted run leaves behind)."""

@@ -86,6 +86,8 @@ FAILS_AFTER_START = {
     9: {"switchover_cut": "dbnode1 still leads", "replica_cut": "HAProxy cut no session on 5433",
         "reconnect": "no row labelled 'after switchover'", "multihost": "no row labelled 'multihost'"},
     10: {"reinit": "data directory is still the broken one", "streams": "dbnode2 is replica"},
+    11: {"grown": "the lab has 2 db nodes and no dbnode3 running yet",
+         "cloned": "dbnode3 is not registered with Patroni", "replication": "has no streaming dbnode3"},
 }
 
 
