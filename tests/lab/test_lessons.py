@@ -91,6 +91,17 @@ FAILS_AFTER_START = {
 }
 
 
+def multihost_row_through_haproxy(ctx) -> None:
+    with sql.connect(ctx) as conn:
+        conn.execute("insert into lesson_sessions (label) values ('multihost')")
+
+
+# lesson id -> (a wrong attempt a learner could make after `start`, the task it must not pass, a phrase of why)
+WRONG_ATTEMPTS = {
+    9: (multihost_row_through_haproxy, "multihost", "came through HAProxy; connect to the db nodes directly"),
+}
+
+
 @pytest.mark.parametrize("lesson_id", sorted(FAILS_AFTER_START))
 def test_lesson_check_fails_before_and_passes_after_the_reference_solution(lab, lesson_id):
     ctx = lab.ctx
@@ -100,6 +111,11 @@ def test_lesson_check_fails_before_and_passes_after_the_reference_solution(lab, 
     results = {r.key: r for r in before.results}
     for key, phrase in FAILS_AFTER_START[lesson_id].items():
         assert not results[key].passed and phrase in results[key].reason, (key, results[key].reason)
+    if lesson_id in WRONG_ATTEMPTS:
+        attempt, key, phrase = WRONG_ATTEMPTS[lesson_id]
+        attempt(ctx)
+        wrong = {r.key: r for r in course.check(ctx, None).results}[key]
+        assert not wrong.passed and phrase in wrong.reason, wrong
 
     after = course.solve(ctx, str(lesson_id))
     assert after.passed, after.as_dict()
