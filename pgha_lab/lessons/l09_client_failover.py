@@ -99,7 +99,7 @@ def check_reconnect(ctx: LabContext, state: State) -> TaskResult:
     server, client = rows[0]
     if client != proxy:
         return TaskResult("reconnect", False, f"the row {AFTER!r} came from {client}, not through HAProxy")
-    if server == state["leader"] or server != leader:
+    if server != leader or server == state["leader"]:
         return TaskResult("reconnect", False, f"the row {AFTER!r} landed on {server}; the new leader is {leader}")
     return TaskResult("reconnect", True, f"the reconnected session wrote on the new leader {server} through HAProxy")
 
@@ -156,7 +156,7 @@ def solve(ctx: LabContext, state: State) -> None:
     primary, replica = _session(ctx, replica=False), _session(ctx, replica=True)
     try:
         candidate = sql.server_name(ctx, replica)   # the standby 5433 sent us to: the next leader
-        sql.server_name(ctx, primary)
+        sql.server_name(ctx, primary)               # both sessions in use, as the learner's first query
         observe.patronictl(ctx, old, "switchover", "--leader", old, "--candidate", candidate, "--force")
         moved = wait_until(lambda: observe.routes_primary(ctx, "haproxy").passed, SWITCHOVER_DEADLINE_S)
         if not moved.ok:
@@ -181,7 +181,7 @@ def solve(ctx: LabContext, state: State) -> None:
 
 
 LESSON = Lesson(
-    id=ID, slug="client-failover", title="Client failover: sessions across a switchover",
+    id=ID, slug="client-failover", title="Client failover across a switchover",
     goal=("Keep psql sessions open through HAProxy while the leader changes, see how and why each is cut, "
           "reconnect onto the new leader, and then reach the leader without HAProxy at all with a libpq "
           "multi-host connection string."),
