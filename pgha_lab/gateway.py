@@ -289,6 +289,12 @@ class LabDocker:
                               capture_output=True, text=True)
         return (proc.stdout + proc.stderr).strip()
 
+    def logs_since(self, node: Any, since: str) -> str:
+        """The node's log from `since` (RFC 3339, UTC) on, e.g. HAProxy's session lines since a lesson began."""
+        proc = subprocess.run(["docker", "logs", "--since", since, self.container(node)],
+                              capture_output=True, text=True)
+        return (proc.stdout + proc.stderr).strip()
+
     # -- acting on nodes (chaos and heal) -------------------------------------------------------
     def kill(self, node: Any) -> None:
         self._docker("kill", "--signal", "KILL", self.container(node))
@@ -345,6 +351,13 @@ class LabDocker:
         """Replace one node's container with one made from the current compose file, image and
         mounted files (its data volume stays); no other service is touched."""
         self.compose("up", "-d", "--no-deps", "--force-recreate", _node_name(node))
+
+    def remove_node(self, node: Any) -> None:
+        """A node taken out of the lab for good: its container and its data volume (what a lab that
+        shrinks leaves behind, and a later growth must not find)."""
+        subprocess.run(["docker", "rm", "-f", "-v", self.container(node)], capture_output=True)
+        subprocess.run(["docker", "volume", "rm", "-f", volume_name(self.project, _node_name(node))],
+                       capture_output=True)
 
     def remove_everything(self) -> None:
         """Containers, volumes and networks of this compose project, even without its compose file

@@ -199,6 +199,23 @@ class LabProbe:
             return True, (base64.b64decode(kvs[0]["value"]).decode() if kvs else None)
         return False, None
 
+    def etcd_delete(self, key: str, timeout: float = TIMEOUT) -> bool:
+        """Delete one key (what `etcdctl del` does); False when no member could be asked."""
+        import base64
+        payload = {"key": base64.b64encode(key.encode()).decode()}
+        for node in self.topo.etcd:
+            try:
+                r = self.http.post(f"{self.etcd_url(node)}/v3/kv/deleterange", json=payload, timeout=timeout,
+                                   cert=(self.etcd_tls.cert, self.etcd_tls.key), verify=self.etcd_tls.ca)
+                r.raise_for_status()
+            except requests.RequestException:
+                continue
+            return True
+        return False
+
+    def member_key_path(self, name: str) -> str:
+        return f"/service/{self.topo.scope}/members/{name}"
+
     @property
     def leader_key_path(self) -> str:
         return f"/service/{self.topo.scope}/leader"

@@ -43,6 +43,8 @@ def start(ctx: LabContext, lesson_id: str, note: Callable[[str], None] = lambda 
     lesson = catalogue.get(lesson_id)
     require_running(ctx)
     done = reset.reset(ctx, note)
+    if done.resized:   # the reset shrank a grown lab: the lesson starts on the topology saved now
+        ctx = LabContext.open(ctx.paths.home, ctx.paths.project)
     state = lesson.start(ctx)
     prog = progress.load(ctx.paths)
     prog.current = Current(lesson.id, progress.now(), state)

@@ -2,12 +2,9 @@
 standby promotes, HAProxy follows, and the old leader rejoins as a standby when it boots."""
 from __future__ import annotations
 
-from pgha_lab.chaos.actions import Chaos, wait
 from pgha_lab.context import LabContext
-from pgha_lab.errors import LabError
 from pgha_lab.lessons import observe, sql
 from pgha_lab.lessons.model import Lesson, State, Task, TaskResult
-from pgha_lab.wait import wait_until
 
 ID = 4
 REJOIN_DEADLINE_S = 120.0
@@ -32,16 +29,10 @@ def check(ctx: LabContext, state: State) -> list[TaskResult]:
 
 def solve(ctx: LabContext, state: State) -> None:
     old = state["leader"]
-    chaos = Chaos(ctx)
-    if ctx.cluster().leader_name == old and ctx.docker.state(old).running:
-        outcome = wait(chaos.run("kill", old))
-        if not outcome.happened:
-            raise LabError(f"no failover after the power cut: {outcome.verdict}.")
-    if ctx.docker.state(old).status in ("exited", "created"):
-        chaos.run("start", old)
-    verdict = wait_until(lambda: observe.all_pass(check(ctx, state)), REJOIN_DEADLINE_S, interval_s=1.0)
-    if not verdict.ok:
-        raise LabError(f"{old} did not rejoin in {REJOIN_DEADLINE_S:.0f}s: {verdict.reason}.")
+    observe.fault_then_recover(ctx, [("kill", old)], lambda: check(ctx, state),
+                               done_already=ctx.cluster().leader_name != old,
+                               no_outcome="no failover after the power cut", not_back=f"{old} did not rejoin",
+                               deadline_s=REJOIN_DEADLINE_S)
 
 
 LESSON = Lesson(

@@ -2,12 +2,9 @@
 meanwhile, and the thawed node, finding the leader key gone, demotes instead of taking writes."""
 from __future__ import annotations
 
-from pgha_lab.chaos.actions import Chaos, wait
 from pgha_lab.context import LabContext
-from pgha_lab.errors import LabError
 from pgha_lab.lessons import observe, sql
 from pgha_lab.lessons.model import Lesson, State, Task, TaskResult
-from pgha_lab.wait import wait_until
 
 ID = 5
 REJOIN_DEADLINE_S = 120.0
@@ -44,16 +41,10 @@ def check(ctx: LabContext, state: State) -> list[TaskResult]:
 
 def solve(ctx: LabContext, state: State) -> None:
     old = state["leader"]
-    chaos = Chaos(ctx)
-    if ctx.cluster().leader_name == old and ctx.docker.state(old).running:
-        outcome = wait(chaos.run("pause", old))
-        if not outcome.happened:
-            raise LabError(f"no failover while {old} was frozen: {outcome.verdict}.")
-    if ctx.docker.state(old).status == "paused":
-        chaos.run("resume", old)
-    verdict = wait_until(lambda: observe.all_pass(check(ctx, state)), REJOIN_DEADLINE_S, interval_s=1.0)
-    if not verdict.ok:
-        raise LabError(f"{old} did not rejoin in {REJOIN_DEADLINE_S:.0f}s: {verdict.reason}.")
+    observe.fault_then_recover(ctx, [("pause", old)], lambda: check(ctx, state),
+                               done_already=ctx.cluster().leader_name != old,
+                               no_outcome=f"no failover while {old} was frozen", not_back=f"{old} did not rejoin",
+                               deadline_s=REJOIN_DEADLINE_S)
 
 
 LESSON = Lesson(

@@ -5,12 +5,9 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 from pgha_lab import health
-from pgha_lab.chaos.actions import Chaos, wait
 from pgha_lab.context import LabContext
-from pgha_lab.errors import LabError
 from pgha_lab.lessons import observe
 from pgha_lab.lessons.model import Lesson, State, Task, TaskResult
-from pgha_lab.wait import wait_until
 
 ID = 7
 BACK_DEADLINE_S = 120.0
@@ -60,20 +57,10 @@ def check(ctx: LabContext, state: State) -> list[TaskResult]:
 
 
 def solve(ctx: LabContext, state: State) -> None:
-    chaos = Chaos(ctx)
     first, second = ctx.topology.etcd[0].name, ctx.topology.etcd[1].name
-    if ctx.docker.state(first).running:
-        chaos.run("stop", first)
-    if ctx.docker.state(second).running:
-        outcome = wait(chaos.run("stop", second))
-        if not outcome.happened:
-            raise LabError(f"the leader did not demote without etcd's quorum: {outcome.verdict}.")
-    for name in (first, second):
-        if ctx.docker.state(name).status in ("exited", "created"):
-            chaos.run("start", name)
-    verdict = wait_until(lambda: observe.all_pass(check(ctx, state)), BACK_DEADLINE_S, interval_s=1.0)
-    if not verdict.ok:
-        raise LabError(f"the cluster did not come back in {BACK_DEADLINE_S:.0f}s: {verdict.reason}.")
+    observe.fault_then_recover(ctx, [("stop", first), ("stop", second)], lambda: check(ctx, state),
+                               done_already=False, no_outcome="the leader did not demote without etcd's quorum",
+                               not_back="the cluster did not come back", deadline_s=BACK_DEADLINE_S)
 
 
 LESSON = Lesson(

@@ -69,7 +69,7 @@ LESSON = Lesson(
         "standby). `patronictl reinit CLUSTER MEMBER` asks that member's Patroni to stop PostgreSQL, remove the "
         "data directory and bootstrap it again as a new replica: a pg_basebackup from a member tagged clonefrom "
         "(here every member is; the leader otherwise). The same mechanism clones a brand-new member: "
-        "`pgha-lab up --db-nodes 3` adds dbnode3, which starts empty and clones itself the same way."),
+        "`pgha-lab up --db-nodes 3` adds dbnode3, which starts empty and clones itself the same way (lesson 11)."),
     tasks=(
         Task("reinit", "Find the broken replica (`patronictl list`, `pgha-lab logs dbnode2 -n 30`: what file "
                        "is missing?) and rebuild it with `patronictl reinit`."),

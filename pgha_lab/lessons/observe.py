@@ -1,5 +1,6 @@
 """Observations the lesson checks share, each read from the live lab and returned as a task
-result with its reason; a lab caught mid-change yields a failed task, never an exception."""
+result with its reason; a lab caught mid-change yields a failed task, never an exception. Also the
+one shape of a fault lesson's reference solution (fault, outcome, bring back, every task passes)."""
 from __future__ import annotations
 
 from typing import Callable
@@ -7,13 +8,14 @@ from typing import Callable
 import psycopg
 
 from pgha_lab import health
+from pgha_lab.chaos.actions import Chaos, wait
 from pgha_lab.context import LabContext
 from pgha_lab.errors import LabError, first_line
 from pgha_lab.lessons import sql
 from pgha_lab.lessons.model import TaskResult
 from pgha_lab.node_paths import PATRONI_CONFIG
 from pgha_lab.topology import Role
-from pgha_lab.wait import Verdict
+from pgha_lab.wait import Verdict, wait_until
 
 
 READ_ERRORS = (psycopg.Error, LabError)
@@ -98,3 +100,32 @@ def first_db(ctx: LabContext) -> str:
 
 def db_names(ctx: LabContext) -> list[str]:
     return [n.name for n in ctx.topology.by_role(Role.DB)]
+
+
+# How a node a fault left behind comes back: a killed or stopped one boots, a frozen one thaws.
+BRING_BACK = {"exited": "start", "created": "start", "paused": "resume"}
+
+
+def fault_then_recover(ctx: LabContext, faults: list[tuple[str, str]], check: Callable[[], list[TaskResult]], *,
+                       done_already: bool, no_outcome: str, not_back: str, deadline_s: float) -> None:
+    """A fault lesson's reference solution: run the chaos `faults` on the targets still running (the
+    last one waited for: its expected outcome must happen, or LabError `no_outcome`), bring every
+    target back, then wait until every task of the lesson's check passes (or LabError `not_back`).
+    `done_already`: the learner already caused the outcome; only the bringing back is left."""
+    chaos = Chaos(ctx)
+    if not done_already:
+        for n, (action, target) in enumerate(faults):
+            if not ctx.docker.state(target).running:
+                continue
+            outcome = chaos.run(action, target)
+            if n == len(faults) - 1:
+                outcome = wait(outcome)
+                if not outcome.happened:
+                    raise LabError(f"{no_outcome}: {outcome.verdict}.")
+    for _, target in faults:
+        status = ctx.docker.state(target).status
+        if status in BRING_BACK:
+            chaos.run(BRING_BACK[status], target)
+    verdict = wait_until(lambda: all_pass(check()), deadline_s, interval_s=1.0)
+    if not verdict.ok:
+        raise LabError(f"{not_back} in {deadline_s:.0f}s: {verdict.reason}.")

@@ -6,7 +6,8 @@ configuration equal to what the lab bootstrapped with, in the lab's timing profi
 waiting for a restart; the first db node leading with the second as synchronous standby; no table
 a lesson created; HAProxy routing both ports accordingly. Only when Patroni cannot bring a member
 back (a replica that will not start, a cluster without a leader) is a replica re-initialised or,
-as the last resort, the lab re-created (`down --volumes` + `up`).
+as the last resort, the lab re-created (`down --volumes` + `up`). A lab a lesson grew (lesson 11
+adds a db node) shrinks back to the size it had when that lesson began.
 """
 from __future__ import annotations
 
@@ -18,11 +19,14 @@ import psycopg
 
 from pgha_lab import health, lifecycle, roles
 from pgha_lab.chaos.actions import Chaos
-from pgha_lab.context import LabContext
+from pgha_lab.context import LabContext, load_topology
 from pgha_lab.errors import LabError, first_line
+from pgha_lab.gateway import volume_name
+from pgha_lab.lessons import progress as lesson_progress
 from pgha_lab.lessons import sql
 from pgha_lab.render import patroni as patroni_render
 from pgha_lab.term.progress import Progress
+from pgha_lab.topology import Topology
 from pgha_lab.wait import Verdict, wait_until
 
 LEADER_DEADLINE_S = 60.0      # a killed leader's key lives up to ttl before anyone may take over
@@ -34,10 +38,12 @@ HEALTH_DEADLINE_S = 60.0
 class ResetReport:
     steps: list[str] = field(default_factory=list)
     recreated: bool = False
+    resized: bool = False     # the lab's topology changed (a grown lab shrank): callers re-open their context
     seconds: float = 0.0
 
     def as_dict(self) -> dict[str, Any]:
-        return {"steps": self.steps, "recreated": self.recreated, "seconds": round(self.seconds, 1)}
+        return {"steps": self.steps, "recreated": self.recreated, "resized": self.resized,
+                "seconds": round(self.seconds, 1)}
 
 
 def baseline_config(ctx: LabContext) -> dict[str, Any]:
@@ -144,10 +150,17 @@ def baseline_verdict(ctx: LabContext) -> Verdict:
         if not state.running or not state.on_lab_network:
             where = "" if state.on_lab_network else ", off the network"
             return Verdict(False, f"{node.name} is {state.status}{where}", node.name)
+    stray_volumes = sorted(v for v in ctx.docker.volumes() if v.endswith("-data")
+                           and v not in {volume_name(ctx.project, n.name) for n in ctx.topology.nodes})
+    if stray_volumes:
+        return Verdict(False, f"data volumes of nodes no longer in the lab: {', '.join(stray_volumes)}")
     verdict = ctx.health()
     if not verdict.ok:
         return verdict
     cluster = ctx.cluster()
+    strangers = [m.name for m in cluster if m.name not in {n.name for n in ctx.topology.db}]
+    if strangers:
+        return Verdict(False, f"{', '.join(strangers)} is registered with Patroni but not part of the lab")
     first, second = ctx.topology.db[0].name, ctx.topology.db[1].name
     if cluster.leader_name != first:
         return Verdict(False, f"{cluster.leader_name} leads, not {first}")
@@ -228,6 +241,41 @@ def parameters_read(ctx: LabContext, names: list[str]) -> Verdict:
     return Verdict(True, "every member read the restored parameters")
 
 
+def grown_from(ctx: LabContext) -> int | None:
+    """The db node count the started lesson grew the lab from (it keeps it as db_nodes_before),
+    when the lab is bigger now; a lab the user grew themselves is theirs and keeps its size."""
+    current = lesson_progress.load(ctx.paths).current
+    before = int(current.state.get("db_nodes_before") or 0) if current else 0
+    return before if 0 < before < len(ctx.topology.db) else None
+
+
+def resized(ctx: LabContext, db_nodes: int) -> LabContext:
+    """The same lab with `db_nodes` db nodes (the first ones keep their names and addresses)."""
+    return ctx.with_topology(Topology.from_dict({**ctx.topology.to_dict(), "dbNodes": db_nodes}))
+
+
+def shrink(ctx: LabContext, db_nodes: int, pg_install: str = "auto") -> tuple[LabContext, list[str]]:
+    """Take the lab back to `db_nodes` db nodes: the extra nodes' containers, data volumes and member
+    keys go first (so nothing waits for a dead member's key to expire), then `up` renders the smaller
+    lab and applies it (HAProxy loses their server lines)."""
+    smaller = resized(ctx, db_nodes)
+    keep = {n.name for n in smaller.topology.db}
+    removed = [n for n in ctx.topology.db if n.name not in keep]
+    steps = Chaos(ctx).heal_all()   # a faulted lab would make the switchover and `up` below fail
+    leader = ctx.cluster().leader_name
+    if leader is not None and leader not in keep:
+        change = roles.request_change(ctx, "switchover", smaller.topology.db[0].name)
+        roles.wait_for_writes(ctx, change, HEALTH_DEADLINE_S)
+        steps.append(f"switched over from {leader} to {smaller.topology.db[0].name}")
+    for node in removed:
+        ctx.docker.remove_node(node)
+        ctx.probe.etcd_delete(ctx.probe.member_key_path(node.name))
+    lifecycle.bring_up(smaller, profile=None, pg_install=pg_install, progress=Progress(quiet=True))
+    steps.append(f"removed {', '.join(n.name for n in removed)} (container, data volume, member key): "
+                 f"back to {db_nodes} db nodes")
+    return smaller, steps
+
+
 def reset(ctx: LabContext, note: Callable[[str], None] = lambda _: None, pg_install: str = "auto",
           recreate_progress: Progress | None = None) -> ResetReport:
     """Bring the lab to the baseline; re-create it only when Patroni cannot get there itself."""
@@ -235,6 +283,14 @@ def reset(ctx: LabContext, note: Callable[[str], None] = lambda _: None, pg_inst
         raise LabError(f"lab {ctx.project!r} has no containers; start it with `pgha-lab up`.")
     started = time.monotonic()
     report = ResetReport()
+    ctx = ctx.with_topology(load_topology(ctx.paths))   # the lab's shape now: a lesson may have grown it since
+    before = grown_from(ctx)
+    if before is not None:
+        ctx, steps = shrink(ctx, before, pg_install)
+        report.resized = True
+        for line in steps:
+            report.steps.append(line)
+            note(line)
     try:
         _restore(ctx, report, note)
     except LabError as exc:

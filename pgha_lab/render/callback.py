@@ -21,12 +21,31 @@ import sys
 
 HAPROXY = ({address!r}, {port})
 ME = {me!r}
-OTHERS = {others!r}
 
 
-def commands(role):
+def ask(command):
+    with socket.create_connection(HAPROXY, timeout=1.0) as s:
+        s.sendall((command + "\\n").encode())
+        s.shutdown(socket.SHUT_WR)
+        chunks = []
+        while True:
+            data = s.recv(4096)
+            if not data:
+                return b"".join(chunks).decode(errors="replace").strip()
+            chunks.append(data)
+
+
+def servers():
+    # `show servers state`: a version line, a '#' header, then one line a server (its name 4th).
+    # Asked of HAProxy, not written in here, so adding a db node leaves this file unchanged.
+    lines = ask("show servers state {backend}").splitlines()
+    return [f.split()[3] for f in lines if not f.startswith("#") and len(f.split()) > 3]
+
+
+def commands(role, names):
     if role in ("primary", "master"):
-        return ["set server {backend}/%s health down" % o for o in OTHERS] + ["set server {backend}/%s health up" % ME]
+        others = [n for n in names if n != ME]
+        return ["set server {backend}/%s health down" % o for o in others] + ["set server {backend}/%s health up" % ME]
     return ["set server {backend}/%s health down" % ME]
 
 
@@ -35,16 +54,14 @@ def main(argv):
         return 0
     action, role = argv[1], argv[2]
     try:
-        with socket.create_connection(HAPROXY, timeout=1.0) as s:
-            s.sendall(("; ".join(commands(role)) + "\\n").encode())
-            s.shutdown(socket.SHUT_WR)
-            reply = s.recv(4096).decode(errors="replace").strip()
+        told = commands(role, servers() if role in ("primary", "master") else [])
+        reply = ask("; ".join(told))
     except OSError as exc:
         # The routing profile is off (nothing listens) or HAProxy is away: its checks decide.
         print("pgha-lab callback %s %s: HAProxy runtime API not reached (%s); health checks decide"
               % (action, role, exc), file=sys.stderr)
         return 0
-    print("pgha-lab callback %s %s: told HAProxy %s%s" % (action, role, "; ".join(commands(role)),
+    print("pgha-lab callback %s %s: told HAProxy %s%s" % (action, role, "; ".join(told),
                                                           (" (" + reply + ")") if reply else ""), file=sys.stderr)
     return 0
 
@@ -55,8 +72,7 @@ if __name__ == "__main__":
 
 
 def render(topology: Topology, node: Node) -> RenderedFile:
-    others = sorted(n.name for n in topology.db if n.name != node.name)
     body = SCRIPT.format(address=str(topology.haproxy.address), port=RUNTIME_API_PORT, me=node.name,
-                         others=others, backend=BACKEND)
+                         backend=BACKEND)
     return RenderedFile(FILE[0], FILE[1], header(f"Patroni on_role_change callback of {node.name}",
                                                  topology.project) + body)

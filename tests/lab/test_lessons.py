@@ -83,7 +83,22 @@ FAILS_AFTER_START = {
     8: {"timings": "has ttl 20 and loop_wait 1, not 40 and 5",
         "restart": "sets shared_buffers to 128MB, not 192MB",
         "bootstrap": "no answer recorded for bootstrap_ttl, live_ttl"},
+    9: {"switchover_cut": "dbnode1 still leads", "replica_cut": "HAProxy cut no session on 5433",
+        "reconnect": "no row labelled 'after switchover'", "multihost": "no row labelled 'multihost'"},
     10: {"reinit": "data directory is still the broken one", "streams": "dbnode2 is replica"},
+    11: {"grown": "the lab has 2 db nodes and no dbnode3 running yet",
+         "cloned": "dbnode3 is not registered with Patroni", "replication": "has no streaming dbnode3"},
+}
+
+
+def multihost_row_through_haproxy(ctx) -> None:
+    with sql.connect(ctx) as conn:
+        conn.execute("insert into lesson_sessions (label) values ('multihost')")
+
+
+# lesson id -> (a wrong attempt a learner could make after `start`, the task it must not pass, a phrase of why)
+WRONG_ATTEMPTS = {
+    9: (multihost_row_through_haproxy, "multihost", "came through HAProxy; connect to the db nodes directly"),
 }
 
 
@@ -96,6 +111,11 @@ def test_lesson_check_fails_before_and_passes_after_the_reference_solution(lab, 
     results = {r.key: r for r in before.results}
     for key, phrase in FAILS_AFTER_START[lesson_id].items():
         assert not results[key].passed and phrase in results[key].reason, (key, results[key].reason)
+    if lesson_id in WRONG_ATTEMPTS:
+        attempt, key, phrase = WRONG_ATTEMPTS[lesson_id]
+        attempt(ctx)
+        wrong = {r.key: r for r in course.check(ctx, None).results}[key]
+        assert not wrong.passed and phrase in wrong.reason, wrong
 
     after = course.solve(ctx, str(lesson_id))
     assert after.passed, after.as_dict()

@@ -11,8 +11,11 @@ import pytest
 from pgha_lab.errors import LabError
 from pgha_lab.lessons import catalogue, progress
 from pgha_lab.lessons.progress import Current, Progress
-from pgha_lab.lessons.reset import config_patch
+from pgha_lab.context import LabContext
+from pgha_lab.lessons import l09_client_failover as l09, l11_grow as l11
+from pgha_lab.lessons.reset import config_patch, grown_from
 from pgha_lab.paths import LabPaths
+from pgha_lab.topology import Topology
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -20,7 +23,7 @@ REPO = Path(__file__).resolve().parents[2]
 def test_every_lesson_is_complete_and_ids_are_unique():
     ids = [lesson.id for lesson in catalogue.LESSONS]
     assert len(ids) == len(set(ids)) and ids == sorted(ids)
-    assert {1, 3, 4, 8} <= set(ids)
+    assert set(ids) == set(range(1, 12))
     for lesson in catalogue.LESSONS:
         assert lesson.title and lesson.goal and len(lesson.background) > 200, lesson.id
         assert lesson.tasks and lesson.hints and lesson.solution, lesson.id
@@ -106,3 +109,35 @@ def test_a_check_report_passes_only_when_every_task_does():
     text = render_report(report)
     assert "1 of 2 tasks not done yet" in text and "FAIL  haproxy" in text and "PASS  switchover" in text
     assert report.as_dict()["tasks"][1] == {"key": "haproxy", "passed": False, "reason": "HAProxy's 5432 routes to nothing"}
+
+
+def test_haproxy_sessions_it_cut_are_read_from_its_tcplog_lines():
+    cut = "10.56.57.1:50118 [26/Nov/2026:14:31:34.114] replicas replicas/dbnode2 1/0/8732 2403 D- 1/1/0/0/0 0/0"
+    ended = "10.56.57.1:50120 [26/Nov/2026:14:31:30.002] primary primary/dbnode1 1/0/9120 2210 SD 1/1/0/0/0 0/0"
+    stats = "127.0.0.1:45106 [26/Nov/2026:14:31:36.582] stats stats/<STATS> 0/0/0 6502 LR 2/1/0/0/0 0/0"
+    parsed = [l09.TCPLOG.search(line) for line in (cut, ended, stats)]
+    assert (parsed[0]["backend"], parsed[0]["server"], parsed[0]["state"]) == ("replicas", "dbnode2", "D-")
+    assert parsed[1]["state"] == "SD" and parsed[2]["backend"] == "stats"
+
+
+def test_a_recorded_error_must_be_that_of_a_cut_session():
+    assert l09._cut_message({}, "primary_error") == "no answer recorded for primary_error"
+    assert l09._cut_message({"replica_error": "SSL error: unexpected eof while reading"}, "replica_error") is None
+    assert l09._cut_message({"primary_error": "FATAL:  terminating connection due to administrator command"},
+                            "primary_error") is None
+    assert "is not what libpq says" in l09._cut_message({"primary_error": "syntax error"}, "primary_error")
+
+
+def test_the_clone_source_is_read_from_patronis_bootstrap_line():
+    line = "2026-11-26 14:38:20,101 INFO: trying to bootstrap from replica 'dbnode2'"
+    assert l11.CLONED_FROM.findall(line) == ["dbnode2"]
+    assert l11.CLONED_FROM.findall("INFO: trying to bootstrap from leader 'dbnode1'") == ["dbnode1"]
+
+
+def test_reset_shrinks_only_a_lab_the_started_lesson_grew(tmp_path):
+    paths = LabPaths(home=tmp_path, project="p")
+    grown = LabContext(paths, Topology.build(project="p", db_nodes=3))
+    assert grown_from(grown) is None   # grown by its user: theirs to keep
+    progress.save(paths, Progress(current=Current(11, "2026-01-01T00:00:00+00:00", {"db_nodes_before": 2})))
+    assert grown_from(grown) == 2
+    assert grown_from(LabContext(paths, Topology.build(project="p", db_nodes=2))) is None

@@ -76,7 +76,10 @@ def test_bootstrap_dcs_carries_the_settings_and_the_callback_is_always_installed
     compile(script, "haproxy_callback.py", "exec")
     assert f"ME = {node.name!r}" in script and str(topo.haproxy.address) in script
     # The new primary marks the others down before itself up: never two servers UP behind 5432.
-    assert script.index("health down\" % o for o in OTHERS") < script.index("health up\" % ME")
+    assert script.index("health down\" % o for o in others") < script.index("health up\" % ME")
+    # The other servers are asked of HAProxy at run time: growing the lab leaves this file as it was.
+    grown = Topology.build(db_nodes=3)
+    assert render_patroni.render(grown, grown.db[0], profiles.SEED)[1].content == script
 
 
 def test_only_the_instant_profile_opens_the_runtime_api_on_the_lab_address():
