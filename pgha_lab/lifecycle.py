@@ -17,7 +17,7 @@ from pgha_lab.probes import LabProbe, Member
 from pgha_lab.render import compose
 from pgha_lab.rolling import execute as rolling, staleness
 from pgha_lab.term.progress import Progress
-from pgha_lab.wait import Verdict, wait_until
+from pgha_lab.wait import Verdict, held_for, wait_until
 
 UP_DEADLINE_S = 240.0      # first boot: initdb, a base backup, and TLS everywhere
 
@@ -253,7 +253,11 @@ def _apply_dcs(run: UpRun) -> None:
             return verdict
         return health.assess_lab(ctx.probe.etcd(), cluster, ctx.probe.haproxy(), [n.name for n in ctx.topology.db],
                                  run.settings.expects_sync_standby)
-    waits = [Wait(f"Waiting for the lab to run {run.settings.summary()}", settled)]
+    # A changed mode takes Patroni a loop or two, through states that look settled (the old /sync
+    # key read under the new mode) and then briefly are not: the verdict must hold that long.
+    changed = note.startswith("set")
+    waits = [Wait(f"Waiting for the lab to run {run.settings.summary()}",
+                  held_for(settled, 2 * run.profile.loop_wait + 1) if changed else settled)]
     wait_for(run.progress, waits, ctx, max(60.0, run.deadline_s - (time.monotonic() - run.started)))
 
 

@@ -32,3 +32,23 @@ def wait_until(check: Callable[[], Verdict | bool], deadline_s: float, interval_
         if verdict.ok or time.monotonic() >= end:
             return verdict
         time.sleep(interval_s)
+
+
+def held_for(check: Callable[[], Verdict | bool], seconds: float) -> Callable[[], Verdict]:
+    """`check`, passing only once it has passed on every call for `seconds`: for a change the lab
+    passes through in steps (right at first sight, briefly wrong, then right for good)."""
+    since: list[float] = []
+
+    def held() -> Verdict:
+        answer = check()
+        verdict = answer if isinstance(answer, Verdict) else Verdict(bool(answer), "done" if answer else "not yet")
+        now = time.monotonic()
+        if not verdict.ok:
+            since.clear()
+            return verdict
+        since[:] = since or [now]
+        left = seconds - (now - since[0])
+        if left > 0:
+            return Verdict(False, f"{verdict.reason}; watching it hold {left:.0f}s more", verdict.culprit)
+        return verdict
+    return held

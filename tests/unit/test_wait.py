@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import time
 
-from pgha_lab.wait import Verdict, wait_until
+from pgha_lab.wait import Verdict, held_for, wait_until
 
 
 def test_returns_as_soon_as_the_check_holds():
@@ -32,3 +32,13 @@ def test_gives_the_last_verdict_when_the_deadline_passes():
 def test_takes_plain_bools_and_checks_once_even_with_no_time():
     assert wait_until(lambda: True, deadline_s=0).ok
     assert not wait_until(lambda: False, deadline_s=0).ok
+
+
+def test_held_for_passes_only_after_an_unbroken_stretch():
+    # right, briefly wrong, then right for good: only the last stretch counts
+    answers = iter([True, False] + [True] * 1000)
+    v = wait_until(held_for(lambda: next(answers), 0.1), deadline_s=5, interval_s=0.01)
+    assert v.ok
+    flapping = iter([True, False] * 1000)
+    v = wait_until(held_for(lambda: next(flapping), 0.1), deadline_s=0.5, interval_s=0.01)
+    assert not v.ok
