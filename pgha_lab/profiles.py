@@ -113,7 +113,8 @@ FAST = Profile(
 # `fast` behaviour with quicker checks that also want PostgreSQL running.
 INSTANT = Profile(
     name="instant", description="fast's Patroni timings, HAProxy checks every 500 ms (fastinter 100 ms, rise 1) "
-                                "and Patroni's on_role_change callback switching 5432 through HAProxy's runtime API",
+                                "and Patroni's on_role_change callback and before_stop hook switching 5432 through "
+                                "HAProxy's runtime API",
     ttl=PATRONI_MIN_TTL, loop_wait=PATRONI_MIN_LOOP_WAIT, retry_timeout=PATRONI_MIN_RETRY_TIMEOUT,
     check_inter_ms=500, check_fall=2, check_rise=1, check_timeout_ms=500, stats_refresh_s=1,
     check_fastinter_ms=100, check_downinter_ms=250, runtime_api=True, check_running=True)
