@@ -21,10 +21,12 @@ sys.path.insert(0, str(REPO))
 
 from pgha_lab.context import LabContext  # noqa: E402
 from pgha_lab.rolling.measure import writes_during  # noqa: E402
+from pgha_lab.wait import wait_until  # noqa: E402
 
 PROJECT = "pgha-lab-bench-roll"   # its own, so bench/up.py may run beside it
 SUBNET = "10.56.47.0/24"
 DBNODE = "pgha-lab/dbnode:latest"
+HEALTHY_S = 120.0
 
 
 def cli(*args: str) -> None:
@@ -39,6 +41,10 @@ def docker(*args: str, stdin: str | None = None) -> str:
 
 def measure(ctx: LabContext, *args: str) -> tuple[float, float, int]:
     """(write downtime s, duration s, lost acknowledged writes) of one command."""
+    # A rolling change refuses an unhealthy lab: after the yardstick switchover the old leader
+    # needs a moment to be back as the synchronous standby.
+    if not wait_until(ctx.health, HEALTHY_S).ok:
+        raise SystemExit(f"bench/rolling.py: the lab did not become healthy within {HEALTHY_S:.0f}s before {' '.join(args)}.")
     with writes_during(ctx) as writes:
         cli(*args)
     return writes.downtime(), writes.seconds, len(writes.lost)

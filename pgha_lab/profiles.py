@@ -38,6 +38,10 @@ class Profile:
     check_fastinter_ms: int = 0
     check_downinter_ms: int = 0
     runtime_api: bool = False
+    # Patroni answers 200 on /primary while it holds the leader key, whatever PostgreSQL does (a
+    # switchover keeps the key ~1 s after the shutdown; a new leader holds it before its promotion
+    # ends): also require "state": "running" and "role": "primary" in the answer.
+    check_running: bool = False
 
     def validate(self) -> None:
         if self.ttl < PATRONI_MIN_TTL or self.loop_wait < PATRONI_MIN_LOOP_WAIT or self.retry_timeout < PATRONI_MIN_RETRY_TIMEOUT:
@@ -88,7 +92,7 @@ class Profile:
                 "check_inter_ms": self.check_inter_ms, "check_fall": self.check_fall,
                 "check_rise": self.check_rise, "check_timeout_ms": self.check_timeout_ms,
                 "check_fastinter_ms": self.fastinter_ms, "check_downinter_ms": self.downinter_ms,
-                "runtime_api": self.runtime_api,
+                "runtime_api": self.runtime_api, "check_running": self.check_running,
                 "failover_bound_s": self.failover_bound_s(), "switchover_bound_s": self.switchover_bound_s()}
 
 
@@ -104,14 +108,16 @@ FAST = Profile(
 
 # Clients on the new primary as fast as HAProxy and Patroni allow: Patroni's fast timings, checks
 # every 500 ms (100 ms while a server changes state, rise 1), and on_role_change telling HAProxy's
-# runtime API to take the new primary at once and drop every other server. A lost callback leaves
-# the checks in charge, which is the `fast` behaviour with quicker checks.
+# runtime API to take the new primary at once and drop every other server (and Patroni's before_stop
+# hook dropping a primary about to stop). A lost callback leaves the checks in charge, which is the
+# `fast` behaviour with quicker checks that also want PostgreSQL running.
 INSTANT = Profile(
     name="instant", description="fast's Patroni timings, HAProxy checks every 500 ms (fastinter 100 ms, rise 1) "
-                                "and Patroni's on_role_change callback switching 5432 through HAProxy's runtime API",
+                                "and Patroni's on_role_change callback and before_stop hook switching 5432 through "
+                                "HAProxy's runtime API",
     ttl=PATRONI_MIN_TTL, loop_wait=PATRONI_MIN_LOOP_WAIT, retry_timeout=PATRONI_MIN_RETRY_TIMEOUT,
     check_inter_ms=500, check_fall=2, check_rise=1, check_timeout_ms=500, stats_refresh_s=1,
-    check_fastinter_ms=100, check_downinter_ms=250, runtime_api=True)
+    check_fastinter_ms=100, check_downinter_ms=250, runtime_api=True, check_running=True)
 
 PROFILES: dict[str, Profile] = {p.name: p for p in (SEED, FAST, INSTANT)}
 DEFAULT = SEED.name

@@ -127,9 +127,10 @@ def cmd_drill(args: argparse.Namespace) -> int:
             raise LabError(f"lab {paths.project!r} runs the {running} profile, not {args.profile}; run "
                            f"`pgha-lab up --profile {args.profile}` first, or drop --profile.")
     profile = profiles.get(running)
-    require_healthy(ctx)   # before the report folder exists: a refusal leaves nothing behind
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    folder = report.prepare_dir(Path(args.out).resolve() if args.out else paths.state / "drills" / f"{stamp}-{scenario.name}")
+    out = report.refuse_occupied(Path(args.out).resolve() if args.out else paths.state / "drills" / f"{stamp}-{scenario.name}")
+    require_healthy(ctx)   # before the report folder exists: a refusal leaves nothing behind
+    folder = report.prepare_dir(out)
 
     progress = Progress(stream=sys.stderr)
     results: list[DrillResult] = []
@@ -206,9 +207,10 @@ def cmd_campaign(args: argparse.Namespace) -> int:
         if args.profile != running:
             raise LabError(f"lab {paths.project!r} runs the {running} profile, not {args.profile}; run "
                            f"`pgha-lab up --profile {args.profile}` first, or drop --profile.")
-    require_healthy(ctx, "campaign")
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    folder = report.prepare_dir(Path(args.out).resolve() if args.out else paths.state / "drills" / f"{stamp}-campaign")
+    out = report.refuse_occupied(Path(args.out).resolve() if args.out else paths.state / "drills" / f"{stamp}-campaign")
+    require_healthy(ctx, "campaign")
+    folder = report.prepare_dir(out)
     result = campaign.run_campaign(ctx, args.seed, minutes, faults, f"{stamp}-campaign-{args.seed}", folder,
                                    progress=Progress(stream=sys.stderr))
     files = campaign.write_report(result, folder)

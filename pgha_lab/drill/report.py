@@ -40,10 +40,16 @@ LABELS = {
 }
 
 
-def prepare_dir(path: Path) -> Path:
-    """The output folder, created; refused when it already holds files, so no report is overwritten."""
+def refuse_occupied(path: Path) -> Path:
+    """Refuse an output folder that already holds files, so no report is overwritten."""
     if path.exists() and (not path.is_dir() or any(path.iterdir())):
         raise LabError(f"{path} already exists and is not an empty folder; choose another --out.")
+    return path
+
+
+def prepare_dir(path: Path) -> Path:
+    """The output folder, created (refused when occupied)."""
+    refuse_occupied(path)
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

@@ -1,5 +1,12 @@
-"""Patroni's on_role_change callback: a Python script, run by the Patroni venv's interpreter, that
-tells HAProxy's runtime API which db node is the primary the moment Patroni promotes or demotes it.
+"""Patroni's on_role_change callback and before_stop hook: a Python script, run by the Patroni venv's
+interpreter, that tells HAProxy's runtime API which db node is the primary the moment Patroni
+promotes or demotes it, and takes a node off 5432 right before its PostgreSQL stops.
+
+before_stop matters in a switchover: Patroni answers 200 on /primary for as long as it holds the
+leader key, and it keeps the key for about a second after PostgreSQL has stopped (Patroni's
+demote waits for the replica to receive the shutdown checkpoint). Until then HAProxy would send
+new clients to a port that refuses them and retry for a second each; marked down, they are
+refused at once and reach the new primary as soon as its on_role_change marks it up.
 
 Forced check states (`set server ... health up|down`) rather than maintenance mode: the next health
 check still has the last word, so a lost or stale callback falls back to the checks. The new primary
@@ -13,6 +20,8 @@ from pgha_lab.topology import Node, Topology
 
 FILE = ("haproxy_callback.py", "/etc/patroni/haproxy_callback.py")   # host name, container path
 COMMAND = f"{node_paths.PATRONI_VENV}/bin/python {FILE[1]}"          # Patroni appends: action role scope
+BEFORE_STOP = "before_stop"
+BEFORE_STOP_COMMAND = f"{COMMAND} {BEFORE_STOP}"                     # Patroni appends nothing
 BACKEND = "primary"
 
 SCRIPT = '''
@@ -43,6 +52,7 @@ def servers():
 
 
 def commands(role, names):
+    # before_stop comes without a role: like a demoted node, it only takes itself off 5432.
     if role in ("primary", "master"):
         others = [n for n in names if n != ME]
         return ["set server {backend}/%s health down" % o for o in others] + ["set server {backend}/%s health up" % ME]
@@ -50,9 +60,9 @@ def commands(role, names):
 
 
 def main(argv):
-    if len(argv) < 3:
+    if len(argv) < 3 and argv[1:] != [{before_stop!r}]:
         return 0
-    action, role = argv[1], argv[2]
+    action, role = argv[1], (argv[2] if len(argv) > 2 else "")
     try:
         told = commands(role, servers() if role in ("primary", "master") else [])
         reply = ask("; ".join(told))
@@ -73,6 +83,6 @@ if __name__ == "__main__":
 
 def render(topology: Topology, node: Node) -> RenderedFile:
     body = SCRIPT.format(address=str(topology.haproxy.address), port=RUNTIME_API_PORT, me=node.name,
-                         backend=BACKEND)
+                         backend=BACKEND, before_stop=BEFORE_STOP)
     return RenderedFile(FILE[0], FILE[1], header(f"Patroni on_role_change callback of {node.name}",
                                                  topology.project) + body)

@@ -31,6 +31,7 @@ def _listen(topology: Topology, profile: Profile, name: str, port: int, endpoint
         "    option httpchk",
         f"    http-check send meth GET uri {endpoint}",
         "    http-check expect status 200",
+        *_running_expect(profile, name),
         # check-ssl (not ssl): the check is TLS to Patroni's port, the data stays untouched TCP.
         f"    default-server inter {p.check_inter_ms}ms{_transition_inters(p)} fall {p.check_fall} rise {p.check_rise} "
         f"on-marked-down shutdown-sessions check-ssl port {topology.ports.restapi} "
@@ -41,6 +42,16 @@ def _listen(topology: Topology, profile: Profile, name: str, port: int, endpoint
         lines.append(f"    server {db.name} {db.address}:{topology.ports.postgres} check "
                      f"check-sni {db.name} verifyhost {db.name}")
     return lines
+
+
+def _running_expect(p: Profile, name: str) -> list[str]:
+    # /replica already wants a running PostgreSQL; /primary only wants the leader key (see profiles).
+    if not (p.check_running and name == "primary"):
+        return []
+    return ["    # and PostgreSQL running out of recovery: Patroni says 200 while it holds the key, with PostgreSQL",
+            "    # still stopping (an old primary) or not yet promoted (a new one)",
+            '    http-check expect rstring "\\"state\\": \\"running\\""',
+            '    http-check expect rstring "\\"role\\": \\"primary\\""']
 
 
 def _transition_inters(p: Profile) -> str:

@@ -132,6 +132,8 @@ def settings(topology: Topology, node: Node, profile: Profile, lab: LabSettings 
             # Always installed, so switching the routing profile never touches this file; it acts
             # only where HAProxy's runtime API listens (profiles.INSTANT), else the checks decide.
             "callbacks": {"on_role_change": callback.COMMAND},
+            # Right before pg_ctl stop: off 5432 at once rather than when Patroni drops the key.
+            "before_stop": callback.BEFORE_STOP_COMMAND,
         },
         "tags": {
             # Patroni 4.1's validator takes at most one of nofailover/failover_priority and of

@@ -4,7 +4,10 @@ that does not come back."""
 from __future__ import annotations
 
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from itertools import takewhile
+from typing import Iterator
 
 from pgha_lab import roles as role_changes
 from pgha_lab.context import LabContext
@@ -16,6 +19,7 @@ from pgha_lab.topology import Role, TopologyError
 from pgha_lab.wait import Verdict, wait_until
 
 STEP_DEADLINE_S = 180.0   # one node back (etcd rejoin, PostgreSQL recovery and streaming), seed timings on a busy laptop
+REST_TIMEOUT_S = 10.0
 
 
 @dataclass
@@ -139,18 +143,76 @@ def _switchover(ctx: LabContext, step: Step, deadline_s: float, progress: Progre
                        f"`pgha-lab status` shows it, and `pgha-lab roll` resumes once it is fixed.")
 
 
+def _members_paused(ctx: LabContext, paused: bool) -> Verdict:
+    for db in ctx.topology.db:
+        code, doc = ctx.probe.rest(db, "/patroni")
+        if code != 200:
+            return Verdict(False, f"{db.name}'s REST API does not answer", db.name)
+        if bool(doc.get("pause")) != paused:
+            return Verdict(False, f"{db.name} has not {'entered' if paused else 'left'} maintenance mode yet", db.name)
+    return Verdict(True, "every member " + ("paused" if paused else "managing PostgreSQL again"))
+
+
+def _set_maintenance(ctx: LabContext, paused: bool, deadline_s: float, progress: Progress) -> None:
+    """`patronictl pause`/`resume` through the REST API, then wait until every member has read it."""
+    leader = ctx.cluster().leader_name
+    node = ctx.topology.node(leader) if leader else ctx.topology.db[0]
+    # null drops the key again, so the lab's dynamic configuration ends as it began.
+    r = ctx.probe.rest_change(node, "PATCH", "/config", {"pause": True if paused else None}, ctx.restapi_auth,
+                              timeout=REST_TIMEOUT_S)
+    if r.status_code != 200:
+        raise LabError(f"Patroni refused to {'pause' if paused else 'resume'} ({r.text.strip() or r.status_code}); "
+                       f"`pgha-lab status` shows the lab.")
+    verdict = wait_until(lambda: _members_paused(ctx, paused), deadline_s, on_verdict=lambda v: progress.detail(v.reason))
+    if not verdict.ok:
+        raise LabError(f"{verdict.reason} within {deadline_s:.0f}s; `pgha-lab logs {verdict.culprit}` shows why"
+                       + ("" if paused else ", and `patronictl resume` ends maintenance mode by hand") + ".")
+
+
+@contextmanager
+def _maintenance_for_etcd(ctx: LabContext, steps: list[Step], deadline_s: float, progress: Progress) -> Iterator[None]:
+    """Patroni in maintenance mode while etcd members restart. A member that is shutting down can
+    answer the leader's lease keep-alive with a gRPC error instead of refusing the connection;
+    Patroni takes that as a failed leader-lock update and demotes the primary at once
+    (`demoted self because failed to update leader lock in DCS`), seconds of write downtime that
+    retry_timeout does not prevent. Paused, Patroni keeps the primary running through it."""
+    if not any(s.role is Role.ETCD and s.action == RESTART for s in steps) or not ctx.topology.db:
+        yield
+        return
+    code, config = ctx.probe.rest(ctx.topology.db[0], "/config")
+    if code == 200 and config.get("pause"):   # the user's own maintenance mode: leave it alone
+        yield
+        return
+    with progress.step("Patroni into maintenance mode while etcd members restart (no demotion on a lost lock)"):
+        _set_maintenance(ctx, True, deadline_s, progress)
+    try:
+        yield
+    finally:
+        with progress.step("Patroni out of maintenance mode"):
+            _set_maintenance(ctx, False, deadline_s, progress)
+
+
+def _run_steps(ctx: LabContext, steps: list[Step], first: int, last: int, outcome: RollOutcome,
+               deadline_s: float, progress: Progress) -> None:
+    for i in range(first, last):
+        step, t0 = steps[i], time.monotonic()
+        with progress.step(f"[{i + 1}/{len(steps)}] {step.title()}"):
+            if step.action == RESTART:
+                _restart(ctx, step, deadline_s, progress)
+            elif step.action == SWITCHOVER:
+                _switchover(ctx, step, deadline_s, progress)
+        outcome.steps.append(StepTiming(step, time.monotonic() - t0))
+
+
 def execute(ctx: LabContext, steps: list[Step], progress: Progress,
             step_deadline_s: float = STEP_DEADLINE_S) -> RollOutcome:
     outcome = RollOutcome()
     started = time.monotonic()
-    for i, step in enumerate(steps, 1):
-        t0 = time.monotonic()
-        with progress.step(f"[{i}/{len(steps)}] {step.title()}"):
-            if step.action == RESTART:
-                _restart(ctx, step, step_deadline_s, progress)
-            elif step.action == SWITCHOVER:
-                _switchover(ctx, step, step_deadline_s, progress)
-        outcome.steps.append(StepTiming(step, time.monotonic() - t0))
+    # The plan puts the etcd members first: they restart in one maintenance window.
+    etcd_first = len(list(takewhile(lambda s: s.role is Role.ETCD, steps)))
+    with _maintenance_for_etcd(ctx, steps[:etcd_first], step_deadline_s, progress):
+        _run_steps(ctx, steps, 0, etcd_first, outcome, step_deadline_s, progress)
+    _run_steps(ctx, steps, etcd_first, len(steps), outcome, step_deadline_s, progress)
     # A restarted HAProxy starts with every server UP until its checks say otherwise: the roll is
     # over when the one health verdict holds, so whatever comes next (the next rotation stage) finds
     # the lab as it expects it.

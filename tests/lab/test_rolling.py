@@ -96,6 +96,11 @@ def test_rotating_the_ca_on_a_running_lab_rolls_with_overlapping_trust(healthy_l
     with writer(lab) as writes:
         proc = lab.cli("certs", "--rotate")
     assert "stage 3/3" in proc.stderr and "every node now trusts only the new CA" in proc.stdout
+    # etcd members restart with Patroni in maintenance mode (a stopping member's gRPC error must
+    # not demote the primary), and the roll takes the lab out of it again.
+    assert "Patroni into maintenance mode" in proc.stderr and "Patroni out of maintenance mode" in proc.stderr
+    code, config = lab.ctx.probe.rest(lab.topo.db[0], "/config")
+    assert code == 200 and "pause" not in config, config
     assert writes.lost == []
     downtime = writes.downtime()
     print(f"\nCA rotation: write downtime {downtime:.2f}s (one switchover: {yardstick:.2f}s), {writes.seconds:.0f}s, "

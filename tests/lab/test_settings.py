@@ -158,9 +158,10 @@ def test_instant_routing_moves_5432_at_once_without_two_primaries_up(lab, tmp_pa
     # 5432 to it. With `fast` (rise 2 x 1 s checks) this takes 2-3 s; the callback makes it ~0.1-0.5 s.
     routing_s = figs["haproxy_switched_s"] - figs["new_leader_s"]
     assert routing_s <= 1.0, f"HAProxy took {routing_s:.2f}s after the new leader to route 5432 to it ({figs})"
-    # The target is 1.5 s of write downtime; Patroni's own hand-over (shutdown checkpoint, two
-    # etcd writes, the replica's promotion) takes about 2 s on a loaded 2-core machine, so the measured
-    # figure goes to bench/ and here writes only have to resume (a generous bound: timings are noisy).
+    # The target is 1.5 s of write downtime; Patroni's own hand-over is most of it (its demote
+    # keeps the leader key ~1.2 s after PostgreSQL stops, 1 s of that a fixed wait for the replica to
+    # receive the shutdown checkpoint; then the replica's lock and promotion), so the measured figure
+    # goes to bench/ and here writes only have to resume (a generous bound: timings are noisy).
     assert figs["write_downtime_s"] is not None
     assert figs["write_downtime_s"] <= 2 * figs["recovery_bound_s"], figs
     verdict = health.assess_routing(lab.probe().haproxy(), lab.probe().cluster())

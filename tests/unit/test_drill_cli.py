@@ -68,6 +68,7 @@ def test_the_exit_code_follows_the_reports_problems(tmp_path, capsys, monkeypatc
     results["stuck"].recovery_note = "did not recover within 85s; healed anyway"
     for name, code in (("recovered", 0), ("stuck", 3)):
         monkeypatch.setattr(command, "run_drill", lambda *a, r=results[name], **k: r)
+        monkeypatch.setattr(command, "require_healthy", lambda *a, **k: None)   # no lab here: the report is the point
         out = tmp_path / name
         assert run(tmp_path, "switchover", "--out", str(out)) == code
         verdict = (out / "report.md").read_text().splitlines()[0]
@@ -81,6 +82,7 @@ def test_a_repeat_prints_whole_medians_of_whole_figures(tmp_path, capsys, monkey
     fake_lab(tmp_path)
     runs = iter(varied_runs())
     monkeypatch.setattr(command, "run_drill", lambda *a, **k: next(runs))
+    monkeypatch.setattr(command, "require_healthy", lambda *a, **k: None)
     assert run(tmp_path, "switchover", "--repeat", "4", "--out", str(tmp_path / "out")) == 3
     table = {line.split()[0]: line.split()[1:] for line in capsys.readouterr().out.splitlines() if line.strip()}
     assert table["write_downtime_s"] == ["0.65", "0.85", "1.15"]

@@ -3,6 +3,9 @@ matrix's plan and expected outcomes (pure logic; the behaviours themselves are t
 from __future__ import annotations
 
 
+import socket
+import threading
+
 import pytest
 import yaml
 
@@ -80,6 +83,31 @@ def test_bootstrap_dcs_carries_the_settings_and_the_callback_is_always_installed
     # The other servers are asked of HAProxy at run time: growing the lab leaves this file as it was.
     grown = Topology.build(db_nodes=3)
     assert render_patroni.render(grown, grown.db[0], profiles.SEED)[1].content == script
+    # A node about to stop PostgreSQL takes itself off 5432 (Patroni runs before_stop with no arguments).
+    assert doc["postgresql"]["before_stop"] == f"{doc['postgresql']['callbacks']['on_role_change']} before_stop"
+    with socket.create_server(("127.0.0.1", 0)) as runtime_api:
+        scope: dict = {}
+        exec(compile(script.replace('if __name__ == "__main__"', "if False"), "haproxy_callback.py", "exec"), scope)
+        scope["HAPROXY"] = runtime_api.getsockname()
+        received = []
+        listener = threading.Thread(target=lambda: received.append(_one_request(runtime_api)))
+        listener.start()
+        assert scope["main"]([FILE_NAME, "before_stop"]) == 0
+        listener.join(5)
+    assert received == [f"set server primary/{node.name} health down\n"]
+
+
+FILE_NAME = "/etc/patroni/haproxy_callback.py"
+
+
+def _one_request(server: socket.socket) -> str:
+    conn, _ = server.accept()
+    with conn:
+        data = b""
+        while chunk := conn.recv(4096):
+            data += chunk
+        conn.sendall(b"\n")
+    return data.decode()
 
 
 def test_only_the_instant_profile_opens_the_runtime_api_on_the_lab_address():
@@ -89,6 +117,11 @@ def test_only_the_instant_profile_opens_the_runtime_api_on_the_lab_address():
     assert "ipv4@" not in fast and "fastinter" not in fast
     assert f"stats socket ipv4@{topo.haproxy.address}:{render_haproxy.RUNTIME_API_PORT} level admin" in instant
     assert "inter 500ms fastinter 100ms downinter 250ms fall 2 rise 1" in instant
+    # 5432's check also wants PostgreSQL running out of recovery (Patroni says 200 on /primary while
+    # it holds the key, with PostgreSQL stopping or not yet promoted); 5433's check is left alone.
+    primary, replicas = instant.split("listen replicas")
+    assert '"\\"state\\": \\"running\\""' in primary and '"\\"role\\": \\"primary\\""' in primary
+    assert "rstring" not in replicas and "rstring" not in fast
     assert profiles.INSTANT.haproxy_mark_up_s < profiles.FAST.haproxy_mark_up_s
 
 
