@@ -8,9 +8,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from pgha_lab import health, profiles, render, settings as lab_settings
+from pgha_lab import health, profiles, render, roles, settings as lab_settings
 from pgha_lab.build import images, recipes
-from pgha_lab.context import LabContext
+from pgha_lab.context import LabContext, load_topology
 from pgha_lab.errors import LabError
 from pgha_lab.gateway import Engine, require_compose, volume_name
 from pgha_lab.probes import LabProbe, Member
@@ -184,6 +184,33 @@ def _build_images(run: UpRun) -> None:
         run.progress.info("node images match this checkout")
 
 
+def _drop_db_nodes(run: UpRun) -> None:
+    """A lab asked for fewer db nodes loses the last ones as one would retire VMs: the leader handed
+    to a member that stays, then each dropped node's container, data volume and Patroni member key
+    removed (no dead member left for health checks to wait on, nothing for a later growth to find).
+    The members that stay keep running: nothing in their files names the others."""
+    ctx = run.ctx
+    if not ctx.paths.topology_file.exists():
+        return
+    before = ctx.with_topology(load_topology(ctx.paths))
+    keep = [n.name for n in ctx.topology.db]
+    dropped = [n for n in before.topology.db if n.name not in keep]
+    if not dropped:
+        return
+    names = ", ".join(n.name for n in dropped)
+    cluster = before.cluster() if before.docker.containers() else None
+    if cluster is not None and cluster.leader_name not in (None, *keep):
+        heir = next((m.name for m in cluster.sync_standbys if m.name in keep), keep[0])
+        with run.progress.step(f"Switching over from {cluster.leader_name} to {heir} before removing {names}"):
+            change = roles.request_change(before, "switchover", heir)
+            roles.wait_for_writes(before, change, run.deadline_s)
+    with run.progress.step(f"Removing {names}: container, data volume and Patroni member key"):
+        for node in dropped:
+            before.docker.remove_node(node)
+            if cluster is not None:
+                before.probe.etcd_delete(before.probe.member_key_path(node.name))
+
+
 def _write_files(run: UpRun) -> None:
     ctx = run.ctx
     run.running_before = {name for name, state in ctx.docker.containers().items() if state == "running"}
@@ -262,7 +289,7 @@ def _apply_dcs(run: UpRun) -> None:
 
 
 UP_STEPS: tuple[Callable[[UpRun], None], ...] = (
-    _refuse, _build_images, _write_files, _start_nodes, _restart_changed, _wait_healthy, _apply_dcs)
+    _refuse, _build_images, _drop_db_nodes, _write_files, _start_nodes, _restart_changed, _wait_healthy, _apply_dcs)
 
 
 def bring_up(ctx: LabContext, *, profile: str | None, pg_install: str, progress: Progress,

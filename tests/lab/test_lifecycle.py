@@ -144,14 +144,15 @@ def test_switching_the_profile_reaches_etcd_and_haproxy(healthy_lab):
 
 @pytest.fixture()
 def grown_lab(healthy_lab):
-    """The lab grown by a test; taken down afterwards, with its saved shape, so a later `up`
-    builds the usual two db nodes (this file runs last: nothing normally comes after)."""
+    """The lab grown by a test, which shrinks it back itself; taken down afterwards only if it did
+    not, with its saved shape, so a later `up` builds the usual two db nodes."""
     yield healthy_lab
-    healthy_lab.cli("down", "--volumes")
-    healthy_lab.paths.topology_file.unlink(missing_ok=True)
+    if len(healthy_lab.ctx.topology.db) != 2 or not healthy_lab.ctx.health().ok:
+        healthy_lab.cli("down", "--volumes")
+        healthy_lab.paths.topology_file.unlink(missing_ok=True)
 
 
-def test_up_db_nodes_3_grows_a_running_lab(grown_lab):
+def test_up_db_nodes_3_grows_a_running_lab_and_db_nodes_2_shrinks_it_back(grown_lab):
     lab = grown_lab
     probe = lab.probe()
     leader = probe.cluster().leader_name
@@ -178,3 +179,16 @@ def test_up_db_nodes_3_grows_a_running_lab(grown_lab):
            f"sslmode=verify-full sslrootcert={ctx.ca_file}")
     with psycopg.connect(dsn, password=lab.password()) as conn:
         assert conn.execute("select count(*) from grown").fetchone()[0] == 1
+
+    # And back: `up --db-nodes 2` retires dbnode3 (container, data volume, member key); the members
+    # that stay keep running, and the leader too unless it was dbnode3.
+    lab.cli("up", "--db-nodes", "2")
+    ctx = lab.ctx
+    assert [n.name for n in ctx.topology.db] == ["dbnode1", "dbnode2"]
+    cluster = ctx.cluster()
+    assert sorted(cluster.names) == ["dbnode1", "dbnode2"] and cluster.leader_name == leader
+    assert ctx.probe.etcd_read(ctx.probe.member_key_path("dbnode3")) == (True, None), "dbnode3's member key is left"
+    assert "dbnode3" not in ctx.docker.containers()
+    assert volume_name(ctx.project, "dbnode3") not in ctx.docker.volumes()
+    assert {n.name: started_at(lab, n) for n in lab.topo.db} == db_started, "shrinking the lab restarted db nodes"
+    assert ctx.health().ok, ctx.health().reason
