@@ -187,31 +187,29 @@ class LabProbe:
     def etcd_read(self, key: str, timeout: float = TIMEOUT) -> tuple[bool, str | None]:
         """(some member answered, value): tells an absent key from an etcd that cannot be read."""
         import base64
-        payload = {"key": base64.b64encode(key.encode()).decode()}
-        for node in self.topo.etcd:
-            try:
-                r = self.http.post(f"{self.etcd_url(node)}/v3/kv/range", json=payload, timeout=timeout,
-                                   cert=(self.etcd_tls.cert, self.etcd_tls.key), verify=self.etcd_tls.ca)
-                r.raise_for_status()
-            except requests.RequestException:
-                continue
-            kvs = r.json().get("kvs") or []
-            return True, (base64.b64decode(kvs[0]["value"]).decode() if kvs else None)
-        return False, None
+        r = self._etcd_kv("range", key, timeout)
+        if r is None:
+            return False, None
+        kvs = r.json().get("kvs") or []
+        return True, (base64.b64decode(kvs[0]["value"]).decode() if kvs else None)
 
     def etcd_delete(self, key: str, timeout: float = TIMEOUT) -> bool:
         """Delete one key (what `etcdctl del` does); False when no member could be asked."""
+        return self._etcd_kv("deleterange", key, timeout) is not None
+
+    def _etcd_kv(self, call: str, key: str, timeout: float) -> requests.Response | None:
+        """One call of etcd's v3 KV gateway on one key, asked of each member in turn until one answers."""
         import base64
         payload = {"key": base64.b64encode(key.encode()).decode()}
         for node in self.topo.etcd:
             try:
-                r = self.http.post(f"{self.etcd_url(node)}/v3/kv/deleterange", json=payload, timeout=timeout,
+                r = self.http.post(f"{self.etcd_url(node)}/v3/kv/{call}", json=payload, timeout=timeout,
                                    cert=(self.etcd_tls.cert, self.etcd_tls.key), verify=self.etcd_tls.ca)
                 r.raise_for_status()
             except requests.RequestException:
                 continue
-            return True
-        return False
+            return r
+        return None
 
     def member_key_path(self, name: str) -> str:
         return f"/service/{self.topo.scope}/members/{name}"

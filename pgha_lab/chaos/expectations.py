@@ -3,6 +3,7 @@
 rules in chaos/rules.py), with a check that reads the cluster and says whether it has happened yet."""
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from typing import Callable
@@ -120,11 +121,10 @@ def etcd_running(ctx: LabContext) -> int:
     return sum(1 for s in states if s.running and s.on_lab_network)
 
 
-def no_leader(ctx: LabContext, hold_s: float, old: str | None = None) -> Callable[[], Verdict]:
-    """Nobody but `old` leads for `hold_s` seconds from the first call, and then nobody at all (the
-    old leader's key lives on until its ttl runs out). Another leader appearing meanwhile is latched:
-    the check then never passes, so the wait runs out and reports it."""
-    import time
+def _latched_hold(hold_s: float, read: Callable[[], str | None], breach: Callable[[str | None], str | None],
+                  waiting: str, done: Callable[[str | None], Verdict]) -> Callable[[], Verdict]:
+    """Watch the leader for `hold_s` seconds from the first call. A breach is latched: the check then
+    never passes, so the wait runs out and reports it. After the hold, `done` judges the leader."""
     started: list[float] = []
     seen: list[str] = []
 
@@ -134,41 +134,38 @@ def no_leader(ctx: LabContext, hold_s: float, old: str | None = None) -> Callabl
             started.append(now)
         if seen:
             return Verdict(False, seen[0])
-        leader = ctx.cluster().leader_name
-        if leader is not None and leader != old:
-            seen.append(f"{leader} became leader, against Patroni's rules as read before the fault")
-            return Verdict(False, seen[0])
+        leader = read()
+        why = breach(leader)
+        if why:
+            seen.append(why)
+            return Verdict(False, why)
         left = hold_s - (now - started[0])
         if left > 0:
-            return Verdict(False, f"no new leader, as expected ({left:.0f}s more to watch)")
-        if leader is not None:
-            return Verdict(False, f"{leader} still holds the leader key")
-        return Verdict(True, f"no leader for {hold_s:.0f}s: the cluster held, read-only, as expected")
+            return Verdict(False, f"{waiting} ({left:.0f}s more to watch)")
+        return done(leader)
     return check
+
+
+def no_leader(ctx: LabContext, hold_s: float, old: str | None = None) -> Callable[[], Verdict]:
+    """Nobody but `old` leads for `hold_s` seconds, and then nobody at all (the old leader's key
+    lives on until its ttl runs out)."""
+    return _latched_hold(
+        hold_s, lambda: ctx.cluster().leader_name,
+        lambda leader: (f"{leader} became leader, against Patroni's rules as read before the fault"
+                        if leader is not None and leader != old else None),
+        "no new leader, as expected",
+        lambda leader: (Verdict(False, f"{leader} still holds the leader key") if leader is not None else
+                        Verdict(True, f"no leader for {hold_s:.0f}s: the cluster held, read-only, as expected")))
 
 
 def keeps_key(ctx: LabContext, node: str, hold_s: float) -> Callable[[], Verdict]:
-    """`node` holds the leader key for `hold_s` seconds from the first call and nobody else leads;
-    another leader meanwhile is latched, as in no_leader."""
-    import time
-    started: list[float] = []
-    seen: list[str] = []
-
-    def check() -> Verdict:
-        now = time.monotonic()
-        if not started:
-            started.append(now)
-        if seen:
-            return Verdict(False, seen[0])
-        leader = ctx.cluster().leader_name
-        if leader != node:
-            seen.append(f"the leader key went to {leader or 'nobody'}, against Patroni's rules as read before the fault")
-            return Verdict(False, seen[0])
-        left = hold_s - (now - started[0])
-        if left > 0:
-            return Verdict(False, f"{node} keeps the leader key, as expected ({left:.0f}s more to watch)")
-        return Verdict(True, f"{node} kept the leader key for {hold_s:.0f}s: no failover, as expected")
-    return check
+    """`node` holds the leader key for `hold_s` seconds and nobody else leads."""
+    return _latched_hold(
+        hold_s, lambda: ctx.cluster().leader_name,
+        lambda leader: (f"the leader key went to {leader or 'nobody'}, against Patroni's rules as read before "
+                        f"the fault" if leader != node else None),
+        f"{node} keeps the leader key, as expected",
+        lambda _: Verdict(True, f"{node} kept the leader key for {hold_s:.0f}s: no failover, as expected"))
 
 
 def takes_key(ctx: LabContext, node: str) -> Callable[[], Verdict]:
