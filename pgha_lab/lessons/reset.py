@@ -24,6 +24,7 @@ from pgha_lab.errors import LabError, first_line
 from pgha_lab.gateway import volume_name
 from pgha_lab.lessons import progress as lesson_progress
 from pgha_lab.lessons import sql
+from pgha_lab.profiles import PATRONI_MIN_LOOP_WAIT
 from pgha_lab.render import patroni as patroni_render
 from pgha_lab.term.progress import Progress
 from pgha_lab.topology import Topology
@@ -32,6 +33,7 @@ from pgha_lab.wait import Verdict, wait_until
 LEADER_DEADLINE_S = 60.0      # a killed leader's key lives up to ttl before anyone may take over
 STREAMING_DEADLINE_S = 60.0   # a rejoining member may need pg_rewind first
 HEALTH_DEADLINE_S = 60.0
+REJOIN_GRACE_S = 5.0          # how long a healed member may sit in "stopping" before it is power-cycled
 
 
 @dataclass
@@ -82,22 +84,48 @@ def _has_leader(ctx: LabContext) -> Verdict:
     return Verdict(True, f"{leader.name} leads")
 
 
-def restore_config(ctx: LabContext) -> tuple[list[str], list[str]]:
-    """PATCH /config back to the baseline; (what was done, the PostgreSQL parameters it changed)."""
+def reset_config(ctx: LabContext) -> dict[str, Any]:
+    """The configuration the reset runs with while it waits on Patroni: the baseline, with HA loops
+    every second, so a rejoined member is named synchronous standby within a second instead of
+    within the profile's loop_wait (10 s with seed timings, twice per reset). Only loop_wait
+    changes: ttl and retry_timeout, which decide when a leader is given up, stay the lab's."""
+    return {**baseline_config(ctx), "loop_wait": PATRONI_MIN_LOOP_WAIT}
+
+
+def patch_config(ctx: LabContext, wanted: dict[str, Any]) -> dict[str, Any]:
+    """PATCH /config to `wanted` through the leader, then wake every other member with the same
+    (now empty) PATCH: Patroni runs a member's HA loop at once on any PATCH /config it receives,
+    so each reads the change now rather than after its current loop_wait. The patch sent is returned."""
     node = _leader_node(ctx)
     if node is None:
         raise LabError("no leader to restore Patroni's configuration through.")
     code, live = ctx.probe.rest(node, "/config")
     if code != 200:
         raise LabError(f"could not read Patroni's configuration from {node.name} (HTTP {code}).")
-    patch = config_patch(live, baseline_config(ctx))
+    patch = config_patch(live, wanted)
     if not patch:
-        return [], []
+        return {}
     r = ctx.probe.rest_change(node, "PATCH", "/config", patch, ctx.restapi_auth, timeout=10)
     if r.status_code != 200:
         raise LabError(f"Patroni refused to restore its configuration: {r.text.strip() or r.status_code}.")
+    for other in ctx.topology.db:
+        if other.name != node.name:
+            try:
+                ctx.probe.rest_change(other, "PATCH", "/config", patch, ctx.restapi_auth, timeout=5)
+            except LabError:
+                pass   # a member that does not answer reads the change on its own next loop
+    return patch
+
+
+def restore_config(ctx: LabContext) -> tuple[list[str], list[str]]:
+    """PATCH /config back to the baseline (with the reset's quick loop); (what was done, the
+    PostgreSQL parameters it changed)."""
+    leader = _leader_node(ctx)
+    code, live = ctx.probe.rest(leader, "/config") if leader else (0, {})
+    drifted = config_patch(live, baseline_config(ctx)) if code == 200 else {}
+    patch = patch_config(ctx, reset_config(ctx))
     parameters = sorted(((patch.get("postgresql") or {}).get("parameters") or {}))
-    return [f"restored Patroni's dynamic configuration ({', '.join(sorted(patch))})"], parameters
+    return ([f"restored Patroni's dynamic configuration ({', '.join(sorted(drifted))})"] if drifted else []), parameters
 
 
 def pending_restart(ctx: LabContext) -> list[str]:
@@ -143,8 +171,9 @@ def _baseline_leader(ctx: LabContext) -> str:
     return ctx.topology.db[0].name
 
 
-def baseline_verdict(ctx: LabContext) -> Verdict:
-    """Whether the lab is at the lessons' healthy baseline now, and if not, what differs."""
+def baseline_verdict(ctx: LabContext, config: dict[str, Any] | None = None) -> Verdict:
+    """Whether the lab is at the lessons' healthy baseline now, and if not, what differs (`config`:
+    the dynamic configuration to expect instead of the baseline's, as the reset runs with)."""
     for node in ctx.topology.nodes:
         state = ctx.docker.state(node)
         if not state.running or not state.on_lab_network:
@@ -167,7 +196,7 @@ def baseline_verdict(ctx: LabContext) -> Verdict:
     if second not in [m.name for m in cluster.sync_standbys]:
         return Verdict(False, f"{second} is not the synchronous standby")
     code, live = ctx.probe.rest(ctx.topology.db[0], "/config")
-    patch = config_patch(live, baseline_config(ctx)) if code == 200 else {"?": None}
+    patch = config_patch(live, config or baseline_config(ctx)) if code == 200 else {"?": None}
     if patch:
         return Verdict(False, f"Patroni's configuration differs from the baseline in {', '.join(sorted(patch))}")
     pending = pending_restart(ctx)
@@ -193,6 +222,7 @@ def _restore(ctx: LabContext, report: ResetReport, note: Callable[[str], None]) 
     _must(wait_until(lambda: _has_leader(ctx), LEADER_DEADLINE_S), "Patroni elected no leader")
     restored, changed_parameters = restore_config(ctx)
     did(restored)
+    did(power_cycle_stuck(ctx))
     expected = [n.name for n in ctx.topology.db]
     verdict = wait_until(lambda: health.assess_patroni(ctx.cluster(), expected), STREAMING_DEADLINE_S)
     stuck = ctx.cluster().member(verdict.culprit) if not verdict.ok and verdict.culprit else None
@@ -219,7 +249,45 @@ def _restore(ctx: LabContext, report: ResetReport, note: Callable[[str], None]) 
     if stray:
         sql.drop_tables(ctx, stray)
         did([f"dropped {', '.join(stray)}"])
+    quick = reset_config(ctx)
+    _must(wait_until(lambda: baseline_verdict(ctx, quick), HEALTH_DEADLINE_S), "the lab did not reach its baseline")
+    patch_config(ctx, baseline_config(ctx))   # the profile's loop_wait back
     _must(wait_until(lambda: baseline_verdict(ctx), HEALTH_DEADLINE_S), "the lab did not reach its baseline")
+
+
+def stopping_members(ctx: LabContext) -> list[str]:
+    """Members whose Patroni reports PostgreSQL still stopping. A leader cut off from the network
+    demotes with a fast shutdown that waits for its walsender to the unreachable standby, up to
+    wal_sender_timeout (60 s) even after the cable is back, since the dead connection is only
+    retransmitted into."""
+    stuck = []
+    for node in ctx.topology.db:
+        code, doc = ctx.probe.rest(node, "/patroni")
+        if code in (200, 503) and doc.get("state") == "stopping":
+            stuck.append(node.name)
+    return stuck
+
+
+def power_cycle_stuck(ctx: LabContext) -> list[str]:
+    """Power-cycle the members that are still stopping PostgreSQL a few seconds after the heal:
+    they hold no leader key, and a restart (crash recovery, then pg_rewind) rejoins them in
+    seconds instead of after wal_sender_timeout."""
+    def none_stopping() -> Verdict:
+        stuck = stopping_members(ctx)
+        return Verdict(not stuck, f"{', '.join(stuck)} still stopping PostgreSQL" if stuck else "none stopping")
+
+    if wait_until(none_stopping, REJOIN_GRACE_S).ok:
+        return []
+    done = []
+    for name in stopping_members(ctx):
+        if name == ctx.cluster().leader_name:
+            continue
+        node = ctx.topology.node(name)
+        ctx.docker.kill(node)
+        ctx.docker.start(node)
+        done.append(f"power-cycled {name} (PostgreSQL's shutdown was waiting for a walsender to the standby "
+                    "it lost, up to wal_sender_timeout)")
+    return done
 
 
 def parameters_read(ctx: LabContext, names: list[str]) -> Verdict:
