@@ -142,6 +142,8 @@ def require_healthy(lab: LabContext, what: str = "drill") -> None:
 def run_drill(lab: LabContext, scenario: Scenario, run: str, opts: DrillOptions = DrillOptions(),
               progress: Progress | None = None) -> DrillResult:
     progress = progress or Progress(quiet=True)
+    if scenario.requires is not None:
+        scenario.requires(lab)
     require_healthy(lab)   # again for each repeat: the run before may have left the lab unhealthy
     cluster = lab.cluster()
     members = list(cluster.members)
