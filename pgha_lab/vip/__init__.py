@@ -3,14 +3,16 @@ addr` shows it on a VM) and the check that it has settled on a node and carries 
 from __future__ import annotations
 
 import ipaddress
+from dataclasses import dataclass
 from typing import Callable
 
 import psycopg
 
+from pgha_lab import health
 from pgha_lab.context import LabContext
 from pgha_lab.errors import LabError
 from pgha_lab.render.keepalived import INTERFACE
-from pgha_lab.topology import Node
+from pgha_lab.topology import Node, Topology
 from pgha_lab.wait import Verdict
 
 ONE_HAPROXY = ("the lab has one HAProxy, so there is no virtual address or second HAProxy to use; "
@@ -69,3 +71,39 @@ def served_by(ctx: LabContext, node: str) -> Callable[[], Verdict]:
             return written
         return Verdict(True, f"{node} holds the VIP {ctx.topology.vip} and {written.reason}")
     return check
+
+
+@dataclass
+class ProxyState:
+    """One HAProxy node of a two-HAProxy lab as `status` shows it."""
+    name: str
+    address: str
+    state: str          # the container's: running, exited, paused...
+    holds_vip: bool
+    primary_to: list[str]   # the db nodes its own 5432 routes to, read from its own stats page
+
+
+def proxies(ctx: LabContext) -> list[ProxyState]:
+    """Both HAProxy nodes, which holds the VIP and where each routes 5432 (empty with one HAProxy)."""
+    topo = ctx.topology
+    if topo.vip is None:
+        return []
+    out = []
+    for node in topo.haproxies:
+        state = ctx.docker.state(node)
+        up = health.servers_up(ctx.probe.haproxy(node=node)) if state.running else []
+        out.append(ProxyState(node.name, str(node.address), state.status,
+                              state.running and topo.vip in addresses(ctx, node), up))
+    return out
+
+
+def proxies_text(states: list[ProxyState], topology: Topology) -> str:
+    lines = [f"HAProxy nodes (keepalived, VIP {topology.vip}):"]
+    for p in states:
+        role = "holds the VIP" if p.holds_vip else "backup"
+        routes = f"5432 -> {', '.join(p.primary_to) or 'nothing'}" if p.state == "running" else "no stats"
+        lines.append(f"  {p.name:<10} {p.address:<15} {p.state:<8} {role:<14} {routes}")
+    if sum(p.holds_vip for p in states) != 1:
+        lines.append("  the VIP is on " + ("both nodes (split brain)" if all(p.holds_vip for p in states)
+                                           else "no node: clients cannot connect"))
+    return "\n".join(lines)
