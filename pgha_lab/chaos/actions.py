@@ -152,9 +152,9 @@ class Chaos:
             duration: float | None = None) -> Outcome:
         if action not in ACTIONS:
             raise LabError(f"unknown chaos action {action!r}; choose one of: {', '.join(ACTIONS)}, heal-all.")
-        cluster = self.ctx.cluster()   # one reading: the target and its role come from the same view
-        if action in NO_TARGET:
+        if action in NO_TARGET:   # refused before anything is read or changed
             target = self._haproxy_target(action, target)
+        cluster = self.ctx.cluster()   # one reading: the target and its role come from the same view
         node = self.resolve(target or "", cluster)
         role = self.role_of(node, cluster)
         state = self.ctl.state(node)
