@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from pgha_lab import health, profiles, render, roles, settings as lab_settings
+from pgha_lab import health, profiles, render, roles, settings as lab_settings, vip
 from pgha_lab.build import images, recipes
 from pgha_lab.context import LabContext, load_topology
 from pgha_lab.errors import LabError
@@ -266,8 +266,14 @@ def _wait_healthy(run: UpRun) -> None:
     ctx = run.ctx
     # The synchronous standby is waited for after the settings step: the replication mode in etcd
     # may still be the lab's previous one (async has no synchronous standby to wait for).
-    wait_for(run.progress, health_waits(ctx.probe, [n.name for n in ctx.topology.db], sync_required=False),
-             ctx, run.deadline_s)
+    waits = health_waits(ctx.probe, [n.name for n in ctx.topology.db], sync_required=False)
+    if ctx.topology.vip is not None:
+        # Whichever node started first may hold the VIP until haproxy's higher priority takes it back:
+        # `up` ends with the VIP where the lab says it lives, so the first kill hits the known holder.
+        first = ctx.topology.haproxy.name
+        waits.append(Wait(f"Waiting for keepalived: the VIP {ctx.topology.vip} on {first}, taking writes",
+                          vip.served_by(ctx, first)))
+    wait_for(run.progress, waits, ctx, run.deadline_s)
 
 
 def _apply_dcs(run: UpRun) -> None:
