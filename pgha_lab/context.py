@@ -117,7 +117,7 @@ class LabContext:
             host = topo.published.bind
             port = topo.published.replicas if replica else topo.published.primary
         else:
-            host = str(topo.haproxy.address)
+            host = str(topo.entry_address)   # the VIP when two HAProxy nodes share one
             port = topo.ports.haproxy_replicas if replica else topo.ports.haproxy_primary
         return (f"host={host} port={port} dbname={dbname} user={user} sslmode=verify-full "
                 f"sslrootcert={ca or self.ca_file}")
@@ -125,5 +125,5 @@ class LabContext:
     def uri(self, replica: bool = False) -> str:
         topo = self.topology
         port = topo.ports.haproxy_replicas if replica else topo.ports.haproxy_primary
-        return (f"postgresql://postgres@{topo.haproxy.address}:{port}/postgres"
+        return (f"postgresql://postgres@{topo.entry_address}:{port}/postgres"
                 f"?sslmode=verify-full&sslrootcert={self.ca_file}")

@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from pgha_lab import health, profiles, render, roles, settings as lab_settings
+from pgha_lab import health, profiles, render, roles, settings as lab_settings, vip
 from pgha_lab.build import images, recipes
 from pgha_lab.context import LabContext, load_topology
 from pgha_lab.errors import LabError
@@ -26,12 +26,12 @@ UP_DEADLINE_S = 240.0      # first boot: initdb, a base backup, and TLS everywhe
 def check_ports_free(ctx: LabContext) -> None:
     """Refuse, before anything starts, a published port that something else holds."""
     topo = ctx.topology
-    if not topo.published.enabled:
+    if not topo.published_pairs():
         return
     ours: set[str] = set()
     if ctx.docker.containers().get(topo.haproxy.name) == "running":
         ours = ctx.docker.published_ports(topo.haproxy)
-    for host_port, _ in topo.published.as_pairs(topo.ports):
+    for host_port, _ in topo.published_pairs():
         if str(host_port) in ours:
             continue
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
@@ -134,11 +134,14 @@ class UpOutcome:
             f"  password: PGPASSWORD=$(sed -n 's/^PATRONI_SUPERUSER_PASSWORD=//p' {ctx.paths.secrets_file})",
             "  no psql on this host? `pgha-lab psql` runs one inside the lab.",
         ]
-        if t.published.enabled:
+        if t.vip is not None:
+            lines.append(f"  {t.vip} is a virtual address keepalived moves between {t.haproxy.name} and "
+                         f"{t.haproxy2.name}; no host port is published with two HAProxy nodes.")
+        if t.published_pairs():
             lines.append(f"  Docker Desktop: the same on {t.published.bind}:{t.published.primary} "
                          f"(replicas {t.published.replicas}).")
-        stats = f"http://{t.haproxy.address}:{t.ports.haproxy_stats}/"
-        if t.published.enabled:
+        stats = f"http://{t.entry_address}:{t.ports.haproxy_stats}/"
+        if t.published_pairs():
             stats += f" (or http://{t.published.bind}:{t.published.stats}/)"
         lines.append(f"HAProxy stats: {stats}")
         return "\n".join(lines)
@@ -263,8 +266,14 @@ def _wait_healthy(run: UpRun) -> None:
     ctx = run.ctx
     # The synchronous standby is waited for after the settings step: the replication mode in etcd
     # may still be the lab's previous one (async has no synchronous standby to wait for).
-    wait_for(run.progress, health_waits(ctx.probe, [n.name for n in ctx.topology.db], sync_required=False),
-             ctx, run.deadline_s)
+    waits = health_waits(ctx.probe, [n.name for n in ctx.topology.db], sync_required=False)
+    if ctx.topology.vip is not None:
+        # Whichever node started first may hold the VIP until haproxy's higher priority takes it back:
+        # `up` ends with the VIP where the lab says it lives, so the first kill hits the known holder.
+        first = ctx.topology.haproxy.name
+        waits.append(Wait(f"Waiting for keepalived: the VIP {ctx.topology.vip} on {first}, taking writes",
+                          vip.served_by(ctx, first)))
+    wait_for(run.progress, waits, ctx, run.deadline_s)
 
 
 def _apply_dcs(run: UpRun) -> None:

@@ -256,9 +256,11 @@ class LabProbe:
         return Cluster.of(self.members())
 
     # -- HAProxy --------------------------------------------------------------------------
-    def haproxy(self, timeout: float = TIMEOUT) -> list[Backend]:
-        """Server rows of HAProxy's stats CSV (frontends and backend summaries left out)."""
-        url = f"http://{self.topo.haproxy.address}:{self.topo.ports.haproxy_stats}/;csv"
+    def haproxy(self, timeout: float = TIMEOUT, node: Node | None = None) -> list[Backend]:
+        """Server rows of HAProxy's stats CSV (frontends and backend summaries left out), read where
+        clients connect (the VIP's holder in a two-HAProxy lab) unless a node is named."""
+        address = node.address if node is not None else self.topo.entry_address
+        url = f"http://{address}:{self.topo.ports.haproxy_stats}/;csv"
         try:
             r = self.http.get(url, timeout=timeout)
             r.raise_for_status()

@@ -119,7 +119,9 @@ def plan(topology: Topology) -> list[CertSpec]:
         # also name the HAProxy node and the loopback a published port is reached on, or
         # sslmode=verify-full fails for everyone who does not connect to the node directly.
         pg_dns = _names(topology, db) + _names(topology, hp) + ldns
-        pg_ips = tuple(dict.fromkeys((str(db.address), str(hp.address), *lips, *published)))
+        # The VIP too, whether or not the lab has two HAProxy nodes now: growing to two re-issues nothing.
+        vip = (str(topology.vip_reserved),) if topology.vip_reserved else ()
+        pg_ips = tuple(dict.fromkeys((str(db.address), str(hp.address), *vip, *lips, *published)))
         specs.append(CertSpec(f"{db.name}-postgres", db.name, True, False, pg_dns, pg_ips, db.name, POSTGRES))
         specs.append(CertSpec(f"{db.name}-restapi", db.name, True, False, _names(topology, db) + ldns,
                               (str(db.address),) + lips, db.name, RESTAPI))
@@ -128,8 +130,9 @@ def plan(topology: Topology) -> list[CertSpec]:
         # ctl section: patronictl, and Patroni itself when it calls another member's REST API.
         specs.append(CertSpec(f"{db.name}-patronictl", f"patronictl@{db.name}", False, True, _names(topology, db) + ldns,
                               (str(db.address),) + lips, db.name, PATRONICTL))
-    specs.append(CertSpec(f"{hp.name}-check", f"haproxy@{hp.name}", False, True, _names(topology, hp),
-                          (str(hp.address),), hp.name, HAPROXY_CHECK, combined_pem=True))
+    for proxy in topology.haproxies:
+        specs.append(CertSpec(f"{proxy.name}-check", f"haproxy@{proxy.name}", False, True, _names(topology, proxy),
+                              (str(proxy.address),), proxy.name, HAPROXY_CHECK, combined_pem=True))
     specs.append(CertSpec(HOST_CLIENT, f"{ORG}@host", False, True, ldns,
                           (str(topology.host_address),) + lips, None, ""))
     return specs

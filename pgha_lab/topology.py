@@ -25,6 +25,12 @@ ETCD_SIZES = (1, 3, 5)               # odd, so a majority is well defined
 # skipping the HAProxy's .30; etcd members sit at .11 upwards.
 HOST_OFFSET = 1
 HAPROXY_OFFSET = 30
+# A second HAProxy (`up --haproxy-nodes 2`) sits next to the first at .31 and the virtual address
+# keepalived moves between them at .32: db nodes step by ten (.40 after .20) and etcd stays within
+# .11-.15, so neither can ever grow into .31-.39.
+HAPROXY2_OFFSET = 31
+VIP_OFFSET = 32
+HAPROXY_NODE_COUNTS = (1, 2)
 ETCD_FIRST_OFFSET = 11
 
 _NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,30}[a-z0-9])?$")
@@ -121,16 +127,20 @@ class Topology:
     scope: str = DEFAULT_SCOPE
     ports: Ports = field(default_factory=Ports)
     published: Published = field(default_factory=Published)
+    haproxy2: Node | None = None   # the second HAProxy of a two-HAProxy lab (keepalived moves the VIP)
 
     # -- construction ---------------------------------------------------------------------
     @classmethod
     def build(cls, *, db_nodes: int = 2, etcd_nodes: int = 3, subnet: str = DEFAULT_SUBNET,
               prefix: str = "", project: str = DEFAULT_PROJECT, published: Published | None = None,
-              scope: str = DEFAULT_SCOPE) -> "Topology":
+              scope: str = DEFAULT_SCOPE, haproxy_nodes: int = 1) -> "Topology":
         if db_nodes not in DB_NODE_RANGE:
             raise TopologyError(f"db nodes must be between {DB_NODE_RANGE.start} and {DB_NODE_RANGE.stop - 1}, not {db_nodes}.")
         if etcd_nodes not in ETCD_SIZES:
             raise TopologyError(f"etcd members must be 1, 3 or 5 (an odd count keeps a clear majority), not {etcd_nodes}.")
+        if isinstance(haproxy_nodes, bool) or haproxy_nodes not in HAPROXY_NODE_COUNTS:
+            raise TopologyError(f"HAProxy nodes must be 1 or 2 (two share a virtual address through keepalived), "
+                                f"not {haproxy_nodes}.")
         if not _NAME_RE.match(project):
             raise TopologyError(f"project name {project!r} must be lowercase letters, digits and dashes.")
         if prefix and not re.match(r"^[a-z][a-z0-9-]{0,15}$", prefix):
@@ -143,7 +153,8 @@ class Topology:
             raise TopologyError(f"subnet {net} is not a private range; use one such as {DEFAULT_SUBNET}.")
 
         # Size the advice by the highest offset any node needs, not the first one that misses.
-        highest = max(ETCD_FIRST_OFFSET + etcd_nodes - 1, db_offset(db_nodes), HAPROXY_OFFSET)
+        highest = max(ETCD_FIRST_OFFSET + etcd_nodes - 1, db_offset(db_nodes), HAPROXY_OFFSET,
+                      VIP_OFFSET if haproxy_nodes == 2 else 0)
         if highest >= net.num_addresses - 1:
             raise TopologyError(
                 f"subnet {net} is too small for {db_nodes} db nodes and {etcd_nodes} etcd members; "
@@ -155,8 +166,10 @@ class Topology:
         etcd = tuple(make(Role.ETCD, "etcd", i, ETCD_FIRST_OFFSET + i - 1) for i in range(1, etcd_nodes + 1))
         db = tuple(make(Role.DB, "dbnode", i, db_offset(i)) for i in range(1, db_nodes + 1))
         haproxy = make(Role.HAPROXY, "haproxy", 0, HAPROXY_OFFSET)
+        # Node 1 keeps its name and address, so a lab grown to two HAProxy nodes changes nothing else.
+        haproxy2 = make(Role.HAPROXY, "haproxy", 2, HAPROXY2_OFFSET) if haproxy_nodes == 2 else None
         topo = cls(project=project, subnet=net, prefix=prefix, etcd=etcd, db=db, haproxy=haproxy,
-                   scope=scope, published=published or Published())
+                   scope=scope, published=published or Published(), haproxy2=haproxy2)
         topo.validate()
         return topo
 
@@ -165,6 +178,8 @@ class Topology:
         seen_names: dict[str, Node] = {}
         seen_addrs: dict[ipaddress.IPv4Address, Node] = {}
         reserved = {self.subnet.network_address, self.subnet.broadcast_address, self.host_address}
+        if self.vip is not None:
+            reserved.add(self.vip)
         for node in self.nodes:
             if node.name in seen_names:
                 raise TopologyError(f"node name {node.name} is used twice; every node needs its own name.")
@@ -179,7 +194,32 @@ class Topology:
     # -- views ----------------------------------------------------------------------------
     @property
     def nodes(self) -> tuple[Node, ...]:
-        return (*self.etcd, *self.db, self.haproxy)
+        return (*self.etcd, *self.db, *self.haproxies)
+
+    @property
+    def haproxies(self) -> tuple[Node, ...]:
+        return (self.haproxy, self.haproxy2) if self.haproxy2 else (self.haproxy,)
+
+    @property
+    def vip(self) -> ipaddress.IPv4Address | None:
+        """The virtual address keepalived moves between two HAProxy nodes (None with one)."""
+        return self.subnet[VIP_OFFSET] if self.haproxy2 else None
+
+    @property
+    def vip_reserved(self) -> ipaddress.IPv4Address | None:
+        """The address a VIP has or would have (certificates name it either way, so growing to two
+        HAProxy nodes re-issues no PostgreSQL certificate); None when the subnet is too small."""
+        return self.subnet[VIP_OFFSET] if VIP_OFFSET < self.subnet.num_addresses - 1 else None
+
+    @property
+    def entry_address(self) -> ipaddress.IPv4Address:
+        """Where clients connect: the VIP with two HAProxy nodes, the one HAProxy's address otherwise."""
+        return self.vip or self.haproxy.address
+
+    def published_pairs(self) -> list[tuple[int, int]]:
+        """Host ports actually published: none with two HAProxy nodes, as a port published from one
+        container would not follow the VIP (it would be a single entry point again)."""
+        return [] if self.haproxy2 else self.published.as_pairs(self.ports)
 
     @property
     def names(self) -> list[str]:
@@ -220,6 +260,7 @@ class Topology:
             "scope": self.scope,
             "dbNodes": len(self.db),
             "etcdNodes": len(self.etcd),
+            "haproxyNodes": len(self.haproxies),
             "published": {"enabled": self.published.enabled, "bind": self.published.bind,
                           "primary": self.published.primary, "replicas": self.published.replicas,
                           "stats": self.published.stats},
@@ -240,14 +281,14 @@ class Topology:
             return cls.build(db_nodes=_count(doc, "dbNodes", 2), etcd_nodes=_count(doc, "etcdNodes", 3),
                              subnet=str(doc.get("subnet", DEFAULT_SUBNET)), prefix=str(doc.get("prefix", "")),
                              project=str(doc.get("project", DEFAULT_PROJECT)), scope=str(doc.get("scope", DEFAULT_SCOPE)),
-                             published=replace(Published(), **pub))
+                             published=replace(Published(), **pub), haproxy_nodes=_count(doc, "haproxyNodes", 1))
         except TopologyError:
             raise
         except (TypeError, ValueError, KeyError) as exc:   # a safety net: callers catch TopologyError only
             raise TopologyError(f"the topology document is not one pgha-lab can read ({exc}).") from None
 
 
-_DOC_KEYS = ("apiVersion", "project", "subnet", "prefix", "scope", "dbNodes", "etcdNodes", "published")
+_DOC_KEYS = ("apiVersion", "project", "subnet", "prefix", "scope", "dbNodes", "etcdNodes", "haproxyNodes", "published")
 _PUBLISHED_KEYS = tuple(f.name for f in fields(Published))
 
 

@@ -39,7 +39,8 @@ class LabUnderTest:
         return proc
 
     def up(self) -> subprocess.CompletedProcess:
-        return self.cli("up", "--profile", "fast", "--subnet", SUBNET,
+        # --haproxy-nodes 1: a test that grew the lab to two HAProxy nodes and failed is undone here.
+        return self.cli("up", "--profile", "fast", "--subnet", SUBNET, "--haproxy-nodes", "1",
                         "--publish-ports", f"{PORTS.primary},{PORTS.replicas},{PORTS.stats}")
 
     def ensure_healthy(self) -> None:
@@ -47,7 +48,7 @@ class LabUnderTest:
         find nothing to do, at 10-30 s a call on a busy machine, before and after every test."""
         ctx = self.ctx
         if (ctx.paths.topology_file.exists() and ctx.saved_profile == "fast" and len(ctx.topology.db) == 2
-                and ctx.topology.published.enabled and ctx.health().ok):
+                and ctx.topology.published.enabled and ctx.topology.haproxy2 is None and ctx.health().ok):
             return
         self.up()
 

@@ -5,7 +5,8 @@ cable pulled and plugged back, kill-postgres = the postmaster dies while Patroni
 a partial cut with iptables inside the node, degrade = packet loss (iptables' statistic match) or
 delay (tc netem, where the kernel has it). freeze-patroni/thaw-patroni = SIGSTOP/SIGCONT to Patroni
 alone, hang-postgres/release-postgres = SIGSTOP/SIGCONT to the postmaster and every backend,
-kill-haproxy/start-haproxy = the single entry point down and back, flap = a partition toggled every
+kill-haproxy/start-haproxy = the single entry point down and back (with two HAProxy nodes, either
+one, and the VIP moves to the other: vip/), flap = a partition toggled every
 N seconds for M seconds, cancel-sync-wait and block-switchover = the two experiments of
 chaos/experiments.py. Every request is checked first; an impossible one is refused with a reason
 and changes nothing.
@@ -27,12 +28,15 @@ from pgha_lab.errors import LabError
 from pgha_lab.node_paths import PG_DATA
 from pgha_lab.probes import Cluster
 from pgha_lab.topology import Node, Role, TopologyError
+from pgha_lab import vip
 from pgha_lab.wait import wait_until
 
 ACTIONS = ("kill", "pause", "resume", "stop", "start", "isolate", "heal", "kill-postgres", "partition", "degrade",
            "freeze-patroni", "thaw-patroni", "hang-postgres", "release-postgres", "kill-haproxy", "start-haproxy",
            "cancel-sync-wait", "block-switchover", "flap")
-NO_TARGET = ("kill-haproxy", "start-haproxy")   # the lab has one HAProxy: the target goes without saying
+# With one HAProxy the target goes without saying; with two, it is haproxy or haproxy2 (default: the
+# VIP's holder for a kill, the stopped one for a start).
+NO_TARGET = ("kill-haproxy", "start-haproxy")
 DB_ONLY = ("kill-postgres", "freeze-patroni", "thaw-patroni", "hang-postgres", "release-postgres",
            "cancel-sync-wait", "block-switchover")
 # Cut inside the node with iptables/tc, which the HAProxy image (Ubuntu's haproxy package alone) lacks.
@@ -100,6 +104,8 @@ class Chaos:
 
     # -- targets and roles -----------------------------------------------------------------
     def role_of(self, node: Node, cluster: Cluster | None = None) -> str:
+        if node.role is Role.HAPROXY and self.topo.haproxy2 is not None:
+            return "VIP holder" if node.name in vip.holders(self.ctx) else "VIP backup"
         if node.role is not Role.DB:
             return node.role.value
         cluster = self.ctx.cluster() if cluster is None else cluster
@@ -123,17 +129,32 @@ class Chaos:
         except TopologyError as exc:
             raise LabError(f"{exc} (or `leader` / `replica`)") from None
 
+    def _haproxy_target(self, action: str, target: str | None) -> str:
+        topo = self.topo
+        names = [n.name for n in topo.haproxies]
+        if topo.haproxy2 is None:
+            if target in (None, "", topo.haproxy.name):
+                return topo.haproxy.name
+            if target == f"{topo.prefix}haproxy2":
+                raise LabError(vip.ONE_HAPROXY)
+            raise LabError(f"{action} takes no target (or {topo.haproxy.name}): the lab has one HAProxy.")
+        if target in names:
+            return target
+        if target:
+            raise LabError(f"{action} takes {' or '.join(names)} (or no target), not {target!r}.")
+        if action == "kill-haproxy":   # the fault worth drilling: the VIP's holder
+            return next(iter(vip.holders(self.ctx)), topo.haproxy.name)
+        return next((n for n in names if not self.ctl.state(topo.node(n)).running), topo.haproxy.name)
+
     # -- the faults ------------------------------------------------------------------------
     def run(self, action: str, target: str, *, peers: str | None = None, clear: bool = False,
             loss: str | None = None, delay: str | None = None, every: float | None = None,
             duration: float | None = None) -> Outcome:
         if action not in ACTIONS:
             raise LabError(f"unknown chaos action {action!r}; choose one of: {', '.join(ACTIONS)}, heal-all.")
+        if action in NO_TARGET:   # refused before anything is read or changed
+            target = self._haproxy_target(action, target)
         cluster = self.ctx.cluster()   # one reading: the target and its role come from the same view
-        if action in NO_TARGET:
-            if target not in (None, "", self.topo.haproxy.name):
-                raise LabError(f"{action} takes no target (or {self.topo.haproxy.name}): the lab has one HAProxy.")
-            target = self.topo.haproxy.name
         node = self.resolve(target or "", cluster)
         role = self.role_of(node, cluster)
         state = self.ctl.state(node)
@@ -225,7 +246,8 @@ class Chaos:
         elif action == "kill-haproxy":
             self._need(state.running, f"{node.name} is {state.status}; there is no HAProxy to kill")
             self.ctl.kill(node)
-            done = f"{node.name} killed: 5432 and 5433 have no listener (the lab's single entry point)"
+            done = (f"{node.name} killed: 5432 and 5433 have no listener (the lab's single entry point)"
+                    if self.topo.haproxy2 is None else f"{node.name} ({role}) killed, keepalived with it")
         elif action == "start-haproxy":
             self._need(state.status in ("exited", "created"), f"{node.name} is {state.status}; only a killed HAProxy can start")
             self.ctl.start(node)

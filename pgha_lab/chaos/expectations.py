@@ -10,6 +10,8 @@ from typing import Callable
 
 from pgha_lab import health
 from pgha_lab.chaos import rules, state
+from pgha_lab.render.keepalived import failover_bound_s as vip_failover_bound_s
+from pgha_lab import vip
 from pgha_lab.context import LabContext
 from pgha_lab.probes import Cluster
 from pgha_lab.topology import Node, Role
@@ -260,6 +262,8 @@ def expectation_for(ctx: LabContext, action: str, node: Node, role: str, cluster
         if returning:
             return Expectation(f"{node.name} rejoins etcd; with a quorum Patroni holds or elects a leader and "
                                f"HAProxy routes 5432 again.", healthy(ctx), p.failover_bound_s() + 60)
+    if node.role is Role.HAPROXY and ctx.topology.haproxy2 is not None:
+        return vip_expectation(ctx, node, role, losing=losing or action == "kill-haproxy")
     if node.role is Role.HAPROXY:
         if losing or action == "kill-haproxy":
             return Expectation("Clients lose 5432 and 5433 until HAProxy is back (it is the single entry point: "
@@ -267,3 +271,22 @@ def expectation_for(ctx: LabContext, action: str, node: Node, role: str, cluster
                                same_leader(ctx, leader, timeline, via_haproxy=False) if leader else None, 30)
         return Expectation("HAProxy routes 5432 to the leader and 5433 to the replicas again.", healthy(ctx), 60)
     return Expectation("Nothing in particular: watch `pgha-lab status`.")
+
+
+def vip_expectation(ctx: LabContext, node: Node, role: str, *, losing: bool) -> Expectation:
+    """Two HAProxy nodes: losing one leaves the VIP on the other (moved there within the VRRP bound
+    when the lost one held it); the returning first node takes it back, having the higher priority."""
+    topo = ctx.topology
+    bound = vip_failover_bound_s()
+    if losing:
+        survivor = next(n.name for n in topo.haproxies if n.name != node.name)
+        if role == "VIP holder":
+            text = (f"keepalived on {survivor} misses 3 adverts and takes the VIP {topo.vip} within about "
+                    f"{bound:.0f} s (gratuitous ARP tells the host); writes through the VIP resume, the "
+                    f"cluster does not change.")
+        else:
+            text = (f"Nothing changes for clients: {node.name} was the backup, {survivor} keeps the VIP "
+                    f"{topo.vip} and writes through it go on.")
+        return Expectation(text, vip.served_by(ctx, survivor), bound + 30)
+    return Expectation(f"{node.name} is back; {topo.haproxy.name} (the higher VRRP priority) holds the VIP "
+                       f"{topo.vip} again and writes through it succeed.", vip.served_by(ctx, topo.haproxy.name), 60)

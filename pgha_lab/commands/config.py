@@ -31,7 +31,7 @@ def run_show(args: argparse.Namespace) -> int:
         raise LabError(str(exc)) from None
     folder = paths.node_dir(node.name)
     files = []
-    for name, container_path in node_mounts(node):
+    for name, container_path in node_mounts(node, topology):
         host = folder / name
         if not host.is_file():
             raise LabError(f"{host} does not exist yet; run `pgha-lab up` to write the lab's configuration.")

@@ -126,6 +126,8 @@ def cmd_drill(args: argparse.Namespace) -> int:
             # only measures, so it refuses rather than silently comparing against the wrong timings.
             raise LabError(f"lab {paths.project!r} runs the {running} profile, not {args.profile}; run "
                            f"`pgha-lab up --profile {args.profile}` first, or drop --profile.")
+    if scenario.requires is not None:   # a lab whose shape cannot take the scenario (e.g. one HAProxy)
+        scenario.requires(ctx)
     profile = profiles.get(running)
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     out = report.refuse_occupied(Path(args.out).resolve() if args.out else paths.state / "drills" / f"{stamp}-{scenario.name}")

@@ -32,6 +32,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="maximum_lag_on_failover: a replica further behind may not be promoted (default 1048576)")
     p.add_argument("--rewind", metavar="on|off", default=None, help="use_pg_rewind for a returning old primary")
     p.add_argument("--db-nodes", type=int, default=None, help="PostgreSQL nodes, 2 to 9 (default 2)")
+    p.add_argument("--haproxy-nodes", type=int, default=None, metavar="1|2",
+                   help="HAProxy nodes: 2 adds haproxy2 and a virtual address keepalived moves between them "
+                        "(clients connect to it; no host ports are published) (default: the lab's last, else 1)")
     p.add_argument("--etcd-nodes", type=int, default=None, help="etcd members: 1, 3 or 5 (default 3)")
     p.add_argument("--subnet", default=None, help="lab network (default 192.168.56.0/24, like a VirtualBox host-only network)")
     p.add_argument("--publish-ports", default=None, metavar="PRIMARY,REPLICAS,STATS",
@@ -66,7 +69,8 @@ def requested_topology(args: argparse.Namespace, current: Topology) -> Topology:
         return Topology.build(
             db_nodes=args.db_nodes or len(current.db), etcd_nodes=args.etcd_nodes or len(current.etcd),
             subnet=args.subnet or str(current.subnet), prefix=current.prefix, project=current.project,
-            published=published, scope=current.scope)
+            published=published, scope=current.scope,
+            haproxy_nodes=getattr(args, "haproxy_nodes", None) or len(current.haproxies))
     except TopologyError as exc:
         raise LabError(str(exc)) from None
 

@@ -16,7 +16,7 @@ from pgha_lab.drill.ledger import Attempt, Writer, WriterSettings, ensure_table,
 from pgha_lab.drill.sampler import Sample, Sampler
 from pgha_lab.drill.scenarios import Fault, Scenario
 from pgha_lab.drill.workload import BulkWriter, WorkloadSettings
-from pgha_lab import settings as lab_settings
+from pgha_lab import settings as lab_settings, vip
 from pgha_lab.errors import LabError, first_line
 from pgha_lab.profiles import Profile
 from pgha_lab.term.progress import Progress
@@ -142,6 +142,8 @@ def require_healthy(lab: LabContext, what: str = "drill") -> None:
 def run_drill(lab: LabContext, scenario: Scenario, run: str, opts: DrillOptions = DrillOptions(),
               progress: Progress | None = None) -> DrillResult:
     progress = progress or Progress(quiet=True)
+    if scenario.requires is not None:
+        scenario.requires(lab)
     require_healthy(lab)   # again for each repeat: the run before may have left the lab unhealthy
     cluster = lab.cluster()
     members = list(cluster.members)
@@ -259,6 +261,9 @@ def _heal_and_settle(lab: LabContext, result: DrillResult, opts: DrillOptions, p
     with progress.step("Waiting for full health (old leader back as a replica, HAProxy routing)"):
         def settled() -> bool:
             v = lab.health()
+            if v.ok and lab.topology.vip is not None and vip.holders(lab) != [lab.topology.haproxy.name]:
+                # A healed haproxy takes the VIP back (the higher VRRP priority): settled once it has.
+                v = Verdict(False, f"the VIP {lab.topology.vip} is not back on {lab.topology.haproxy.name} yet")
             result.health_note = v.reason
             progress.detail(v.reason)
             return v.ok and flowing()

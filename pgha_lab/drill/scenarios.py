@@ -8,12 +8,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable
 
-from pgha_lab import roles
+from pgha_lab import roles, vip
 from pgha_lab.chaos import expectations as ex
 from pgha_lab.chaos.actions import Chaos
 from pgha_lab.context import LabContext
 from pgha_lab.errors import LabError
 from pgha_lab.profiles import PROMOTE_S, Profile
+from pgha_lab.render.keepalived import failover_bound_s as vip_failover_bound_s
 from pgha_lab.wait import Verdict
 
 
@@ -44,6 +45,8 @@ class Scenario:
     bound_s: Callable[[Profile], float | None] = lambda p: None
     bound_text: str = ""
     leader_changes: bool = True
+    # A refusal (LabError) for a lab whose shape cannot take the scenario, run before anything starts.
+    requires: Callable[[LabContext], None] | None = None
 
 
 def _from_chaos(lab: LabContext, action: str, target: str | None, peers: str | None = None, **kw) -> Fault:
@@ -147,6 +150,10 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
     Scenario("kill-haproxy", "the single entry point killed for 5 s, then started (heal)",
              lambda lab: _from_chaos(lab, "kill-haproxy", None),
              observe_s=lambda p: 5.0, hold=True, leader_changes=False),
+    Scenario("kill-haproxy-vip", "the HAProxy holding the virtual address killed; keepalived moves it to the other",
+             lambda lab: _from_chaos(lab, "kill-haproxy", None),
+             bound_s=lambda p: vip_failover_bound_s(), leader_changes=False, requires=vip.require_pair,
+             bound_text="3 x advert_int + the backup's skew time + 1 s for gratuitous ARP and a new connection"),
     Scenario("cancel-sync-wait", "the sync standby frozen, waiting commits cancelled (pg_cancel_backend), standby thawed",
              lambda lab: _from_chaos(lab, "cancel-sync-wait", "leader"), leader_changes=False),
     Scenario("flap-leader", "the leader cut off from etcd and back every 4 s for 16 s",

@@ -12,7 +12,8 @@ from pgha_lab import profiles, secrets, settings as lab_settings, tls
 from pgha_lab.errors import LabError
 from pgha_lab.fsutil import write_if_changed
 from pgha_lab.paths import LabPaths
-from pgha_lab.render import etcd as render_etcd, haproxy as render_haproxy, patroni as render_patroni
+from pgha_lab.render import etcd as render_etcd, haproxy as render_haproxy, keepalived as render_keepalived, \
+    patroni as render_patroni
 from pgha_lab.profiles import Profile
 from pgha_lab.render.common import RenderedFile
 from pgha_lab.topology import Node, Role, Topology
@@ -32,7 +33,10 @@ def node_files(topology: Topology, node: Node | str, profile: Profile,
         return render_etcd.render(topology, node, profile)
     if node.role is Role.DB:
         return render_patroni.render(topology, node, bootstrap or profile, bootstrap_settings)
-    return render_haproxy.render(topology, profile)
+    files = render_haproxy.render(topology, profile, node)
+    if topology.haproxy2 is not None:   # keepalived only where there is a VIP to move
+        files += render_keepalived.render(topology, node)
+    return files
 
 
 def bootstrap_profile(paths: LabPaths, profile: Profile) -> Profile:
@@ -54,11 +58,15 @@ def bootstrap_settings(paths: LabPaths, wanted: lab_settings.LabSettings) -> lab
     return lab_settings.DEFAULT if (paths.state / BOOTSTRAP_PROFILE_FILE).exists() else wanted
 
 
-def node_mounts(node: Node) -> list[tuple[str, str]]:
+def node_mounts(node: Node, topology: Topology | None = None) -> list[tuple[str, str]]:
     """(file name in paths.node_dir(node), container path) for each rendered file of the node's
-    role, for compose to mount read-only; the TLS folder ("tls") goes to node_paths.TLS_MOUNT."""
+    role, for compose to mount read-only; the TLS folder ("tls") goes to node_paths.TLS_MOUNT.
+    An HAProxy node of a two-HAProxy `topology` also mounts its keepalived.conf."""
     files = {Role.ETCD: render_etcd.FILES, Role.DB: render_patroni.FILES, Role.HAPROXY: render_haproxy.FILES}
-    return [tuple(pair) for pair in files[node.role]]
+    mounts = [tuple(pair) for pair in files[node.role]]
+    if node.role is Role.HAPROXY and topology is not None and topology.haproxy2 is not None:
+        mounts += [tuple(pair) for pair in render_keepalived.FILES]
+    return mounts
 
 
 def save_topology(paths: LabPaths, topology: Topology) -> bool:
@@ -98,6 +106,13 @@ def write_lab(paths: LabPaths, topology: Topology, profile: Profile, *, rotate_c
             target = paths.node_dir(name) / f.name
             if write_if_changed(target, f.content, CONFIG_MODE):
                 changed.append(target)
+    # A lab back to one HAProxy must not keep a keepalived.conf that no longer applies.
+    if topology.haproxy2 is None:
+        for name, _ in render_keepalived.FILES:
+            stale_file = paths.node_dir(topology.haproxy.name) / name
+            if stale_file.exists():
+                stale_file.unlink()
+                changed.append(stale_file)
     # A node the topology no longer has must not leave its keys and configs behind.
     if paths.nodes.is_dir():
         for stale in paths.nodes.iterdir():

@@ -60,7 +60,7 @@ def _healthcheck(node: Node, topo: Topology) -> dict[str, Any]:
 
 def _service(node: Node, topo: Topology, paths: LabPaths, compose_dir: Path) -> dict[str, Any]:
     node_dir = paths.node_dir(node.name)
-    volumes = [f"{_rel(node_dir / name, compose_dir)}:{target}:ro" for name, target in node_mounts(node)]
+    volumes = [f"{_rel(node_dir / name, compose_dir)}:{target}:ro" for name, target in node_mounts(node, topo)]
     volumes.append(f"{_rel(node_dir / 'tls', compose_dir)}:{NP.TLS_MOUNT}:ro")
     networks: dict[str, Any] = {LAB_NET: {"ipv4_address": str(node.address)}}
     svc: dict[str, Any] = {
@@ -87,7 +87,9 @@ def _service(node: Node, topo: Topology, paths: LabPaths, compose_dir: Path) -> 
         # with them every rolled db node would look changed to the next `up`.
     else:
         svc["cap_add"] = ["NET_ADMIN"]
-        ports = [f"{topo.published.bind}:{host}:{inner}" for host, inner in topo.published.as_pairs(topo.ports)]
+        if topo.haproxy2 is not None:   # keepalived: the VIP on the interface, VRRP and gratuitous ARP
+            svc["cap_add"] = ["NET_ADMIN", "NET_RAW", "NET_BROADCAST"]
+        ports = [f"{topo.published.bind}:{host}:{inner}" for host, inner in topo.published_pairs()]
         if ports:   # the edge network exists only to publish them: no outbound route otherwise
             networks[EDGE_NET] = {}
             svc["ports"] = ports
@@ -107,7 +109,7 @@ def compose_document(topo: Topology, paths: LabPaths) -> dict[str, Any]:
             "ipam": {"config": [{"subnet": str(topo.subnet), "gateway": str(topo.host_address)}]},
         },
     }
-    if topo.published.as_pairs(topo.ports):
+    if topo.published_pairs():
         networks[EDGE_NET] = {"name": edge_network_name(topo.project), "driver": "bridge"}
     return {
         "name": topo.project,

@@ -8,7 +8,7 @@ from __future__ import annotations
 from pgha_lab import node_paths, tls as certs
 from pgha_lab.profiles import Profile
 from pgha_lab.render.common import RenderedFile, header
-from pgha_lab.topology import Topology
+from pgha_lab.topology import Node, Topology
 
 TLS = node_paths.HAPROXY_TLS
 CA = f"{TLS}/{certs.CA_CERT}"
@@ -59,14 +59,14 @@ def _transition_inters(p: Profile) -> str:
     return out + (f" downinter {p.check_downinter_ms}ms" if p.check_downinter_ms else "")
 
 
-def runtime_api_lines(topology: Topology, profile: Profile) -> list[str]:
+def runtime_api_lines(topology: Topology, profile: Profile, node: Node | None = None) -> list[str]:
     if not profile.runtime_api:
         return []
-    return [f"    stats socket ipv4@{topology.haproxy.address}:{RUNTIME_API_PORT} level admin",
+    return [f"    stats socket ipv4@{(node or topology.haproxy).address}:{RUNTIME_API_PORT} level admin",
             "    # ^ Patroni's on_role_change callback: 'set server primary/<node> health up|down'"]
 
 
-def render_text(topology: Topology, profile: Profile) -> str:
+def render_text(topology: Topology, profile: Profile, node: Node | None = None) -> str:
     ports = topology.ports
     p = profile
     out = [
@@ -75,7 +75,7 @@ def render_text(topology: Topology, profile: Profile) -> str:
         "    group haproxy",
         "    maxconn 1000",
         f"    stats socket {STATS_SOCKET} mode 660 level admin",
-        *runtime_api_lines(topology, p),
+        *runtime_api_lines(topology, p, node),
         "    log stdout format raw local0",
         "",
         "defaults",
@@ -107,6 +107,8 @@ def render_text(topology: Topology, profile: Profile) -> str:
     return "\n".join(out)
 
 
-def render(topology: Topology, profile: Profile) -> list[RenderedFile]:
-    text = header("HAProxy configuration", topology.project, profile.name) + render_text(topology, profile)
+def render(topology: Topology, profile: Profile, node: Node | None = None) -> list[RenderedFile]:
+    """HAProxy's file for `node` (the first HAProxy unless given); both nodes of a two-HAProxy lab
+    route alike, only the runtime API listens on each node's own address."""
+    text = header("HAProxy configuration", topology.project, profile.name) + render_text(topology, profile, node)
     return [RenderedFile(FILES[0][0], FILES[0][1], text)]

@@ -53,9 +53,10 @@ def plan(topology: Topology, nodes: list[str], roles: Roles) -> list[Step]:
                           "the synchronous standby takes over; wait until writes land on it"))
         steps.append(Step(RESTART, roles.db_leader, Role.DB,
                           "wait until the old leader streams as a replica and is synchronous again"))
-    if topology.haproxy.name in wanted:
-        steps.append(Step(RESTART, topology.haproxy.name, Role.HAPROXY,
-                          "clients reconnect after a short outage; wait until both ports route again"))
+    for proxy in topology.haproxies:
+        if proxy.name in wanted:
+            steps.append(Step(RESTART, proxy.name, Role.HAPROXY,
+                              "clients reconnect after a short outage; wait until both ports route again"))
     return steps
 
 

@@ -52,7 +52,7 @@ def expected_files(ctx: LabContext, node: Node) -> dict[str, tuple[str, str | No
     out: dict[str, tuple[str, str | None]] = {}
     for name in tls.node_bundle(ctx.topology, node):
         out[f"{TLS_DIRS[node.role]}/{name}"] = (CERTIFICATES, _sha(folder / "tls" / name))
-    for name, target in node_mounts(node):
+    for name, target in node_mounts(node, ctx.topology):
         out[target] = (CONFIG, _sha(folder / name))
     return out
 
