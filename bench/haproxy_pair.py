@@ -51,8 +51,8 @@ def main() -> int:
                      failover_bound_s()))
     finally:
         cli(args.project, "up", "--haproxy-nodes", "1")
-    print(f"| drill | runs | write downtime s (min / median / max) | bound s |")
-    print(f"|-------|------|---------------------------------------|---------|")
+    print("| drill | runs | write downtime s (min / median / max) | bound s |")
+    print("|-------|------|---------------------------------------|---------|")
     for name, values, bound in rows:
         print(f"| {name} | {len(values)} | {min(values):.2f} / {statistics.median(values):.2f} / {max(values):.2f} "
               f"| {'—' if bound is None else f'{bound:.1f}'} |")

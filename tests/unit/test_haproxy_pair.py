@@ -3,7 +3,6 @@ import argparse
 import ipaddress
 
 import pytest
-import yaml
 
 from pgha_lab import profiles, render, tls, vip
 from pgha_lab.chaos.actions import Chaos
