@@ -170,6 +170,24 @@ def keeps_key(ctx: LabContext, node: str, hold_s: float) -> Callable[[], Verdict
         lambda _: Verdict(True, f"{node} kept the leader key for {hold_s:.0f}s: no failover, as expected"))
 
 
+def failsafe_primary(ctx: LabContext, node: str, hold_s: float) -> Callable[[], Verdict]:
+    """Nobody but `node` takes the leader key for `hold_s` seconds, and then `node` still answers as
+    primary and HAProxy's 5432 routes to it (failsafe_mode keeps it primary without the key)."""
+    def serving(_: str | None) -> Verdict:
+        if ctx.probe.rest(ctx.topology.node(node), "/primary")[0] != 200:
+            return Verdict(False, f"{node} no longer answers as primary: it demoted", node)
+        up = health.servers_up(ctx.probe.haproxy())
+        if up != [node]:
+            return Verdict(False, f"HAProxy's 5432 routes to {up or 'nothing'}, not {node}", "haproxy")
+        return Verdict(True, f"{node} stayed primary for {hold_s:.0f}s without renewing its key (failsafe_mode), "
+                             f"HAProxy routing 5432 to it, and nobody took the key: as expected")
+    return _latched_hold(
+        hold_s, lambda: ctx.cluster().leader_name,
+        lambda leader: (f"{leader} took the leader key although {node} runs in failsafe mode"
+                        if leader is not None and leader != node else None),
+        f"{node} still primary, nobody else leads, as expected", serving)
+
+
 def takes_key(ctx: LabContext, node: str) -> Callable[[], Verdict]:
     def check() -> Verdict:
         cluster = ctx.cluster()
@@ -190,6 +208,8 @@ def from_plan(ctx: LabContext, plan: rules.Plan) -> Expectation:
         check = no_leader(ctx, plan.hold_s, plan.node)
     elif kind == rules.KEEPS_KEY:
         check = keeps_key(ctx, plan.node or "", plan.hold_s)
+    elif kind == rules.FAILSAFE_PRIMARY:
+        check = failsafe_primary(ctx, plan.node or "", plan.hold_s)
     elif kind == rules.TAKES_KEY:
         check = takes_key(ctx, plan.node or "")
     elif kind == rules.STREAMS:
@@ -200,7 +220,14 @@ def from_plan(ctx: LabContext, plan: rules.Plan) -> Expectation:
         check = healthy(ctx)
     else:
         check = None
-    return Expectation(plan.text, check, plan.deadline_s, holds=kind in (rules.NO_LEADER, rules.KEEPS_KEY, rules.NO_PRIMARY))
+    holds = kind in (rules.NO_LEADER, rules.KEEPS_KEY, rules.FAILSAFE_PRIMARY, rules.NO_PRIMARY)
+    return Expectation(plan.text, check, plan.deadline_s, holds=holds)
+
+
+def cuts_db_node(ctx: LabContext, peers: str | None) -> bool:
+    """Whether a partition's --from names a db node (by name, or as leader/replica), not only etcd."""
+    names = {n.name for n in ctx.topology.db} | {"leader", "replica"}
+    return any(part.strip() in names for part in (peers or "").split(","))
 
 
 def expectation_for(ctx: LabContext, action: str, node: Node, role: str, cluster: Cluster, *,
@@ -228,7 +255,8 @@ def expectation_for(ctx: LabContext, action: str, node: Node, role: str, cluster
     if node.role is Role.DB:
         st = current()
         if losing and role == "leader" and (action != "partition" or "etcd" in (peers or "")):
-            return from_plan(ctx, rules.leader_lost(st, node.name, p, how=hows[action]))
+            return from_plan(ctx, rules.leader_lost(st, node.name, p, how=hows[action],
+                                                    reaches_members=action == "partition" and not cuts_db_node(ctx, peers)))
         if losing and role == "leader":   # a partition that leaves it etcd
             return Expectation(f"{node.name} still reaches etcd, so it keeps renewing the leader key and stays "
                                f"leader; only the links cut are lost (a replica cut off from it stops streaming).",

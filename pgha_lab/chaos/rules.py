@@ -13,7 +13,10 @@ What the rules encode (Patroni 4.1):
   member key expires, strict mode keeps commits waiting until a standby is back;
 - a leader whose PostgreSQL is still starting keeps renewing its key until primary_start_timeout,
   even when the start hangs;
-- losing the etcd quorum demotes the primary unless failsafe_mode is on and it reaches every member.
+- losing the etcd quorum demotes the primary unless failsafe_mode is on and it reaches every member;
+- so does a leader cut off from etcd alone: with failsafe_mode on and every member reachable it keeps
+  running as primary without the key (POST /failsafe to each member), and the members it calls do
+  not race for the key.
 """
 from __future__ import annotations
 
@@ -27,6 +30,7 @@ NEW_LEADER = "new-leader"        # someone other than `node` leads and HAProxy r
 SAME_LEADER = "same-leader"      # `leader` still leads (on the same timeline)
 NO_LEADER = "no-leader"          # nobody leads for `hold_s`: the cluster stays read-only
 KEEPS_KEY = "keeps-key"          # `node` keeps the leader key for `hold_s` and nobody else leads
+FAILSAFE_PRIMARY = "failsafe-primary"   # `node` stays the only primary for `hold_s`, the key free or its own
 TAKES_KEY = "takes-key"          # `node` becomes the leader
 STREAMS = "streams"              # `node` streams as a replica
 NO_PRIMARY = "no-primary"        # no node answers as primary, HAProxy's 5432 has no server
@@ -91,9 +95,19 @@ def _mode(state: ClusterState) -> str:
     return "synchronous_mode " + ("strict" if state.synchronous_mode_strict else "on (not strict)")
 
 
-def leader_lost(state: ClusterState, node: str, profile: Profile, *, how: str = "is gone") -> Plan:
-    """The leader stops renewing its key (killed, frozen, cut off from etcd, or its Patroni frozen)."""
+def leader_lost(state: ClusterState, node: str, profile: Profile, *, how: str = "is gone",
+                reaches_members: bool = False) -> Plan:
+    """The leader stops renewing its key (killed, frozen, cut off from etcd, or its Patroni frozen);
+    `reaches_members`: it still reaches every other member's REST API (cut off from etcd alone)."""
     bound = profile.failover_bound_s()
+    if state.failsafe_mode and reaches_members:
+        hold = profile.ttl + 2 * profile.loop_wait + profile.haproxy_mark_down_s + 5
+        return Plan(f"No failover: {node} was the leader and {how}, but failsafe_mode is on and it still reaches "
+                    f"every member. It cannot renew its key, so each HA loop it calls every member's REST API "
+                    f"(POST /failsafe); while all of them answer it keeps running as primary without the key, and "
+                    f"the members it called do not race for it. Writes go on through HAProxy (no member holds the "
+                    f"key, so a drill counts them as acknowledged by a non-leader); the key stays free until etcd "
+                    f"is back.", FAILSAFE_PRIMARY, node=node, hold_s=hold, deadline_s=hold + 15)
     who, why = candidates(state, node)
     if who:
         new = who[0]

@@ -97,6 +97,16 @@ def test_etcd_quorum_loss_with_and_without_failsafe():
     assert rules.etcd_lost(two_nodes(), 2, 3, FAST).kind == rules.SAME_LEADER
 
 
+def test_a_leader_cut_off_from_etcd_alone_keeps_writing_with_failsafe_if_it_reaches_every_member():
+    kept = rules.leader_lost(two_nodes(failsafe_mode=True), "dbnode1", FAST, how="was cut off from etcd",
+                             reaches_members=True)
+    assert kept.kind == rules.FAILSAFE_PRIMARY and kept.node == "dbnode1" and kept.hold_s >= FAST.ttl
+    assert "POST /failsafe" in kept.text
+    # Without failsafe, or when it cannot reach the other member (a pulled cable), the usual failover.
+    assert rules.leader_lost(two_nodes(), "dbnode1", FAST, reaches_members=True).kind == rules.NEW_LEADER
+    assert rules.leader_lost(two_nodes(failsafe_mode=True), "dbnode1", FAST).kind == rules.NEW_LEADER
+
+
 def test_freezing_patroni_or_hanging_postgres_on_the_leader_follow_the_failover_rules():
     assert rules.patroni_frozen(two_nodes(), "dbnode1", FAST).kind == rules.NEW_LEADER
     assert rules.patroni_frozen(two_nodes(sync=()), "dbnode1", FAST).kind == rules.NO_LEADER
