@@ -176,9 +176,9 @@ def failsafe_primary(ctx: LabContext, node: str, hold_s: float) -> Callable[[], 
     def serving(_: str | None) -> Verdict:
         if ctx.probe.rest(ctx.topology.node(node), "/primary")[0] != 200:
             return Verdict(False, f"{node} no longer answers as primary: it demoted", node)
-        up = health.servers_up(ctx.probe.haproxy())
-        if up != [node]:
-            return Verdict(False, f"HAProxy's 5432 routes to {up or 'nothing'}, not {node}", "haproxy")
+        routed = _routes_primary_to(ctx, node)
+        if not routed.ok:
+            return routed
         return Verdict(True, f"{node} stayed primary for {hold_s:.0f}s without renewing its key (failsafe_mode), "
                              f"HAProxy routing 5432 to it, and nobody took the key: as expected")
     return _latched_hold(

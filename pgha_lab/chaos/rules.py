@@ -95,13 +95,19 @@ def _mode(state: ClusterState) -> str:
     return "synchronous_mode " + ("strict" if state.synchronous_mode_strict else "on (not strict)")
 
 
+def _hold_s(profile: Profile) -> float:
+    """How long a plan that expects nothing to change watches: past the key's ttl, two more loops and
+    HAProxy marking a server down, plus a margin."""
+    return profile.ttl + 2 * profile.loop_wait + profile.haproxy_mark_down_s + 5
+
+
 def leader_lost(state: ClusterState, node: str, profile: Profile, *, how: str = "is gone",
                 reaches_members: bool = False) -> Plan:
     """The leader stops renewing its key (killed, frozen, cut off from etcd, or its Patroni frozen);
     `reaches_members`: it still reaches every other member's REST API (cut off from etcd alone)."""
     bound = profile.failover_bound_s()
     if state.failsafe_mode and reaches_members:
-        hold = profile.ttl + 2 * profile.loop_wait + profile.haproxy_mark_down_s + 5
+        hold = _hold_s(profile)
         return Plan(f"No failover: {node} was the leader and {how}, but failsafe_mode is on and it still reaches "
                     f"every member. It cannot renew its key, so each HA loop it calls every member's REST API "
                     f"(POST /failsafe); while all of them answer it keeps running as primary without the key, and "
@@ -116,7 +122,7 @@ def leader_lost(state: ClusterState, node: str, profile: Profile, *, how: str = 
         return Plan(f"{node} was the leader and {how}. Its leader key expires within ttl ({profile.ttl}s); {new} "
                     f"takes it because {because}, promotes, and HAProxy moves 5432 to it (bound ~{bound:.0f}s).",
                     NEW_LEADER, node=node, deadline_s=bound + 30, candidates=tuple(who))
-    hold = profile.ttl + 2 * profile.loop_wait + profile.haproxy_mark_down_s + 5
+    hold = _hold_s(profile)
     reasons = "; ".join(why) or "no other member"
     protects = (", which protects acknowledged writes: only a synchronous standby is sure to hold them"
                 if state.synchronous_mode else "")
@@ -196,7 +202,7 @@ def postgres_hung(state: ClusterState, node: str, profile: Profile) -> Plan:
     if leader is not None and leader.state == "starting":
         # Patroni's handle_starting_instance renews the key while it waits for a primary to start,
         # and gives it up only after primary_start_timeout.
-        hold = profile.ttl + 2 * profile.loop_wait + profile.haproxy_mark_down_s + 5
+        hold = _hold_s(profile)
         return Plan(f"No failover: {node} leads, but its PostgreSQL was still starting (after a crash) when it hung. "
                     f"Patroni is not blocked on a query then: it waits for the start and keeps renewing the leader "
                     f"key, for up to primary_start_timeout (300s) before it gives the key up. Until the hang is "

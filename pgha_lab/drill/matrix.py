@@ -109,18 +109,15 @@ def expected(scenario: str, cell: Cell, db_nodes: int) -> Expected:
         n = [r.get("lost_writes") for r in runs]
         return (all(x == 0 for x in n), f"lost writes {n}")
 
+    def writable(runs: list[dict[str, Any]]) -> tuple[bool, str]:
+        d = [r.get("write_downtime_s") for r in runs]
+        return (all(x is None or x <= 3.0 for x in d), f"write downtime {d} (failsafe should keep writes going)")
+
     if scenario == "etcd-quorum-loss" and s.failsafe:
-        def writable(runs: list[dict[str, Any]]) -> tuple[bool, str]:
-            d = [r.get("write_downtime_s") for r in runs]
-            return (all(x is None or x <= 3.0 for x in d), f"write downtime {d} (failsafe should keep writes going)")
         return Expected(f"failsafe on: the primary keeps accepting writes through the etcd outage while it reaches "
                         f"every member (write downtime at most 3 s); 0 lost; {safe}",
                         both(writable, zero_lost, no_split))
     if scenario == "partition-leader-from-etcd" and s.failsafe:
-        def kept_writing(runs: list[dict[str, Any]]) -> tuple[bool, str]:
-            d = [r.get("write_downtime_s") for r in runs]
-            return (all(x is None or x <= 3.0 for x in d), f"write downtime {d} (failsafe should keep writes going)")
-
         def one_primary(runs: list[dict[str, Any]]) -> tuple[bool, str]:
             bad = [r for r in runs if r.get("split_brain_intervals") or 0]
             return (not bad, f"{len(bad)} run(s) with two primaries")
@@ -129,7 +126,7 @@ def expected(scenario: str, cell: Cell, db_nodes: int) -> Expected:
         return Expected("failsafe on: the leader cut off from etcd still reaches every member, so it keeps running "
                         "as primary without the leader key (its writes count as non-leader acks: nobody holds the "
                         "key) and no member takes over (write downtime at most 3 s); 0 lost; never two primaries",
-                        both(kept_writing, zero_lost, one_primary))
+                        both(writable, zero_lost, one_primary))
     if scenario == "etcd-quorum-loss-member-cut":
         def stopped(runs: list[dict[str, Any]]) -> tuple[bool, str]:
             d = [r.get("write_downtime_s") for r in runs]

@@ -92,10 +92,11 @@ def reset_config(ctx: LabContext) -> dict[str, Any]:
     return {**baseline_config(ctx), "loop_wait": PATRONI_MIN_LOOP_WAIT}
 
 
-def patch_config(ctx: LabContext, wanted: dict[str, Any]) -> dict[str, Any]:
+def patch_config(ctx: LabContext, wanted: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     """PATCH /config to `wanted` through the leader, then wake every other member with the same
     (now empty) PATCH: Patroni runs a member's HA loop at once on any PATCH /config it receives,
-    so each reads the change now rather than after its current loop_wait. The patch sent is returned."""
+    so each reads the change now rather than after its current loop_wait. (The patch sent, the
+    configuration it was computed from.)"""
     node = _leader_node(ctx)
     if node is None:
         raise LabError("no leader to restore Patroni's configuration through.")
@@ -104,7 +105,7 @@ def patch_config(ctx: LabContext, wanted: dict[str, Any]) -> dict[str, Any]:
         raise LabError(f"could not read Patroni's configuration from {node.name} (HTTP {code}).")
     patch = config_patch(live, wanted)
     if not patch:
-        return {}
+        return {}, live
     r = ctx.probe.rest_change(node, "PATCH", "/config", patch, ctx.restapi_auth, timeout=10)
     if r.status_code != 200:
         raise LabError(f"Patroni refused to restore its configuration: {r.text.strip() or r.status_code}.")
@@ -114,16 +115,14 @@ def patch_config(ctx: LabContext, wanted: dict[str, Any]) -> dict[str, Any]:
                 ctx.probe.rest_change(other, "PATCH", "/config", patch, ctx.restapi_auth, timeout=5)
             except LabError:
                 pass   # a member that does not answer reads the change on its own next loop
-    return patch
+    return patch, live
 
 
 def restore_config(ctx: LabContext) -> tuple[list[str], list[str]]:
     """PATCH /config back to the baseline (with the reset's quick loop); (what was done, the
     PostgreSQL parameters it changed)."""
-    leader = _leader_node(ctx)
-    code, live = ctx.probe.rest(leader, "/config") if leader else (0, {})
-    drifted = config_patch(live, baseline_config(ctx)) if code == 200 else {}
-    patch = patch_config(ctx, reset_config(ctx))
+    patch, live = patch_config(ctx, reset_config(ctx))
+    drifted = config_patch(live, baseline_config(ctx))   # what a learner changed, not the reset's quick loop
     parameters = sorted(((patch.get("postgresql") or {}).get("parameters") or {}))
     return ([f"restored Patroni's dynamic configuration ({', '.join(sorted(drifted))})"] if drifted else []), parameters
 
@@ -279,8 +278,9 @@ def power_cycle_stuck(ctx: LabContext) -> list[str]:
     if wait_until(none_stopping, REJOIN_GRACE_S).ok:
         return []
     done = []
+    leader = ctx.cluster().leader_name
     for name in stopping_members(ctx):
-        if name == ctx.cluster().leader_name:
+        if name == leader:
             continue
         node = ctx.topology.node(name)
         ctx.docker.kill(node)
