@@ -1,7 +1,8 @@
 """Timing profiles: Patroni's HA timings and HAProxy's health-check cadence, plus the bounds they imply.
 
 `seed` keeps what a production guide ships (Patroni's defaults, HAProxy `inter 3s fall 3 rise 2`);
-`fast` uses the smallest values Patroni's validator accepts, so drills on a laptop finish sooner.
+`fast` uses Patroni's smallest ttl and loop_wait, so drills on a laptop finish sooner, with a
+retry_timeout that outlasts an etcd leader election.
 Drills derive their expected downtime from the same numbers that render the configs.
 """
 from __future__ import annotations
@@ -15,6 +16,14 @@ from pgha_lab.errors import LabError
 PATRONI_MIN_TTL = 20
 PATRONI_MIN_LOOP_WAIT = 1
 PATRONI_MIN_RETRY_TIMEOUT = 3
+
+# Patroni splits retry_timeout across the etcd members it tries, at least 1 s each (its etcd client's
+# _calculate_timeouts). When etcd's raft leader dies, the others answer no write until they elect a
+# new one, after an election timeout randomized between 1 and 2 s by default. Patroni's minimum of
+# 3 s gives each of three members 1 s, so one etcd member's power cut could cost the primary its
+# key (seen in CI: a failover on etcd-minority-loss); 6 s gives each 2 s.
+ETCD_WORST_ELECTION_S = 2.0
+FAST_RETRY_TIMEOUT = 6
 
 # Seconds every downtime bound allows PostgreSQL itself: a promotion, or a restart after a crash.
 PROMOTE_S = 5.0
@@ -102,8 +111,8 @@ SEED = Profile(
     check_inter_ms=3000, check_fall=3, check_rise=2, check_timeout_ms=3000, stats_refresh_s=5)
 
 FAST = Profile(
-    name="fast", description="the smallest timings Patroni accepts (ttl 20 / loop_wait 1 / retry_timeout 3) and 1 s HAProxy checks",
-    ttl=PATRONI_MIN_TTL, loop_wait=PATRONI_MIN_LOOP_WAIT, retry_timeout=PATRONI_MIN_RETRY_TIMEOUT,
+    name="fast", description="Patroni's smallest ttl and loop_wait (ttl 20 / loop_wait 1 / retry_timeout 6) and 1 s HAProxy checks",
+    ttl=PATRONI_MIN_TTL, loop_wait=PATRONI_MIN_LOOP_WAIT, retry_timeout=FAST_RETRY_TIMEOUT,
     check_inter_ms=1000, check_fall=3, check_rise=2, check_timeout_ms=1000, stats_refresh_s=1)
 
 # Clients on the new primary as fast as HAProxy and Patroni allow: Patroni's fast timings, checks
@@ -115,7 +124,7 @@ INSTANT = Profile(
     name="instant", description="fast's Patroni timings, HAProxy checks every 500 ms (fastinter 100 ms, rise 1) "
                                 "and Patroni's on_role_change callback and before_stop hook switching 5432 through "
                                 "HAProxy's runtime API",
-    ttl=PATRONI_MIN_TTL, loop_wait=PATRONI_MIN_LOOP_WAIT, retry_timeout=PATRONI_MIN_RETRY_TIMEOUT,
+    ttl=PATRONI_MIN_TTL, loop_wait=PATRONI_MIN_LOOP_WAIT, retry_timeout=FAST_RETRY_TIMEOUT,
     check_inter_ms=500, check_fall=2, check_rise=1, check_timeout_ms=500, stats_refresh_s=1,
     check_fastinter_ms=100, check_downinter_ms=250, runtime_api=True, check_running=True)
 

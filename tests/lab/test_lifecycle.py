@@ -139,7 +139,7 @@ def test_switching_the_profile_reaches_etcd_and_haproxy(healthy_lab):
     assert "inter 3000ms fall 3 rise 2" in cfg
     lab.up()   # back to fast
     config = probe.rest(lab.topo.node(next(m.name for m in probe.members() if m.role == "leader")), "/config")[1]
-    assert (config["ttl"], config["loop_wait"], config["retry_timeout"]) == (20, 1, 3)
+    assert (config["ttl"], config["loop_wait"], config["retry_timeout"]) == (20, 1, 6)
 
 
 @pytest.fixture()

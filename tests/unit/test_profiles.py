@@ -15,9 +15,9 @@ def test_seed_is_patronis_defaults_and_a_production_haproxy_check():
     assert (s.check_inter_ms, s.check_fall, s.check_rise) == (3000, 3, 2)
 
 
-def test_fast_is_the_smallest_patroni_accepts_with_1s_checks():
+def test_fast_is_patronis_smallest_ttl_and_loop_wait_with_1s_checks():
     f = profiles.get("fast")
-    assert (f.ttl, f.loop_wait, f.retry_timeout) == (20, 1, 3)
+    assert (f.ttl, f.loop_wait, f.retry_timeout) == (20, 1, 6)
     assert f.check_inter_ms == 1000
 
 
@@ -26,6 +26,13 @@ def test_every_profile_keeps_patronis_rules(name):
     p = profiles.get(name)
     p.validate()
     assert p.loop_wait + 2 * p.retry_timeout <= p.ttl
+
+
+@pytest.mark.parametrize("name", list(profiles.PROFILES))
+def test_every_profile_lets_the_leader_outlast_an_etcd_election(name):
+    # Patroni gives each of the three etcd members retry_timeout / 3 to answer; one of them must
+    # outlive the election that follows the raft leader's death.
+    assert profiles.get(name).retry_timeout / 3 >= profiles.ETCD_WORST_ELECTION_S
 
 
 @pytest.mark.parametrize("change, fragment", [

@@ -131,7 +131,7 @@ def test_fast_profile_reaches_patroni_and_haproxy(tmp_path):
     paths, topo = LabPaths(home=tmp_path), Topology.build()
     render.write_lab(paths, topo, FAST)
     dcs = _yaml(paths, "dbnode2", "patroni.yml")["bootstrap"]["dcs"]
-    assert (dcs["ttl"], dcs["loop_wait"], dcs["retry_timeout"]) == (20, 1, 3)
+    assert (dcs["ttl"], dcs["loop_wait"], dcs["retry_timeout"]) == (20, 1, 6)
     cfg = (paths.node_dir("haproxy") / "haproxy.cfg").read_text()
     assert re.search(r"default-server inter 1000ms fall 3 rise 2 ", cfg)
 
