@@ -72,14 +72,15 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def render_lesson(lesson: Lesson) -> str:
+def render_lesson(lesson: Lesson, started: bool = False) -> str:
+    """The lesson as `show` prints it; `start` prints it too, with a footer for a lesson under way."""
     lines = [f"Lesson {lesson.id}: {lesson.title}", "", "Goal", _para(lesson.goal), "", "Background",
              _para(lesson.background), "", "Tasks"]
     for n, task in enumerate(lesson.tasks, 1):
         lines.append(textwrap.fill(f"{n}. [{task.key}] {task.text}", WIDTH, initial_indent="  ",
                                    subsequent_indent="     "))
-    lines += ["", f"{len(lesson.hints)} hints (`pgha-lab lesson hint`); start with `pgha-lab lesson start {lesson.id}`, "
-                  f"check with `pgha-lab lesson check`."]
+    begin = "the lab is at its starting state" if started else f"start with `pgha-lab lesson start {lesson.id}`"
+    lines += ["", f"{len(lesson.hints)} hints (`pgha-lab lesson hint`); {begin}, check with `pgha-lab lesson check`."]
     return "\n".join(lines)
 
 
@@ -106,7 +107,7 @@ def cmd_start(args: argparse.Namespace) -> int:
     if args.json:
         _print_json({"lesson": lesson.id, "reset": started.reset.as_dict()})
     else:
-        print(render_lesson(lesson))
+        print(render_lesson(lesson, started=True))
     return 0
 
 

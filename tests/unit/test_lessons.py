@@ -141,3 +141,11 @@ def test_reset_shrinks_only_a_lab_the_started_lesson_grew(tmp_path):
     progress.save(paths, Progress(current=Current(11, "2026-01-01T00:00:00+00:00", {"db_nodes_before": 2})))
     assert grown_from(grown) == 2
     assert grown_from(LabContext(paths, Topology.build(project="p", db_nodes=2))) is None
+
+
+def test_the_lesson_text_tells_how_to_start_only_before_the_lesson_started():
+    from pgha_lab.commands.lesson import render_lesson
+    lesson = catalogue.get("3")
+    assert "start with `pgha-lab lesson start 3`" in render_lesson(lesson)
+    after = render_lesson(lesson, started=True)
+    assert "`pgha-lab lesson start" not in after and "the lab is at its starting state" in after
