@@ -14,7 +14,7 @@ from pgha_lab.render.keepalived import failover_bound_s as vip_failover_bound_s
 from pgha_lab import vip
 from pgha_lab.context import LabContext
 from pgha_lab.probes import Cluster
-from pgha_lab.topology import Node, Role
+from pgha_lab.topology import Node, Role, Topology
 from pgha_lab.wait import Verdict
 
 
@@ -224,10 +224,20 @@ def from_plan(ctx: LabContext, plan: rules.Plan) -> Expectation:
     return Expectation(plan.text, check, plan.deadline_s, holds=holds)
 
 
-def cuts_db_node(ctx: LabContext, peers: str | None) -> bool:
+def _cut_names(peers: str | None) -> set[str]:
+    return {part.strip() for part in (peers or "").split(",") if part.strip()}
+
+
+def cuts_db_node(topo: Topology, peers: str | None) -> bool:
     """Whether a partition's --from names a db node (by name, or as leader/replica), not only etcd."""
-    names = {n.name for n in ctx.topology.db} | {"leader", "replica"}
-    return any(part.strip() in names for part in (peers or "").split(","))
+    return bool(_cut_names(peers) & ({n.name for n in topo.db} | {"leader", "replica"}))
+
+
+def cuts_every_etcd_member(topo: Topology, peers: str | None) -> bool:
+    """Whether a partition's --from leaves the node no etcd member. Patroni's client tries the members
+    in turn, so one still reachable keeps the leader key renewed."""
+    names = _cut_names(peers)
+    return "etcd" in names or {n.name for n in topo.etcd} <= names
 
 
 def expectation_for(ctx: LabContext, action: str, node: Node, role: str, cluster: Cluster, *,
@@ -254,9 +264,10 @@ def expectation_for(ctx: LabContext, action: str, node: Node, role: str, cluster
 
     if node.role is Role.DB:
         st = current()
-        if losing and role == "leader" and (action != "partition" or "etcd" in (peers or "")):
+        if losing and role == "leader" and (action != "partition" or cuts_every_etcd_member(ctx.topology, peers)):
             return from_plan(ctx, rules.leader_lost(st, node.name, p, how=hows[action],
-                                                    reaches_members=action == "partition" and not cuts_db_node(ctx, peers)))
+                                                    reaches_members=action == "partition"
+                                                    and not cuts_db_node(ctx.topology, peers)))
         if losing and role == "leader":   # a partition that leaves it etcd
             return Expectation(f"{node.name} still reaches etcd, so it keeps renewing the leader key and stays "
                                f"leader; only the links cut are lost (a replica cut off from it stops streaming).",

@@ -136,3 +136,13 @@ def test_snapshot_reads_the_sync_key_tags_and_config():
     assert st.failsafe_mode and st.maximum_lag_on_failover == 10 and st.timeline == 5
     assert st.member("dbnode2").nofailover and st.member("dbnode2").lag is None
     assert state.snapshot(cluster, None, {}).sync_key is False
+
+
+def test_a_partition_loses_etcd_only_when_every_member_is_cut():
+    from pgha_lab.chaos.expectations import cuts_db_node, cuts_every_etcd_member
+    from pgha_lab.topology import Topology
+    topo = Topology.build()
+    assert cuts_every_etcd_member(topo, "etcd") and cuts_every_etcd_member(topo, "etcd1, etcd2,etcd3")
+    # One etcd member still reachable renews the key for it: that leader stays leader.
+    assert not cuts_every_etcd_member(topo, "etcd1") and not cuts_every_etcd_member(topo, "etcd1,etcd2,dbnode2")
+    assert cuts_db_node(topo, "etcd,dbnode2") and cuts_db_node(topo, "replica") and not cuts_db_node(topo, "etcd")
