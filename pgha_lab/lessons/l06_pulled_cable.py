@@ -111,7 +111,9 @@ LESSON = Lesson(
         "Meanwhile the key expires after ttl and the other member, which etcd still hears, takes over on a new "
         "timeline. loop_wait + 2 x retry_timeout <= ttl is Patroni's rule that the demotion comes before "
         "anyone else may promote. In a partial partition (from etcd only) the cut-off leader may still reach "
-        "the standby, but that does not matter: only etcd decides who leads."),
+        "the standby, but with failsafe_mode off that does not matter: only etcd decides who leads. With "
+        "failsafe_mode on, a leader that still reaches every member over Patroni's REST API keeps its primary "
+        "running without the key, and nobody else takes over (the Trade-offs drills measure both)."),
     tasks=(
         Task("isolated", "Pull the leader's cable (`pgha-lab chaos isolate leader`); after the other node took "
                          "over, ask the isolated one on its console (`pgha-lab exec NODE -- psql -h "
