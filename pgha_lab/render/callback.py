@@ -28,12 +28,12 @@ SCRIPT = '''
 import socket
 import sys
 
-HAPROXY = ({address!r}, {port})
+HAPROXIES = {haproxies!r}   # every HAProxy node's runtime API: with two, both must switch
 ME = {me!r}
 
 
-def ask(command):
-    with socket.create_connection(HAPROXY, timeout=1.0) as s:
+def ask(haproxy, command):
+    with socket.create_connection(haproxy, timeout=1.0) as s:
         s.sendall((command + "\\n").encode())
         s.shutdown(socket.SHUT_WR)
         chunks = []
@@ -44,10 +44,10 @@ def ask(command):
             chunks.append(data)
 
 
-def servers():
+def servers(haproxy):
     # `show servers state`: a version line, a '#' header, then one line a server (its name 4th).
     # Asked of HAProxy, not written in here, so adding a db node leaves this file unchanged.
-    lines = ask("show servers state {backend}").splitlines()
+    lines = ask(haproxy, "show servers state {backend}").splitlines()
     return [f.split()[3] for f in lines if not f.startswith("#") and len(f.split()) > 3]
 
 
@@ -63,16 +63,19 @@ def main(argv):
     if len(argv) < 3 and argv[1:] != [{before_stop!r}]:
         return 0
     action, role = argv[1], (argv[2] if len(argv) > 2 else "")
-    try:
-        told = commands(role, servers() if role in ("primary", "master") else [])
-        reply = ask("; ".join(told))
-    except OSError as exc:
-        # The routing profile is off (nothing listens) or HAProxy is away: its checks decide.
-        print("pgha-lab callback %s %s: HAProxy runtime API not reached (%s); health checks decide"
-              % (action, role, exc), file=sys.stderr)
-        return 0
-    print("pgha-lab callback %s %s: told HAProxy %s%s" % (action, role, "; ".join(told),
-                                                          (" (" + reply + ")") if reply else ""), file=sys.stderr)
+    for haproxy in HAPROXIES:
+        where = "%s:%d" % haproxy
+        try:
+            told = commands(role, servers(haproxy) if role in ("primary", "master") else [])
+            reply = ask(haproxy, "; ".join(told))
+        except OSError as exc:
+            # The routing profile is off (nothing listens) or this HAProxy is away: its checks decide.
+            print("pgha-lab callback %s %s: HAProxy runtime API at %s not reached (%s); health checks decide"
+                  % (action, role, where, exc), file=sys.stderr)
+            continue
+        print("pgha-lab callback %s %s: told HAProxy at %s %s%s" % (action, role, where, "; ".join(told),
+                                                                    (" (" + reply + ")") if reply else ""),
+              file=sys.stderr)
     return 0
 
 
@@ -82,7 +85,8 @@ if __name__ == "__main__":
 
 
 def render(topology: Topology, node: Node) -> RenderedFile:
-    body = SCRIPT.format(address=str(topology.haproxy.address), port=RUNTIME_API_PORT, me=node.name,
+    haproxies = [(str(h.address), RUNTIME_API_PORT) for h in topology.haproxies]
+    body = SCRIPT.format(haproxies=haproxies, me=node.name,
                          backend=BACKEND, before_stop=BEFORE_STOP)
     return RenderedFile(FILE[0], FILE[1], header(f"Patroni on_role_change callback of {node.name}",
                                                  topology.project) + body)

@@ -88,7 +88,7 @@ def test_bootstrap_dcs_carries_the_settings_and_the_callback_is_always_installed
     with socket.create_server(("127.0.0.1", 0)) as runtime_api:
         scope: dict = {}
         exec(compile(script.replace('if __name__ == "__main__"', "if False"), "haproxy_callback.py", "exec"), scope)
-        scope["HAPROXY"] = runtime_api.getsockname()
+        scope["HAPROXIES"] = [runtime_api.getsockname()]
         received = []
         listener = threading.Thread(target=lambda: received.append(_one_request(runtime_api)))
         listener.start()
@@ -100,8 +100,33 @@ def test_bootstrap_dcs_carries_the_settings_and_the_callback_is_always_installed
 FILE_NAME = "/etc/patroni/haproxy_callback.py"
 
 
+def test_with_two_haproxy_nodes_the_callback_tells_both_and_one_away_does_not_stop_the_other():
+    topo = Topology.build(haproxy_nodes=2)
+    script = render_patroni.render(topo, topo.db[0], profiles.INSTANT)[1].content
+    assert str(topo.haproxy.address) in script and str(topo.haproxy2.address) in script
+    scope: dict = {}
+    exec(compile(script.replace('if __name__ == "__main__"', "if False"), "haproxy_callback.py", "exec"), scope)
+    with socket.create_server(("127.0.0.1", 0)) as away:
+        gone = away.getsockname()   # closed below: nothing listens there any more
+    with socket.create_server(("127.0.0.1", 0)) as one, socket.create_server(("127.0.0.1", 0)) as two:
+        scope["HAPROXIES"] = [gone, one.getsockname(), two.getsockname()]
+        one.settimeout(5)
+        two.settimeout(5)   # a callback that never calls fails the test instead of hanging it
+        received = []
+        listeners = [threading.Thread(target=lambda s=s: received.append(_one_request(s))) for s in (one, two)]
+        for t in listeners:
+            t.start()
+        assert scope["main"]([FILE_NAME, "before_stop"]) == 0
+        for t in listeners:
+            t.join(5)
+    assert received == [f"set server primary/{topo.db[0].name} health down\n"] * 2
+
+
 def _one_request(server: socket.socket) -> str:
-    conn, _ = server.accept()
+    try:
+        conn, _ = server.accept()
+    except TimeoutError:
+        return "nothing came"
     with conn:
         data = b""
         while chunk := conn.recv(4096):
