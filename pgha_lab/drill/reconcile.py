@@ -113,6 +113,7 @@ class NonLeaderAck:
     server: str
     leader_before: str    # the leader key's holder in the last reading before the attempt ("" = no key)
     leader_after: str     # ... and in the first reading after it
+    keyless: bool = False  # no reading in the window showed any holder: nobody else led meanwhile
 
 
 def _key_windows(attempts: Iterable[Attempt], samples: Iterable[Sample]) -> list[tuple[Attempt, list[Sample] | None]]:
@@ -139,7 +140,8 @@ def unjudged_acks(attempts: Iterable[Attempt], samples: Iterable[Sample]) -> lis
 def non_leader_acks(attempts: Iterable[Attempt], samples: Iterable[Sample]) -> list[NonLeaderAck]:
     """Acknowledgements from a server that held the leader key neither in the reading before the
     attempt started nor in any reading up to the first one after it ended."""
-    return [NonLeaderAck(a.id, a.end_s, a.server, window[0].value, window[-1].value)
+    return [NonLeaderAck(a.id, a.end_s, a.server, window[0].value, window[-1].value,
+                         keyless=not any(s.value for s in window))
             for a, window in _key_windows(attempts, samples)
             if window is not None and not any(s.answered and s.value == a.server for s in window)]
 
@@ -316,6 +318,13 @@ class Findings:
     timeline_after: int | None
     servers: dict[str, int] = field(default_factory=dict)   # acknowledgements per node
     unresumed: Gap | None = None      # attempts after the last ack all failed: writes had not resumed
+    # failsafe_mode was on: a leader that lost its key but reaches every member runs on by design,
+    # so its acks while nobody held the key are counted (keyless_acks), not reported as a problem.
+    failsafe: bool = False
+
+    @property
+    def judged_non_leader_acks(self) -> list[NonLeaderAck]:
+        return [n for n in self.non_leader_acks if not (self.failsafe and n.keyless)]
 
     def problems(self) -> list[str]:
         """What a DBA must look at; empty for a clean drill."""
@@ -330,9 +339,9 @@ class Findings:
             out.append(f"{len(self.lost)} acknowledged write(s) missing after recovery (ids {_ids(self.lost)})")
         if self.duplicates:
             out.append(f"{len(self.duplicates)} write(s) duplicated (ids {_ids(self.duplicates)})")
-        if self.non_leader_acks:
-            out.append(f"{len(self.non_leader_acks)} write(s) acknowledged by a node that was not the leader of record "
-                       f"(ids {_ids([n.id for n in self.non_leader_acks])})")
+        if wrong := self.judged_non_leader_acks:
+            out.append(f"{len(wrong)} write(s) acknowledged by a node that was not the leader of record "
+                       f"(ids {_ids([n.id for n in wrong])})")
         if self.split_brain:
             spans = ", ".join(f"{o.source} {'+'.join(o.nodes)} {o.start_s:.2f}-{o.end_s:.2f}s" for o in self.split_brain)
             union = merged(self.split_brain)
@@ -351,6 +360,7 @@ class Findings:
             "attempts": self.attempts, "acknowledged": self.acked, "failed": self.failed,
             "lost_writes": len(self.lost), "duplicate_writes": len(self.duplicates),
             "non_leader_acks": len(self.non_leader_acks),
+            "keyless_acks": sum(n.keyless for n in self.non_leader_acks),
             "unjudged_acks": len(self.unjudged_acks),
             "split_brain_intervals": len(split_brain),
             "split_brain_s": round(sum(end - start for start, end in split_brain), 3),
@@ -379,7 +389,7 @@ def _ids(ids: list[int], most: int = 10) -> str:
 
 
 def reconcile(attempts: Iterable[Attempt], samples: Iterable[Sample], table: dict[int, int],
-              fault_s: float, old_leader: str) -> Findings:
+              fault_s: float, old_leader: str, failsafe: bool = False) -> Findings:
     attempts, samples = list(attempts), list(samples)
     ok = [a for a in attempts if a.ok]
     servers: dict[str, int] = {}
@@ -398,7 +408,8 @@ def reconcile(attempts: Iterable[Attempt], samples: Iterable[Sample], table: dic
         haproxy_lag=[o for o in haproxy_two_primaries(samples) if not o.confirmed],
         sync_cancelled=with_notice(attempts, SYNC_CANCEL), with_notices=with_notice(attempts),
         phases=phases(attempts, samples, fault_s, old_leader, downtime),
-        timeline_before=before, timeline_after=after, servers=servers, unresumed=open_gap(attempts))
+        timeline_before=before, timeline_after=after, servers=servers, unresumed=open_gap(attempts),
+        failsafe=failsafe)
 
 
 # -- repeats ----------------------------------------------------------------------------------

@@ -246,7 +246,8 @@ def run_drill(lab: LabContext, scenario: Scenario, run: str, opts: DrillOptions 
     result.samples = sampler.snapshot()
     with progress.step("Reconciling the ledger against the table"):
         result.table = _read_table(dsn, password, run, 60)
-        result.findings = rc.reconcile(result.attempts, result.samples, result.table, result.fault_s, old_leader)
+        result.findings = rc.reconcile(result.attempts, result.samples, result.table, result.fault_s, old_leader,
+                                       failsafe=bool(result.settings.get("failsafe")))
         bulk.count_lost()
         result.workload = bulk.summary()
         result.members_after = [asdict(m) for m in lab.probe.members()]

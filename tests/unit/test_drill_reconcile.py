@@ -219,7 +219,20 @@ def test_an_ack_without_a_readable_key_on_one_side_is_not_judged_but_counted():
 def test_an_ack_while_nobody_holds_the_key_is_flagged():
     samples = key_readings([(0, "dbnode1"), (1.0, "")], 3.0)
     found = rc.non_leader_acks([Attempt(1, 2.0, 2.02, True, server="dbnode1")], samples)
-    assert [(n.leader_before, n.leader_after) for n in found] == [("", "")]
+    assert [(n.leader_before, n.leader_after, n.keyless) for n in found] == [("", "", True)]
+
+
+def test_with_failsafe_on_keyless_acks_are_counted_but_an_ack_under_another_holder_is_a_problem():
+    # dbnode1 loses its key at 1.0 s and runs on (failsafe); dbnode2 takes the key at 2.0 s.
+    samples = key_readings([(0, "dbnode1"), (1.0, ""), (2.0, "dbnode2")], 3.0)
+    keyless, under_dbnode2 = Attempt(1, 1.3, 1.32, True, server="dbnode1"), Attempt(2, 2.5, 2.52, True, server="dbnode1")
+    for failsafe, problem in ((False, True), (True, False)):
+        f = rc.reconcile([keyless], samples, {1: 1}, fault_s=0.5, old_leader="dbnode1", failsafe=failsafe)
+        assert f.figures()["non_leader_acks"] == f.figures()["keyless_acks"] == 1
+        assert any("not the leader of record" in p for p in f.problems()) is problem
+    f = rc.reconcile([keyless, under_dbnode2], samples, {1: 1, 2: 1}, fault_s=0.5, old_leader="dbnode1", failsafe=True)
+    assert (f.figures()["non_leader_acks"], f.figures()["keyless_acks"]) == (2, 1)
+    assert any("1 write(s) acknowledged by a node that was not the leader of record (ids 2)" in p for p in f.problems())
 
 
 # -- split brain -----------------------------------------------------------------------------
