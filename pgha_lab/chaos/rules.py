@@ -112,7 +112,7 @@ def leader_lost(state: ClusterState, node: str, profile: Profile, *, how: str = 
                     f"every member. It cannot renew its key, so each HA loop it calls every member's REST API "
                     f"(POST /failsafe); while all of them answer it keeps running as primary without the key, and "
                     f"the members it called do not race for it. Writes go on through HAProxy (no member holds the "
-                    f"key, so a drill counts them as acknowledged by a non-leader); the key stays free until etcd "
+                    f"key: a drill counts them as keyless acks, failsafe's design); the key stays free until etcd "
                     f"is back.", FAILSAFE_PRIMARY, node=node, hold_s=hold, deadline_s=hold + 15)
     who, why = candidates(state, node)
     if who:

@@ -148,8 +148,10 @@ def markdown(result: DrillResult) -> str:
         lines += ["", f"Write downtime {f.downtime.seconds:.2f}s against a bound of {bound:.1f}s "
                       f"({result.scenario.bound_text}): **{'within' if result.within_bound else 'OVER'}** the bound."]
     lines += ["", "## Problems", ""]
-    lines += [f"- {x}" for x in problems] or ["None: every acknowledged write is in the table, no duplicate, "
-                                                   "no write acknowledged by a non-leader, never two primaries."]
+    keyless = (f"{len(f.non_leader_acks)} write(s) taken while no node held the leader key (failsafe_mode on), "
+               f"none while another node held it" if f.non_leader_acks else "no write acknowledged by a non-leader")
+    lines += [f"- {x}" for x in problems] or [f"None: every acknowledged write is in the table, no duplicate, "
+                                                   f"{keyless}, never two primaries."]
     if f.haproxy_lag:
         spans = ", ".join(f"{'+'.join(o.nodes)} {o.start_s:.2f}-{o.end_s:.2f}s" for o in f.haproxy_lag)
         lines += ["", f"HAProxy kept a node that no longer answered as primary UP behind 5432 next to the new one ({spans}): "

@@ -198,6 +198,7 @@ def run_drill(lab: LabContext, scenario: Scenario, run: str, opts: DrillOptions 
         observe = scenario.observe_s(lab.profile)
         deadline = observe + bound + opts.recover_margin_s
         title = (f"Watching the fault for {observe:.0f}s" if scenario.hold
+                 else "Watching the expected outcome hold" if result.fault.holds
                  else f"Waiting for recovery (writes flowing{' on a new leader' if scenario.leader_changes else ''})")
         with progress.step(title):
             check = result.fault.check
