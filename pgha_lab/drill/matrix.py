@@ -89,7 +89,8 @@ def _all(runs: list[dict[str, Any]], key: str, pred: Callable[[Any], bool]) -> b
 def expected(scenario: str, cell: Cell, db_nodes: int) -> Expected:
     """What the tool says must happen in this cell, and the check over the cell's runs."""
     s, p = cell.settings, profiles.get(cell.profile)
-    safe = "never two primaries, no write acknowledged by a non-leader"
+    safe = "never two primaries, " + ("no write acknowledged while another node held the key" if s.failsafe
+                                      else "no write acknowledged by a non-leader")
 
     def wrong_acks(r: dict[str, Any]) -> int:
         # With failsafe on, acks while nobody held the key are its design (reconcile.Findings.failsafe).
@@ -124,8 +125,7 @@ def expected(scenario: str, cell: Cell, db_nodes: int) -> Expected:
     if scenario == "partition-leader-from-etcd" and s.failsafe:
         return Expected("failsafe on: the leader cut off from etcd still reaches every member, so it keeps running "
                         "as primary without the leader key (its writes are keyless acks: nobody holds the key) and "
-                        "no member takes over (write downtime at most 3 s); 0 lost; never two primaries, no write "
-                        "acknowledged while another node held the key",
+                        f"no member takes over (write downtime at most 3 s); 0 lost; {safe}",
                         both(writable, zero_lost, no_split))
     if scenario == "etcd-quorum-loss-member-cut":
         def stopped(runs: list[dict[str, Any]]) -> tuple[bool, str]:

@@ -27,6 +27,7 @@ BACKEND = "primary"
 SCRIPT = '''
 import socket
 import sys
+import threading
 
 HAPROXIES = {haproxies!r}   # every HAProxy node's runtime API: with two, both must switch
 ME = {me!r}
@@ -63,7 +64,8 @@ def main(argv):
     if len(argv) < 3 and argv[1:] != [{before_stop!r}]:
         return 0
     action, role = argv[1], (argv[2] if len(argv) > 2 else "")
-    for haproxy in HAPROXIES:
+
+    def tell(haproxy):
         where = "%s:%d" % haproxy
         try:
             told = commands(role, servers(haproxy) if role in ("primary", "master") else [])
@@ -72,10 +74,17 @@ def main(argv):
             # The routing profile is off (nothing listens) or this HAProxy is away: its checks decide.
             print("pgha-lab callback %s %s: HAProxy runtime API at %s not reached (%s); health checks decide"
                   % (action, role, where, exc), file=sys.stderr)
-            continue
+            return
         print("pgha-lab callback %s %s: told HAProxy at %s %s%s" % (action, role, where, "; ".join(told),
                                                                     (" (" + reply + ")") if reply else ""),
               file=sys.stderr)
+
+    # At once: Patroni waits for before_stop, and a dead HAProxy's address costs its 1 s timeout.
+    threads = [threading.Thread(target=tell, args=(h,)) for h in HAPROXIES]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
     return 0
 
 
