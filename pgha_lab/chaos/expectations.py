@@ -269,9 +269,12 @@ def expectation_for(ctx: LabContext, action: str, node: Node, role: str, cluster
                                                     reaches_members=action == "partition"
                                                     and not cuts_db_node(ctx.topology, peers)))
         if losing and role == "leader":   # a partition that leaves it etcd
+            # Unable to renew, it would have demoted within a loop and retry_timeout: watch past that.
+            hold = p.loop_wait + p.retry_timeout + 5
             return Expectation(f"{node.name} still reaches etcd, so it keeps renewing the leader key and stays "
-                               f"leader; only the links cut are lost (a replica cut off from it stops streaming).",
-                               same_leader(ctx, node.name, timeline), 60)
+                               f"leader (watched for {hold}s: a leader that cannot renew gives up within loop_wait "
+                               f"+ retry_timeout); only the links cut are lost (a replica cut off from it stops "
+                               f"streaming).", keeps_key(ctx, node.name, hold), hold + 15, holds=True)
         if losing and leader:
             return from_plan(ctx, rules.replica_lost(st, node.name, p, how=hows.get(action, "is cut off")))
         if action == "freeze-patroni":
