@@ -31,10 +31,14 @@ import threading
 
 HAPROXIES = {haproxies!r}   # every HAProxy node's runtime API: with two, both must switch
 ME = {me!r}
+CONNECT_TIMEOUT_S = 0.25
 
 
 def ask(haproxy, command):
-    with socket.create_connection(haproxy, timeout=1.0) as s:
+    # A live HAProxy on the lab network accepts within milliseconds; a dead one's address never
+    # answers, and before_stop holds the stop (with the other node already told) until it gives up.
+    with socket.create_connection(haproxy, timeout=CONNECT_TIMEOUT_S) as s:
+        s.settimeout(1.0)
         s.sendall((command + "\\n").encode())
         s.shutdown(socket.SHUT_WR)
         chunks = []
@@ -79,7 +83,7 @@ def main(argv):
                                                                     (" (" + reply + ")") if reply else ""),
               file=sys.stderr)
 
-    # At once: Patroni waits for before_stop, and a dead HAProxy's address costs its 1 s timeout.
+    # At once: Patroni waits for before_stop, and a dead HAProxy's address costs the connect timeout.
     threads = [threading.Thread(target=tell, args=(h,)) for h in HAPROXIES]
     for t in threads:
         t.start()
