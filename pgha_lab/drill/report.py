@@ -14,6 +14,7 @@ from pgha_lab.drill.runner import DrillResult
 
 FILES = {"markdown": "report.md", "json": "report.json", "ledger": "ledger.csv", "samples": "samples.csv",
          "timeline": "timeline.png"}
+NODE_LOGS = "node-logs"   # a drill that left the lab unhealthy keeps each db node's log here
 
 # Figure names as a DBA reads them, in the order the tables show them.
 LABELS = {
@@ -132,7 +133,8 @@ def markdown(result: DrillResult) -> str:
         f"- **Fault** at {result.fault_s:.2f}s: {result.fault.done}.",
         f"- **Expected**: {result.fault.expected}",
         f"- **Recovery**: {result.recovery_note}. **Healed**: {', '.join(result.healed) or 'nothing to heal'}. "
-        f"**Healthy after**: {'yes' if result.healthy_after else 'NO — ' + result.health_note}.",
+        f"**Healthy after**: {'yes' if result.healthy_after else 'NO — ' + result.health_note}"
+        + (f" (each db node's log since the drill began: `{NODE_LOGS}/`)." if result.node_logs else "."),
         "",
         "## Figures",
         "",
@@ -203,6 +205,10 @@ def write(result: DrillResult, folder: Path) -> dict[str, Path]:
     files["json"].write_text(json.dumps(as_json(result), indent=2) + "\n")
     files["markdown"].write_text(markdown(result))
     plot.timeline(result, files["timeline"])
+    if result.node_logs:
+        (folder / NODE_LOGS).mkdir(exist_ok=True)
+        for name, text in result.node_logs.items():
+            (folder / NODE_LOGS / f"{name}.log").write_text(text + "\n")
     return files
 
 

@@ -67,6 +67,7 @@ class DrillResult:
     writer_settings: WriterSettings = field(default_factory=WriterSettings)
     settings: dict[str, Any] = field(default_factory=dict)   # lab settings Patroni ran (settings.LabSettings)
     workload: dict[str, Any] = field(default_factory=dict)   # the background load, and what it wrote
+    node_logs: dict[str, str] = field(default_factory=dict)  # db node -> its log since the drill began, if unhealthy after
 
     @property
     def bound_s(self) -> float | None:
@@ -271,6 +272,9 @@ def _heal_and_settle(lab: LabContext, result: DrillResult, opts: DrillOptions, p
             return v.ok and flowing()
         result.healthy_after = _poll(settled, opts.health_deadline_s)
         mark("healthy" if result.healthy_after else "health deadline")
+    if not result.healthy_after:
+        # What a DBA reads next, kept before anyone resets the lab: Patroni's and PostgreSQL's lines.
+        result.node_logs = {n.name: lab.docker.logs_since(n, result.started) for n in lab.topology.db}
     end = result.clock.now() + opts.tail_s
     # Pacing, not a readiness wait: a few more writes on the healed cluster close the last gap.
     _poll(lambda: result.clock.now() >= end, opts.tail_s + 1)

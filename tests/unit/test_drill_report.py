@@ -98,6 +98,18 @@ def test_a_lab_left_unhealthy_is_a_problem():
     assert result.problems() == ["the lab did not return to health after healing: dbnode1 is not streaming"]
 
 
+def test_node_logs_kept_from_an_unhealthy_end_are_written_beside_the_report(tmp_path):
+    result = synthetic_result()
+    result.healthy_after, result.health_note = False, "dbnode1 is start failed, not streaming"
+    result.node_logs = {"dbnode1": "FATAL:  requested timeline 5 is not a child of this server's history"}
+    report.write(result, tmp_path)
+    assert "not a child" in (tmp_path / report.NODE_LOGS / "dbnode1.log").read_text()
+    assert f"`{report.NODE_LOGS}/`" in (tmp_path / "report.md").read_text()
+    (tmp_path / "ok").mkdir()
+    report.write(synthetic_result(), tmp_path / "ok")   # healthy after: no logs kept
+    assert not (tmp_path / "ok" / report.NODE_LOGS).exists()
+
+
 def varied_result(run: str, more_failed: int, lost: int) -> DrillResult:
     """The clean drill with `more_failed` extra failures closing its gap (50 ms each) and `lost`
     acknowledged writes missing from the table."""
