@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from pgha_lab import health, profiles, render, roles, settings as lab_settings, vip
+from pgha_lab import health, node_paths, profiles, render, roles, settings as lab_settings, vip
 from pgha_lab.build import images, recipes
 from pgha_lab.context import LabContext, load_topology
 from pgha_lab.errors import LabError
@@ -72,6 +72,14 @@ def health_waits(probe: LabProbe, expected_db: list[str], sync_required: bool = 
 
 
 TAIL_LINES, TAIL_WIDTH = 12, 220   # the log shown under a failed wait: enough to see the error, no wall of text
+# A former leader that cannot follow the new timeline: Patroni retries pg_rewind and the start every loop,
+# printing pg_controldata in between, so the telling line may lie a few hundred lines back.
+DIVERGED_TAIL_LINES = 400
+DIVERGED = ("is not a child of this server's history", "pg_rewind: error", "failed to rewind from")
+
+
+def _diverged_line(log: str) -> str | None:
+    return next((line.strip() for line in reversed(log.splitlines()) if any(s in line.lower() for s in DIVERGED)), None)
 
 
 def failure_sentence(ctx: LabContext, check: str, verdict: Verdict, deadline_s: float) -> str:
@@ -88,6 +96,11 @@ def failure_sentence(ctx: LabContext, check: str, verdict: Verdict, deadline_s: 
     if files.is_stale:
         return (f"{head}; likely cause: {node} runs older {', '.join(files.stale)} than the host's, so its peers "
                 f"reject it; fix: `pgha-lab roll --stale` applies them one node at a time.")
+    diverged = _diverged_line(ctx.docker.logs_tail(node, DIVERGED_TAIL_LINES))
+    if diverged:
+        return (f"{head}; likely cause: {node} left the leader's timeline and pg_rewind could not bring it back "
+                f"(its log: {diverged[:TAIL_WIDTH]}); fix: clone it again from the leader with `pgha-lab exec {node} "
+                f"-- patronictl -c {node_paths.PATRONI_CONFIG} reinit {ctx.topology.scope} {node} --force --wait`.")
     tail = ctx.docker.logs_tail(node, TAIL_LINES).lower()
     if any(word in tail for word in ("certificate", "tls:", "ssl", "bad record mac")):
         return (f"{head}; likely cause: a TLS mismatch between {node} and its peers (its log shows certificate "

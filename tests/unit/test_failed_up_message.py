@@ -56,3 +56,27 @@ def test_tls_errors_in_the_log_point_at_a_mismatch_and_a_stopped_node_at_its_log
     assert "likely cause: a TLS mismatch between etcd2 and its peers" in text
     ctx.docker.status, ctx.docker.log = "exited", "panic"
     assert "likely cause: etcd2 is exited" in lifecycle.failure_sentence(ctx, "Waiting for etcd", VERDICT, 240)
+
+
+# Lines from a real run: an old leader, isolated under a bulk writer, whose own shutdown checkpoint had
+# recycled the WAL pg_rewind needed.
+REWIND_FAILED = """2026-11-26 23:50:19,448 INFO:  stderr=pg_rewind: servers diverged at WAL location 0/106CD7B0 on timeline 3
+pg_rewind: error: could not open file "/var/lib/postgresql/18/main/pg_wal/000000030000000000000007": No such file or directory
+pg_rewind: error: could not find previous WAL record at 0/7FFFE80
+2026-11-26 23:50:19,470 ERROR: Failed to rewind from healthy primary: dbnode1
+2026-11-26 23:54:53,045 INFO: starting as a secondary"""
+
+
+def test_a_former_leader_that_pg_rewind_could_not_bring_back_is_named_with_reinit(tmp_path):
+    ctx = lab(tmp_path, StandIn("running", REWIND_FAILED, None))
+    from pgha_lab.rolling import staleness
+    ctx.docker.digests = {path: digest for path, (_, digest)
+                          in staleness.expected_files(ctx, ctx.topology.node("dbnode2")).items()}
+    verdict = Verdict(False, "dbnode2 is start failed, not streaming", "dbnode2")
+    text = lifecycle.failure_sentence(ctx, "Waiting for Patroni", verdict, 240)
+    assert "likely cause: dbnode2 left the leader's timeline and pg_rewind could not bring it back" in text
+    assert "(its log: 2026-11-26 23:50:19,470 ERROR: Failed to rewind from healthy primary: dbnode1)" in text
+    assert text.endswith("`pgha-lab exec dbnode2 -- patronictl -c /etc/patroni/config.yml reinit 18/main dbnode2 "
+                         "--force --wait`.")
+    ctx.docker.log = "2026-11-26 23:54:53,045 INFO: starting as a secondary"
+    assert "pg_rewind" not in lifecycle.failure_sentence(ctx, "Waiting for Patroni", verdict, 240)
