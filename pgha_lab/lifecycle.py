@@ -96,12 +96,13 @@ def failure_sentence(ctx: LabContext, check: str, verdict: Verdict, deadline_s: 
     if files.is_stale:
         return (f"{head}; likely cause: {node} runs older {', '.join(files.stale)} than the host's, so its peers "
                 f"reject it; fix: `pgha-lab roll --stale` applies them one node at a time.")
-    diverged = _diverged_line(ctx.docker.logs_tail(node, DIVERGED_TAIL_LINES))
+    log = ctx.docker.logs_tail(node, DIVERGED_TAIL_LINES)   # read once: the checks below look at its end
+    diverged = _diverged_line(log)
     if diverged:
         return (f"{head}; likely cause: {node} left the leader's timeline and pg_rewind could not bring it back "
                 f"(its log: {diverged[:TAIL_WIDTH]}); fix: clone it again from the leader with `pgha-lab exec {node} "
                 f"-- patronictl -c {node_paths.PATRONI_CONFIG} reinit {ctx.topology.scope} {node} --force --wait`.")
-    tail = ctx.docker.logs_tail(node, TAIL_LINES).lower()
+    tail = "\n".join(log.splitlines()[-TAIL_LINES:]).lower()
     if any(word in tail for word in ("certificate", "tls:", "ssl", "bad record mac")):
         return (f"{head}; likely cause: a TLS mismatch between {node} and its peers (its log shows certificate "
                 f"errors); fix: `pgha-lab roll --stale`, or `pgha-lab down` then `pgha-lab up`.")
