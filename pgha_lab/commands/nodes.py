@@ -54,10 +54,12 @@ def _tty() -> bool:
 def cmd_psql(args: argparse.Namespace) -> int:
     ctx = lab_context(args)
     topo = ctx.topology
-    states = ctx.docker.containers()
-    client = next((n for n in topo.db if states.get(n.name) == "running"), None)
+    # The client runs inside a db node: one whose cable is pulled (`chaos isolate`) reaches no HAProxy.
+    states = ctx.docker.states(list(topo.db))
+    client = next((n for n in topo.db if states[n.name].running and states[n.name].on_lab_network), None)
     if client is None:
-        raise LabError(f"no db node of lab {topo.project!r} is running; start it with `pgha-lab up`.")
+        raise LabError(f"no db node of lab {topo.project!r} is running on the lab network; start it with "
+                       f"`pgha-lab up` (or `pgha-lab chaos heal-all`).")
     conninfo = ctx.dsn(replica=args.replica, ca=f"{node_paths.PATRONI_TLS}/{tls.CA_CERT}")
     # The db node's environment holds the superuser password (from secrets.env); psql reads PGPASSWORD.
     cmd = ["sh", "-c", 'PGPASSWORD="$PATRONI_SUPERUSER_PASSWORD" exec psql "$@"', "psql", conninfo,

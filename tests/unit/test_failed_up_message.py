@@ -1,5 +1,6 @@
-"""A failed `up` opens with one sentence: which node, which check, the likely cause and the fix.
-The node control underneath is a stand-in: what is tested is the sentence, not Docker."""
+"""A failed `up` opens with one sentence: which node, which check, the likely cause and the fix; and
+`psql` picks a db node that can reach HAProxy. The node control underneath is a stand-in: what is
+tested is the sentence and the choice, not Docker."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -80,3 +81,29 @@ def test_a_former_leader_that_pg_rewind_could_not_bring_back_is_named_with_reini
                          "--force --wait`.")
     ctx.docker.log = "2026-11-26 23:54:53,045 INFO: starting as a secondary"
     assert "pg_rewind" not in lifecycle.failure_sentence(ctx, "Waiting for Patroni", verdict, 240)
+
+
+class Cabled(StandIn):
+    """dbnode1 runs with its cable pulled (`chaos isolate`); dbnode2 runs on the lab network."""
+    def __init__(self) -> None:
+        super().__init__("running", "", None)
+        self.ran_on = None
+
+    def states(self, nodes):
+        return {n.name: ContainerState("running", n.name != "dbnode1") for n in nodes}
+
+    def exec_interactive(self, node, cmd, *, user=None, tty=False) -> int:
+        self.ran_on = node.name
+        return 0
+
+
+def test_psql_runs_its_client_in_a_db_node_that_is_still_on_the_lab_network(tmp_path, monkeypatch):
+    # Lesson 6 has the learner record an answer with `pgha-lab psql` while the old leader's cable is
+    # pulled: a client started inside that node reaches no HAProxy ("Network is unreachable").
+    import argparse
+    from pgha_lab.commands import nodes
+    docker = Cabled()
+    ctx = lab(tmp_path, docker)
+    monkeypatch.setattr(nodes, "lab_context", lambda args: ctx)
+    assert nodes.cmd_psql(argparse.Namespace(replica=False, psql_args=["-c", "select 1"])) == 0
+    assert docker.ran_on == "dbnode2"
