@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from pgha_lab import health, node_paths, profiles, render, roles, settings as lab_settings, vip
+from pgha_lab import disks, health, node_paths, profiles, render, roles, settings as lab_settings, vip
 from pgha_lab.build import images, recipes
 from pgha_lab.context import LabContext, load_topology
 from pgha_lab.errors import LabError
@@ -188,6 +188,7 @@ def _refuse(run: UpRun) -> None:
     require_compose()
     check_ports_free(run.ctx)
     check_stale_dcs(run.ctx)
+    disks.check_host(run.ctx.paths, run.ctx.topology)
     # An unknown saved profile is refused here, before any build.
     run.profile = profiles.get(run.profile_request or run.ctx.saved_profile or profiles.DEFAULT)
     run.settings = lab_settings.requested(run.ctx.settings, **run.settings_request).validate(len(run.ctx.topology.db))
@@ -224,6 +225,8 @@ def _drop_db_nodes(run: UpRun) -> None:
     with run.progress.step(f"Removing {names}: container, data volume and Patroni member key"):
         for node in dropped:
             before.docker.remove_node(node)
+            if before.topology.db_disk_size is not None:
+                disks.release(disks.disk(ctx.paths, node.name))
             if cluster is not None:
                 before.probe.etcd_delete(before.probe.member_key_path(node.name))
 
@@ -236,6 +239,14 @@ def _write_files(run: UpRun) -> None:
         compose.write_compose(ctx.topology, ctx.paths)
         ctx.save_profile(run.profile.name)
         lab_settings.save(ctx.paths.state, run.settings)
+
+
+def _prepare_disks(run: UpRun) -> None:
+    if run.ctx.topology.db_disk_size is None:
+        return
+    with run.progress.step("Mounting each db node's own data disk"):
+        for line in disks.prepare(run.ctx.paths, run.ctx.topology):
+            run.progress.detail(line)
 
 
 def _start_nodes(run: UpRun) -> None:
@@ -312,7 +323,7 @@ def _apply_dcs(run: UpRun) -> None:
 
 
 UP_STEPS: tuple[Callable[[UpRun], None], ...] = (
-    _refuse, _build_images, _drop_db_nodes, _write_files, _start_nodes, _restart_changed, _wait_healthy, _apply_dcs)
+    _refuse, _build_images, _drop_db_nodes, _write_files, _prepare_disks, _start_nodes, _restart_changed, _wait_healthy, _apply_dcs)
 
 
 def bring_up(ctx: LabContext, *, profile: str | None, pg_install: str, progress: Progress,
@@ -363,3 +374,6 @@ def take_down(ctx: LabContext, *, volumes: bool, progress: Progress) -> None:
     if volumes:   # the next up bootstraps a new cluster, with the profile and settings it is given then
         (paths.state / render.BOOTSTRAP_PROFILE_FILE).unlink(missing_ok=True)
         (paths.state / render.BOOTSTRAP_SETTINGS_FILE).unlink(missing_ok=True)
+        released = disks.release_all(paths)
+        if released:
+            progress.info(f"deleted the data disks of {', '.join(released)}")

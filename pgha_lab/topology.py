@@ -32,6 +32,8 @@ HAPROXY2_OFFSET = 31
 VIP_OFFSET = 32
 HAPROXY_NODE_COUNTS = (1, 2)
 ETCD_FIRST_OFFSET = 11
+# A db node's own data disk (`up --disk-size`): room for initdb, max_wal_size of WAL and a drill's tables.
+DISK_SIZE_RANGE = (1 << 30, 64 << 30)
 
 _NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,30}[a-z0-9])?$")
 
@@ -128,12 +130,13 @@ class Topology:
     ports: Ports = field(default_factory=Ports)
     published: Published = field(default_factory=Published)
     haproxy2: Node | None = None   # the second HAProxy of a two-HAProxy lab (keepalived moves the VIP)
+    db_disk_size: int | None = None   # bytes of each db node's own data disk (disks.py); None: a plain volume
 
     # -- construction ---------------------------------------------------------------------
     @classmethod
     def build(cls, *, db_nodes: int = 2, etcd_nodes: int = 3, subnet: str = DEFAULT_SUBNET,
               prefix: str = "", project: str = DEFAULT_PROJECT, published: Published | None = None,
-              scope: str = DEFAULT_SCOPE, haproxy_nodes: int = 1) -> "Topology":
+              scope: str = DEFAULT_SCOPE, haproxy_nodes: int = 1, db_disk_size: int | None = None) -> "Topology":
         if db_nodes not in DB_NODE_RANGE:
             raise TopologyError(f"db nodes must be between {DB_NODE_RANGE.start} and {DB_NODE_RANGE.stop - 1}, not {db_nodes}.")
         if etcd_nodes not in ETCD_SIZES:
@@ -141,6 +144,9 @@ class Topology:
         if isinstance(haproxy_nodes, bool) or haproxy_nodes not in HAPROXY_NODE_COUNTS:
             raise TopologyError(f"HAProxy nodes must be 1 or 2 (two share a virtual address through keepalived), "
                                 f"not {haproxy_nodes}.")
+        if db_disk_size is not None and not DISK_SIZE_RANGE[0] <= db_disk_size <= DISK_SIZE_RANGE[1]:
+            raise TopologyError(f"a db node's disk must be between {DISK_SIZE_RANGE[0] >> 30} and "
+                                f"{DISK_SIZE_RANGE[1] >> 30} GiB (room for max_wal_size of WAL), not {db_disk_size} bytes.")
         if not _NAME_RE.match(project):
             raise TopologyError(f"project name {project!r} must be lowercase letters, digits and dashes.")
         if prefix and not re.match(r"^[a-z][a-z0-9-]{0,15}$", prefix):
@@ -169,7 +175,7 @@ class Topology:
         # Node 1 keeps its name and address, so a lab grown to two HAProxy nodes changes nothing else.
         haproxy2 = make(Role.HAPROXY, "haproxy", 2, HAPROXY2_OFFSET) if haproxy_nodes == 2 else None
         topo = cls(project=project, subnet=net, prefix=prefix, etcd=etcd, db=db, haproxy=haproxy,
-                   scope=scope, published=published or Published(), haproxy2=haproxy2)
+                   scope=scope, published=published or Published(), haproxy2=haproxy2, db_disk_size=db_disk_size)
         topo.validate()
         return topo
 
@@ -252,6 +258,7 @@ class Topology:
 
     # -- persistence (a kind-like versioned document) ------------------------------------
     def to_dict(self) -> dict[str, Any]:
+        disk = {"dbDiskSize": self.db_disk_size} if self.db_disk_size is not None else {}
         return {
             "apiVersion": SCHEMA,
             "project": self.project,
@@ -259,6 +266,7 @@ class Topology:
             "prefix": self.prefix,
             "scope": self.scope,
             "dbNodes": len(self.db),
+            **disk,
             "etcdNodes": len(self.etcd),
             "haproxyNodes": len(self.haproxies),
             "published": {"enabled": self.published.enabled, "bind": self.published.bind,
@@ -281,14 +289,16 @@ class Topology:
             return cls.build(db_nodes=_count(doc, "dbNodes", 2), etcd_nodes=_count(doc, "etcdNodes", 3),
                              subnet=str(doc.get("subnet", DEFAULT_SUBNET)), prefix=str(doc.get("prefix", "")),
                              project=str(doc.get("project", DEFAULT_PROJECT)), scope=str(doc.get("scope", DEFAULT_SCOPE)),
-                             published=replace(Published(), **pub), haproxy_nodes=_count(doc, "haproxyNodes", 1))
+                             published=replace(Published(), **pub), haproxy_nodes=_count(doc, "haproxyNodes", 1),
+                             db_disk_size=_count(doc, "dbDiskSize", 0) or None)
         except TopologyError:
             raise
         except (TypeError, ValueError, KeyError) as exc:   # a safety net: callers catch TopologyError only
             raise TopologyError(f"the topology document is not one pgha-lab can read ({exc}).") from None
 
 
-_DOC_KEYS = ("apiVersion", "project", "subnet", "prefix", "scope", "dbNodes", "etcdNodes", "haproxyNodes", "published")
+_DOC_KEYS = ("apiVersion", "project", "subnet", "prefix", "scope", "dbNodes", "etcdNodes", "haproxyNodes",
+             "dbDiskSize", "published")
 _PUBLISHED_KEYS = tuple(f.name for f in fields(Published))
 
 

@@ -9,6 +9,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from pgha_lab import disks
 from pgha_lab.context import LabContext
 from pgha_lab.gateway import LabDocker
 from pgha_lab.paths import LabPaths
@@ -21,6 +22,9 @@ SLOT = int(os.environ.get("PGHA_TEST_SLOT", "0"))
 PROJECT = "pgha-lab-test" + (str(SLOT) if SLOT else "")
 SUBNET = f"10.56.{56 + SLOT}.0/24"
 PORTS = Published(primary=25432 + 10 * SLOT, replicas=25433 + 10 * SLOT, stats=28404 + 10 * SLOT)
+# Each db node on its own 2 GiB disk (sparse: the host pays for what is written), so `chaos fill-disk`
+# fills a real filesystem, and every other test runs on the same kind of disk as a user's lab with --disk-size.
+DISK_SIZE = 2 << 30
 # PGHA_TEST_KEEP_LAB=1 keeps the lab between two runs while one works on a test (never in CI):
 # the next run starts from it instead of booting a new one.
 KEEP = os.environ.get("PGHA_TEST_KEEP_LAB") == "1"
@@ -41,14 +45,16 @@ class LabUnderTest:
     def up(self) -> subprocess.CompletedProcess:
         # --haproxy-nodes 1: a test that grew the lab to two HAProxy nodes and failed is undone here.
         return self.cli("up", "--profile", "fast", "--subnet", SUBNET, "--haproxy-nodes", "1",
-                        "--publish-ports", f"{PORTS.primary},{PORTS.replicas},{PORTS.stats}")
+                        "--publish-ports", f"{PORTS.primary},{PORTS.replicas},{PORTS.stats}",
+                        "--disk-size", str(DISK_SIZE))
 
     def ensure_healthy(self) -> None:
         """`up`, unless the lab is already healthy in the suite's shape and profile: then `up` would
         find nothing to do, at 10-30 s a call on a busy machine, before and after every test."""
         ctx = self.ctx
         if (ctx.paths.topology_file.exists() and ctx.saved_profile == "fast" and len(ctx.topology.db) == 2
-                and ctx.topology.published.enabled and ctx.topology.haproxy2 is None and ctx.health().ok):
+                and ctx.topology.published.enabled and ctx.topology.haproxy2 is None
+                and ctx.topology.db_disk_size == DISK_SIZE and ctx.health().ok):
             return
         self.up()
 
@@ -72,4 +78,5 @@ def remove_leftovers() -> None:
     and its saved topology (a test may have grown the lab), so the next `up` builds the usual shape."""
     paths = LabPaths(home=REPO, project=PROJECT)
     LabDocker(PROJECT, paths.compose_file).remove_everything()
+    disks.release_all(paths)
     paths.topology_file.unlink(missing_ok=True)

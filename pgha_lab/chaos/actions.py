@@ -7,7 +7,8 @@ delay (tc netem, where the kernel has it). freeze-patroni/thaw-patroni = SIGSTOP
 alone, hang-postgres/release-postgres = SIGSTOP/SIGCONT to the postmaster and every backend,
 kill-haproxy/start-haproxy = the single entry point down and back (with two HAProxy nodes, either
 one, and the VIP moves to the other: vip/), flap = a partition toggled every
-N seconds for M seconds, cancel-sync-wait and block-switchover = the two experiments of
+N seconds for M seconds, fill-disk/free-disk = a db node's own data disk filled by a file and
+freed (disks.py; a lab made with `up --disk-size`), cancel-sync-wait and block-switchover = the two experiments of
 chaos/experiments.py. Every request is checked first; an impossible one is refused with a reason
 and changes nothing.
 """
@@ -19,6 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+from pgha_lab import disks
 from pgha_lab.chaos import expectations, experiments
 from pgha_lab.chaos import state as cluster_state
 from pgha_lab.chaos.sql import PROCS
@@ -33,12 +35,15 @@ from pgha_lab.wait import wait_until
 
 ACTIONS = ("kill", "pause", "resume", "stop", "start", "isolate", "heal", "kill-postgres", "partition", "degrade",
            "freeze-patroni", "thaw-patroni", "hang-postgres", "release-postgres", "kill-haproxy", "start-haproxy",
-           "cancel-sync-wait", "block-switchover", "flap")
+           "cancel-sync-wait", "block-switchover", "flap", "fill-disk", "free-disk")
 # With one HAProxy the target goes without saying; with two, it is haproxy or haproxy2 (default: the
 # VIP's holder for a kill, the stopped one for a start).
 NO_TARGET = ("kill-haproxy", "start-haproxy")
 DB_ONLY = ("kill-postgres", "freeze-patroni", "thaw-patroni", "hang-postgres", "release-postgres",
-           "cancel-sync-wait", "block-switchover")
+           "cancel-sync-wait", "block-switchover", "fill-disk", "free-disk")
+DISK_ACTIONS = ("fill-disk", "free-disk")
+NO_OWN_DISK = ("this lab's db nodes keep their data in Docker volumes on the host's disk, so filling one would fill "
+               "the host's; give each db node its own disk: `pgha-lab down --volumes`, then `pgha-lab up --disk-size 2G`")
 # Cut inside the node with iptables/tc, which the HAProxy image (Ubuntu's haproxy package alone) lacks.
 IN_NODE_NETWORK = ("partition", "degrade", "flap")
 CHAIN_IN, CHAIN_OUT = "PGHA_CHAOS_IN", "PGHA_CHAOS_OUT"      # partitions
@@ -149,11 +154,13 @@ class Chaos:
     # -- the faults ------------------------------------------------------------------------
     def run(self, action: str, target: str, *, peers: str | None = None, clear: bool = False,
             loss: str | None = None, delay: str | None = None, every: float | None = None,
-            duration: float | None = None) -> Outcome:
+            duration: float | None = None, leave: str | None = None) -> Outcome:
         if action not in ACTIONS:
             raise LabError(f"unknown chaos action {action!r}; choose one of: {', '.join(ACTIONS)}, heal-all.")
         if action in NO_TARGET:   # refused before anything is read or changed
             target = self._haproxy_target(action, target)
+        if action in DISK_ACTIONS:
+            self._need(self.topo.db_disk_size is not None, NO_OWN_DISK)
         cluster = self.ctx.cluster()   # one reading: the target and its role come from the same view
         node = self.resolve(target or "", cluster)
         role = self.role_of(node, cluster)
@@ -273,6 +280,22 @@ class Chaos:
             figures = {"every_s": every_s, "for_s": for_s, "cuts": toggles}
             done = (f"{node.name} cut off from {', '.join(n.name for n in cut)} and reconnected every {every_s:g}s "
                     f"for {for_s:g}s ({toggles} cuts); its links are restored")
+        elif action == "fill-disk":
+            d = self._disk(node)
+            leave_bytes = disks.parse_size(leave, "--leave") if leave else 0
+            self._need(d.filler_size() == 0, f"{node.name}'s disk already carries a filler; `free-disk {node.name}` "
+                                             f"removes it")
+            taken = disks.fill(d, leave_bytes)
+            left, size = d.usage()
+            figures = {"filled_bytes": taken, "free_bytes": left, "disk_bytes": size}
+            done = (f"{node.name}'s disk filled: {disks.FILLER} took {disks.human(taken)}, {disks.human(left)} of "
+                    f"{disks.human(size)} left for PostgreSQL")
+        elif action == "free-disk":
+            d = self._disk(node)
+            self._need(d.filler_size() > 0, f"{node.name}'s disk carries no filler; nothing to free")
+            freed = disks.free(d)
+            figures = {"freed_bytes": freed}
+            done = f"{node.name}'s disk freed: the {disks.human(freed)} filler removed"
         else:  # degrade
             self._need(state.running, f"{node.name} is {state.status}; degrade needs a running node")
             done = self._degrade(node, loss, delay, clear)
@@ -283,16 +306,18 @@ class Chaos:
                        figures=figures)
 
     def heal_all(self) -> list[str]:
-        """Put every node back: thaw, boot, reconnect, and drop every chaos rule. Containers first
+        """Put every node back: free its disk, thaw, boot, reconnect, and drop every chaos rule. Disks and containers first
         for every node (what clients wait on), then the slower checks inside each node; nodes heal
         independently, so each phase runs on every node at once."""
         nodes = list(self.topo.nodes)
+        freed = [f"freed {d.node}'s disk ({disks.human(disks.free(d))} filler removed)"
+                 for d in disks.all_disks(self.ctx.paths) if d.filler_size()]
         states = {node.name: self.ctl.state(node) for node in nodes}
         with ThreadPoolExecutor(max_workers=len(nodes)) as pool:
             outside = list(pool.map(lambda n: self._heal_container(n, states[n.name]), nodes))
             inside = list(pool.map(lambda n: self._heal_inside(n) if states[n.name].status != "missing" else [],
                                    nodes))
-        return [line for lines in outside + inside for line in lines]
+        return freed + [line for lines in outside + inside for line in lines]
 
     def _heal_container(self, node: Node, state) -> list[str]:
         actions: list[str] = []
@@ -325,6 +350,11 @@ class Chaos:
         return actions
 
     # -- helpers -----------------------------------------------------------------------------
+    def _disk(self, node: Node) -> disks.Disk:
+        d = disks.disk(self.ctx.paths, node.name)
+        self._need(d.mounted, f"{node.name}'s disk is not mounted; `pgha-lab up` mounts it")
+        return d
+
     @staticmethod
     def _need(condition: bool, reason: str) -> None:
         if not condition:

@@ -9,7 +9,7 @@ from datetime import datetime, timezone
 from typing import Callable
 
 from pgha_lab import health
-from pgha_lab.chaos import rules, state
+from pgha_lab.chaos import rules, sql, state
 from pgha_lab.render.keepalived import failover_bound_s as vip_failover_bound_s
 from pgha_lab import vip
 from pgha_lab.context import LabContext
@@ -188,6 +188,36 @@ def failsafe_primary(ctx: LabContext, node: str, hold_s: float) -> Callable[[], 
         f"{node} still primary, nobody else leads, as expected", serving)
 
 
+def refuses_writes_for_space(ctx: LabContext, node: str, hold_s: float) -> Callable[[], Verdict]:
+    """`node` keeps the leader key for `hold_s`, and then a write that needs space fails on it for want of it."""
+    kept = keeps_key(ctx, node, hold_s)
+
+    def check() -> Verdict:
+        verdict = kept()
+        if not verdict.ok:
+            return verdict
+        error = sql.space_write_error(ctx, ctx.topology.node(node))
+        if error is None:
+            return Verdict(False, f"a 2 MiB write on {node} succeeded: its disk is not full", node)
+        if rules.NO_SPACE_TEXT not in error:
+            return Verdict(False, f"the write on {node} failed for another reason: {error}", node)
+        return Verdict(True, f"{verdict.reason}; a write that needs space fails there: {error}")
+    return check
+
+
+def writes_land(ctx: LabContext, node: str, then: Callable[[], Verdict]) -> Callable[[], Verdict]:
+    """`then`, and a write that needs new space succeeds on `node`."""
+    def check() -> Verdict:
+        verdict = then()
+        if not verdict.ok:
+            return verdict
+        error = sql.space_write_error(ctx, ctx.topology.node(node))
+        if error is not None:
+            return Verdict(False, f"a 2 MiB write on {node} still fails: {error}", node)
+        return Verdict(True, f"{verdict.reason}; a 2 MiB write on {node} succeeds")
+    return check
+
+
 def takes_key(ctx: LabContext, node: str) -> Callable[[], Verdict]:
     def check() -> Verdict:
         cluster = ctx.cluster()
@@ -208,6 +238,8 @@ def from_plan(ctx: LabContext, plan: rules.Plan) -> Expectation:
         check = no_leader(ctx, plan.hold_s, plan.node)
     elif kind == rules.KEEPS_KEY:
         check = keeps_key(ctx, plan.node or "", plan.hold_s)
+    elif kind == rules.FULL_DISK_LEADER:
+        check = refuses_writes_for_space(ctx, plan.node or "", plan.hold_s)
     elif kind == rules.FAILSAFE_PRIMARY:
         check = failsafe_primary(ctx, plan.node or "", plan.hold_s)
     elif kind == rules.TAKES_KEY:
@@ -220,7 +252,7 @@ def from_plan(ctx: LabContext, plan: rules.Plan) -> Expectation:
         check = healthy(ctx)
     else:
         check = None
-    holds = kind in (rules.NO_LEADER, rules.KEEPS_KEY, rules.FAILSAFE_PRIMARY, rules.NO_PRIMARY)
+    holds = kind in (rules.NO_LEADER, rules.KEEPS_KEY, rules.FAILSAFE_PRIMARY, rules.NO_PRIMARY, rules.FULL_DISK_LEADER)
     return Expectation(plan.text, check, plan.deadline_s, holds=holds)
 
 
@@ -281,6 +313,13 @@ def expectation_for(ctx: LabContext, action: str, node: Node, role: str, cluster
             return from_plan(ctx, rules.patroni_frozen(st, node.name, p))
         if action == "hang-postgres":
             return from_plan(ctx, rules.postgres_hung(st, node.name, p))
+        if action == "fill-disk":
+            return from_plan(ctx, rules.disk_full(st, node.name, p))
+        if action == "free-disk":
+            planned = from_plan(ctx, rules.disk_freed(st, node.name, p))
+            if leader == node.name and planned.check is not None:
+                return replace(planned, check=writes_land(ctx, node.name, planned.check))
+            return planned
         if returning:
             return from_plan(ctx, rules.node_returns(st, node.name, p))
         if action == "degrade":

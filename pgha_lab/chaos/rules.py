@@ -13,6 +13,10 @@ What the rules encode (Patroni 4.1):
   member key expires, strict mode keeps commits waiting until a standby is back;
 - a leader whose PostgreSQL is still starting keeps renewing its key until primary_start_timeout,
   even when the start hangs;
+- a full disk is not a lost node: the primary keeps running and renewing its key while every write
+  that needs new space fails; only when it must also start a WAL segment does it PANIC, fail its
+  crash recovery for the same reason, and then Patroni gives the key up after one failed start;
+  a replica whose WAL replay cannot extend a file stops, which is a lost replica;
 - losing the etcd quorum demotes the primary unless failsafe_mode is on and it reaches every member;
 - so does a leader cut off from etcd alone: with failsafe_mode on and every member reachable it keeps
   running as primary without the key (POST /failsafe to each member), and the members it calls do
@@ -25,6 +29,7 @@ from dataclasses import dataclass, field
 from pgha_lab.chaos.state import ClusterState, MemberState
 from pgha_lab.profiles import Profile
 
+NO_SPACE_TEXT = "No space left on device"
 # What the check of a plan looks for (expectations.py maps each to a probe of the cluster).
 NEW_LEADER = "new-leader"        # someone other than `node` leads and HAProxy routes 5432 to it
 SAME_LEADER = "same-leader"      # `leader` still leads (on the same timeline)
@@ -33,6 +38,7 @@ KEEPS_KEY = "keeps-key"          # `node` keeps the leader key for `hold_s` and 
 FAILSAFE_PRIMARY = "failsafe-primary"   # `node` stays the only primary for `hold_s`, the key free or its own
 TAKES_KEY = "takes-key"          # `node` becomes the leader
 STREAMS = "streams"              # `node` streams as a replica
+FULL_DISK_LEADER = "full-disk-leader"   # `node` keeps the key for `hold_s`; writes needing space fail on it
 NO_PRIMARY = "no-primary"        # no node answers as primary, HAProxy's 5432 has no server
 HEALTHY = "healthy"              # the lab's health verdict
 NOTHING = "nothing"              # nothing to check
@@ -212,6 +218,31 @@ def postgres_hung(state: ClusterState, node: str, profile: Profile) -> Plan:
         return leader_lost(state, node, profile,
                            how="its PostgreSQL hangs (Patroni's query to it blocks, so the HA loop stops renewing the key)")
     return replica_lost(state, node, profile, how="its PostgreSQL hangs (it stops replaying and acknowledging WAL)")
+
+
+def disk_full(state: ClusterState, node: str, profile: Profile) -> Plan:
+    """The node's data disk filled up (WAL lives on it too)."""
+    if state.leader != node:
+        return replica_lost(state, node, profile,
+                            how="its disk is full: as soon as WAL replay must extend a file its PostgreSQL stops, "
+                                "and Patroni restarts it in a loop until there is space")
+    who, why = candidates(state, node)
+    then = (f"{who[0]} takes over" if who else f"nobody may take over ({'; '.join(why) or 'no other member'}), "
+                                                 f"so the cluster stays without a leader")
+    hold = _hold_s(profile)
+    return Plan(f"No failover: a full disk is not a lost node. {node} keeps PostgreSQL running and renews the leader "
+                f"key, and HAProxy keeps sending 5432 to it; every write that needs new space fails there ('could "
+                f"not extend file ...: {NO_SPACE_TEXT}'), reads go on. Should PostgreSQL also need a new WAL "
+                f"segment, it PANICs, its crash recovery fails for the same reason, and Patroni gives up the key "
+                f"after one failed start: {then}. Freeing space (`chaos free-disk {node}`) ends it.",
+                FULL_DISK_LEADER, node=node, hold_s=hold, deadline_s=hold + 15)
+
+
+def disk_freed(state: ClusterState, node: str, profile: Profile) -> Plan:
+    if state.leader == node:
+        return Plan(f"{node} still leads and never stopped: writes that need space succeed on it again at once.",
+                    SAME_LEADER, leader=node, timeline=state.timeline, deadline_s=60)
+    return node_returns(state, node, profile)
 
 
 def etcd_lost(state: ClusterState, left: int, total: int, profile: Profile) -> Plan:

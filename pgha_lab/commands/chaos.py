@@ -32,6 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--delay", metavar="MS", help="degrade: add latency, e.g. 200ms (needs tc netem in the kernel)")
     c.add_argument("--every", type=float, metavar="SECONDS", help="flap: cut and restore every N seconds (default 5)")
     c.add_argument("--for", dest="duration", type=float, metavar="SECONDS", help="flap: for M seconds (default 30)")
+    c.add_argument("--leave", metavar="SIZE", help="fill-disk: bytes to leave free, e.g. 1M (default 0: full)")
     c.add_argument("--wait", action="store_true", help="wait for the expected outcome and say whether it happened")
     c.add_argument("--json", action="store_true")
     c.set_defaults(func=cmd_chaos)
@@ -61,7 +62,7 @@ def cmd_chaos(args: argparse.Namespace) -> int:
     if not args.target and args.action not in NO_TARGET:
         raise LabError(f"chaos {args.action} needs a TARGET: a node name, leader or replica.")
     outcome = chaos.run(args.action, args.target, peers=args.peers, clear=args.clear, loss=args.loss, delay=args.delay,
-                        every=args.every, duration=args.duration)
+                        every=args.every, duration=args.duration, leave=args.leave)
     if not args.json:
         print(f"{outcome.done}.")
         print(f"Expected: {outcome.expectation.text}")

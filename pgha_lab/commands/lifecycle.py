@@ -6,7 +6,7 @@ import json
 import sys
 from dataclasses import replace
 
-from pgha_lab import lifecycle, settings as lab_settings
+from pgha_lab import disks, lifecycle, settings as lab_settings
 from pgha_lab.build.pg_install import PG_INSTALL_CHOICES
 from pgha_lab.commands._common import lab_context
 from pgha_lab.errors import LabError
@@ -35,6 +35,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--haproxy-nodes", type=int, default=None, metavar="1|2",
                    help="HAProxy nodes: 2 adds haproxy2 and a virtual address keepalived moves between them "
                         "(clients connect to it; no host ports are published) (default: the lab's last, else 1)")
+    p.add_argument("--disk-size", default=None, metavar="SIZE",
+                   help="give each db node its own data disk of SIZE (e.g. 2G: a loop-mounted ext4 file, needs root) "
+                        "so `chaos fill-disk` can fill it for real; 'off' for plain Docker volumes (a new lab only: "
+                        "data cannot move in place) (default: the lab's last, else off)")
     p.add_argument("--etcd-nodes", type=int, default=None, help="etcd members: 1, 3 or 5 (default 3)")
     p.add_argument("--subnet", default=None, help="lab network (default 192.168.56.0/24, like a VirtualBox host-only network)")
     p.add_argument("--publish-ports", default=None, metavar="PRIMARY,REPLICAS,STATS",
@@ -62,6 +66,12 @@ def _parse_published(text: str, current: Published) -> Published:
     return replace(current, enabled=True, primary=primary, replicas=replicas, stats=stats)
 
 
+def _disk_size(text: str | None, current: int | None) -> int | None:
+    if text is None:
+        return current
+    return None if text.strip().lower() == "off" else disks.parse_size(text)
+
+
 def requested_topology(args: argparse.Namespace, current: Topology) -> Topology:
     """The saved topology with whatever the user changed on the command line."""
     published = _parse_published(args.publish_ports, current.published) if args.publish_ports else current.published
@@ -70,7 +80,8 @@ def requested_topology(args: argparse.Namespace, current: Topology) -> Topology:
             db_nodes=args.db_nodes or len(current.db), etcd_nodes=args.etcd_nodes or len(current.etcd),
             subnet=args.subnet or str(current.subnet), prefix=current.prefix, project=current.project,
             published=published, scope=current.scope,
-            haproxy_nodes=getattr(args, "haproxy_nodes", None) or len(current.haproxies))
+            haproxy_nodes=getattr(args, "haproxy_nodes", None) or len(current.haproxies),
+            db_disk_size=_disk_size(getattr(args, "disk_size", None), current.db_disk_size))
     except TopologyError as exc:
         raise LabError(str(exc)) from None
 
@@ -93,6 +104,10 @@ def cmd_up(args: argparse.Namespace) -> int:
     if ctx.topology.etcd != current.topology.etcd and ctx.paths.topology_file.exists() and ctx.docker.volumes():
         raise LabError("the etcd membership of an existing lab cannot change in place; "
                        "run `pgha-lab down --volumes` first, then `up` with the new size.")
+    if (ctx.topology.db_disk_size != current.topology.db_disk_size and ctx.paths.topology_file.exists()
+            and ctx.docker.volumes()):
+        raise LabError("the db nodes' data cannot move to disks of another size in place; run `pgha-lab down "
+                       "--volumes` first, then `up` with the new --disk-size.")
     lab_settings.requested(ctx.settings, **request).validate(len(ctx.topology.db))
     progress = Progress(stream=sys.stderr)
     outcome = lifecycle.bring_up(ctx, profile=args.profile, pg_install=args.pg_install,

@@ -10,7 +10,7 @@ from typing import Callable
 
 from pgha_lab import roles, vip
 from pgha_lab.chaos import expectations as ex
-from pgha_lab.chaos.actions import Chaos
+from pgha_lab.chaos.actions import NO_OWN_DISK, Chaos
 from pgha_lab.context import LabContext
 from pgha_lab.errors import LabError
 from pgha_lab.profiles import PROMOTE_S, Profile
@@ -108,6 +108,11 @@ def _quorum_loss_member_cut(lab: LabContext) -> Fault:
     return fault
 
 
+def _require_disks(lab: LabContext) -> None:
+    if lab.topology.db_disk_size is None:
+        raise LabError(NO_OWN_DISK + ".")
+
+
 FAILOVER_TEXT = f"ttl + loop_wait + promotion ({PROMOTE_S:g} s) + HAProxy rise checks"
 
 SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
@@ -156,6 +161,10 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
              bound_text="3 x advert_int + the backup's skew time + 1 s for gratuitous ARP and a new connection"),
     Scenario("cancel-sync-wait", "the sync standby frozen, waiting commits cancelled (pg_cancel_backend), standby thawed",
              lambda lab: _from_chaos(lab, "cancel-sync-wait", "leader"), leader_changes=False),
+    # Until healed: Patroni fails over for a lost node, not for a full disk (while WAL still has room).
+    Scenario("fill-disk-leader", "the leader's data disk filled to the last block, then freed (a lab made with "
+             "`up --disk-size`)", lambda lab: _from_chaos(lab, "fill-disk", "leader"), leader_changes=False,
+             requires=_require_disks),
     Scenario("flap-leader", "the leader cut off from etcd and back every 4 s for 16 s",
              lambda lab: _from_chaos(lab, "flap", "leader", peers="etcd", every=4, duration=16)),
 )}

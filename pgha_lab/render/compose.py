@@ -11,7 +11,7 @@ from typing import Any
 
 import yaml
 
-from pgha_lab import node_paths as NP
+from pgha_lab import disks, node_paths as NP
 from pgha_lab import tls
 from pgha_lab.fsutil import write_if_changed
 from pgha_lab.gateway import IMAGES, LABEL_NODE, LABEL_PROJECT, LABEL_ROLE, edge_network_name, volume_key
@@ -115,8 +115,17 @@ def compose_document(topo: Topology, paths: LabPaths) -> dict[str, Any]:
         "name": topo.project,
         "services": {n.name: _service(n, topo, paths, compose_dir) for n in topo.nodes},
         "networks": networks,
-        "volumes": {volume_key(n.name): {} for n in data_nodes},
+        "volumes": {volume_key(n.name): _volume(n, topo, paths) for n in data_nodes},
     }
+
+
+def _volume(node: Node, topo: Topology, paths: LabPaths) -> dict[str, Any]:
+    """A plain Docker volume, or with `up --disk-size` a db node's own disk (disks.py): a volume bound
+    to the folder inside the mounted filesystem, so Docker still names, copies in and removes it."""
+    if node.role is not Role.DB or topo.db_disk_size is None:
+        return {}
+    return {"driver": "local",
+            "driver_opts": {"type": "none", "o": "bind", "device": str(disks.disk(paths, node.name).data.resolve())}}
 
 
 def render_compose(topo: Topology, paths: LabPaths) -> str:

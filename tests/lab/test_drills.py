@@ -125,6 +125,7 @@ OTHER_SCENARIOS = {
     "etcd-quorum-loss": (None, None),   # whoever wins the election once etcd is back
     "etcd-quorum-loss-member-cut": (None, None),
     "cancel-sync-wait": (None, False),
+    "fill-disk-leader": (None, False),
     "flap-leader": (None, None),   # whether a flap outlasts the key depends on when the cuts fall
 }
 # A frozen leader (its whole VM, its Patroni or its PostgreSQL stopped) loses its key while it cannot

@@ -7,9 +7,11 @@ import subprocess
 
 import pytest
 
+from pgha_lab import disks
+from pgha_lab.chaos import expectations
 from pgha_lab.chaos.experiments import SYNC_TABLE
 from pgha_lab.chaos.sql import connect
-from pgha_lab.wait import wait_until
+from pgha_lab.wait import Verdict, wait_until
 
 pytestmark = [pytest.mark.docker, pytest.mark.lab]
 
@@ -87,6 +89,34 @@ def test_issue_cases_no_failover_without_a_sync_standby_then_the_old_leader_take
     assert leader(lab) == old
 
 
+def test_a_full_disk_on_the_leader_fails_its_writes_without_a_failover_and_freeing_it_ends_that(lab):
+    old = leader(lab)
+    d = disks.disk(lab.paths, old)
+    # The expected outcome's check fails for its reason while the disk still has room...
+    not_yet = expectations.refuses_writes_for_space(lab.ctx, old, hold_s=0)()
+    assert not not_yet.ok and not_yet.reason == f"a 2 MiB write on {old} succeeded: its disk is not full", not_yet
+    out = chaos(lab, "fill-disk", "leader", "--wait")
+    assert out["node"] == old and out["happened"] is True, out
+    assert out["expected"].startswith("No failover: a full disk is not a lost node.")
+    assert "No space left on device" in out["verdict"] and out["waited_s"] >= lab.ctx.profile.ttl
+    assert d.usage()[0] < (1 << 20) and out["figures"]["filled_bytes"] > (1 << 30)
+    df = subprocess.run(["docker", "exec", lab.topo.container_name(old), "df", "--output=pcent", "/var/lib/postgresql"],
+                        capture_output=True, text=True, check=True).stdout
+    assert "100%" in df, df   # what a DBA's df on the VM shows
+    # ...and the check of free-disk fails for its reason while the filler is still there.
+    still_full = expectations.writes_land(lab.ctx, old, lambda: Verdict(True, "x"))()
+    assert not still_full.ok and "still fails" in still_full.reason and "No space left" in still_full.reason
+    assert leader(lab) == old
+    freed = chaos(lab, "free-disk", "leader", "--wait")
+    assert freed["happened"] is True and freed["verdict"].endswith(f"a 2 MiB write on {old} succeeds"), freed
+    assert d.filler_size() == 0 and leader(lab) == old
+    # A replica's full disk is a lost replica; heal-all frees it like any other fault.
+    replica = next(n.name for n in lab.topo.db if n.name != old)
+    chaos(lab, "fill-disk", replica)
+    healed = lab.cli("chaos", "heal-all").stdout
+    assert f"freed {replica}'s disk" in healed and disks.disk(lab.paths, replica).filler_size() == 0
+
+
 def test_cancel_sync_wait_reports_a_commit_visible_without_being_replicated(lab):
     out = chaos(lab, "cancel-sync-wait", "leader", "--wait")
     figs = out["figures"]
@@ -128,7 +158,10 @@ def test_bad_requests_for_the_new_faults_are_refused_and_change_nothing(lab):
                         (("start-haproxy",), "only a killed HAProxy can start"),
                         (("kill-haproxy", etcd), "takes no target"),
                         (("cancel-sync-wait", "replica"), "takes the leader"),
-                        (("flap", "replica", "--every", "0"), "--every takes seconds")):
+                        (("flap", "replica", "--every", "0"), "--every takes seconds"),
+                        (("fill-disk", etcd), "takes a db node"),
+                        (("free-disk", before), "carries no filler; nothing to free"),
+                        (("fill-disk", before, "--leave", "lots"), "--leave takes a size such as 2G or 512M")):
         out = chaos(lab, *args, check=False)
         assert out.get("returncode") == 1 and words in out["stderr"], (args, out)
         assert len(out["stderr"].strip().splitlines()) == 1

@@ -10,6 +10,7 @@ import sys
 import psycopg
 import pytest
 
+from pgha_lab import disks
 from pgha_lab.gateway import volume_name
 from tests.labkit import PORTS, PROJECT, REPO
 
@@ -56,6 +57,19 @@ def test_resizing_etcd_in_place_is_refused_and_changes_nothing(healthy_lab):
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     assert "the etcd membership of an existing lab cannot change in place" in proc.stderr
     assert containers(lab) == before and lab.paths.topology_file.read_text() == topology
+
+
+def test_moving_the_data_to_disks_of_another_size_in_place_is_refused_and_changes_nothing(healthy_lab):
+    lab = healthy_lab
+    before, topology = containers(lab), lab.paths.topology_file.read_text()
+    for size in ("4G", "off"):
+        proc = lab.cli("up", "--disk-size", size, check=False)
+        assert proc.returncode == 1 and "Traceback" not in proc.stderr
+        assert proc.stderr.strip() == ("pgha-lab: the db nodes' data cannot move to disks of another size in place; run "
+                                       "`pgha-lab down --volumes` first, then `up` with the new --disk-size."), proc.stderr
+    assert containers(lab) == before and lab.paths.topology_file.read_text() == topology
+    d = disks.disk(lab.paths, lab.topo.db[0].name)
+    assert d.mounted and d.usage()[1] > (1 << 30)   # still its 2 GiB disk
 
 
 def test_down_of_a_lab_that_does_not_exist_is_refused(healthy_lab):
@@ -114,6 +128,7 @@ def test_down_then_up_keeps_the_data_and_down_volumes_removes_it(healthy_lab):
     vols = subprocess.run(["docker", "volume", "ls", "-q", "--filter", f"label=com.docker.compose.project={lab.topo.project}"],
                           capture_output=True, text=True).stdout.split()
     assert vols == []
+    assert not list((lab.paths.state / "disks").glob("*")), "down --volumes left a disk behind"
     lab.up()
     with psycopg.connect(lab.dsn(), password=lab.password()) as conn:
         assert conn.execute("select to_regclass('keep_me')").fetchone()[0] is None
@@ -172,6 +187,7 @@ def test_up_db_nodes_3_grows_a_running_lab_and_db_nodes_2_shrinks_it_back(grown_
     third = cluster.member("dbnode3")
     assert third is not None and third.role.is_replica and third.state == "streaming", third
     assert {n.name: started_at(lab, n) for n in lab.topo.etcd} == etcd_started   # etcd untouched
+    assert disks.disk(ctx.paths, "dbnode3").mounted   # the newcomer has its own disk like the others
     up = {(b.backend, b.server) for b in ctx.probe.haproxy() if b.status == "UP"}
     assert ("replicas", "dbnode3") in up, up
     node3 = ctx.topology.node("dbnode3")
@@ -190,5 +206,6 @@ def test_up_db_nodes_3_grows_a_running_lab_and_db_nodes_2_shrinks_it_back(grown_
     assert ctx.probe.etcd_read(ctx.probe.member_key_path("dbnode3")) == (True, None), "dbnode3's member key is left"
     assert "dbnode3" not in ctx.docker.containers()
     assert volume_name(ctx.project, "dbnode3") not in ctx.docker.volumes()
+    assert not disks.disk(ctx.paths, "dbnode3").image.exists(), "dbnode3's disk is left"
     assert {n.name: started_at(lab, n) for n in lab.topo.db} == db_started, "shrinking the lab restarted db nodes"
     assert ctx.health().ok, ctx.health().reason

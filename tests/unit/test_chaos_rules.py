@@ -126,6 +126,26 @@ def test_a_leader_hung_while_its_postgres_was_still_starting_keeps_its_key():
     assert "primary_start_timeout" in plan.text
 
 
+def test_a_full_disk_on_the_leader_is_no_failover_and_names_who_would_take_over_after_a_wal_panic():
+    plan = rules.disk_full(two_nodes(), "dbnode1", FAST)
+    assert plan.kind == rules.FULL_DISK_LEADER and plan.node == "dbnode1" and plan.hold_s >= FAST.ttl
+    assert plan.text.startswith("No failover: a full disk is not a lost node.")
+    assert "gives up the key after one failed start: dbnode2 takes over" in plan.text
+    blocked = rules.disk_full(two_nodes(sync=()), "dbnode1", FAST)
+    assert "nobody may take over (dbnode2 is not the synchronous standby in /sync" in blocked.text
+
+
+def test_a_full_disk_on_a_replica_is_a_lost_replica_and_freeing_it_returns_the_node():
+    for strict, words in ((False, "commits wait until Patroni drops dbnode2"), (True, "writes block")):
+        plan = rules.disk_full(two_nodes(synchronous_mode_strict=strict), "dbnode2", FAST)
+        assert plan.kind == rules.SAME_LEADER and plan.leader == "dbnode1" and words in plan.text
+        assert "its disk is full" in plan.text
+    assert rules.disk_freed(two_nodes(), "dbnode1", FAST).kind == rules.SAME_LEADER
+    # After a WAL PANIC the old leader lost its key: once freed it rejoins like any returning node.
+    st = two_nodes(leader="dbnode2", sync=())
+    assert rules.disk_freed(st, "dbnode1", FAST).kind == rules.STREAMS
+
+
 def test_snapshot_reads_the_sync_key_tags_and_config():
     cluster = Cluster.of([Member("dbnode1", "", "leader", "running", 5),
                           Member("dbnode2", "", "replica", "streaming", 5, lag="unknown",

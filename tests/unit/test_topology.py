@@ -31,6 +31,7 @@ def test_every_name_and_address_is_distinct_at_the_largest_size():
     (dict(subnet="10.1.0.0/27", db_nodes=9), "subnet 10.1.0.0/27 is too small for 9 db nodes and 3 etcd members; use a /25 or larger."),
     (dict(subnet="10.1.0.0/26", db_nodes=9), "subnet 10.1.0.0/26 is too small for 9 db nodes and 3 etcd members; use a /25 or larger."),
     (dict(subnet="8.8.8.0/24"), "subnet 8.8.8.0/24 is not a private range; use one such as 192.168.56.0/24."),
+    (dict(db_disk_size=512 << 20), "a db node's disk must be between 1 and 64 GiB (room for max_wal_size of WAL), not 536870912 bytes."),
     (dict(project="Bad_Name"), "project name 'Bad_Name' must be lowercase letters, digits and dashes."),
     (dict(published=Published(primary=5432, replicas=5432)), "the published ports for the primary, the replicas and the stats page must differ."),
     (dict(published=Published(bind="localhost")), "the published bind address must be an IPv4 address such as 127.0.0.1, not 'localhost'."),
@@ -61,10 +62,13 @@ def test_round_trip_through_the_versioned_document():
     assert Topology.from_dict(t.to_dict()) == t
     with pytest.raises(TopologyError, match="apiVersion"):
         Topology.from_dict({**t.to_dict(), "apiVersion": "v0"})
+    with_disks = Topology.build(db_disk_size=2 << 30)
+    assert with_disks.to_dict()["dbDiskSize"] == 2 << 30 and "dbDiskSize" not in t.to_dict()
+    assert Topology.from_dict(with_disks.to_dict()) == with_disks
 
 
 @pytest.mark.parametrize("change, sentence", [
-    ({"dbnodes": 3}, "the topology has an unknown key 'dbnodes'; the allowed keys are apiVersion, project, subnet, prefix, scope, dbNodes, etcdNodes, haproxyNodes, published."),
+    ({"dbnodes": 3}, "the topology has an unknown key 'dbnodes'; the allowed keys are apiVersion, project, subnet, prefix, scope, dbNodes, etcdNodes, haproxyNodes, dbDiskSize, published."),
     ({"published": {"host": "127.0.0.1"}}, "published has an unknown key 'host'; the allowed keys are bind, primary, replicas, stats, enabled."),
     ({"published": ["127.0.0.1"]}, "published must be a mapping of keys such as bind and primary."),
     ({"published": {"primary": "5432"}}, "published ports must be whole numbers between 1 and 65535, not '5432'."),
