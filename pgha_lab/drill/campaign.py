@@ -53,6 +53,9 @@ class FaultKind:
     overlaps: bool = False            # realistic while another fault heals (the next may start at once)
     min_db: int = 2                   # db nodes the fault needs
     min_etcd: int = 1                 # etcd members it needs (losing one keeps a quorum only from 3)
+    needs_disks: bool = False         # a lab whose db nodes have their own disks (`up --disk-size`)
+    by_default: bool = True           # drawn when --faults is not given (new faults join only when named,
+                                      # so every seed's default schedule stays what it was)
 
 
 CATALOGUE: dict[str, FaultKind] = {k.name: k for k in (
@@ -69,11 +72,9 @@ CATALOGUE: dict[str, FaultKind] = {k.name: k for k in (
     FaultKind("flap-replica", "a replica cut off from etcd and back every 3 s", (9, 15), overlaps=True),
     FaultKind("kill-etcd", "power cut on one etcd member, booted at its heal", (10, 25), overlaps=True,
               min_db=1, min_etcd=3),
+    FaultKind("fill-disk-leader", "the leader's data disk filled, freed at its heal", LEADER_LOST_S, needs_disks=True,
+              by_default=False),
 )}
-UNAVAILABLE = {
-    "fill-disk": "fill-disk is not in this lab: the data volumes have no size limit, so filling one would fill "
-                 "the host's disk; choose another fault.",
-}
 
 
 @dataclass(frozen=True)
@@ -86,18 +87,20 @@ class Step:
 
 def parse_faults(text: str | None, topology: Topology | None = None) -> tuple[str, ...]:
     """The catalogue names chosen (all when none), each checked against what the topology can take."""
-    names = tuple(dict.fromkeys(n.strip() for n in text.split(",") if n.strip())) if text else tuple(CATALOGUE)
+    names = (tuple(dict.fromkeys(n.strip() for n in text.split(",") if n.strip())) if text
+             else tuple(k.name for k in CATALOGUE.values() if k.by_default))
     if not names:
         raise LabError("--faults takes a comma-separated list of faults such as kill-leader,kill-haproxy.")
     for name in names:
-        if name in UNAVAILABLE:
-            raise LabError(UNAVAILABLE[name])
         if name not in CATALOGUE:
             raise LabError(f"unknown fault {name!r}; choose from: {', '.join(CATALOGUE)}.")
         kind = CATALOGUE[name]
         if topology is not None and (len(topology.db) < kind.min_db or len(topology.etcd) < kind.min_etcd):
             raise LabError(f"{name} needs {kind.min_db} db node(s) and {kind.min_etcd} etcd member(s); this lab has "
                            f"{len(topology.db)} and {len(topology.etcd)}; leave it out of --faults.")
+        if topology is not None and kind.needs_disks and topology.db_disk_size is None:
+            raise LabError(f"{name} needs db nodes with their own disks (`pgha-lab down --volumes`, then `up "
+                           f"--disk-size 2G`): filling this lab's would fill the host's; leave it out of --faults.")
     return names
 
 
@@ -282,7 +285,7 @@ def _inject(lab: LabContext, step: Step) -> tuple[str, Outcome | None, str]:
     simple = {"kill-leader": ("kill", "leader"), "kill-replica": ("kill", "replica"), "pause-leader": ("pause", "leader"),
               "freeze-patroni": ("freeze-patroni", "leader"), "hang-postgres": ("hang-postgres", "leader"),
               "kill-postgres": ("kill-postgres", "leader"), "cancel-sync-wait": ("cancel-sync-wait", "leader"),
-              "kill-haproxy": ("kill-haproxy", None)}
+              "kill-haproxy": ("kill-haproxy", None), "fill-disk-leader": ("fill-disk", "leader")}
     if name in simple:
         action, target = simple[name]
         out = chaos.run(action, target)
@@ -302,7 +305,8 @@ def _inject(lab: LabContext, step: Step) -> tuple[str, Outcome | None, str]:
 
 
 HEALS = {"kill-leader": "start", "kill-replica": "start", "kill-etcd": "start", "pause-leader": "resume",
-         "freeze-patroni": "thaw-patroni", "hang-postgres": "release-postgres", "kill-haproxy": "start-haproxy"}
+         "freeze-patroni": "thaw-patroni", "hang-postgres": "release-postgres", "kill-haproxy": "start-haproxy",
+         "fill-disk-leader": "free-disk"}
 
 
 def _heal(lab: LabContext, rec: FaultRecord) -> str:

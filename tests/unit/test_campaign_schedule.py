@@ -46,7 +46,7 @@ def test_bad_input_is_one_sentence():
         campaign.parse_faults("kill-leader,nope")
     with pytest.raises(LabError, match="--minutes takes a length"):
         campaign.check_minutes(0)
-    with pytest.raises(LabError, match="would fill the host's disk"):
+    with pytest.raises(LabError, match="unknown fault 'fill-disk'"):
         campaign.parse_faults("fill-disk")
 
 
@@ -56,6 +56,12 @@ def test_a_fault_the_topology_cannot_take_is_refused():
     with pytest.raises(LabError, match="kill-etcd needs 1 db node\\(s\\) and 3 etcd member"):
         campaign.parse_faults("kill-etcd", small)
     assert campaign.parse_faults("kill-leader", small) == ("kill-leader",)
+    # A full disk needs the lab's own disks, and joins a campaign only when named.
+    with pytest.raises(LabError, match="fill-disk-leader needs db nodes with their own disks .* would fill the host's"):
+        campaign.parse_faults("fill-disk-leader", Topology.build(project="t"))
+    disky = Topology.build(project="t", db_disk_size=2 << 30)
+    assert campaign.parse_faults("fill-disk-leader,kill-leader", disky) == ("fill-disk-leader", "kill-leader")
+    assert "fill-disk-leader" not in campaign.parse_faults(None, disky)
 
 
 def test_dry_run_prints_the_schedule_and_needs_no_lab(tmp_path):
