@@ -79,6 +79,32 @@ class Disk:
             return 0
 
 
+@dataclass(frozen=True)
+class DiskUsage:
+    """A db node's disk as `status` shows it."""
+    node: str
+    size_bytes: int
+    free_bytes: int
+    filler_bytes: int
+
+    def text(self) -> str:
+        used = self.size_bytes - self.free_bytes
+        full = " FULL" if self.free_bytes < MiB else ""
+        filler = f", {human(self.filler_bytes)} of it the chaos filler" if self.filler_bytes else ""
+        return f"{self.node} {human(used)} of {human(self.size_bytes)} used{full}{filler}"
+
+
+def usage(paths: LabPaths, topo: Topology) -> list[DiskUsage]:
+    """Every mounted db node disk's use (none for a lab without its own disks)."""
+    out = []
+    for node in topo.db if topo.db_disk_size is not None else ():
+        d = disk(paths, node.name)
+        if d.mounted:
+            free, size = d.usage()
+            out.append(DiskUsage(node.name, size, free, d.filler_size()))
+    return out
+
+
 def disk(paths: LabPaths, node: str) -> Disk:
     root = paths.state / "disks"
     return Disk(node, root / f"{node}.img", root / node)

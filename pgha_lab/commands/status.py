@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.text import Text
 
-from pgha_lab import settings as lab_settings, vip
+from pgha_lab import disks, settings as lab_settings, vip
 from pgha_lab.commands._common import lab_context
 from pgha_lab.context import LabContext
 from pgha_lab.errors import LabError
@@ -32,7 +32,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 def snapshot(ctx: LabContext) -> dict:
     probe = ctx.probe
     return {"members": probe.members(), "etcd": probe.etcd(), "haproxy": probe.haproxy(),
-            "stale": staleness.stale_nodes(ctx), "haproxy_nodes": vip.proxies(ctx)}
+            "stale": staleness.stale_nodes(ctx), "haproxy_nodes": vip.proxies(ctx),
+            "disks": disks.usage(ctx.paths, ctx.topology)}
 
 
 def stale_text(stale: list) -> str:
@@ -66,6 +67,8 @@ def render_text(topo, snap: dict, settings_text: str = "") -> str:
              haproxy_table(snap["haproxy"]) if snap["haproxy"] else "HAProxy: the stats page does not answer."]
     if snap.get("haproxy_nodes"):
         parts.append(vip.proxies_text(snap["haproxy_nodes"], topo))
+    if snap.get("disks"):
+        parts.append("Disks: " + "; ".join(u.text() for u in snap["disks"]) + ".")
     if settings_text:
         parts.insert(0, settings_text)
     if snap.get("stale"):

@@ -103,6 +103,9 @@ def test_a_full_disk_on_the_leader_fails_its_writes_without_a_failover_and_freei
     df = subprocess.run(["docker", "exec", lab.topo.container_name(old), "df", "--output=pcent", "/var/lib/postgresql"],
                         capture_output=True, text=True, check=True).stdout
     assert "100%" in df, df   # what a DBA's df on the VM shows
+    line = next(x for x in lab.cli("status").stdout.splitlines() if x.startswith("Disks: "))
+    shown = dict(entry.split(" ", 1) for entry in line.removeprefix("Disks: ").rstrip(".").split("; "))
+    assert " FULL, " in shown[old] and "FULL" not in shown[next(n for n in shown if n != old)], line
     now_full = full()
     assert now_full.ok and "No space left on device" in now_full.reason, now_full
     still_full = expectations.writes_land(lab.ctx, old, lambda: Verdict(True, "x"))()

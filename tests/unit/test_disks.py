@@ -66,3 +66,9 @@ def test_fill_disk_on_a_lab_without_its_own_disks_is_refused_before_anything_is_
         assert str(exc.value) == ("this lab's db nodes keep their data in Docker volumes on the host's disk, so filling "
                                   "one would fill the host's; give each db node its own disk: `pgha-lab down "
                                   "--volumes`, then `pgha-lab up --disk-size 2G`.")
+
+
+def test_status_says_how_full_each_disk_is_and_how_much_is_the_filler():
+    full = disks.DiskUsage("dbnode1", 2 << 30, 4096, (2 << 30) - (100 << 20))
+    assert full.text() == "dbnode1 2.0 GiB of 2.0 GiB used FULL, 1.9 GiB of it the chaos filler"
+    assert disks.DiskUsage("dbnode2", 2 << 30, 1 << 30, 0).text() == "dbnode2 1.0 GiB of 2.0 GiB used"
