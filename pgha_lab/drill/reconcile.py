@@ -361,6 +361,7 @@ class Findings:
             "lost_writes": len(self.lost), "duplicate_writes": len(self.duplicates),
             "non_leader_acks": len(self.non_leader_acks),
             "keyless_acks": sum(n.keyless for n in self.non_leader_acks),
+            "wrong_acks": len(self.judged_non_leader_acks),
             "unjudged_acks": len(self.unjudged_acks),
             "split_brain_intervals": len(split_brain),
             "split_brain_s": round(sum(end - start for start, end in split_brain), 3),

@@ -24,6 +24,7 @@ LABELS = {
     "duplicate_writes": "duplicate writes",
     "non_leader_acks": "writes acknowledged by a non-leader",
     "keyless_acks": "of which while no node held the leader key (failsafe_mode's design when on)",
+    "wrong_acks": "of which a problem (all of them, unless failsafe_mode made the keyless ones its design)",
     "unjudged_acks": "acknowledged writes not judged (leader key unreadable around them)",
     "split_brain_intervals": "split-brain intervals (two primaries)",
     "split_brain_s": "split-brain time (s)",

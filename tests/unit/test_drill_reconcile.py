@@ -229,9 +229,10 @@ def test_with_failsafe_on_keyless_acks_are_counted_but_an_ack_under_another_hold
     for failsafe, problem in ((False, True), (True, False)):
         f = rc.reconcile([keyless], samples, {1: 1}, fault_s=0.5, old_leader="dbnode1", failsafe=failsafe)
         assert f.figures()["non_leader_acks"] == f.figures()["keyless_acks"] == 1
+        assert f.figures()["wrong_acks"] == int(problem)   # the figure the matrix judges cells by
         assert any("not the leader of record" in p for p in f.problems()) is problem
     f = rc.reconcile([keyless, under_dbnode2], samples, {1: 1, 2: 1}, fault_s=0.5, old_leader="dbnode1", failsafe=True)
-    assert (f.figures()["non_leader_acks"], f.figures()["keyless_acks"]) == (2, 1)
+    assert (f.figures()["non_leader_acks"], f.figures()["keyless_acks"], f.figures()["wrong_acks"]) == (2, 1, 1)
     assert any("1 write(s) acknowledged by a node that was not the leader of record (ids 2)" in p for p in f.problems())
 
 

@@ -188,20 +188,20 @@ def test_matrix_plan_refuses_bad_input_and_expects_per_cell(tmp_path):
     assert nofs.judge([{"lost_writes": 0, "write_downtime_s": 25.0}])[0] is True
 
     # Cut off from etcd alone with failsafe on, the leader writes on without the key (measured: about
-    # 1,400 such acks a run, no second primary): keyless acks are expected there; two primaries, or an
-    # ack while another node held the key, are not.
+    # 1,400 such acks a run, no second primary). Which acks are a problem is the drill's judgement
+    # (reconcile.Findings.judged_non_leader_acks, its figure wrong_acks); the matrix reads it.
     p = matrix.plan(ctx, scenarios="partition-leader-from-etcd", replication="sync", failsafe="off,on",
                     profile="fast", repeat=3)
     cell = {c.name: c for c in p.cells}
     failsafe_run = {"lost_writes": 0, "write_downtime_s": 0.27, "non_leader_acks": 1477, "keyless_acks": 1477,
-                    "split_brain_intervals": 0}
+                    "wrong_acks": 0, "split_brain_intervals": 0}
     fs_cut = matrix.expected("partition-leader-from-etcd", cell["sync-failsafe-on-fast"], 2)
     assert fs_cut.judge([failsafe_run])[0] is True
     assert fs_cut.judge([{**failsafe_run, "split_brain_intervals": 1}])[0] is False
-    assert fs_cut.judge([{**failsafe_run, "keyless_acks": 1476}])[0] is False
+    assert fs_cut.judge([{**failsafe_run, "wrong_acks": 1}])[0] is False
     assert fs_cut.judge([{**failsafe_run, "write_downtime_s": 15.0}])[0] is False
     nofs_cut = matrix.expected("partition-leader-from-etcd", cell["sync-failsafe-off-fast"], 2)
-    assert nofs_cut.judge([failsafe_run])[0] is False
+    assert nofs_cut.judge([{**failsafe_run, "wrong_acks": 1477}])[0] is False
 
 
 def test_drill_matrix_with_no_scenario_is_one_sentence(tmp_path, capsys):
