@@ -52,7 +52,10 @@ def streams(ctx: LabContext, key: str, name: str, sync: bool) -> TaskResult:
     if member is None:
         return TaskResult(key, False, f"{name} is not registered with Patroni (is it running?)")
     if not member.role.is_replica or member.state != "streaming":
-        return TaskResult(key, False, f"{name} is {member.role}, {member.state or 'not running'}")
+        wanted = "the synchronous standby" if sync else "a replica"
+        return TaskResult(key, False, f"{name} is {member.role}, {member.state or 'not running'}: it does not "
+                                      f"stream as {wanted} yet (`pgha-lab status` shows it; a former leader may "
+                                      f"still be stopping or rewinding)")
     if sync and member.role.value != "sync_standby":
         return TaskResult(key, False, f"{name} streams but is not the synchronous standby")
     return TaskResult(key, True, f"{name} streams as {member.role.value.replace('_', ' ')}")
