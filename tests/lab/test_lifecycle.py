@@ -112,7 +112,14 @@ def test_down_then_up_keeps_the_data_and_down_volumes_removes_it(healthy_lab):
     assert containers(lab) == {}
     down = lab.cli("status", check=False)
     assert down.returncode == 1 and f"lab {lab.topo.project!r} is not running; start it with `pgha-lab up`." in down.stderr
-    lab.up()
+    # As after a host reboot: the db nodes' disks are not mounted. Docker must refuse to start a node
+    # (its volume's folder exists only inside the disk) rather than give Patroni an empty directory.
+    for node in lab.topo.db:
+        subprocess.run(["umount", str(disks.disk(lab.paths, node.name).mountpoint)], check=True)
+    started = subprocess.run(["docker", "compose", "-f", str(lab.paths.compose_file), "up", "-d", "--no-deps",
+                              lab.topo.db[0].name], capture_output=True, text=True)
+    assert started.returncode != 0 and "failed to mount local volume" in started.stderr, started.stderr
+    lab.up()   # mounts them again
     with psycopg.connect(lab.dsn(), password=lab.password()) as conn:
         assert conn.execute("select count(*) from keep_me where id = %s", (marker,)).fetchone()[0] == 1
 
