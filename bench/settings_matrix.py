@@ -94,6 +94,8 @@ def main() -> int:
     for r in doc["results"]:
         cells = " ".join(f"{spread([run.get(k) for run in r['runs']]):>15}" for k, _ in FIGURES)
         print(f"{r['scenario']:28} {r['cell']:26} {cells}  {'held' if r['held'] else 'NOT HELD: ' + r['why'][:90]}")
+        for note in r.get("repairs") or []:   # a run left a member that needed `patronictl reinit`
+            print(f"{'':55} repaired {note}")
     return 0
 
 

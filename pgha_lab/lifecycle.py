@@ -78,7 +78,7 @@ DIVERGED_TAIL_LINES = 400
 DIVERGED = ("is not a child of this server's history", "pg_rewind: error", "failed to rewind from")
 
 
-def _diverged_line(log: str) -> str | None:
+def diverged_line(log: str) -> str | None:
     return next((line.strip() for line in reversed(log.splitlines()) if any(s in line.lower() for s in DIVERGED)), None)
 
 
@@ -97,7 +97,7 @@ def failure_sentence(ctx: LabContext, check: str, verdict: Verdict, deadline_s: 
         return (f"{head}; likely cause: {node} runs older {', '.join(files.stale)} than the host's, so its peers "
                 f"reject it; fix: `pgha-lab roll --stale` applies them one node at a time.")
     log = ctx.docker.logs_tail(node, DIVERGED_TAIL_LINES)   # read once: the checks below look at its end
-    diverged = _diverged_line(log)
+    diverged = diverged_line(log)
     if diverged:
         return (f"{head}; likely cause: {node} left the leader's timeline and pg_rewind could not bring it back "
                 f"(its log: {diverged[:TAIL_WIDTH]}); fix: clone it again from the leader with `pgha-lab exec {node} "

@@ -92,3 +92,12 @@ def wait_for_writes(ctx: LabContext, change: RoleChange, deadline_s: float) -> R
     change.seconds_to_writes = time.monotonic() - started
     change.after = ctx.probe.members()
     return change
+
+
+def reinit(ctx: LabContext, name: str) -> str:
+    """patronictl reinit: wipe a replica's data directory and clone it again from the leader."""
+    r = ctx.probe.rest_change(ctx.topology.node(name), "POST", "/reinitialize", {"force": True},
+                              ctx.restapi_auth, timeout=30)
+    if r.status_code != 200:
+        raise LabError(f"Patroni on {name} refused to re-initialise: {r.text.strip() or r.status_code}.")
+    return f"re-initialised {name} from the leader (patronictl reinit)"

@@ -10,13 +10,15 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from pgha_lab import profiles, settings as lab_settings
+from pgha_lab import health, lifecycle, profiles, roles, settings as lab_settings
 from pgha_lab.context import LabContext
 from pgha_lab.drill import report
 from pgha_lab.drill.runner import DrillOptions, DrillResult, run_drill
 from pgha_lab.drill.scenarios import SCENARIOS
 from pgha_lab.errors import LabError
+from pgha_lab.probes import Cluster
 from pgha_lab.term.progress import Progress
+from pgha_lab.wait import wait_until
 
 LEADER_CUT = {"kill-leader", "pause-leader", "stop-leader", "isolate-leader", "partition-leader-from-etcd"}
 FIGURES = ("write_downtime_s", "lost_writes", "hung_writes", "non_leader_acks", "split_brain_intervals")
@@ -190,12 +192,43 @@ class CellResult:
     held: bool | None = None
     why: str = ""
     error: str = ""
+    repairs: list[str] = field(default_factory=list)   # members re-cloned after a run so the matrix goes on
 
     def spread(self, key: str) -> tuple[Any, Any, Any]:
         values = [r[key] for r in self.runs if isinstance(r.get(key), (int, float))]
         if not values:
             return (None, None, None)
         return (min(values), statistics.median(values), max(values))
+
+
+REPAIR_DEADLINE_S = 180.0   # a clone of the lab's few hundred MiB, then streaming
+
+
+def stuck_members(cluster: Cluster) -> list[str]:
+    """Members a healed run left behind, with a leader to clone them from: not streaming."""
+    if cluster.leader is None:
+        return []
+    return [m.name for m in cluster if m.name != cluster.leader_name and m.state != "streaming"]
+
+
+def repair(ctx: LabContext) -> str | None:
+    """What a DBA does when a run leaves a member Patroni cannot bring back (a former leader whose
+    pg_rewind failed): clone it again from the leader, so the rest of the matrix runs on a healthy
+    lab. What was done and why, or None when there was nothing to clone or it did not help."""
+    stuck = stuck_members(ctx.cluster())
+    if not stuck:
+        return None
+    notes = []
+    for name in stuck:
+        log = lifecycle.diverged_line(ctx.docker.logs_tail(name, lifecycle.DIVERGED_TAIL_LINES))
+        member = ctx.cluster().member(name)
+        why = log[:160] if log else f"{member.state if member else 'not registered'}"
+        roles.reinit(ctx, name)
+        notes.append(f"{name} could not rejoin ({why}): re-initialised from the leader")
+    expected = [n.name for n in ctx.topology.db]
+    if not wait_until(lambda: health.assess_patroni(ctx.cluster(), expected), REPAIR_DEADLINE_S).ok:
+        return None
+    return "; ".join(notes)
 
 
 def run(ctx: LabContext, p: Plan, folder: Path, progress: Progress,
@@ -225,8 +258,12 @@ def run(ctx: LabContext, p: Plan, folder: Path, progress: Progress,
                 cr.runs.append(run_figures(result))
                 cr.folders.append(str(target.relative_to(folder)))
                 if not result.healthy_after:
-                    cr.error = f"the lab did not return to health: {result.health_note}"
-                    break
+                    repaired = repair(ctx)
+                    if repaired is None:
+                        cr.error = f"the lab did not return to health: {result.health_note}"
+                        break
+                    cr.repairs.append(f"after run {k + 1}: {repaired}")
+                    progress.info(f"  {cr.repairs[-1]}")
             if cr.runs:
                 cr.held, cr.why = exp.judge(cr.runs)
                 if cr.error:
@@ -243,6 +280,8 @@ def _cell_text(cr: CellResult) -> str:
         lo, med, hi = cr.spread(key)
         cells = report.spread_cells([lo, med, hi])
         parts.append(f"{FIGURE_TITLES[key]} {cells[1]}" + (f" ({cells[0]}–{cells[2]})" if lo != hi else ""))
+    if cr.repairs:
+        parts.append(f"{len(cr.repairs)} member(s) re-cloned after a run")
     mark = "✓" if cr.held else "✗"
     return f"{mark} " + "<br>".join(parts)
 
@@ -260,7 +299,7 @@ def write(results: list[CellResult], p: Plan, folder: Path) -> dict[str, Path]:
     lines += ["", "## Expected outcomes and whether they held", ""]
     for r in results:
         lines.append(f"- **{r.scenario} / {r.cell}**: {'held' if r.held else 'DID NOT HOLD'}. Expected: {r.expected}. "
-                     f"Measured: {r.why}." + (" Runs: " + ", ".join(f"[{i + 1}]({f}/report.md)" for i, f in enumerate(r.folders))
+                     f"Measured: {r.why}." + "".join(f" Repaired {x}." for x in r.repairs) + (" Runs: " + ", ".join(f"[{i + 1}]({f}/report.md)" for i, f in enumerate(r.folders))
                                               if r.folders else ""))
     lines += ["", "## Settings", ""] + [f"- `{c.name}`: {c.settings.summary()}, {c.profile} profile" for c in p.cells]
     w = p.options.workload

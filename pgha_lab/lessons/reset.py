@@ -152,15 +152,6 @@ def restart_pending(ctx: LabContext) -> list[str]:
     return done
 
 
-def reinit(ctx: LabContext, name: str) -> str:
-    """patronictl reinit: wipe the replica's data directory and clone it again from the leader."""
-    r = ctx.probe.rest_change(ctx.topology.node(name), "POST", "/reinitialize", {"force": True},
-                              ctx.restapi_auth, timeout=30)
-    if r.status_code != 200:
-        raise LabError(f"Patroni on {name} refused to re-initialise: {r.text.strip() or r.status_code}.")
-    return f"re-initialised {name} from the leader (patronictl reinit)"
-
-
 def _must(verdict: Verdict, what: str) -> None:
     if not verdict.ok:
         raise LabError(f"{what}: {verdict.reason}.")
@@ -228,7 +219,7 @@ def _restore(ctx: LabContext, report: ResetReport, note: Callable[[str], None]) 
     if stuck is not None and stuck.name != ctx.cluster().leader_name and stuck.state != "streaming":
         # Patroni could not bring this replica back in a minute (a failed rewind, a broken data
         # directory): clone it afresh from the leader, as `patronictl reinit` does.
-        did([reinit(ctx, stuck.name)])
+        did([roles.reinit(ctx, stuck.name)])
         verdict = wait_until(lambda: health.assess_patroni(ctx.cluster(), expected), STREAMING_DEADLINE_S)
     _must(verdict, "the members did not all stream again")
     if changed_parameters:

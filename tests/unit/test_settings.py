@@ -230,3 +230,17 @@ def test_the_bulk_writer_is_off_unless_asked_and_sizes_its_batches():
     assert not WorkloadSettings().enabled
     w = WorkloadSettings(rows_per_s=200, row_bytes=8192).validate()
     assert w.enabled and w.rows_per_batch == 20
+
+
+def test_the_matrix_re_clones_only_members_left_behind_with_a_leader_to_clone_from():
+    from pgha_lab.probes import Cluster, Member
+
+    def cluster(*members: tuple[str, str, str]) -> Cluster:
+        return Cluster.of([Member(name, "10.0.0.1", role, state) for name, role, state in members])
+
+    stuck = cluster(("dbnode1", "replica", "start failed"), ("dbnode2", "leader", "running"))
+    assert matrix.stuck_members(stuck) == ["dbnode1"]
+    healthy = cluster(("dbnode1", "sync_standby", "streaming"), ("dbnode2", "leader", "running"))
+    assert matrix.stuck_members(healthy) == []
+    leaderless = cluster(("dbnode1", "replica", "running"), ("dbnode2", "replica", "start failed"))
+    assert matrix.stuck_members(leaderless) == []   # nobody to clone from: a finding, not a repair
