@@ -323,7 +323,8 @@ def _apply_dcs(run: UpRun) -> None:
 
 
 UP_STEPS: tuple[Callable[[UpRun], None], ...] = (
-    _refuse, _build_images, _drop_db_nodes, _write_files, _prepare_disks, _start_nodes, _restart_changed, _wait_healthy, _apply_dcs)
+    _refuse, _build_images, _drop_db_nodes, _write_files, _prepare_disks, _start_nodes, _restart_changed,
+    _wait_healthy, _apply_dcs)
 
 
 def bring_up(ctx: LabContext, *, profile: str | None, pg_install: str, progress: Progress,

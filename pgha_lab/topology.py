@@ -146,7 +146,8 @@ class Topology:
                                 f"not {haproxy_nodes}.")
         if db_disk_size is not None and not DISK_SIZE_RANGE[0] <= db_disk_size <= DISK_SIZE_RANGE[1]:
             raise TopologyError(f"a db node's disk must be between {DISK_SIZE_RANGE[0] >> 30} and "
-                                f"{DISK_SIZE_RANGE[1] >> 30} GiB (room for max_wal_size of WAL), not {db_disk_size} bytes.")
+                                f"{DISK_SIZE_RANGE[1] >> 30} GiB (room for max_wal_size of WAL), "
+                                f"not {db_disk_size} bytes.")
         if not _NAME_RE.match(project):
             raise TopologyError(f"project name {project!r} must be lowercase letters, digits and dashes.")
         if prefix and not re.match(r"^[a-z][a-z0-9-]{0,15}$", prefix):

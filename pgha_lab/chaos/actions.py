@@ -8,8 +8,8 @@ alone, hang-postgres/release-postgres = SIGSTOP/SIGCONT to the postmaster and ev
 kill-haproxy/start-haproxy = the single entry point down and back (with two HAProxy nodes, either
 one, and the VIP moves to the other: vip/), flap = a partition toggled every
 N seconds for M seconds, fill-disk/free-disk = a db node's own data disk filled by a file and
-freed (disks.py; a lab made with `up --disk-size`), cancel-sync-wait and block-switchover = the two experiments of
-chaos/experiments.py. Every request is checked first; an impossible one is refused with a reason
+freed (disks.py; a lab made with `up --disk-size`), cancel-sync-wait and block-switchover = the
+two experiments of chaos/experiments.py. Every request is checked first; an impossible one is refused with a reason
 and changes nothing.
 """
 from __future__ import annotations
@@ -43,7 +43,8 @@ DB_ONLY = ("kill-postgres", "freeze-patroni", "thaw-patroni", "hang-postgres", "
            "cancel-sync-wait", "block-switchover", "fill-disk", "free-disk")
 DISK_ACTIONS = ("fill-disk", "free-disk")
 NO_OWN_DISK = ("this lab's db nodes keep their data in Docker volumes on the host's disk, so filling one would fill "
-               "the host's; give each db node its own disk: `pgha-lab down --volumes`, then `pgha-lab up --disk-size 2G`")
+               "the host's; give each db node its own disk: `pgha-lab down --volumes`, then "
+               "`pgha-lab up --disk-size 2G`")
 # Cut inside the node with iptables/tc, which the HAProxy image (Ubuntu's haproxy package alone) lacks.
 IN_NODE_NETWORK = ("partition", "degrade", "flap")
 CHAIN_IN, CHAIN_OUT = "PGHA_CHAOS_IN", "PGHA_CHAOS_OUT"      # partitions
@@ -306,9 +307,9 @@ class Chaos:
                        figures=figures)
 
     def heal_all(self) -> list[str]:
-        """Put every node back: free its disk, thaw, boot, reconnect, and drop every chaos rule. Disks and containers first
-        for every node (what clients wait on), then the slower checks inside each node; nodes heal
-        independently, so each phase runs on every node at once."""
+        """Put every node back: free its disk, thaw, boot, reconnect, and drop every chaos rule. Disks
+        and containers first for every node (what clients wait on), then the slower checks inside each
+        node; nodes heal independently, so each phase runs on every node at once."""
         nodes = list(self.topo.nodes)
         freed = [f"freed {d.node}'s disk ({disks.human(disks.free(d))} filler removed)"
                  for d in disks.all_disks(self.ctx.paths) if d.filler_size()]

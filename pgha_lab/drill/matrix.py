@@ -222,8 +222,11 @@ def repair(ctx: LabContext) -> str | None:
     for name in stuck:
         log = lifecycle.diverged_line(ctx.docker.logs_tail(name, lifecycle.DIVERGED_TAIL_LINES))
         member = ctx.cluster().member(name)
-        why = log[:160] if log else f"{member.state if member else 'not registered'}"
-        roles.reinit(ctx, name)
+        why = log[:160] if log else (member.state if member else "not registered")
+        try:
+            roles.reinit(ctx, name)
+        except LabError:   # Patroni refused: the run's unhealthy lab stays the cell's finding
+            return None
         notes.append(f"{name} could not rejoin ({why}): re-initialised from the leader")
     expected = [n.name for n in ctx.topology.db]
     if not wait_until(lambda: health.assess_patroni(ctx.cluster(), expected), REPAIR_DEADLINE_S).ok:
@@ -299,8 +302,9 @@ def write(results: list[CellResult], p: Plan, folder: Path) -> dict[str, Path]:
     lines += ["", "## Expected outcomes and whether they held", ""]
     for r in results:
         lines.append(f"- **{r.scenario} / {r.cell}**: {'held' if r.held else 'DID NOT HOLD'}. Expected: {r.expected}. "
-                     f"Measured: {r.why}." + "".join(f" Repaired {x}." for x in r.repairs) + (" Runs: " + ", ".join(f"[{i + 1}]({f}/report.md)" for i, f in enumerate(r.folders))
-                                              if r.folders else ""))
+                     f"Measured: {r.why}." + "".join(f" Repaired {x}." for x in r.repairs)
+                     + (" Runs: " + ", ".join(f"[{i + 1}]({f}/report.md)" for i, f in enumerate(r.folders))
+                        if r.folders else ""))
     lines += ["", "## Settings", ""] + [f"- `{c.name}`: {c.settings.summary()}, {c.profile} profile" for c in p.cells]
     w = p.options.workload
     lines += ["", f"Workload: one ledger insert every {p.options.writer.interval_s * 1000:.0f} ms"
