@@ -69,14 +69,11 @@ class Disk:
 
     def usage(self) -> tuple[int, int]:
         """(bytes free for PostgreSQL, filesystem size)."""
-        st = os.statvfs(self.mountpoint)
-        return st.f_bavail * st.f_frsize, st.f_blocks * st.f_frsize
+        usage = shutil.disk_usage(self.mountpoint)
+        return usage.free, usage.total
 
     def filler_size(self) -> int:
-        try:
-            return self.filler.stat().st_blocks * 512
-        except FileNotFoundError:
-            return 0
+        return _allocated(self.filler)
 
 
 @dataclass(frozen=True)
@@ -139,17 +136,17 @@ def check_host(paths: LabPaths, topo: Topology) -> None:
     root = paths.state
     root.mkdir(parents=True, exist_ok=True)
     new = [n for n in topo.db if not disk(paths, n.name).image.exists()]
-    growth = sum(topo.db_disk_size - _allocated(disk(paths, n.name)) for n in topo.db)
-    st = os.statvfs(root)
-    free = st.f_bavail * st.f_frsize
+    growth = sum(topo.db_disk_size - _allocated(disk(paths, n.name).image) for n in topo.db)
+    free = shutil.disk_usage(root).free
     if new and growth + HOST_RESERVE > free:
         raise LabError(f"{len(topo.db)} disks of {human(topo.db_disk_size)} could fill the host: it has "
                        f"{human(free)} free and keeps {human(HOST_RESERVE)}; choose a smaller --disk-size.")
 
 
-def _allocated(d: Disk) -> int:
+def _allocated(path: Path) -> int:
+    """Bytes the file really takes on its filesystem (a sparse file takes less than its size)."""
     try:
-        return d.image.stat().st_blocks * 512
+        return path.stat().st_blocks * 512
     except FileNotFoundError:
         return 0
 
