@@ -53,9 +53,10 @@ def streams(ctx: LabContext, key: str, name: str, sync: bool) -> TaskResult:
         return TaskResult(key, False, f"{name} is not registered with Patroni (is it running?)")
     if not member.role.is_replica or member.state != "streaming":
         wanted = "the synchronous standby" if sync else "a replica"
+        why = (f"`pgha-lab logs {name}` says why PostgreSQL does not start" if member.state == "start failed"
+               else "`pgha-lab status` shows it; a former leader may still be stopping or rewinding")
         return TaskResult(key, False, f"{name} is {member.role}, {member.state or 'not running'}: it does not "
-                                      f"stream as {wanted} yet (`pgha-lab status` shows it; a former leader may "
-                                      f"still be stopping or rewinding)")
+                                      f"stream as {wanted} yet ({why})")
     if sync and member.role.value != "sync_standby":
         return TaskResult(key, False, f"{name} streams but is not the synchronous standby")
     return TaskResult(key, True, f"{name} streams as {member.role.value.replace('_', ' ')}")
