@@ -2,8 +2,9 @@
 
 kill = power cut, pause = frozen VM, stop/start = clean shutdown and boot, isolate/heal = the
 cable pulled and plugged back, kill-postgres = the postmaster dies while Patroni lives, partition =
-a partial cut with iptables inside the node, degrade = packet loss (iptables' statistic match) or
-delay (tc netem, where the kernel has it). freeze-patroni/thaw-patroni = SIGSTOP/SIGCONT to Patroni
+a partial cut with iptables inside the node, degrade = packet loss (iptables' statistic match), a
+slow link (--rate: tc tbf on the node's own traffic, an htb class for it on its db and etcd peers)
+or delay (tc netem, where the kernel has it). freeze-patroni/thaw-patroni = SIGSTOP/SIGCONT to Patroni
 alone, hang-postgres/release-postgres = SIGSTOP/SIGCONT to the postmaster and every backend,
 kill-haproxy/start-haproxy = the single entry point down and back (with two HAProxy nodes, either
 one, and the VIP moves to the other: vip/), flap = a partition toggled every
@@ -93,6 +94,28 @@ def parse_loss(text: str) -> float:
     return float(m.group(1)) / 100
 
 
+RATE_UNITS = {"kbit": 1_000, "mbit": 1_000_000, "gbit": 1_000_000_000}
+MIN_RATE, MAX_RATE = 64_000, 1_000_000_000
+
+
+def parse_rate(text: str) -> int:
+    """tc's own spelling (512kbit, 2mbit): bits a second."""
+    m = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*(kbit|mbit|gbit)\s*", text.lower())
+    bits = int(float(m.group(1)) * RATE_UNITS[m.group(2)]) if m else 0
+    if not MIN_RATE <= bits <= MAX_RATE:
+        raise LabError(f"--rate takes a link speed from 64kbit to 1gbit such as 2mbit, not {text!r}.")
+    return bits
+
+
+def human_rate(bits: int) -> str:
+    return f"{bits / 1e6:.3g} Mbit/s" if bits >= 1_000_000 else f"{bits / 1e3:.3g} kbit/s"
+
+
+def _burst_bytes(bits: int) -> int:
+    # tbf needs at least a timer tick's worth of bytes; 20 ms of the rate, and never under 16 KiB.
+    return max(16 * 1024, bits // 8 // 50)
+
+
 def parse_delay(text: str) -> int:
     m = re.fullmatch(r"\s*([0-9]+)\s*ms\s*", text)
     if not m or not 0 < int(m.group(1)) <= 10000:
@@ -154,7 +177,7 @@ class Chaos:
 
     # -- the faults ------------------------------------------------------------------------
     def run(self, action: str, target: str, *, peers: str | None = None, clear: bool = False,
-            loss: str | None = None, delay: str | None = None, every: float | None = None,
+            loss: str | None = None, delay: str | None = None, rate: str | None = None, every: float | None = None,
             duration: float | None = None, leave: str | None = None) -> Outcome:
         if action not in ACTIONS:
             raise LabError(f"unknown chaos action {action!r}; choose one of: {', '.join(ACTIONS)}, heal-all.")
@@ -299,7 +322,7 @@ class Chaos:
             done = f"{node.name}'s disk freed: the {disks.human(freed)} filler removed"
         else:  # degrade
             self._need(state.running, f"{node.name} is {state.status}; degrade needs a running node")
-            done = self._degrade(node, loss, delay, clear)
+            done = self._degrade(node, loss, delay, rate, clear)
         if expectation is None:
             expectation = expectations.expectation_for(self.ctx, action, node, role, cluster, peers=peers, clear=clear,
                                                              before=before)
@@ -344,9 +367,9 @@ class Chaos:
             if stopped:   # a frozen Patroni or a hung PostgreSQL
                 self.ctl.exec(node, "kill", "-CONT", *map(str, stopped))
                 actions.append(f"thawed {len(stopped)} stopped process(es) on {node.name}")
-        if self._has_rules(node) or self._has_netem(node):
+        if self._has_rules(node) or self._has_qdisc(node):
             self._flush(node, [c for c, _ in ALL_CHAINS])
-            self.ctl.exec(node, "tc", "qdisc", "del", "dev", "eth0", "root", check=False)
+            self._tc(node, "tc qdisc del dev $dev root", check=False)
             actions.append(f"cleared {node.name}'s network faults")
         return actions
 
@@ -425,15 +448,18 @@ class Chaos:
         return [line for line in proc.stdout.splitlines() if line.startswith("-A ")] if proc.returncode == 0 else []
 
     def network_faults(self, node: Node) -> set[str]:
-        """The chaos rules a running node carries, read in one exec: "partitioned" (a cut from peers)
-        and/or "degraded" (random loss); empty when there are none or the node cannot be asked."""
-        proc = self.ctl.exec(node, "iptables", "-w", "-S", check=False, timeout=10)
+        """The chaos rules a running node carries, read in one exec: "partitioned" (a cut from peers),
+        "degraded" (random loss) and/or "slow link" (--rate); empty when there are none or the node
+        cannot be asked."""
+        proc = self.ctl.exec(node, "sh", "-c", "iptables -w -S; tc qdisc show", check=False, timeout=10)
         faults = set()
-        for line in proc.stdout.splitlines() if proc.returncode == 0 else []:
+        for line in proc.stdout.splitlines():
             if line.startswith((f"-A {CHAIN_IN} ", f"-A {CHAIN_OUT} ")):
                 faults.add("partitioned")
             elif line.startswith((f"-A {LOSS_IN} ", f"-A {LOSS_OUT} ")):
                 faults.add("degraded")
+            elif line.startswith("qdisc tbf "):
+                faults.add("slow link")
         return faults
 
     def _has_rules(self, node: Node) -> bool:
@@ -442,9 +468,9 @@ class Chaos:
         chains = tuple(f"-A {c} " for c, _ in ALL_CHAINS)
         return proc.returncode == 0 and any(line.startswith(chains) for line in proc.stdout.splitlines())
 
-    def _has_netem(self, node: Node) -> bool:
-        """A --delay left on the node's lab interface (only where the kernel has netem)."""
-        return "netem" in self.ctl.exec(node, "tc", "qdisc", "show", "dev", "eth0", check=False).stdout
+    def _has_qdisc(self, node: Node) -> bool:
+        """A --rate or --delay left on the node's lab interface (tbf/htb, or netem where the kernel has it)."""
+        return any(f"qdisc {q} " in self._qdiscs(node) for q in ("tbf", "htb", "netem"))
 
     def _flush(self, node: Node, chains) -> None:
         for chain in chains:
@@ -467,27 +493,82 @@ class Chaos:
             return True
         return False
 
-    def _degrade(self, node: Node, loss: str | None, delay: str | None, clear: bool) -> str:
+    def _degrade(self, node: Node, loss: str | None, delay: str | None, rate: str | None, clear: bool) -> str:
         if clear:
             self._flush(node, (LOSS_IN, LOSS_OUT))
-            self.ctl.exec(node, "tc", "qdisc", "del", "dev", "eth0", "root", check=False)
-            return f"{node.name}'s packet loss and delay cleared"
-        if not loss and not delay:
-            raise LabError("degrade needs --loss PERCENT, --delay MS, or --clear.")
+            self._tc(node, "tc qdisc del dev $dev root", check=False)
+            self._shape_peers()
+            return f"{node.name}'s packet loss, slow link and delay cleared"
+        if not loss and not delay and not rate:
+            raise LabError("degrade needs --loss PERCENT, --rate SPEED, --delay MS, or --clear.")
         probability = parse_loss(loss) if loss else None
         delay_ms = parse_delay(delay) if delay else None
+        bits = parse_rate(rate) if rate else None
+        if bits is not None and delay_ms is not None:
+            raise LabError("--rate and --delay both take the node's tc queue; give one, then the other after --clear.")
         if delay_ms is not None and not self.netem_available(node):
             raise LabError("this kernel has no netem (tc qdisc netem), so --delay cannot work here; nothing was changed.")
+        if bits is not None and node.name in self.slow_links():
+            raise LabError(f"{node.name} is already on a slow link; `degrade {node.name} --clear` first.")
+        if probability is not None and self._rules(node, LOSS_IN):
+            raise LabError(f"{node.name} already loses packets; `degrade {node.name} --clear` first.")
         done = []
         if probability is not None:
             self._ensure_chains(node)
-            if self._rules(node, LOSS_IN):
-                raise LabError(f"{node.name} already loses packets; `degrade {node.name} --clear` first.")
             for chain in (LOSS_IN, LOSS_OUT):
                 self.ctl.exec(node, "iptables", "-w", "-A", chain, "-m", "statistic", "--mode", "random",
                               "--probability", f"{probability:.4f}", "-j", "DROP")
             done.append(f"{probability:.0%} of packets dropped each way")
+        if bits is not None:
+            # A sender-side queue: a tbf for what the node sends, and (from _shape_peers) an htb class
+            # on every db and etcd node for what they send it, so WAL streamed to it crawls too.
+            self._tc(node, f"tc qdisc replace dev $dev root tbf rate {bits}bit burst {_burst_bytes(bits)} latency 100ms")
+            self._shape_peers()
+            done.append(f"its link to the db and etcd nodes slowed to {human_rate(bits)} each way")
         if delay_ms is not None:
-            self.ctl.exec(node, "tc", "qdisc", "replace", "dev", "eth0", "root", "netem", "delay", f"{delay_ms}ms")
+            self._tc(node, f"tc qdisc replace dev $dev root netem delay {delay_ms}ms")
             done.append(f"{delay_ms} ms added to every packet it sends")
         return f"{node.name} degraded: " + ", ".join(done)
+
+    def _shaped_nodes(self) -> list[Node]:
+        # HAProxy's image has no tc: its checks of a slow node are not slowed.
+        return [n for n in self.topo.nodes if n.role is not Role.HAPROXY and self.ctl.state(n).running]
+
+    def slow_links(self) -> dict[str, int]:
+        """Node -> the rate of its slow link (the tbf --rate put on its own traffic)."""
+        out = {}
+        for node in self._shaped_nodes():
+            m = re.search(r"qdisc tbf .* rate (\S+)", self._qdiscs(node))
+            if m:
+                out[node.name] = parse_rate(m.group(1))
+        return out
+
+    def _qdiscs(self, node: Node) -> str:
+        return self.ctl.exec(node, "tc", "qdisc", "show", check=False).stdout
+
+    def _tc(self, node: Node, *commands: str, check: bool = True):
+        """tc commands on the node's lab interface, $dev: eth0 at first, another name after an isolate
+        and heal (Docker plugs in a new interface)."""
+        find = f"dev=$(ip -o -4 addr show to {node.address}/32 | awk '{{print $2; exit}}'); [ -n \"$dev\" ]"
+        return self.ctl.exec(node, "sh", "-c", " && ".join([find, *commands]), check=check)
+
+    def _shape_peers(self) -> None:
+        """Rebuild, on every db and etcd node not itself slowed, one htb class per slow node holding
+        what it sends there to that node's rate (read back from the slow nodes' own tbf)."""
+        slow = self.slow_links()
+        for node in self._shaped_nodes():
+            if node.name in slow:
+                continue
+            qdiscs = self._qdiscs(node)
+            if "qdisc htb 1:" in qdiscs:
+                self._tc(node, "tc qdisc del dev $dev root", check=False)
+            elif "netem" in qdiscs:
+                continue   # a --delay owns this node's queue; --rate and --delay are one or the other
+            if not slow:
+                continue
+            script = ["tc qdisc replace dev $dev root handle 1: htb"]
+            for i, (name, bits) in enumerate(sorted(slow.items()), start=10):
+                script += [f"tc class add dev $dev parent 1: classid 1:{i} htb rate {bits}bit ceil {bits}bit",
+                           f"tc filter add dev $dev parent 1: protocol ip prio 1 u32 match ip dst "
+                           f"{self.topo.node(name).address}/32 flowid 1:{i}"]
+            self._tc(node, *script)

@@ -322,11 +322,15 @@ def expectation_for(ctx: LabContext, action: str, node: Node, role: str, cluster
             return planned
         if returning:
             return from_plan(ctx, rules.node_returns(st, node.name, p))
+        if action == "degrade" and clear and leader != node.name:
+            return Expectation(f"{node.name}'s link is whole again: it catches up with the leader and keeps streaming.",
+                               streams_as_replica(ctx, node.name), 120)
         if action == "degrade":
             if leader == node.name:
                 return Expectation(f"{node.name} still holds the leader key and carries on as leader.",
                                    same_leader(ctx, node.name), 60)
-            return Expectation(f"{node.name} keeps working through the loss (TCP retransmits) and keeps streaming.",
+            return Expectation(f"{node.name} keeps working through the degraded link (TCP retransmits) and keeps "
+                               f"streaming, behind the leader when writes outpace a slow link.",
                                streams_as_replica(ctx, node.name), 120)
         if action == "kill-postgres":
             planned = from_plan(ctx, rules.postgres_killed(st, node.name, p))

@@ -29,6 +29,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--from", dest="peers", metavar="etcd|NODE[,NODE]", help="partition: whom to cut the node off from")
     c.add_argument("--clear", action="store_true", help="partition/degrade: restore the node's links")
     c.add_argument("--loss", metavar="PERCENT", help="degrade: drop this share of packets, e.g. 10%%")
+    c.add_argument("--rate", metavar="SPEED", help="degrade: a slow link to the db and etcd nodes, e.g. 2mbit "
+                                                   "(tc tbf/htb: works without netem)")
     c.add_argument("--delay", metavar="MS", help="degrade: add latency, e.g. 200ms (needs tc netem in the kernel)")
     c.add_argument("--every", type=float, metavar="SECONDS", help="flap: cut and restore every N seconds (default 5)")
     c.add_argument("--for", dest="duration", type=float, metavar="SECONDS", help="flap: for M seconds (default 30)")
@@ -61,7 +63,7 @@ def cmd_chaos(args: argparse.Namespace) -> int:
         return 0
     if not args.target and args.action not in NO_TARGET:
         raise LabError(f"chaos {args.action} needs a TARGET: a node name, leader or replica.")
-    outcome = chaos.run(args.action, args.target, peers=args.peers, clear=args.clear, loss=args.loss, delay=args.delay,
+    outcome = chaos.run(args.action, args.target, peers=args.peers, clear=args.clear, loss=args.loss, delay=args.delay, rate=args.rate,
                         every=args.every, duration=args.duration, leave=args.leave)
     if not args.json:
         print(f"{outcome.done}.")

@@ -13,7 +13,7 @@ from pgha_lab.commands._common import lab_context
 from pgha_lab.drill import campaign, report
 from pgha_lab.drill.campaign import CATALOGUE
 from pgha_lab.drill.ledger import WriterSettings
-from pgha_lab.drill.runner import DrillOptions, DrillResult, require_healthy, run_drill
+from pgha_lab.drill.runner import DrillOptions, DrillResult, refuse_unfit, require_healthy, run_drill
 from pgha_lab.drill.workload import WorkloadSettings
 from pgha_lab.drill.scenarios import SCENARIOS, get as get_scenario
 from pgha_lab.errors import EXIT_NOT_AS_EXPECTED, LabError
@@ -112,6 +112,7 @@ def cmd_drill(args: argparse.Namespace) -> int:
     # Every refusal comes before anything is touched.
     scenario = get_scenario(args.scenario)
     opts = drill_options(args)
+    refuse_unfit(scenario, opts)
     if args.repeat < 1:
         raise LabError(f"--repeat takes a count of 1 or more, not {args.repeat}.")
     ctx = lab_context(args)

@@ -13,14 +13,15 @@ from typing import Any, Callable
 from pgha_lab import health, lifecycle, profiles, roles, settings as lab_settings
 from pgha_lab.context import LabContext
 from pgha_lab.drill import report
-from pgha_lab.drill.runner import DrillOptions, DrillResult, run_drill
+from pgha_lab.drill.runner import DrillOptions, DrillResult, refuse_unfit, run_drill
 from pgha_lab.drill.scenarios import SCENARIOS
 from pgha_lab.errors import LabError
 from pgha_lab.probes import Cluster
 from pgha_lab.term.progress import Progress
 from pgha_lab.wait import wait_until
 
-LEADER_CUT = {"kill-leader", "pause-leader", "stop-leader", "isolate-leader", "partition-leader-from-etcd"}
+LEADER_CUT = {"kill-leader", "pause-leader", "stop-leader", "isolate-leader", "isolate-leader-lagging",
+              "partition-leader-from-etcd"}
 FIGURES = ("write_downtime_s", "lost_writes", "hung_writes", "non_leader_acks", "split_brain_intervals")
 FIGURE_TITLES = {"write_downtime_s": "downtime s", "lost_writes": "lost", "hung_writes": "hung",
                  "non_leader_acks": "non-leader acks", "split_brain_intervals": "split brain"}
@@ -61,6 +62,7 @@ def plan(ctx: LabContext, *, scenarios: str | None, replication: str | None, fai
     for n in names:
         if n not in SCENARIOS:
             raise LabError(f"unknown drill {n!r}; choose from: {', '.join(SCENARIOS)}.")
+        refuse_unfit(SCENARIOS[n], options)
     if repeat < 1:
         raise LabError(f"--repeat takes a count of 1 or more, not {repeat}.")
     base = ctx.settings

@@ -104,6 +104,7 @@ class DrillResult:
 
     def figures(self) -> dict[str, Any]:
         figs = dict(self.findings.figures()) if self.findings else {}
+        figs.update(self.fault.figures)
         figs["recovery_bound_s"] = None if self.bound_s is None else round(self.bound_s, 3)
         figs["timeline_before"] = self.findings.timeline_before if self.findings else None
         figs["timeline_after"] = self.findings.timeline_after if self.findings else None
@@ -140,9 +141,16 @@ def require_healthy(lab: LabContext, what: str = "drill") -> None:
                        f"and `pgha-lab up`, then run the {what} again.")
 
 
+def refuse_unfit(scenario: Scenario, opts: DrillOptions) -> None:
+    """What the options alone rule out, refused before the lab is touched."""
+    if scenario.needs_bulk and not opts.workload.enabled:
+        raise LabError(f"{scenario.name} needs a bulk writer to build lag: add e.g. --bulk-rate 200 (rows a second).")
+
+
 def run_drill(lab: LabContext, scenario: Scenario, run: str, opts: DrillOptions = DrillOptions(),
               progress: Progress | None = None) -> DrillResult:
     progress = progress or Progress(quiet=True)
+    refuse_unfit(scenario, opts)
     if scenario.requires is not None:
         scenario.requires(lab)
     require_healthy(lab)   # again for each repeat: the run before may have left the lab unhealthy

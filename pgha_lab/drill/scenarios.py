@@ -8,9 +8,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable
 
+import time
+
 from pgha_lab import roles, vip
-from pgha_lab.chaos import expectations as ex
-from pgha_lab.chaos.actions import NO_OWN_DISK, Chaos
+from pgha_lab.chaos import expectations as ex, sql
+from pgha_lab.chaos.actions import MIN_RATE, NO_OWN_DISK, Chaos, human_rate
 from pgha_lab.context import LabContext
 from pgha_lab.errors import LabError
 from pgha_lab.profiles import PROMOTE_S, Profile
@@ -28,6 +30,7 @@ class Fault:
     check: Callable[[], Verdict] | None = None   # the expected outcome, read from the cluster
     extra_targets: list[str] = field(default_factory=list)
     holds: bool = False   # Patroni's rules say nothing recovers before healing (e.g. no sync standby to promote)
+    figures: dict[str, float] = field(default_factory=dict)   # what the fault itself measured (the report's figures)
 
 
 @dataclass(frozen=True)
@@ -47,6 +50,7 @@ class Scenario:
     leader_changes: bool = True
     # A refusal (LabError) for a lab whose shape cannot take the scenario, run before anything starts.
     requires: Callable[[LabContext], None] | None = None
+    needs_bulk: bool = False   # only a bulk writer makes WAL faster than a slow link can carry
 
 
 def _from_chaos(lab: LabContext, action: str, target: str | None, peers: str | None = None, **kw) -> Fault:
@@ -108,6 +112,51 @@ def _quorum_loss_member_cut(lab: LabContext) -> Fault:
     return fault
 
 
+# The standby's lag when the leader is cut off: half of Patroni's default maximum_lag_on_failover
+# (1 MiB), so with the default the lagging standby may still be promoted and what it missed is lost
+# in async mode; a lab with `up --max-lag` below it shows the other side (no leader at all).
+LAG_TARGET_BYTES = 512 * 1024
+LAG_WAIT_S = 20.0   # sync and strict keep the standby close (commits wait for it): cut anyway after this
+SLOW_LINK_SHARE = 0.5   # the standby's link carries half of the WAL the leader writes
+
+
+def _isolate_leader_lagging(lab: LabContext) -> Fault:
+    cluster = lab.cluster()
+    if cluster.leader_name is None or not [m for m in cluster.replicas if m.state == "streaming"]:
+        raise LabError("a lagging-standby drill needs a leader and a streaming standby; `pgha-lab status` shows the lab.")
+    leader = lab.topology.node(cluster.leader_name)
+    standby = next(m.name for m in cluster.replicas if m.state == "streaming")
+    lag_sql = ("select coalesce(pg_wal_lsn_diff(pg_current_wal_lsn(), flush_lsn), 0)::bigint "
+               "from pg_stat_replication where application_name = %s")
+    with sql.connect(lab, leader) as conn:
+        def wal_now() -> int:
+            return int(conn.execute("select pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::bigint").fetchone()[0])
+        start, t0 = wal_now(), time.monotonic()
+        time.sleep(1.0)
+        wal_bytes_s = (wal_now() - start) / (time.monotonic() - t0)
+        bits = int(wal_bytes_s * 8 * SLOW_LINK_SHARE)
+        if bits < MIN_RATE:
+            raise LabError(f"the leader writes only {wal_bytes_s / 1024:.0f} KiB of WAL a second, which any link "
+                           f"carries; give the drill a bulk writer (e.g. --bulk-rate 200).")
+        chaos = Chaos(lab)
+        chaos.run("degrade", standby, rate=f"{bits // 1000}kbit")
+        deadline = time.monotonic() + LAG_WAIT_S
+        lag = 0
+        while time.monotonic() < deadline:
+            row = conn.execute(lag_sql, (standby,)).fetchone()
+            lag = int(row[0]) if row else lag
+            if lag >= LAG_TARGET_BYTES:
+                break
+            time.sleep(0.05)
+    cut = chaos.run("isolate", leader.name)
+    return Fault(target=leader.name, role_before="leader",
+                 done=(f"{standby}'s link slowed to {human_rate(bits)} (half the {wal_bytes_s / 1e6:.2f} MB/s of WAL "
+                       f"written); {cut.done} with {standby} {lag / 1024:.0f} KiB behind"),
+                 expected=cut.expectation.text, check=cut.expectation.check, holds=cut.expectation.holds,
+                 extra_targets=[standby], figures={"standby_lag_at_cut_bytes": lag, "slow_link_bits": bits,
+                                                   "wal_bytes_s": round(wal_bytes_s)})
+
+
 def _require_disks(lab: LabContext) -> None:
     if lab.topology.db_disk_size is None:
         raise LabError(NO_OWN_DISK + ".")
@@ -128,6 +177,10 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
     Scenario("isolate-leader", "the leader's cable pulled (docker network disconnect)",
              lambda lab: _from_chaos(lab, "isolate", "leader"),
              bound_s=lambda p: p.failover_bound_s(), bound_text=FAILOVER_TEXT),
+    Scenario("isolate-leader-lagging", "the standby on a slow link (half the WAL rate), the leader's cable pulled "
+             f"once the standby is {LAG_TARGET_BYTES // 1024} KiB behind (needs --bulk-rate)", _isolate_leader_lagging,
+             bound_s=lambda p: p.failover_bound_s() + LAG_WAIT_S, needs_bulk=True,
+             bound_text=FAILOVER_TEXT + f" + up to {LAG_WAIT_S:g} s for the lag to build"),
     Scenario("partition-leader-from-etcd", "the leader cut off from every etcd member (iptables)",
              lambda lab: _from_chaos(lab, "partition", "leader", peers="etcd"),
              bound_s=lambda p: p.failover_bound_s(), bound_text=FAILOVER_TEXT),

@@ -29,7 +29,7 @@ class NodeView:
     address: str
     status: str                 # docker's: running, paused, exited, created, restarting, missing
     on_lab_network: bool
-    faults: list[str] = field(default_factory=list)   # partitioned, degraded (chaos iptables rules)
+    faults: list[str] = field(default_factory=list)   # partitioned, degraded, slow link (chaos iptables/tc)
     patroni_role: str = ""      # leader, sync_standby, replica ... ("" when Patroni does not list it)
     patroni_state: str = ""     # running, streaming, stopped ...
     timeline: int | None = None

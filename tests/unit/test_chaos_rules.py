@@ -1,9 +1,13 @@
 """Patroni's failover rules as pure functions of a cluster state: synthetic states in, plans out."""
 from __future__ import annotations
 
+import pytest
+
 from pgha_lab import profiles
 from pgha_lab.chaos import rules, state
+from pgha_lab.chaos.actions import parse_rate
 from pgha_lab.chaos.state import ClusterState, MemberState
+from pgha_lab.errors import LabError
 from pgha_lab.probes import Cluster, Member
 
 FAST = profiles.get("fast")
@@ -166,3 +170,15 @@ def test_a_partition_loses_etcd_only_when_every_member_is_cut():
     # One etcd member still reachable renews the key for it: that leader stays leader.
     assert not cuts_every_etcd_member(topo, "etcd1") and not cuts_every_etcd_member(topo, "etcd1,etcd2,dbnode2")
     assert cuts_db_node(topo, "etcd,dbnode2") and cuts_db_node(topo, "replica") and not cuts_db_node(topo, "etcd")
+
+
+@pytest.mark.parametrize("text, bits", [("2mbit", 2_000_000), ("512kbit", 512_000), ("1.5Mbit", 1_500_000),
+                                        ("1gbit", 1_000_000_000), (" 64kbit ", 64_000)])
+def test_a_slow_link_takes_tcs_spelling(text, bits):
+    assert parse_rate(text) == bits
+
+
+@pytest.mark.parametrize("text", ["2mb", "10kbit", "2 gbit", "fast", "", "-1mbit"])
+def test_a_bad_link_speed_is_one_sentence(text):
+    with pytest.raises(LabError, match="--rate takes a link speed from 64kbit to 1gbit"):
+        parse_rate(text)

@@ -225,6 +225,28 @@ def test_bad_workload_knobs_are_one_sentence(tmp_path, capsys, args, fragment):
     assert fragment in err and "Traceback" not in err
 
 
+def test_a_lagging_standby_drill_without_a_bulk_writer_is_one_sentence(tmp_path, capsys):
+    # Only a bulk writer makes WAL faster than a slow link carries: refused before the lab is read.
+    assert cli.main(["--home", str(tmp_path), "drill", "isolate-leader-lagging"]) == 1
+    err = capsys.readouterr().err
+    assert "isolate-leader-lagging needs a bulk writer" in err and "Traceback" not in err
+    ctx = LabContext.open(tmp_path, "m")
+    with pytest.raises(LabError, match="needs a bulk writer"):
+        matrix.plan(ctx, scenarios="isolate-leader-lagging", replication="async", failsafe="off", profile="fast",
+                    repeat=1)
+    from pgha_lab.drill.runner import DrillOptions
+    from pgha_lab.drill.workload import WorkloadSettings
+    with_bulk = DrillOptions(workload=WorkloadSettings(rows_per_s=200))
+    p = matrix.plan(ctx, scenarios="isolate-leader-lagging", replication="async,sync", failsafe="off",
+                    profile="fast", repeat=1, options=with_bulk)
+    cell = {c.name: c for c in p.cells}
+    # A standby that lags when the leader is cut off: async may lose what it had not received, within
+    # Patroni's bound; sync loses nothing.
+    assert "bound" in matrix.expected("isolate-leader-lagging", cell["async-failsafe-off-fast"], 2).text
+    sync = matrix.expected("isolate-leader-lagging", cell["sync-failsafe-off-fast"], 2)
+    assert sync.judge([{"lost_writes": 8}])[0] is False
+
+
 def test_the_bulk_writer_is_off_unless_asked_and_sizes_its_batches():
     from pgha_lab.drill.workload import WorkloadSettings
     assert not WorkloadSettings().enabled
