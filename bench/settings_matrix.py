@@ -27,7 +27,7 @@ PROJECT = "pgha-lab-settings"
 SUBNET = "10.56.77.0/24"
 FIGURES = [("write_downtime_s", "downtime s"), ("lost_writes", "lost"), ("hung_writes", "hung"),
            ("non_leader_acks", "non-leader"), ("split_brain_intervals", "split brain"),
-           ("bulk_bytes_lost", "bulk bytes lost")]
+           ("bulk_bytes_lost", "bulk bytes lost"), ("standby_lag_at_cut_bytes", "lag at cut B")]
 
 
 def cli(*args: str, check: bool = True) -> subprocess.CompletedProcess:
