@@ -228,6 +228,47 @@ def test_ten_percent_packet_loss_on_a_replica_keeps_it_streaming(lab):
     assert loss_rules(lab, replica) == []
 
 
+def timed_commit(lab, megabytes: int) -> float:
+    """Seconds for one commit of `megabytes` of incompressible rows through HAProxy's 5432 (sync mode:
+    it returns once the synchronous standby has the WAL)."""
+    with psycopg.connect(lab.dsn(), password=lab.password(), connect_timeout=5, autocommit=True) as conn:
+        conn.execute("create table if not exists slow_link_rows (payload text)")
+        conn.execute("alter table slow_link_rows alter payload set storage external")
+        start = time.monotonic()
+        conn.execute("insert into slow_link_rows select repeat(md5(random()::text), 256) "
+                     "from generate_series(1, %s)", (megabytes * 128,))
+        took = time.monotonic() - start
+        conn.execute("truncate slow_link_rows")
+        return took
+
+
+def qdiscs(lab, node: str) -> str:
+    # Every interface: the lab's is eth1 once a node has been isolated and healed.
+    script = "tc qdisc show; for d in $(ls /sys/class/net); do tc class show dev $d; done"
+    return lab.ctx.docker.exec(lab.topo.node(node), "sh", "-c", script).stdout
+
+
+def test_a_slow_link_holds_a_synchronous_commit_back_until_cleared(lab):
+    replica = replicas(lab)[0]
+    fast = timed_commit(lab, 2)
+    chaos(lab, "degrade", replica, "--rate", "2mbit")
+    try:
+        # What the standby sends, and what every db and etcd node sends it, goes at 2 Mbit/s.
+        assert re.search(r"qdisc tbf .* rate 2Mbit", qdiscs(lab, replica)), qdiscs(lab, replica)
+        for peer in (leader(lab), lab.topo.etcd[0].name):
+            assert re.search(r"class htb 1:\d+ .* rate 2Mbit ceil 2Mbit", qdiscs(lab, peer)), qdiscs(lab, peer)
+        assert "slow link" in Chaos(lab.ctx).network_faults(lab.topo.node(replica))
+        # 2 MiB of WAL at 2 Mbit/s takes about 8 s to reach the synchronous standby.
+        slow = timed_commit(lab, 2)
+        assert slow >= 5.0, f"a 2 MiB commit took {slow:.1f}s over a 2 Mbit/s link ({fast:.1f}s before)"
+    finally:
+        chaos(lab, "degrade", replica, "--clear")
+    for node in (replica, leader(lab), lab.topo.etcd[0].name):
+        assert not re.search(r"qdisc (tbf|htb)", qdiscs(lab, node)), qdiscs(lab, node)
+    again = timed_commit(lab, 2)
+    assert again < 3.0 and fast < 3.0, f"2 MiB commits took {fast:.1f}s before and {again:.1f}s after the slow link"
+
+
 def has_netem(lab, node: str) -> bool:
     return Chaos(lab.ctx).netem_available(lab.topo.node(node))
 

@@ -76,6 +76,26 @@ def test_async_acknowledges_writes_with_the_standby_frozen(lab):
     assert took < 1.5, f"an async commit took {took:.2f}s with the standby frozen"
 
 
+def test_async_loses_acknowledged_writes_when_the_cut_off_leader_was_ahead_of_its_standby(lab, tmp_path):
+    # The standby on a slow link (half the WAL rate of a bulk writer), the leader cut off once it is
+    # 512 KiB behind. A maximum_lag_on_failover well above that, so the standby may be promoted: what it
+    # never received is lost. In sync mode the same drill loses nothing (the commits wait for it).
+    up(lab, "--replication", "async", "--max-lag", str(16 * 1024 * 1024))
+    lab.cli("drill", "isolate-leader-lagging", "--bulk-rate", "200", "--json", "--out", str(tmp_path / "lag"),
+            check=False, timeout=600)
+    report = json.loads((tmp_path / "lag" / "report.json").read_text())
+    figs, bulk = report["figures"], report["workload"]
+    assert report["settings"]["replication"] == "async"
+    assert figs["standby_lag_at_cut_bytes"] >= 512 * 1024, figs
+    assert figs["new_leader_s"] is not None, figs
+    assert figs["lost_writes"] > 0 and bulk["rows_lost"] > 0, (figs, bulk)
+    # Patroni's documented bound: maximum_lag_on_failover plus what was written in the last ttl.
+    ttl = report["profile"]["ttl"]
+    assert bulk["bytes_lost"] <= 16 * 1024 * 1024 + bulk["rows_per_s"] * bulk["row_bytes"] * ttl, bulk
+    assert figs["split_brain_intervals"] == 0 and figs["wrong_acks"] == 0, figs
+    assert lab.ctx.health().ok
+
+
 def test_strict_blocks_writes_with_the_standby_stopped_until_it_returns(lab):
     up(lab, "--replication", "strict")
     doc = config(lab)
