@@ -77,7 +77,7 @@ class Controls:
 
     # -- chaos ----------------------------------------------------------------------------------
     def chaos(self, action: str, target: str | None, *, peers: str | None = None, clear: bool = False,
-              loss: str | None = None, delay: str | None = None) -> Task:
+              loss: str | None = None, delay: str | None = None, rate: str | None = None) -> Task:
         self._not_during_drill()
         chaos = Chaos(self.ctx)
         if action == "heal-all":
@@ -88,7 +88,7 @@ class Controls:
             return self.hub.new_task("heal-all", "heal-all", status="done", done=text)
         if not target:
             raise LabError(f"chaos {action} needs a TARGET: a node name, leader or replica.")
-        outcome = chaos.run(action, target, peers=peers, clear=clear, loss=loss, delay=delay)
+        outcome = chaos.run(action, target, peers=peers, clear=clear, loss=loss, delay=delay, rate=rate)
         self.hub.log("chaos", outcome.done)
         self.after_action()
         title = f"chaos {action} {target}" + (f" --from {peers}" if peers else "") + (" --clear" if clear else "")

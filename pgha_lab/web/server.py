@@ -213,7 +213,7 @@ class Dashboard:
         def act(body: dict[str, Any]) -> dict[str, Any]:
             task = self.controls.chaos(str(body.get("action", "")), body.get("target"), peers=body.get("peers") or None,
                                        clear=bool(body.get("clear")), loss=body.get("loss") or None,
-                                       delay=body.get("delay") or None)
+                                       delay=body.get("delay") or None, rate=body.get("rate") or None)
             return {"task": task.id, "done": task.done, "expected": task.expected}
         return await self._act(request, act)
 

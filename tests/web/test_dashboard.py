@@ -9,6 +9,8 @@ import pytest
 import requests
 from playwright.sync_api import expect
 
+from pgha_lab.chaos.actions import Chaos
+
 pytestmark = [pytest.mark.docker, pytest.mark.lab]
 
 FAILOVER_S = 120_000     # ms: the fast profile's bound is ~30 s; the machine is shared and slow
@@ -137,3 +139,19 @@ def test_changes_without_token_or_from_elsewhere_are_refused(healthy_lab, dashbo
     assert all(s.running and s.on_lab_network for s in states.values()), states
     assert ctx.cluster().leader_name == before
     assert [t.id for t in dashboard.hub.tasks] == tasks_before, "no action was started"
+
+
+def test_a_slow_link_from_the_page_shows_on_the_map_until_cleared(healthy_lab, dashboard, page):
+    replica = sorted(m.name for m in healthy_lab.ctx.cluster().replicas)[0]
+    open_page(page, dashboard)
+    node(page, replica).click()
+    page.fill("#degrade-rate", "2mbit")
+    try:
+        page.click("#node-actions button[data-action='degrade-rate']")
+        expect(page.locator("#tasks .task").first).to_contain_text("slowed to 2 Mbit/s")
+        expect(node(page, replica).locator(".l1")).to_have_text("running (slow link)", timeout=30_000)
+        page.click("#node-actions button[data-action='degrade-clear']")
+        expect(node(page, replica).locator(".l1")).to_have_text("running", timeout=30_000)
+    finally:
+        healthy_lab.cli("chaos", "heal-all", check=False)
+    assert Chaos(healthy_lab.ctx).slow_links() == {}

@@ -328,6 +328,12 @@ function select(name) {
   const degClear = btn("degrade --clear", Object.assign(() => ({ action: "degrade", clear: true }), { action: "degrade", clear: true }));
   const l2 = document.createElement("label"); l2.append("loss ", loss);
   row([deg, l2, degClear]);
+  if (node.kind !== "haproxy") {
+    const rate = document.createElement("input"); rate.value = "2mbit"; rate.size = 6; rate.id = "degrade-rate";
+    const slow = btn("slow link", Object.assign(() => ({ action: "degrade", rate: rate.value }), { action: "degrade-rate" }), true);
+    const l3 = document.createElement("label"); l3.append("rate ", rate);
+    row([slow, l3]);
+  }
   setControls(page.controls, $("#access").textContent);
 }
 
