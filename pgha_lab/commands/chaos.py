@@ -63,8 +63,8 @@ def cmd_chaos(args: argparse.Namespace) -> int:
         return 0
     if not args.target and args.action not in NO_TARGET:
         raise LabError(f"chaos {args.action} needs a TARGET: a node name, leader or replica.")
-    outcome = chaos.run(args.action, args.target, peers=args.peers, clear=args.clear, loss=args.loss, delay=args.delay, rate=args.rate,
-                        every=args.every, duration=args.duration, leave=args.leave)
+    outcome = chaos.run(args.action, args.target, peers=args.peers, clear=args.clear, loss=args.loss, delay=args.delay,
+                        rate=args.rate, every=args.every, duration=args.duration, leave=args.leave)
     if not args.json:
         print(f"{outcome.done}.")
         print(f"Expected: {outcome.expectation.text}")

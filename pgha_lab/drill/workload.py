@@ -104,13 +104,15 @@ class BulkWriter:
             conn.close()
 
     def count_lost(self, password: str | None = None) -> None:
-        """Acknowledged bulk rows missing from the table, read once the lab is healthy again."""
+        """Acknowledged bulk rows missing from the table, read once the lab is healthy again; then the
+        run's rows go (tens of MB a drill: repeated drills would fill a db node's disk)."""
         if not self.settings.enabled:
             return
         try:
             with psycopg.connect(self.dsn, password=password or self.password, connect_timeout=5, autocommit=True) as conn:
                 rows = conn.execute(f"select batch, count(*) from {TABLE} where run = %s group by batch",
                                     (self.run,)).fetchall()
+                conn.execute(f"delete from {TABLE} where run = %s", (self.run,))
         except psycopg.Error:
             return
         present = {int(b): int(n) for b, n in rows}
