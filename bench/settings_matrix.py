@@ -30,8 +30,8 @@ FIGURES = [("write_downtime_s", "downtime s"), ("lost_writes", "lost"), ("hung_w
            ("bulk_bytes_lost", "bulk bytes lost"), ("standby_lag_at_cut_bytes", "lag at cut B")]
 
 
-def cli(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "pgha_lab", "--home", str(REPO), "--project", PROJECT, *args],
+def cli(project: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "pgha_lab", "--home", str(REPO), "--project", project, *args],
                           check=check, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -56,6 +56,9 @@ def main() -> int:
     ap.add_argument("--sync-count", help="synchronous_node_count for every cell (with 3+ db nodes)")
     ap.add_argument("--keep", action="store_true", help="leave the bench lab running at the end")
     ap.add_argument("--reuse", action="store_true", help="run on the bench lab left by --keep instead of a fresh one")
+    ap.add_argument("--project", default=PROJECT, help=f"the bench lab's project (default {PROJECT}); another "
+                                                       f"project and --subnet run a second bench beside it")
+    ap.add_argument("--subnet", default=SUBNET, help=f"the bench lab's network (default {SUBNET})")
     args = ap.parse_args()
     absent = [ref for ref in IMAGES.values()
               if subprocess.run(["docker", "image", "inspect", ref], capture_output=True).returncode != 0]
@@ -64,22 +67,22 @@ def main() -> int:
               f"`pgha-lab build`.", file=sys.stderr)
         return 1
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-    out = REPO / "labs" / PROJECT / "bench" / stamp
+    out = REPO / "labs" / args.project / "bench" / stamp
     started = time.monotonic()
     try:
         if not args.reuse:
-            if (REPO / "labs" / PROJECT / "topology.yaml").exists():
-                cli("down", "--volumes", check=False)
-            cli("up", "--profile", args.profile.split(",")[0], "--subnet", SUBNET, "--publish-ports", "off",
-                "--db-nodes", args.db_nodes)
+            if (REPO / "labs" / args.project / "topology.yaml").exists():
+                cli(args.project, "down", "--volumes", check=False)
+            cli(args.project, "up", "--profile", args.profile.split(",")[0], "--subnet", args.subnet,
+                "--publish-ports", "off", "--db-nodes", args.db_nodes)
         sync_count = ["--sync-count", args.sync_count] if args.sync_count else []
-        proc = cli("drill", "matrix", *sync_count, "--scenarios", args.scenarios, "--replication", args.replication,
-                   "--failsafe", args.failsafe, "--profile", args.profile, "--repeat", str(args.repeat),
+        proc = cli(args.project, "drill", "matrix", *sync_count, "--scenarios", args.scenarios,
+                   "--replication", args.replication, "--failsafe", args.failsafe, "--profile", args.profile, "--repeat", str(args.repeat),
                    "--bulk-rate", args.bulk_rate, "--row-size", args.row_size, "--json", "--out", str(out),
                    check=False)
     finally:
         if not args.keep:
-            cli("down", "--volumes", check=False)
+            cli(args.project, "down", "--volumes", check=False)
     try:
         doc = json.loads(proc.stdout)
     except ValueError:
