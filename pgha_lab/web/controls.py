@@ -14,11 +14,16 @@ from pgha_lab import roles
 from pgha_lab.chaos.actions import ACTIONS, Chaos, wait
 from pgha_lab.context import LabContext
 from pgha_lab.drill import report
-from pgha_lab.drill.runner import require_healthy, run_drill
+from pgha_lab.drill.runner import DrillOptions, require_healthy, run_drill
+from pgha_lab.drill.workload import WorkloadSettings
 from pgha_lab.drill.scenarios import SCENARIOS, get as get_scenario
 from pgha_lab.errors import LabError
 from pgha_lab.term.progress import Progress
 from pgha_lab.web.hub import Hub, Task
+
+# A drill that needs a bulk writer (isolate-leader-lagging) gets a light one from the page: about
+# 0.4 MB/s of WAL, enough for a standby on a slow link to fall behind.
+PAGE_BULK_ROWS_S = 50.0
 
 ROLE_CHANGE_DEADLINE_S = 120.0          # as `pgha-lab switchover`'s default --timeout
 REPORT_FILES = {".md", ".json", ".png", ".csv"}
@@ -144,7 +149,10 @@ class Controls:
 
         def run() -> None:
             try:
-                result = run_drill(self.ctx, scenario, f"{stamp}-{scenario.name}-1", progress=PageProgress(task, self.hub))
+                opts = DrillOptions(workload=WorkloadSettings(rows_per_s=PAGE_BULK_ROWS_S)) if scenario.needs_bulk \
+                    else DrillOptions()
+                result = run_drill(self.ctx, scenario, f"{stamp}-{scenario.name}-1", opts,
+                                   progress=PageProgress(task, self.hub))
                 report.write(result, folder)
                 figs = result.figures()
                 down = figs.get("write_downtime_s")

@@ -131,7 +131,8 @@ OTHER_SCENARIOS = {
 # A frozen leader (its whole VM, its Patroni or its PostgreSQL stopped) loses its key while it cannot
 # see it. CI caught pause-leader's thawed VM answering "primary" for 0.5 s before its HA loop demoted it.
 FROZEN_LEADER_SCENARIOS = ("pause-leader", "freeze-patroni-leader", "hang-postgres-leader")
-RUN_ELSEWHERE = {"kill-haproxy": "tests/lab/test_faults.py", "kill-haproxy-vip": "tests/lab/test_haproxy_pair.py"}
+RUN_ELSEWHERE = {"kill-haproxy": "tests/lab/test_faults.py", "kill-haproxy-vip": "tests/lab/test_haproxy_pair.py",
+                 "isolate-leader-lagging": "tests/lab/test_settings.py"}
 
 
 def test_every_scenario_is_run_by_a_test():
