@@ -148,7 +148,9 @@ def test_a_slow_link_from_the_page_shows_on_the_map_until_cleared(healthy_lab, d
     page.fill("#degrade-rate", "2mbit")
     try:
         page.click("#node-actions button[data-action='degrade-rate']")
-        expect(page.locator("#tasks .task").first).to_contain_text("slowed to 2 Mbit/s")
+        # A tc change on every db and etcd node: a dozen docker execs, seconds on a busy machine.
+        card = page.locator("#tasks .task").filter(has_text=f"{replica} degraded: its link")
+        expect(card).to_contain_text("slowed to 2 Mbit/s", timeout=60_000)
         expect(node(page, replica).locator(".l1")).to_have_text("running (slow link)", timeout=30_000)
         page.click("#node-actions button[data-action='degrade-clear']")
         expect(node(page, replica).locator(".l1")).to_have_text("running", timeout=30_000)
