@@ -77,8 +77,8 @@ def main() -> int:
                 "--publish-ports", "off", "--db-nodes", args.db_nodes)
         sync_count = ["--sync-count", args.sync_count] if args.sync_count else []
         proc = cli(args.project, "drill", "matrix", *sync_count, "--scenarios", args.scenarios,
-                   "--replication", args.replication, "--failsafe", args.failsafe, "--profile", args.profile, "--repeat", str(args.repeat),
-                   "--bulk-rate", args.bulk_rate, "--row-size", args.row_size, "--json", "--out", str(out),
+                   "--replication", args.replication, "--failsafe", args.failsafe, "--profile", args.profile,
+                   "--repeat", str(args.repeat), "--bulk-rate", args.bulk_rate, "--row-size", args.row_size, "--json", "--out", str(out),
                    check=False)
     finally:
         if not args.keep:

@@ -111,6 +111,12 @@ def human_rate(bits: int) -> str:
     return f"{bits / 1e6:.3g} Mbit/s" if bits >= 1_000_000 else f"{bits / 1e3:.3g} kbit/s"
 
 
+def slow_rate(qdiscs: str) -> int | None:
+    """The rate of a --rate slow link in `tc qdisc show` output (the node's own tbf), or None."""
+    m = re.search(r"^qdisc tbf .* rate (\S+)", qdiscs, re.MULTILINE)
+    return parse_rate(m.group(1)) if m else None
+
+
 def _burst_bytes(bits: int) -> int:
     # tbf needs at least a timer tick's worth of bytes; 20 ms of the rate, and never under 16 KiB.
     return max(16 * 1024, bits // 8 // 50)
@@ -458,8 +464,8 @@ class Chaos:
                 faults.add("partitioned")
             elif line.startswith((f"-A {LOSS_IN} ", f"-A {LOSS_OUT} ")):
                 faults.add("degraded")
-            elif line.startswith("qdisc tbf "):
-                faults.add("slow link")
+        if slow_rate(proc.stdout) is not None:
+            faults.add("slow link")
         return faults
 
     def _has_rules(self, node: Node) -> bool:
@@ -508,7 +514,7 @@ class Chaos:
             raise LabError("--rate and --delay both take the node's tc queue; give one, then the other after --clear.")
         if delay_ms is not None and not self.netem_available(node):
             raise LabError("this kernel has no netem (tc qdisc netem), so --delay cannot work here; nothing was changed.")
-        if bits is not None and node.name in self.slow_links():
+        if bits is not None and slow_rate(self._qdiscs(node)) is not None:
             raise LabError(f"{node.name} is already on a slow link; `degrade {node.name} --clear` first.")
         if probability is not None and self._rules(node, LOSS_IN):
             raise LabError(f"{node.name} already loses packets; `degrade {node.name} --clear` first.")
@@ -530,18 +536,16 @@ class Chaos:
             done.append(f"{delay_ms} ms added to every packet it sends")
         return f"{node.name} degraded: " + ", ".join(done)
 
-    def _shaped_nodes(self) -> list[Node]:
-        # HAProxy's image has no tc: its checks of a slow node are not slowed.
-        return [n for n in self.topo.nodes if n.role is not Role.HAPROXY and self.ctl.state(n).running]
+    def _queues(self) -> dict[str, str]:
+        """`tc qdisc show` of every running db and etcd node, read once for a whole change. HAProxy's
+        image has no tc: its checks of a slow node are not slowed."""
+        nodes = [n for n in self.topo.nodes if n.role is not Role.HAPROXY and self.ctl.state(n).running]
+        return {n.name: self._qdiscs(n) for n in nodes}
 
-    def slow_links(self) -> dict[str, int]:
+    def slow_links(self, queues: dict[str, str] | None = None) -> dict[str, int]:
         """Node -> the rate of its slow link (the tbf --rate put on its own traffic)."""
-        out = {}
-        for node in self._shaped_nodes():
-            m = re.search(r"qdisc tbf .* rate (\S+)", self._qdiscs(node))
-            if m:
-                out[node.name] = parse_rate(m.group(1))
-        return out
+        rates = {name: slow_rate(q) for name, q in (self._queues() if queues is None else queues).items()}
+        return {name: bits for name, bits in rates.items() if bits is not None}
 
     def _qdiscs(self, node: Node) -> str:
         return self.ctl.exec(node, "tc", "qdisc", "show", check=False).stdout
@@ -555,11 +559,12 @@ class Chaos:
     def _shape_peers(self) -> None:
         """Rebuild, on every db and etcd node not itself slowed, one htb class per slow node holding
         what it sends there to that node's rate (read back from the slow nodes' own tbf)."""
-        slow = self.slow_links()
-        for node in self._shaped_nodes():
-            if node.name in slow:
+        queues = self._queues()
+        slow = self.slow_links(queues)
+        for name, qdiscs in queues.items():
+            if name in slow:
                 continue
-            qdiscs = self._qdiscs(node)
+            node = self.topo.node(name)
             if "qdisc htb 1:" in qdiscs:
                 self._tc(node, "tc qdisc del dev $dev root", check=False)
             elif "netem" in qdiscs:
@@ -567,8 +572,8 @@ class Chaos:
             if not slow:
                 continue
             script = ["tc qdisc replace dev $dev root handle 1: htb"]
-            for i, (name, bits) in enumerate(sorted(slow.items()), start=10):
+            for i, (slowed, bits) in enumerate(sorted(slow.items()), start=10):
                 script += [f"tc class add dev $dev parent 1: classid 1:{i} htb rate {bits}bit ceil {bits}bit",
                            f"tc filter add dev $dev parent 1: protocol ip prio 1 u32 match ip dst "
-                           f"{self.topo.node(name).address}/32 flowid 1:{i}"]
+                           f"{self.topo.node(slowed).address}/32 flowid 1:{i}"]
             self._tc(node, *script)

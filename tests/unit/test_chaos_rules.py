@@ -5,7 +5,7 @@ import pytest
 
 from pgha_lab import profiles
 from pgha_lab.chaos import rules, state
-from pgha_lab.chaos.actions import parse_rate
+from pgha_lab.chaos.actions import parse_rate, slow_rate
 from pgha_lab.chaos.state import ClusterState, MemberState
 from pgha_lab.errors import LabError
 from pgha_lab.probes import Cluster, Member
@@ -182,3 +182,12 @@ def test_a_slow_link_takes_tcs_spelling(text, bits):
 def test_a_bad_link_speed_is_one_sentence(text):
     with pytest.raises(LabError, match="--rate takes a link speed from 64kbit to 1gbit"):
         parse_rate(text)
+
+
+def test_a_slow_link_is_read_back_from_tcs_own_listing():
+    # `tc qdisc show` as the lab's nodes print it: the slowed node's tbf, a peer's htb, an untouched node.
+    slowed = ("qdisc noqueue 0: dev lo root refcnt 2 \n"
+              "qdisc tbf 8002: dev eth1 root refcnt 3 rate 7346Kbit burst 18365b lat 100ms \n")
+    peer = "qdisc htb 1: dev eth0 root refcnt 3 r2q 10 default 0 direct_packets_stat 43 direct_qlen 1000\n"
+    assert slow_rate(slowed) == 7_346_000
+    assert slow_rate(peer) is None and slow_rate("qdisc noqueue 0: dev eth0 root refcnt 2\n") is None
