@@ -10,6 +10,9 @@ from pgha_lab.context import LabContext
 from pgha_lab.errors import LabError
 from pgha_lab.topology import Role, TopologyError
 
+# The example a DBA copies: patronictl needs the config's path, as on the VMs.
+PATRONICTL_LIST = f"patronictl -c {node_paths.PATRONI_CONFIG} list"
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("psql", help="psql through HAProxy with TLS verified (runs inside the lab: no psql needed here)")
@@ -17,7 +20,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("psql_args", nargs=argparse.REMAINDER, help="arguments for psql, after --")
     p.set_defaults(func=cmd_psql)
 
-    e = sub.add_parser("exec", help="run a command in a node, e.g. `pgha-lab exec dbnode1 -- patronictl list`")
+    e = sub.add_parser("exec", help=f"run a command in a node, e.g. `pgha-lab exec dbnode1 -- {PATRONICTL_LIST}`")
     e.add_argument("node")
     e.add_argument("-u", "--user", default=None,
                    help="user to run as (default: postgres on db nodes, as after `sudo -iu postgres`; root elsewhere)")
@@ -72,7 +75,7 @@ def cmd_exec(args: argparse.Namespace) -> int:
     node = _node(ctx.topology, args.node)
     cmd = _strip_dashes(args.cmd)
     if not cmd:
-        raise LabError("give the command after --, e.g. `pgha-lab exec dbnode1 -- patronictl list`.")
+        raise LabError(f"give the command after --, e.g. `pgha-lab exec dbnode1 -- {PATRONICTL_LIST}`.")
     _require_running(ctx, node.name)
     user = args.user or ("postgres" if node.role is Role.DB else None)
     return ctx.docker.exec_interactive(node, cmd, user=user, tty=_tty())
