@@ -19,13 +19,14 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from pgha_lab import gateway  # noqa: E402
 from pgha_lab.context import LabContext  # noqa: E402
 from pgha_lab.rolling.measure import writes_during  # noqa: E402
 from pgha_lab.wait import wait_until  # noqa: E402
 
 PROJECT = "pgha-lab-bench-roll"   # its own, so bench/up.py may run beside it
 SUBNET = "10.56.47.0/24"
-DBNODE = "pgha-lab/dbnode:latest"
+DBNODE = gateway.IMAGES["dbnode"]
 HEALTHY_S = 120.0
 
 

@@ -9,6 +9,7 @@ can hand the terminal over to the user.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -21,12 +22,18 @@ NO_ENGINE = ("cannot reach the Docker engine; start it (as root on Debian or Ubu
              "`bash scripts/setup-host.sh` installs and starts it).")
 
 # -- names and labels -------------------------------------------------------------------------
-BASE_IMAGE = "pgha-lab/base:noble"
-IMAGES: dict[str, str] = {          # node role -> the image every node of that role runs
-    "etcd": "pgha-lab/etcd:latest",
-    "dbnode": "pgha-lab/dbnode:latest",
-    "haproxy": "pgha-lab/haproxy:latest",
-}
+ROLE_IMAGES = ("etcd", "dbnode", "haproxy")
+
+
+def image_refs(dev_tag: str = "") -> tuple[str, dict[str, str]]:
+    """The base image and node role -> image. A developer's tag (PGHA_IMAGE_TAG) gives a checkout
+    images of its own, so changing images/ there never rebuilds what another checkout's labs run."""
+    if not dev_tag:
+        return "pgha-lab/base:noble", {role: f"pgha-lab/{role}:latest" for role in ROLE_IMAGES}
+    return f"pgha-lab/base:noble-{dev_tag}", {role: f"pgha-lab/{role}:{dev_tag}" for role in ROLE_IMAGES}
+
+
+BASE_IMAGE, IMAGES = image_refs(os.environ.get("PGHA_IMAGE_TAG", ""))
 IMAGE_LABEL = "org.pgha-lab"        # label prefix on every image the lab builds
 LABEL_PROJECT = "pgha-lab.project"  # on every node container: which lab
 LABEL_NODE = "pgha-lab.node"        # ... which node of it

@@ -17,10 +17,14 @@ from pgha_lab.probes import LabProbe
 from pgha_lab.topology import Published, Topology
 
 REPO = Path(__file__).resolve().parents[1]
-# PGHA_TEST_SLOT (0-9) gives a checkout its own test lab, so two checkouts can test side by side.
-SLOT = int(os.environ.get("PGHA_TEST_SLOT", "0"))
+# PGHA_TEST_SLOT (0-9) gives a checkout its own test labs, so two checkouts can test side by side;
+# each pytest-xdist worker of a checkout (gw0..gw9) gets its own slot within the checkout's ten.
+# Subnets 10.57.x/10.58.x: the bench scripts keep to 10.56.x.
+CHECKOUT_SLOT = int(os.environ.get("PGHA_TEST_SLOT", "0"))
+WORKER = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw"))
+SLOT = 10 * CHECKOUT_SLOT + WORKER
 PROJECT = "pgha-lab-test" + (str(SLOT) if SLOT else "")
-SUBNET = f"10.56.{56 + SLOT}.0/24"
+SUBNET = f"10.57.{SLOT}.0/24"
 PORTS = Published(primary=25432 + 10 * SLOT, replicas=25433 + 10 * SLOT, stats=28404 + 10 * SLOT)
 # Each db node on its own 2 GiB disk (sparse: the host pays for what is written), so `chaos fill-disk`
 # fills a real filesystem, and every other test runs on the same kind of disk as a user's lab with --disk-size.

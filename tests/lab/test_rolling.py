@@ -12,7 +12,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from pgha_lab import tls
+from pgha_lab import gateway, tls
 from pgha_lab.rolling import staleness
 from pgha_lab.rolling.measure import writes_during
 from pgha_lab.wait import wait_until
@@ -152,9 +152,10 @@ def test_a_changed_haproxy_setting_rolls_only_haproxy(healthy_lab):
 
 @contextmanager
 def a_new_dbnode_image():
-    """Tag a trivially different image as pgha-lab/dbnode:latest (a new id, same contents), as a
+    """Tag a trivially different image as the db nodes' image (a new id, same contents), as a
     rebuild would; the original tag comes back however the block ends."""
-    ref, backup = "pgha-lab/dbnode:latest", "pgha-lab/dbnode:rolling-test-original"
+    ref = gateway.IMAGES["dbnode"]
+    backup = ref.split(":")[0] + ":rolling-test-original"
     original = subprocess.run(["docker", "image", "inspect", "-f", "{{.Id}}", ref], capture_output=True,
                               text=True, check=True).stdout.strip()
     subprocess.run(["docker", "tag", original, backup], check=True)

@@ -14,9 +14,14 @@ from pgha_lab.paths import LabPaths
 
 
 def test_image_names_are_the_published_contract():
-    assert gateway.BASE_IMAGE == "pgha-lab/base:noble"
-    assert gateway.IMAGES == {"etcd": "pgha-lab/etcd:latest", "dbnode": "pgha-lab/dbnode:latest",
-                             "haproxy": "pgha-lab/haproxy:latest"}
+    assert gateway.image_refs("") == ("pgha-lab/base:noble", {
+        "etcd": "pgha-lab/etcd:latest", "dbnode": "pgha-lab/dbnode:latest", "haproxy": "pgha-lab/haproxy:latest"})
+
+
+def test_a_developer_tag_gives_every_image_its_own_name():
+    base, nodes = gateway.image_refs("bare")
+    assert base == "pgha-lab/base:noble-bare"
+    assert nodes == {"etcd": "pgha-lab/etcd:bare", "dbnode": "pgha-lab/dbnode:bare", "haproxy": "pgha-lab/haproxy:bare"}
 
 
 def never():
