@@ -1,15 +1,61 @@
 #!/usr/bin/env bash
-# The test command: Docker, pgha-lab with its test dependencies in .venv, then every test: unit
-# tests, image tests and the real-cluster tests (the suite runs its own lab). Arguments go to pytest.
-source "$(dirname "$0")/venv.sh" test
-set +e
-# --durations: the slowest tests, to keep the run under its 40-minute budget.
-.venv/bin/python -m pytest -ra --durations=25 "$@"
-rc=$?
-set -e
+# The test command, in phases so a broken unit fails the run in its first minute and the labs' long
+# waits overlap:
+#   1. unit   the pure tests, before anything is installed on the host (only .venv)
+#   2. images Docker and Chromium on the host, the node images built once, the image tests
+#   3. labs   the real-cluster and browser tests on PGHA_TEST_WORKERS labs at once (pytest-xdist,
+#             one lab slot a worker: project, subnet, published ports, labs/ and certs/ folders, disks)
+#   4. serial the tests that measure a timing target load would distort, or retag a shared image,
+#             with no other lab alive (marker `serial`)
+# Every phase prints every test's duration and a one-line total. Arguments go to pytest and run
+# one pytest over them instead of the phases (e.g. `bash scripts/test.sh tests/lab/test_chaos.py -x`).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+workers=${PGHA_TEST_WORKERS:-4}
+started=$SECONDS
+failed=()
+
+venv() {
+  [ -x .venv/bin/python ] || python3 -m venv .venv
+  .venv/bin/pip install -q --disable-pip-version-check -e ".[test]"
+}
+
 # pytest's 5 means no test ran: that is a failure here, never a pass.
-if [ "$rc" -eq 5 ]; then
-  echo "test.sh: no test ran; that is a failure." >&2
-  exit 1
+phase() {
+  local name=$1; shift
+  local t0=$SECONDS rc=0
+  echo "== phase $name: $*"
+  # Every lab test's duration (setup and teardown apart); of the unit tests, those over half a second.
+  local shortest=0
+  [ "$name" = unit ] && shortest=0.5
+  .venv/bin/python -m pytest -ra --durations=0 --durations-min="$shortest" \
+    --junitxml="tests/artifacts/junit-$name.xml" "$@" || rc=$?
+  [ "$rc" -eq 5 ] && echo "test.sh: phase $name ran no test; that is a failure." >&2
+  echo "== phase $name: $([ "$rc" -eq 0 ] && echo passed || echo "FAILED (pytest exit $rc)") in $((SECONDS - t0)) s"
+  [ "$rc" -eq 0 ] || failed+=("$name")
+  return 0
+}
+
+mkdir -p tests/artifacts
+if [ "$#" -gt 0 ]; then
+  bash scripts/setup-host.sh --tests
+  venv
+  phase custom "$@"
+else
+  venv
+  phase unit tests/unit
+  if [ "${#failed[@]}" -gt 0 ]; then
+    echo "test.sh: the unit tests failed; the lab phases do not run." >&2
+    exit 1
+  fi
+  bash scripts/setup-host.sh --tests
+  t0=$SECONDS
+  .venv/bin/python -m tests.labkit   # the images built once, no test lab of an earlier run left
+  echo "== images built or found up to date, leftover test labs removed, in $((SECONDS - t0)) s"
+  phase images tests/images
+  phase labs -n "$workers" --dist worksteal -m "not serial" tests/docker tests/lab tests/web
+  .venv/bin/python -m tests.labkit   # no lab of the parallel phase left alive
+  phase serial -m serial tests/lab tests/web
 fi
-exit "$rc"
+echo "test.sh: $((SECONDS - started)) s in all; $([ "${#failed[@]}" -eq 0 ] && echo "every phase passed" || echo "failed: ${failed[*]}")"
+[ "${#failed[@]}" -eq 0 ]

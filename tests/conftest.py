@@ -40,10 +40,18 @@ def docker_client():
 
 @pytest.fixture(scope="session")
 def built_images(docker_client):
-    """The node images, built (or reused from the build cache) once per session."""
+    """The node images, built (or reused from the build cache) once per session. scripts/test.sh
+    builds them before the workers start; the lock keeps two workers of a bare `pytest -n` from
+    building them at once."""
+    import fcntl
+
     from pgha_lab.build import images
     from pgha_lab.gateway import IMAGES
-    images.ensure_built(LabPaths(home=REPO))
+    lock = REPO / ".cache" / "build.lock"
+    lock.parent.mkdir(exist_ok=True)
+    with lock.open("w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        images.ensure_built(LabPaths(home=REPO))
     return dict(IMAGES)
 
 

@@ -23,7 +23,13 @@ REPO = Path(__file__).resolve().parents[1]
 CHECKOUT_SLOT = int(os.environ.get("PGHA_TEST_SLOT", "0"))
 WORKER = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw"))
 SLOT = 10 * CHECKOUT_SLOT + WORKER
-PROJECT = "pgha-lab-test" + (str(SLOT) if SLOT else "")
+
+
+def project_for(slot: int) -> str:
+    return "pgha-lab-test" + (str(slot) if slot else "")
+
+
+PROJECT = project_for(SLOT)
 SUBNET = f"10.57.{SLOT}.0/24"
 PORTS = Published(primary=25432 + 10 * SLOT, replicas=25433 + 10 * SLOT, stats=28404 + 10 * SLOT)
 # Each db node on its own 2 GiB disk (sparse: the host pays for what is written), so `chaos fill-disk`
@@ -77,10 +83,25 @@ class LabUnderTest:
         return self.ctx.secrets.superuser_password
 
 
-def remove_leftovers() -> None:
+def remove_leftovers(project: str = PROJECT) -> None:
     """Whatever an earlier, interrupted run left: containers, volumes, networks of the test project,
     and its saved topology (a test may have grown the lab), so the next `up` builds the usual shape."""
-    paths = LabPaths(home=REPO, project=PROJECT)
-    LabDocker(PROJECT, paths.compose_file).remove_everything()
+    paths = LabPaths(home=REPO, project=project)
+    LabDocker(project, paths.compose_file).remove_everything()
     disks.release_all(paths)
     paths.topology_file.unlink(missing_ok=True)
+
+
+def prepare() -> None:
+    """Before the parallel phase (scripts/test.sh): the images built once, so no two workers build
+    them at once, and no lab left by an earlier run in any of this checkout's ten slots, so every
+    worker starts from nothing and the serial phase finds no other lab alive."""
+    from pgha_lab.build import images
+    images.ensure_built(LabPaths(home=REPO))
+    if not KEEP:
+        for slot in range(10 * CHECKOUT_SLOT, 10 * CHECKOUT_SLOT + 10):
+            remove_leftovers(project_for(slot))
+
+
+if __name__ == "__main__":
+    prepare()

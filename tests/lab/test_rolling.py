@@ -168,6 +168,8 @@ def a_new_dbnode_image():
         subprocess.run(["docker", "rmi", backup], capture_output=True)
 
 
+# serial: it retags the db nodes' image, which every other lab alive would then run as stale
+@pytest.mark.serial
 def test_an_image_rebuild_then_up_rolls_the_db_nodes(healthy_lab):
     lab = healthy_lab
     before = containers(lab)

@@ -160,6 +160,8 @@ def test_failsafe_keeps_the_primary_writable_through_etcd_quorum_loss(lab):
     assert ok, f"failsafe on: {note}"
 
 
+# serial: routing within 1 s of the new leader is a timing target other labs' load would distort
+@pytest.mark.serial
 def test_instant_routing_moves_5432_at_once_without_two_primaries_up(lab, tmp_path):
     up(lab, "--profile", "instant")
     cfg = lab.cli("config", "show", "haproxy").stdout

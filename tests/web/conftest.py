@@ -18,7 +18,7 @@ ARTIFACTS = REPO / "tests" / "artifacts"
 
 @pytest.fixture(scope="module")
 def dashboard(test_lab):
-    test_lab.up()   # the dashboard reads the lab's saved topology when it starts, so the lab comes first
+    test_lab.ensure_healthy()   # the dashboard reads the lab's saved topology when it starts, so the lab comes first
     board = Dashboard(REPO, PROJECT, Settings(port=0, interval_s=0.5))
     board.start_in_thread()
     yield board
