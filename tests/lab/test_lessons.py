@@ -24,7 +24,7 @@ RESET_BOUND_S = 120   # generous on a shared 2-core machine; the 30 s target is 
 
 @pytest.fixture(scope="module")
 def lab(test_lab):
-    test_lab.up()
+    test_lab.ensure_healthy()
     progress.path(test_lab.paths).unlink(missing_ok=True)   # a new test lab: no lesson passed yet
     yield test_lab
     course.reset_lab(test_lab.ctx)

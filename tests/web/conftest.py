@@ -49,14 +49,6 @@ def page(browser):
 
 
 @pytest.fixture()
-def healthy_lab(test_lab):
-    """The lab, healthy: `up` (a subprocess, ~15 s on a busy machine) only when the health check says it is not."""
-    if not test_lab.ctx.health().ok:
-        test_lab.up()
-    return test_lab
-
-
-@pytest.fixture()
 def restored_lab(healthy_lab):
     """A healthy lab, and after the test every fault healed and the lab healthy again."""
     yield healthy_lab
