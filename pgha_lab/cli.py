@@ -10,7 +10,7 @@ from pgha_lab.errors import EXIT_ERROR, EXIT_INTERRUPTED, LabError
 
 # Each name is a module in pgha_lab.commands with register(subparsers).
 COMMAND_MODULES: list[str] = ["doctor", "build", "lifecycle", "status", "nodes", "certs", "config", "chaos", "drill",
-                              "roll", "dashboard", "lesson"]
+                              "roll", "dashboard", "lesson", "snapshot"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import subprocess
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
@@ -60,6 +61,20 @@ def volume_key(node: str) -> str:
 
 def volume_name(project: str, node: str) -> str:
     return f"{project}_{volume_key(node)}"
+
+
+# A lab snapshot (snapshots.py): one committed image per node and one volume per data volume.
+LABEL_SNAPSHOT_PROJECT = "pgha-lab.snapshot.project"
+LABEL_SNAPSHOT_NAME = "pgha-lab.snapshot.name"
+LABEL_SNAPSHOT_BASE = "pgha-lab.snapshot.base"   # the lab image a snapshot's node image was committed over
+
+
+def snapshot_image(project: str, node: str, snapshot: str) -> str:
+    return f"pgha-lab-snapshot/{project}-{node}:{snapshot}"
+
+
+def snapshot_volume(project: str, node: str, snapshot: str) -> str:
+    return f"pgha-lab-snapshot_{project}_{snapshot}_{node}"
 
 
 def _node_name(node: Any) -> str:
@@ -262,6 +277,17 @@ class LabDocker:
                               capture_output=True, text=True)
         return proc.stdout.strip() if proc.returncode == 0 else None
 
+    def origin_image(self, node: Any) -> tuple[str | None, bool]:
+        """(the lab image id the node was made from, whether it runs a snapshot's image over it)."""
+        image = self.running_image(node)
+        if not image:
+            return None, False
+        proc = subprocess.run(["docker", "image", "inspect", "-f",
+                               f'{{{{index .Config.Labels "{LABEL_SNAPSHOT_BASE}"}}}}', image],
+                              capture_output=True, text=True)
+        base = proc.stdout.strip() if proc.returncode == 0 else ""
+        return (base, True) if base and base != "<no value>" else (image, False)
+
     def image_id(self, ref: str) -> str | None:
         proc = subprocess.run(["docker", "image", "inspect", "-f", "{{.Id}}", ref], capture_output=True, text=True)
         return proc.stdout.strip() if proc.returncode == 0 else None
@@ -335,6 +361,111 @@ class LabDocker:
         proc = _run(args, timeout, f"`{' '.join(cmd)}` on {name}")
         if check and proc.returncode != 0:
             raise LabError(f"`{' '.join(cmd)}` failed on {name}: {(proc.stderr or proc.stdout).strip()[:300]}")
+        return proc
+
+    # -- snapshots: stopping and booting a whole lab, committed images, volume copies ------------
+    def stop_many(self, nodes: list[Any]) -> None:
+        """A clean shutdown of several nodes at once (each with its container's own grace period)."""
+        self._each(nodes, lambda n: self._docker("stop", self.container(n), timeout=240))
+
+    def start_many(self, nodes: list[Any]) -> None:
+        """Boot several nodes at once (`docker start a b` would start them one after the other)."""
+        self._each(nodes, lambda n: self._docker("start", self.container(n), timeout=240))
+
+    @staticmethod
+    def _each(nodes: list[Any], act: Any) -> None:
+        if nodes:
+            with ThreadPoolExecutor(max_workers=len(nodes)) as pool:
+                list(pool.map(act, nodes))
+
+    def remove_containers(self, nodes: list[Any]) -> None:
+        """Containers only (data volumes stay): a restore replaces them."""
+        names = [self.container(n) for n in nodes]
+        if names:
+            subprocess.run(["docker", "rm", "-f", *names], capture_output=True)
+
+    def named_volumes(self, node: Any) -> list[tuple[str, str]]:
+        """(volume name, where the node mounts it) for each named volume of the node's container."""
+        proc = subprocess.run(["docker", "inspect", "-f", "{{json .Mounts}}", self.container(node)],
+                              capture_output=True, text=True)
+        mounts = json.loads(proc.stdout or "[]") or [] if proc.returncode == 0 else []
+        return sorted((m["Name"], m["Destination"]) for m in mounts if m.get("Type") == "volume")
+
+    def env_of(self, node: Any) -> list[str]:
+        """The node container's environment as KEY=VALUE lines (what a commit would carry along)."""
+        proc = subprocess.run(["docker", "inspect", "-f", "{{json .Config.Env}}", self.container(node)],
+                              capture_output=True, text=True)
+        return json.loads(proc.stdout or "[]") or [] if proc.returncode == 0 else []
+
+    def image_env(self, ref: str) -> list[str]:
+        proc = subprocess.run(["docker", "image", "inspect", "-f", "{{json .Config.Env}}", ref],
+                              capture_output=True, text=True)
+        return json.loads(proc.stdout or "[]") or [] if proc.returncode == 0 else []
+
+    def commit(self, node: Any, ref: str, labels: dict[str, str], blank_env: list[str]) -> str:
+        """The node's file-system changes as an image on top of the one it runs; `blank_env` are
+        variables the container was given (secrets from compose's env_file) that the image must not keep."""
+        changes = [f"LABEL {k}={v}" for k, v in labels.items()] + [f"ENV {k}=" for k in blank_env]
+        args = [arg for c in changes for arg in ("--change", c)]
+        return self._docker("commit", *args, self.container(node), ref, timeout=600).strip()
+
+    def images_labelled(self, label: str) -> list[str]:
+        """repository:tag of every tagged image carrying `label` (key=value)."""
+        proc = subprocess.run(["docker", "images", "--filter", f"label={label}", "--format",
+                               "{{.Repository}}:{{.Tag}}"], capture_output=True, text=True)
+        return [line for line in proc.stdout.split() if not line.endswith(":<none>")]
+
+    def image_exists(self, ref: str) -> bool:
+        return self.image_id(ref) is not None
+
+    def image_size(self, ref: str) -> int:
+        """Bytes of the image with every layer under it (0 when it is missing)."""
+        proc = subprocess.run(["docker", "image", "inspect", "-f", "{{.Size}}", ref], capture_output=True, text=True)
+        return int(proc.stdout.strip() or 0) if proc.returncode == 0 else 0
+
+    def remove_images(self, refs: list[str]) -> None:
+        """Untag (a container still running from one keeps it until it is replaced), then drop the
+        snapshot images nothing uses any more."""
+        if refs:
+            subprocess.run(["docker", "rmi", "-f", *refs], capture_output=True)
+        subprocess.run(["docker", "image", "prune", "-f", "--filter", f"label={LABEL_SNAPSHOT_PROJECT}={self.project}"],
+                       capture_output=True)
+
+    def volumes_labelled(self, label: str) -> list[str]:
+        proc = subprocess.run(["docker", "volume", "ls", "-q", "--filter", f"label={label}"],
+                              capture_output=True, text=True)
+        return proc.stdout.split()
+
+    def create_volume(self, name: str, labels: dict[str, str]) -> None:
+        self._docker("volume", "create", *(arg for k, v in labels.items() for arg in ("--label", f"{k}={v}")), name)
+
+    def remove_volumes(self, names: list[str]) -> None:
+        if names:
+            subprocess.run(["docker", "volume", "rm", "-f", *names], capture_output=True)
+
+    def copy_volumes(self, pairs: list[tuple[str, str]], image: str) -> dict[str, int]:
+        """Make each target volume an exact copy of its source (owners, modes, links; runs of zeros
+        left as holes), all at once in one helper container with no network. Target -> bytes copied."""
+        mounts, jobs = [], []
+        for i, (src, dst) in enumerate(pairs):
+            mounts += ["-v", f"{src}:/from/{i}:ro", "-v", f"{dst}:/to/{i}"]
+            jobs.append(f"(find /to/{i} -mindepth 1 -delete && cp -a --sparse=always /from/{i}/. /to/{i}/ "
+                        f"&& echo \"{i} $(du -sB1 /to/{i} | cut -f1)\") &")
+        script = " ".join(jobs) + " fail=0; for j in $(jobs -p); do wait $j || fail=1; done; exit $fail"
+        proc = _run(["docker", "run", "--rm", "--network", "none", "--user", "0", "--entrypoint", "bash", *mounts,
+                     image, "-c", script], 900, "copying the data volumes")
+        if proc.returncode != 0:
+            raise LabError(f"copying the data volumes failed: {(proc.stderr or proc.stdout).strip()[-300:]}")
+        sizes = dict(line.split() for line in proc.stdout.splitlines() if line.strip())
+        return {dst: int(sizes.get(str(i), 0)) for i, (_, dst) in enumerate(pairs)}
+
+    def compose_with(self, extra_file: Path, *args: str) -> subprocess.CompletedProcess:
+        """A compose command with a second file over the lab's (compose merges them, the second wins)."""
+        proc = subprocess.run(["docker", "compose", "-p", self.project, "-f", str(self.compose_file),
+                               "-f", str(extra_file), *args], capture_output=True, text=True)
+        if proc.returncode != 0:
+            tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-15:])
+            raise LabError(f"docker compose {args[0]} failed:\n{tail}")
         return proc
 
     # -- handing the terminal to the user ---------------------------------------------------------

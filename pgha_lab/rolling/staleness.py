@@ -63,10 +63,12 @@ def check_node(ctx: LabContext, node: Node, state: str, built: dict[str, str | N
     if state != "running":
         result.unknown = f"{state or 'missing'}, so what it runs cannot be read"
         return result
-    image = ctx.docker.running_image(node)
+    # A node restored from a snapshot runs the image committed over its lab image: judged by that
+    # lab image, and compose (which sees another image name) is not asked about its settings.
+    image, restored = ctx.docker.origin_image(node)
     if image and built.get(node.role.value) and image != built[node.role.value]:
         result.stale.append(IMAGE)
-    elif node.name in recreate:   # compose's own verdict; an image change is already named
+    elif node.name in recreate and not restored:   # compose's own verdict; an image change is already named
         result.stale.append(SETTINGS)
     expected = expected_files(ctx, node)
     have = ctx.docker.file_digests(node, list(expected))
