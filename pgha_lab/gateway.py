@@ -459,15 +459,6 @@ class LabDocker:
         sizes = dict(line.split() for line in proc.stdout.splitlines() if line.strip())
         return {dst: int(sizes.get(str(i), 0)) for i, (_, dst) in enumerate(pairs)}
 
-    def compose_with(self, extra_file: Path, *args: str) -> subprocess.CompletedProcess:
-        """A compose command with a second file over the lab's (compose merges them, the second wins)."""
-        proc = subprocess.run(["docker", "compose", "-p", self.project, "-f", str(self.compose_file),
-                               "-f", str(extra_file), *args], capture_output=True, text=True)
-        if proc.returncode != 0:
-            tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-15:])
-            raise LabError(f"docker compose {args[0]} failed:\n{tail}")
-        return proc
-
     # -- handing the terminal to the user ---------------------------------------------------------
     def exec_interactive(self, node: Any, cmd: list[str], *, user: str | None = None, tty: bool = False) -> int:
         flags = ["-it"] if tty else ["-i"]
@@ -477,8 +468,10 @@ class LabDocker:
         return subprocess.call(["docker", "logs", "--tail", tail, *(["-f"] if follow else []), self.container(node)])
 
     # -- the compose project ---------------------------------------------------------------------
-    def compose(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-        proc = subprocess.run(["docker", "compose", "-p", self.project, "-f", str(self.compose_file), *args],
+    def compose(self, *args: str, check: bool = True, over: Path | None = None) -> subprocess.CompletedProcess:
+        """A compose command on the lab's file; `over`: a second file compose merges over it (the second wins)."""
+        files = ["-f", str(self.compose_file), *(["-f", str(over)] if over else [])]
+        proc = subprocess.run(["docker", "compose", "-p", self.project, *files, *args],
                               capture_output=True, text=True)
         if check and proc.returncode != 0:
             tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-15:])

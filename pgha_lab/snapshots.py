@@ -337,7 +337,7 @@ def restore(ctx: LabContext, name: str, note: Callable[[str], None] = lambda _: 
     docker.remove_containers(list(topo.nodes))
     override = folder(ctx, name) / OVERRIDE
     override.write_text(yaml.safe_dump({"services": {n.name: {"image": n.image} for n in manifest.nodes}}))
-    docker.compose_with(override, "up", "--no-start", "--force-recreate", "--remove-orphans")
+    docker.compose("up", "--no-start", "--force-recreate", "--remove-orphans", over=override)
     pairs = [(v.copy, v.volume) for n in manifest.nodes for v in n.volumes]
     if pairs:
         note(f"copying {len(pairs)} data volumes back")
