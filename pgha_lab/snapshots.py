@@ -24,12 +24,14 @@ import yaml
 from pgha_lab import disks, render, settings as lab_settings
 from pgha_lab.context import PROFILE_FILE, LabContext
 from pgha_lab.errors import LabError
-from pgha_lab.gateway import (LABEL_SNAPSHOT_BASE, LABEL_SNAPSHOT_NAME, LABEL_SNAPSHOT_PROJECT, snapshot_image,
-                              snapshot_volume)
+from pgha_lab.gateway import (LABEL_SNAPSHOT_BASE, LABEL_SNAPSHOT_NAME, LABEL_SNAPSHOT_PROJECT, LabDocker,
+                              snapshot_image, snapshot_volume)
+from pgha_lab.paths import LabPaths
 from pgha_lab.topology import Role, Topology
 from pgha_lab.wait import Verdict, wait_until
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,39}$")
+SNAPSHOTS = "snapshots"             # in labs/<project>/: one folder a snapshot
 MANIFEST = "manifest.json"
 OVERRIDE = "compose.override.yaml"   # the nodes' images for compose while a restore creates them
 HOST_FILES_DIR = "host"
@@ -127,7 +129,7 @@ def shape_mismatch(saved: dict[str, Any], now: dict[str, Any]) -> str | None:
 
 # -- where snapshots live -------------------------------------------------------------------------
 def folder(ctx: LabContext, name: str | None = None) -> Path:
-    base = ctx.paths.state / "snapshots"
+    base = ctx.paths.state / SNAPSHOTS
     return base / name if name else base
 
 
@@ -377,13 +379,13 @@ def _remove_parts(ctx: LabContext, name: str) -> None:
     shutil.rmtree(folder(ctx, name), ignore_errors=True)
 
 
-def delete_all(ctx: LabContext) -> list[str]:
-    """Every snapshot of the lab, and whatever a snapshot interrupted half-way left in the engine."""
-    names = [m.name for m in list_all(ctx)]
-    for m in list_all(ctx):
-        _remove(ctx, m.nodes, m.name)
-    label = f"{LABEL_SNAPSHOT_PROJECT}={ctx.project}"
-    ctx.docker.remove_images(ctx.docker.images_labelled(label))
-    ctx.docker.remove_volumes(ctx.docker.volumes_labelled(label))
-    shutil.rmtree(folder(ctx), ignore_errors=True)
+def delete_all(paths: LabPaths, docker: LabDocker) -> list[str]:
+    """Every snapshot of a lab, and whatever a snapshot interrupted half-way left in the engine (all of it
+    is labelled with the lab), also for a lab whose topology is gone; the names of the manifests removed."""
+    base = paths.state / SNAPSHOTS
+    names = sorted(f.parent.name for f in base.glob(f"*/{MANIFEST}")) if base.is_dir() else []
+    label = f"{LABEL_SNAPSHOT_PROJECT}={paths.project}"
+    docker.remove_images(docker.images_labelled(label))
+    docker.remove_volumes(docker.volumes_labelled(label))
+    shutil.rmtree(base, ignore_errors=True)
     return names

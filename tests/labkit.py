@@ -9,7 +9,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from pgha_lab import disks
+from pgha_lab import disks, snapshots
 from pgha_lab.context import LabContext
 from pgha_lab.gateway import LabDocker
 from pgha_lab.paths import LabPaths
@@ -87,7 +87,9 @@ def remove_leftovers(project: str = PROJECT) -> None:
     """Whatever an earlier, interrupted run left: containers, volumes, networks of the test project,
     and its saved topology (a test may have grown the lab), so the next `up` builds the usual shape."""
     paths = LabPaths(home=REPO, project=project)
-    LabDocker(project, paths.compose_file).remove_everything()
+    docker = LabDocker(project, paths.compose_file)
+    docker.remove_everything()
+    snapshots.delete_all(paths, docker)
     disks.release_all(paths)
     paths.topology_file.unlink(missing_ok=True)
 

@@ -21,7 +21,7 @@ def snap_lab(healthy_lab):
     yield healthy_lab
     ctx = healthy_lab.ctx
     restored = any(ctx.docker.origin_image(n)[1] for n in ctx.topology.names)
-    snapshots.delete_all(ctx)
+    snapshots.delete_all(ctx.paths, ctx.docker)
     if restored:
         # A restored lab runs the snapshot's images; put it back on the lab's own, data kept, so the
         # tests after this one find the lab as `up` left it.
