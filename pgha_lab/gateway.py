@@ -34,7 +34,13 @@ def image_refs(dev_tag: str = "") -> tuple[str, dict[str, str]]:
     return f"pgha-lab/base:noble-{dev_tag}", {role: f"pgha-lab/{role}:{dev_tag}" for role in ROLE_IMAGES}
 
 
+def bare_image_refs(dev_tag: str = "") -> dict[str, str]:
+    """Node role -> the bare node's image (`up --bare`: the role's image booting systemd, nothing configured)."""
+    return {role: f"pgha-lab/bare-{role}:{dev_tag or 'latest'}" for role in ROLE_IMAGES}
+
+
 BASE_IMAGE, IMAGES = image_refs(os.environ.get("PGHA_IMAGE_TAG", ""))
+BARE_IMAGES = bare_image_refs(os.environ.get("PGHA_IMAGE_TAG", ""))
 IMAGE_LABEL = "org.pgha-lab"        # label prefix on every image the lab builds
 LABEL_PROJECT = "pgha-lab.project"  # on every node container: which lab
 LABEL_NODE = "pgha-lab.node"        # ... which node of it

@@ -12,7 +12,7 @@ from pgha_lab.build import baseimage, wheelhouse
 from pgha_lab.build.pg_install import PG_INSTALL_CHOICES, choose_pg_install, pgdg_probe, remember_pgdg
 from pgha_lab.build.progress import Lines, Progress, Silent, fmt_seconds
 from pgha_lab.build.recipes import context_tar, outdated, prune_superseded, recipe_digest
-from pgha_lab.build.steps import BuildFailed, StepTiming, docker_build, is_work_step
+from pgha_lab.build.steps import BuildFailed, StepTiming, docker_build, failures, is_work_step
 from pgha_lab.errors import LabError
 from pgha_lab.gateway import BASE_IMAGE, BUILD_READ_TIMEOUT, IMAGE_LABEL as LABEL, IMAGES, Engine
 from pgha_lab.paths import LabPaths
@@ -186,18 +186,9 @@ def _build_all(plan: _Plan, client: Engine, arch: str, lock_file: Path, started:
         futures = {"dbnode": pool.submit(dbnode),
                    "etcd": pool.submit(_build_role, plan, "etcd", node_args),
                    "haproxy": pool.submit(_build_role, plan, "haproxy", node_args)}
-        failures: list[str] = []
-        for role, fut in futures.items():
-            try:
-                fut.result()
-            except BuildFailed as exc:
-                failures.append(f"{exc.image} failed at {exc.step} (full log: {exc.log})")
-            except LabError as exc:
-                failures.append(f"{role}: {exc}")
-            except Exception as exc:   # e.g. the engine went away mid-build: still one message
-                failures.append(f"{role}: {type(exc).__name__}: {exc}")
-    if failures:
-        raise LabError("the build failed: " + "; ".join(failures) + ".")
+        failed = failures(futures)
+    if failed:
+        raise LabError("the build failed: " + "; ".join(failed) + ".")
     freed = prune_superseded(client, paths)
     if freed:
         progress.info(f"removed {freed} untagged lab image(s) left from earlier builds")

@@ -5,10 +5,12 @@ from __future__ import annotations
 import io
 import re
 import time
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 
 from pgha_lab.build.progress import Progress
+from pgha_lab.errors import LabError
 from pgha_lab.gateway import Engine
 
 LOG_TAIL_LINES = 25
@@ -89,3 +91,18 @@ def docker_build(client: Engine, *, image: str, tag: str, context: io.BytesIO, d
                 cached = True
         finish()
     return image_id
+
+
+def failures(futures: dict[str, Future]) -> list[str]:
+    """One phrase per image build that failed (waited for in turn), whatever it raised."""
+    out: list[str] = []
+    for role, fut in futures.items():
+        try:
+            fut.result()
+        except BuildFailed as exc:
+            out.append(f"{exc.image} failed at {exc.step} (full log: {exc.log})")
+        except LabError as exc:
+            out.append(f"{role}: {exc}")
+        except Exception as exc:   # e.g. the engine went away mid-build: still one message
+            out.append(f"{role}: {type(exc).__name__}: {exc}")
+    return out
