@@ -131,12 +131,14 @@ class Topology:
     published: Published = field(default_factory=Published)
     haproxy2: Node | None = None   # the second HAProxy of a two-HAProxy lab (keepalived moves the VIP)
     db_disk_size: int | None = None   # bytes of each db node's own data disk (disks.py); None: a plain volume
+    bare: bool = False   # nodes boot systemd with nothing configured, like fresh VMs (`up --bare`, bare/)
 
     # -- construction ---------------------------------------------------------------------
     @classmethod
     def build(cls, *, db_nodes: int = 2, etcd_nodes: int = 3, subnet: str = DEFAULT_SUBNET,
               prefix: str = "", project: str = DEFAULT_PROJECT, published: Published | None = None,
-              scope: str = DEFAULT_SCOPE, haproxy_nodes: int = 1, db_disk_size: int | None = None) -> "Topology":
+              scope: str = DEFAULT_SCOPE, haproxy_nodes: int = 1, db_disk_size: int | None = None,
+              bare: bool = False) -> "Topology":
         if db_nodes not in DB_NODE_RANGE:
             raise TopologyError(f"db nodes must be between {DB_NODE_RANGE.start} and {DB_NODE_RANGE.stop - 1}, not {db_nodes}.")
         if etcd_nodes not in ETCD_SIZES:
@@ -148,6 +150,11 @@ class Topology:
             raise TopologyError(f"a db node's disk must be between {DISK_SIZE_RANGE[0] >> 30} and "
                                 f"{DISK_SIZE_RANGE[1] >> 30} GiB (room for max_wal_size of WAL), "
                                 f"not {db_disk_size} bytes.")
+        if not isinstance(bare, bool):
+            raise TopologyError(f"bare must be true or false, not {bare!r}.")
+        if bare and (haproxy_nodes != 1 or db_disk_size is not None):
+            raise TopologyError("a bare lab has one HAProxy node and its db nodes keep their data in Docker volumes; "
+                                "leave out --haproxy-nodes 2 and --disk-size.")
         if not _NAME_RE.match(project):
             raise TopologyError(f"project name {project!r} must be lowercase letters, digits and dashes.")
         if prefix and not re.match(r"^[a-z][a-z0-9-]{0,15}$", prefix):
@@ -176,7 +183,8 @@ class Topology:
         # Node 1 keeps its name and address, so a lab grown to two HAProxy nodes changes nothing else.
         haproxy2 = make(Role.HAPROXY, "haproxy", 2, HAPROXY2_OFFSET) if haproxy_nodes == 2 else None
         topo = cls(project=project, subnet=net, prefix=prefix, etcd=etcd, db=db, haproxy=haproxy,
-                   scope=scope, published=published or Published(), haproxy2=haproxy2, db_disk_size=db_disk_size)
+                   scope=scope, published=published or Published(), haproxy2=haproxy2, db_disk_size=db_disk_size,
+                   bare=bare)
         topo.validate()
         return topo
 
@@ -260,6 +268,7 @@ class Topology:
     # -- persistence (a kind-like versioned document) ------------------------------------
     def to_dict(self) -> dict[str, Any]:
         disk = {"dbDiskSize": self.db_disk_size} if self.db_disk_size is not None else {}
+        bare = {"bare": True} if self.bare else {}   # a ready lab's document stays as it was
         return {
             "apiVersion": SCHEMA,
             "project": self.project,
@@ -270,6 +279,7 @@ class Topology:
             **disk,
             "etcdNodes": len(self.etcd),
             "haproxyNodes": len(self.haproxies),
+            **bare,
             "published": {"enabled": self.published.enabled, "bind": self.published.bind,
                           "primary": self.published.primary, "replicas": self.published.replicas,
                           "stats": self.published.stats},
@@ -291,7 +301,7 @@ class Topology:
                              subnet=str(doc.get("subnet", DEFAULT_SUBNET)), prefix=str(doc.get("prefix", "")),
                              project=str(doc.get("project", DEFAULT_PROJECT)), scope=str(doc.get("scope", DEFAULT_SCOPE)),
                              published=replace(Published(), **pub), haproxy_nodes=_count(doc, "haproxyNodes", 1),
-                             db_disk_size=_count(doc, "dbDiskSize", 0) or None)
+                             db_disk_size=_count(doc, "dbDiskSize", 0) or None, bare=doc.get("bare", False))
         except TopologyError:
             raise
         except (TypeError, ValueError, KeyError) as exc:   # a safety net: callers catch TopologyError only
@@ -299,7 +309,7 @@ class Topology:
 
 
 _DOC_KEYS = ("apiVersion", "project", "subnet", "prefix", "scope", "dbNodes", "etcdNodes", "haproxyNodes",
-             "dbDiskSize", "published")
+             "dbDiskSize", "bare", "published")
 _PUBLISHED_KEYS = tuple(f.name for f in fields(Published))
 
 

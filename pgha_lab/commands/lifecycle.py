@@ -7,6 +7,7 @@ import sys
 from dataclasses import replace
 
 from pgha_lab import disks, lifecycle, settings as lab_settings
+from pgha_lab.bare import lifecycle as bare_lifecycle
 from pgha_lab.build.pg_install import PG_INSTALL_CHOICES
 from pgha_lab.commands._common import lab_context
 from pgha_lab.errors import LabError
@@ -40,6 +41,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "so `chaos fill-disk` can fill it for real; 'off' for plain Docker volumes (a new lab only: "
                         "data cannot move in place) (default: the lab's last, else off)")
     p.add_argument("--etcd-nodes", type=int, default=None, help="etcd members: 1, 3 or 5 (default 3)")
+    p.add_argument("--bare", nargs="?", const="on", default=None, metavar="on|off",
+                   help="nodes that boot systemd like freshly installed Ubuntu VMs, software installed and nothing "
+                        "configured: build the cluster yourself, or with `pgha-lab export ansible` (README "
+                        "\"Build it yourself\"); 'off' for the ready lab (default: the lab's last, else off)")
     p.add_argument("--subnet", default=None, help="lab network (default 192.168.56.0/24, like a VirtualBox host-only network)")
     p.add_argument("--publish-ports", default=None, metavar="PRIMARY,REPLICAS,STATS",
                    help="host ports on 127.0.0.1 for HAProxy (default 5432,5433,8404); 'off' publishes nothing")
@@ -72,6 +77,12 @@ def _disk_size(text: str | None, current: int | None) -> int | None:
     return None if text.strip().lower() == "off" else disks.parse_size(text)
 
 
+def _bare(text: str | None, current: bool) -> bool:
+    if text is None:
+        return current
+    return lab_settings.on_off(text, "--bare")
+
+
 def requested_topology(args: argparse.Namespace, current: Topology) -> Topology:
     """The saved topology with whatever the user changed on the command line."""
     published = _parse_published(args.publish_ports, current.published) if args.publish_ports else current.published
@@ -81,7 +92,8 @@ def requested_topology(args: argparse.Namespace, current: Topology) -> Topology:
             subnet=args.subnet or str(current.subnet), prefix=current.prefix, project=current.project,
             published=published, scope=current.scope,
             haproxy_nodes=getattr(args, "haproxy_nodes", None) or len(current.haproxies),
-            db_disk_size=_disk_size(getattr(args, "disk_size", None), current.db_disk_size))
+            db_disk_size=_disk_size(getattr(args, "disk_size", None), current.db_disk_size),
+            bare=_bare(getattr(args, "bare", None), current.bare))
     except TopologyError as exc:
         raise LabError(str(exc)) from None
 
@@ -108,8 +120,16 @@ def cmd_up(args: argparse.Namespace) -> int:
             and ctx.docker.volumes()):
         raise LabError("the db nodes' data cannot move to disks of another size in place; run `pgha-lab down "
                        "--volumes` first, then `up` with the new --disk-size.")
+    if ctx.topology.bare != current.topology.bare and ctx.paths.topology_file.exists() and ctx.docker.containers():
+        raise LabError("a lab cannot switch between bare and ready nodes in place; run `pgha-lab down --volumes` "
+                       "first, then `up` with --bare" + (" off." if current.topology.bare else "."))
     lab_settings.requested(ctx.settings, **request).validate(len(ctx.topology.db))
     progress = Progress(stream=sys.stderr)
+    if ctx.topology.bare:
+        bare = bare_lifecycle.bring_up(ctx, profile=args.profile, pg_install=args.pg_install, progress=progress,
+                                       deadline_s=args.timeout, settings=request)
+        print(json.dumps(bare.as_dict(), indent=2) if args.json else bare.text())
+        return 0
     outcome = lifecycle.bring_up(ctx, profile=args.profile, pg_install=args.pg_install,
                                  progress=progress, deadline_s=args.timeout, settings=request)
     topo = ctx.topology

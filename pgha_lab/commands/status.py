@@ -13,6 +13,7 @@ from rich.live import Live
 from rich.text import Text
 
 from pgha_lab import disks, settings as lab_settings, vip
+from pgha_lab.bare import status as bare_status
 from pgha_lab.commands._common import lab_context
 from pgha_lab.context import LabContext
 from pgha_lab.errors import LabError
@@ -83,6 +84,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         raise LabError(f"--watch takes a refresh interval in seconds above 0, not {args.watch:g}.")
     if not ctx.docker.containers():
         raise LabError(f"lab {topo.project!r} is not running; start it with `pgha-lab up`.")
+    if topo.bare:   # what each node runs, and the cluster's tables for what is built
+        return show_bare(ctx, args)
     console = console_for(sys.stdout)
     if args.watch and not args.json and console.is_terminal:
         return watch_in_place(ctx, args.watch, console)
@@ -93,6 +96,15 @@ def cmd_status(args: argparse.Namespace) -> int:
             print(json.dumps({**{k: [asdict(x) for x in v] for k, v in snap.items()}, **doc}, indent=2))
         else:
             print(render_text(topo, snap, text))
+        if not args.watch:
+            return 0
+        time.sleep(args.watch)   # a display refresh interval, not a wait for readiness
+
+
+def show_bare(ctx: LabContext, args: argparse.Namespace) -> int:
+    while True:
+        snap = bare_status.snapshot(ctx)
+        print(json.dumps(bare_status.as_dict(snap), indent=2) if args.json else bare_status.render_text(ctx, snap))
         if not args.watch:
             return 0
         time.sleep(args.watch)   # a display refresh interval, not a wait for readiness

@@ -14,7 +14,7 @@ import yaml
 from pgha_lab import disks, node_paths as NP
 from pgha_lab import tls
 from pgha_lab.fsutil import write_if_changed
-from pgha_lab.gateway import IMAGES, LABEL_NODE, LABEL_PROJECT, LABEL_ROLE, edge_network_name, volume_key
+from pgha_lab.gateway import BARE_IMAGES, IMAGES, LABEL_NODE, LABEL_PROJECT, LABEL_ROLE, edge_network_name, volume_key
 from pgha_lab.paths import LabPaths
 from pgha_lab.render import node_mounts
 from pgha_lab.topology import Node, Role, Topology
@@ -59,6 +59,8 @@ def _healthcheck(node: Node, topo: Topology) -> dict[str, Any]:
 
 
 def _service(node: Node, topo: Topology, paths: LabPaths, compose_dir: Path) -> dict[str, Any]:
+    if topo.bare:
+        return _bare_service(node, topo)
     node_dir = paths.node_dir(node.name)
     volumes = [f"{_rel(node_dir / name, compose_dir)}:{target}:ro" for name, target in node_mounts(node, topo)]
     volumes.append(f"{_rel(node_dir / 'tls', compose_dir)}:{NP.TLS_MOUNT}:ro")
@@ -94,6 +96,42 @@ def _service(node: Node, topo: Topology, paths: LabPaths, compose_dir: Path) -> 
             networks[EDGE_NET] = {}
             svc["ports"] = ports
     svc["volumes"] = volumes
+    return svc
+
+
+def _bare_service(node: Node, topo: Topology) -> dict[str, Any]:
+    """A bare node (`up --bare`): systemd as PID 1, as on a freshly installed VM, and nothing from the
+    host but its data volume; the learner or the exported playbook configures it."""
+    svc: dict[str, Any] = {
+        "image": BARE_IMAGES[node.role.value],
+        "container_name": topo.container_name(node),
+        # No hostname: the node boots as "ubuntu", like a VM made from a template (images/bare/boot).
+        "networks": {LAB_NET: {"ipv4_address": str(node.address)}},
+        "labels": {LABEL_PROJECT: topo.project, LABEL_NODE: node.name, LABEL_ROLE: node.role.value},
+        # The least systemd boots with (measured on cgroup v1; see README "Build it yourself"): its own
+        # cgroup namespace, and CAP_SYS_ADMIN to mount its cgroup hierarchy (and, on a cgroup v2 host,
+        # to remount the namespace's read-only one writable: images/bare/boot) and the units' private
+        # mounts. NET_ADMIN as on every lab node: chaos cuts links from inside.
+        "cap_add": ["SYS_ADMIN", "NET_ADMIN"],
+        "cgroup": "private",
+        # Docker's default AppArmor profile denies mount(2) even with CAP_SYS_ADMIN; a no-op where
+        # AppArmor is off (as on the host this was measured on).
+        "security_opt": ["apparmor=unconfined"],
+        "tmpfs": ["/run", "/run/lock"],
+        # systemd's shutdown signal: `docker stop` stops every unit in order, as a VM's shutdown does.
+        "stop_signal": "SIGRTMIN+3",
+        "stop_grace_period": STOP_GRACE[node.role],
+    }
+    if node.role is Role.ETCD:
+        svc["volumes"] = [f"{volume_key(node.name)}:{NP.ETCD_DATA_ROOT}"]
+    elif node.role is Role.DB:
+        svc["volumes"] = [f"{volume_key(node.name)}:{NP.PG_HOME}"]
+        svc["shm_size"] = "256m"
+    else:
+        ports = [f"{topo.published.bind}:{host}:{inner}" for host, inner in topo.published_pairs()]
+        if ports:
+            svc["networks"][EDGE_NET] = {}
+            svc["ports"] = ports
     return svc
 
 

@@ -68,7 +68,7 @@ def test_round_trip_through_the_versioned_document():
 
 
 @pytest.mark.parametrize("change, sentence", [
-    ({"dbnodes": 3}, "the topology has an unknown key 'dbnodes'; the allowed keys are apiVersion, project, subnet, prefix, scope, dbNodes, etcdNodes, haproxyNodes, dbDiskSize, published."),
+    ({"dbnodes": 3}, "the topology has an unknown key 'dbnodes'; the allowed keys are apiVersion, project, subnet, prefix, scope, dbNodes, etcdNodes, haproxyNodes, dbDiskSize, bare, published."),
     ({"published": {"host": "127.0.0.1"}}, "published has an unknown key 'host'; the allowed keys are bind, primary, replicas, stats, enabled."),
     ({"published": ["127.0.0.1"]}, "published must be a mapping of keys such as bind and primary."),
     ({"published": {"primary": "5432"}}, "published ports must be whole numbers between 1 and 65535, not '5432'."),
