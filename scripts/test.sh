@@ -53,9 +53,9 @@ else
   .venv/bin/python -m tests.labkit   # the images built once, no test lab of an earlier run left
   echo "== images built or found up to date, leftover test labs removed, in $((SECONDS - t0)) s"
   phase images tests/images
-  phase labs -n "$workers" --dist loadgroup -m "not serial" tests/docker tests/lab tests/web
+  phase labs -n "$workers" --dist loadgroup -m "not serial" tests/docker tests/lab tests/bare tests/web
   .venv/bin/python -m tests.labkit   # no lab of the parallel phase left alive
-  phase serial -m serial tests/lab tests/web
+  phase serial -m serial tests/lab tests/bare tests/web
 fi
 echo "test.sh: $((SECONDS - started)) s in all; $([ "${#failed[@]}" -eq 0 ] && echo "every phase passed" || echo "failed: ${failed[*]}")"
 [ "${#failed[@]}" -eq 0 ]

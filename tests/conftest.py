@@ -19,7 +19,8 @@ from testcontainers.core.labels import LABEL_SESSION_ID, SESSION_ID  # noqa: E40
 from pgha_lab.paths import LabPaths
 from pgha_lab.topology import Topology
 from pgha_lab.wait import wait_until
-from tests.labkit import KEEP, PORTS, PROJECT, SUBNET, LabUnderTest, remove_leftovers
+from tests.labkit import BARE_PROJECT, BARE_SUBNET, KEEP, PORTS, PROJECT, SUBNET, BareLabUnderTest, LabUnderTest, \
+    remove_leftovers
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -102,3 +103,25 @@ def lab(healthy_lab):
     healthy_lab.cli("chaos", "heal-all")
     wait_until(healthy_lab.ctx.health, 120, interval_s=1.0)
     healthy_lab.ensure_healthy()
+
+
+# -- the bare lab (`up --bare`), one per worker, shared by tests/bare -------------------------------
+@pytest.fixture(scope="session")
+def bare_images(built_images):
+    """The bare node images, built from the lab images once per session."""
+    from pgha_lab.bare import images
+    images.ensure_built(LabPaths(home=REPO))
+
+
+@pytest.fixture(scope="session")
+def bare_lab(docker_client, bare_images):
+    """The slot's bare lab, booted; tests that need it unconfigured or configured ask for
+    `fresh_bare_lab` or `configured_bare_lab` (tests/bare/conftest.py)."""
+    if not KEEP:
+        remove_leftovers(BARE_PROJECT)
+    paths = LabPaths(home=REPO, project=BARE_PROJECT)
+    lab = BareLabUnderTest(paths, Topology.build(project=BARE_PROJECT, subnet=BARE_SUBNET, bare=True))
+    lab.up()
+    yield lab
+    if not KEEP:
+        remove_leftovers(BARE_PROJECT)

@@ -40,13 +40,23 @@ DISK_SIZE = 2 << 30
 KEEP = os.environ.get("PGHA_TEST_KEEP_LAB") == "1"
 
 
+def bare_project_for(slot: int) -> str:
+    """The bare lab of a slot (`up --bare`): its own project, and subnet 10.58.<slot>, beside the ready one."""
+    return f"pgha-lab-bare{slot}"
+
+
+BARE_PROJECT = bare_project_for(SLOT)
+BARE_SUBNET = f"10.58.{SLOT}.0/24"
+
+
 @dataclass
 class LabUnderTest:
     paths: LabPaths
     topo: Topology
 
     def cli(self, *args: str, check: bool = True, timeout: float = 900) -> subprocess.CompletedProcess:
-        proc = subprocess.run([sys.executable, "-m", "pgha_lab", "--home", str(REPO), "--project", PROJECT, *args],
+        proc = subprocess.run([sys.executable, "-m", "pgha_lab", "--home", str(REPO), "--project", self.paths.project,
+                               *args],
                               capture_output=True, text=True, timeout=timeout)
         if check and proc.returncode != 0:
             raise AssertionError(f"pgha-lab {' '.join(args)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
@@ -83,6 +93,18 @@ class LabUnderTest:
         return self.ctx.secrets.superuser_password
 
 
+@dataclass
+class BareLabUnderTest(LabUnderTest):
+    """The slot's bare lab: nodes booting systemd, nothing configured until a test runs the playbook."""
+
+    def up(self) -> subprocess.CompletedProcess:
+        return self.cli("up", "--bare", "--profile", "fast", "--subnet", BARE_SUBNET, "--publish-ports", "off")
+
+    def sh(self, node: str, script: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess:
+        """A shell command inside a node, as root (what `pgha-lab exec NODE -- sh -c ...` runs)."""
+        return self.ctx.docker.exec(node, "sh", "-c", script, check=check, timeout=timeout)
+
+
 def remove_leftovers(project: str = PROJECT) -> None:
     """Whatever an earlier, interrupted run left: containers, volumes, networks of the test project,
     and its saved topology (a test may have grown the lab), so the next `up` builds the usual shape."""
@@ -98,11 +120,12 @@ def prepare() -> None:
     """Before the parallel phase (scripts/test.sh): the images built once, so no two workers build
     them at once, and no lab left by an earlier run in any of this checkout's ten slots, so every
     worker starts from nothing and the serial phase finds no other lab alive."""
-    from pgha_lab.build import images
-    images.ensure_built(LabPaths(home=REPO))
+    from pgha_lab.bare import images
+    images.ensure_built(LabPaths(home=REPO))   # the lab images, then the bare ones made from them
     if not KEEP:
         for slot in range(10 * CHECKOUT_SLOT, 10 * CHECKOUT_SLOT + 10):
             remove_leftovers(project_for(slot))
+            remove_leftovers(bare_project_for(slot))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,137 @@
+"""A bare lab (`up --bare`) is a set of freshly installed Ubuntu 24.04 VMs: systemd is PID 1 and
+runs, the software is where Ubuntu puts it, and nothing is configured or listening."""
+from __future__ import annotations
+
+import json
+import subprocess
+
+import pytest
+
+from pgha_lab.topology import Role
+
+# One bare lab for all of them: the tests stay on one worker (test.sh runs --dist loadgroup).
+pytestmark = pytest.mark.xdist_group("bare")
+LAB_PORTS = (2379, 2380, 5432, 8008, 8404)
+
+
+def listening_ports(lab, node: str) -> set[int]:
+    """TCP ports in LISTEN on the node (IPv4 and IPv6), read from /proc like `ss -ltn`."""
+    out = lab.sh(node, "cat /proc/net/tcp /proc/net/tcp6").stdout
+    ports = set()
+    for line in out.splitlines()[1:]:
+        fields = line.split()
+        if len(fields) > 3 and fields[3] == "0A":   # TCP_LISTEN
+            ports.add(int(fields[1].rsplit(":", 1)[1], 16))
+    return ports
+
+
+def test_every_node_boots_systemd_and_nothing_listens(fresh_bare_lab):
+    lab = fresh_bare_lab
+    for node in lab.ctx.topology.nodes:
+        assert lab.sh(node.name, "cat /proc/1/comm").stdout.strip() == "systemd", node.name
+        assert lab.sh(node.name, "systemctl is-system-running").stdout.strip() == "running", node.name
+        assert not listening_ports(lab, node.name) & set(LAB_PORTS), node.name
+        # As VMs made from one template: named "ubuntu" until someone names them.
+        assert lab.sh(node.name, "hostname").stdout.strip() == "ubuntu"
+
+
+def test_software_is_where_ubuntu_puts_it_and_nothing_is_configured(fresh_bare_lab):
+    lab = fresh_bare_lab
+    topo = lab.ctx.topology
+    for node in topo.nodes:
+        lab.sh(node.name, "command -v openssl python3 sudo nano vi >/dev/null")
+        # No certificate, key or service configuration of the lab anywhere.
+        found = lab.sh(node.name, "find /etc /var/lib /opt -name '*.key' -o -name '*.pem' -o -name 'ca.crt' "
+                                  "-o -name etcd.conf.yml -o -name config.yml 2>/dev/null").stdout.split()
+        assert [f for f in found if not f.startswith("/etc/ssl/")] == [], node.name
+        if node.role is Role.ETCD:
+            assert "etcd Version: 3.4.30" in lab.sh(node.name, "etcd --version").stdout
+            assert lab.sh(node.name, "systemctl is-enabled etcd", check=False).stdout.strip() == "disabled"
+            lab.sh(node.name, "test ! -e /var/lib/etcd/default && test -z \"$(ls -A /var/lib/etcd)\"")
+        elif node.role is Role.DB:
+            assert "(PostgreSQL) 18." in lab.sh(node.name, "/usr/lib/postgresql/18/bin/postgres --version").stdout
+            lab.sh(node.name, "test ! -e /var/lib/postgresql/18/main && test ! -e /etc/patroni && test ! -e /opt/patroni")
+            lab.sh(node.name, "getent passwd postgres >/dev/null && test -d /run/postgresql")
+        else:
+            assert "HAProxy version 2.8." in lab.sh(node.name, "haproxy -v").stdout
+            assert lab.sh(node.name, "systemctl is-enabled haproxy", check=False).stdout.strip() == "disabled"
+
+
+def test_patroni_is_not_there_until_the_course_s_pip_install_works_offline(fresh_bare_lab):
+    lab = fresh_bare_lab
+    node = lab.ctx.topology.db[0].name
+    missing = lab.sh(node, "python3 -c 'import patroni'", check=False)
+    assert missing.returncode != 0 and "No module named 'patroni'" in missing.stderr
+    # Offline for real: the lab network is internal (Docker drops whatever would leave it) and the
+    # node has no other network.
+    net = lab.ctx.topology.network_name
+    assert subprocess.run(["docker", "network", "inspect", "-f", "{{.Internal}}", net], capture_output=True,
+                          text=True, check=True).stdout.strip() == "true"
+    nets = subprocess.run(["docker", "inspect", "-f", "{{json .NetworkSettings.Networks}}",
+                           lab.ctx.topology.container_name(node)], capture_output=True, text=True, check=True).stdout
+    assert list(json.loads(nets)) == [net]
+    try:
+        # The course's commands, as typed.
+        lab.sh(node, "python3 -m venv /opt/patroni && /opt/patroni/bin/pip install 'patroni[psycopg3,etcd3]'",
+               timeout=600)
+        assert lab.sh(node, "/opt/patroni/bin/patroni --version").stdout.strip() == "patroni 4.1.5"
+        frozen = set(lab.sh(node, "/opt/patroni/bin/pip freeze").stdout.split())
+        assert {"patroni==4.1.5", "psycopg==3.3.9", "python-etcd==0.4.5"} <= frozen
+        lab.sh(node, "/opt/patroni/bin/python -c 'import patroni.dcs.etcd3, psycopg'")
+    finally:
+        lab.sh(node, "rm -rf /opt/patroni")
+
+
+def test_status_says_what_is_there_and_what_is_not_configured_yet(fresh_bare_lab):
+    lab = fresh_bare_lab
+    proc = lab.cli("status")
+    for part in ("etcd: not configured yet", "Patroni: not configured yet", "HAProxy: not configured yet"):
+        assert part in proc.stdout
+    assert "unreachable" not in proc.stdout and "stale" not in proc.stdout and not proc.stderr
+    doc = json.loads(lab.cli("status", "--json").stdout)
+    assert doc["bare"] is True and doc["etcd"] is None and doc["members"] is None
+    assert {n["node"]: (n["system"], n["configured"]) for n in doc["nodes"]} == {
+        n.name: ("running", False) for n in lab.ctx.topology.nodes}
+
+
+def shutdowns(lab, node: str) -> int:
+    """How often the node's systemd reached its shutdown target (the journal persists in /var/log/journal)."""
+    out = lab.sh(node, "journalctl --no-pager -q -o cat | grep -c 'Reached target shutdown.target' || true").stdout
+    return int(out.strip() or 0)
+
+
+def exit_code(lab, node: str) -> int:
+    return int(subprocess.run(["docker", "inspect", "-f", "{{.State.ExitCode}}", lab.ctx.topology.container_name(node)],
+                              capture_output=True, text=True, check=True).stdout)
+
+
+def test_docker_stop_shuts_down_through_systemd_and_kill_is_a_power_cut(fresh_bare_lab):
+    lab = fresh_bare_lab
+    node = lab.ctx.topology.haproxy
+    ctl = lab.ctx.docker
+    before = shutdowns(lab, node.name)
+    ctl.stop(node)
+    assert exit_code(lab, node.name) == 0
+    ctl.start(node)
+    lab.cli("up", "--bare")   # waits for systemd to finish booting again
+    assert shutdowns(lab, node.name) == before + 1
+    ctl.kill(node)
+    assert exit_code(lab, node.name) == 137   # SIGKILL to systemd: no unit was stopped
+    ctl.start(node)
+    lab.cli("up", "--bare")
+    assert shutdowns(lab, node.name) == before + 1
+
+
+def test_a_bare_lab_cannot_turn_ready_in_place(fresh_bare_lab):
+    proc = fresh_bare_lab.cli("up", "--bare", "off", check=False)
+    assert proc.returncode != 0
+    assert "cannot switch between bare and ready nodes in place" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+    assert fresh_bare_lab.ctx.topology.bare
+
+
+@pytest.mark.parametrize("flags", [["--haproxy-nodes", "2"], ["--disk-size", "2G"]])
+def test_bare_lab_shapes_it_cannot_have_are_refused(fresh_bare_lab, flags):
+    proc = fresh_bare_lab.cli("up", "--bare", *flags, check=False)
+    assert proc.returncode != 0 and "a bare lab has one HAProxy node" in proc.stderr
+    assert fresh_bare_lab.ctx.topology.haproxy2 is None and fresh_bare_lab.ctx.topology.db_disk_size is None
