@@ -425,7 +425,18 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, dict[str, float | None]]:
     return out
 
 
+FLOWING_STRETCH_SHARE = 0.5   # no stretch of the window longer than this share of it without an acknowledgement
+
+
 def writes_flowing(attempts: Iterable[Attempt], now_s: float, window_s: float) -> bool:
-    """Every attempt that finished in the last `window_s` seconds was acknowledged (and there was one)."""
-    recent = [a for a in attempts if a.end_s >= now_s - window_s]
-    return bool(recent) and all(a.ok for a in recent)
+    """Writes flow at the writer's rhythm: every attempt that finished in the last `window_s` seconds
+    was acknowledged, and acknowledgements came all through the window, none of its stretches (its
+    start to the first, one to the next, the last to now) longer than FLOWING_STRETCH_SHARE of it.
+    One or two acknowledgements between hung attempts are not writes flowing: they would call a
+    recovery that has not happened, and the drill would heal before the outage ended."""
+    start = now_s - window_s
+    recent = [a for a in attempts if a.end_s >= start]
+    if not recent or not all(a.ok for a in recent):
+        return False
+    moments = [start, *sorted(a.end_s for a in recent), now_s]
+    return max(b - a for a, b in zip(moments, moments[1:])) <= FLOWING_STRETCH_SHARE * window_s

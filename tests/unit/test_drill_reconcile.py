@@ -343,3 +343,16 @@ def test_writes_flow_only_when_every_recent_attempt_was_acknowledged():
     assert not at(3.2)     # failures inside the window
     assert at(4.5)
     assert not at(9.0)     # nothing finished lately
+
+
+def test_one_or_two_acknowledgements_between_hung_attempts_are_not_writes_flowing():
+    # Commits that hang and then succeed (a synchronous standby gone, statement_timeout 2 s): every
+    # attempt of the last second acknowledged, but one or two of them where the writer makes twenty.
+    one = [Attempt(1, 5.0, 6.9, True, server="dbnode1")]
+    two = [Attempt(1, 5.0, 6.7, True, server="dbnode1"), Attempt(2, 6.7, 7.45, True, server="dbnode1")]
+    for acks in (one, two):
+        assert not rc.writes_flowing(acks, now_s=7.5, window_s=1.0), acks
+    # The writer's usual rhythm after them: flowing once a whole window of it has passed.
+    steady = two + [Attempt(10 + i, 7.5 + 0.05 * i, 7.51 + 0.05 * i, True, server="dbnode1") for i in range(40)]
+    assert not rc.writes_flowing([a for a in steady if a.end_s <= 7.8], now_s=7.8, window_s=1.0)
+    assert rc.writes_flowing([a for a in steady if a.end_s <= 8.6], now_s=8.6, window_s=1.0)
