@@ -92,9 +92,9 @@ class DrillResult:
         over the bound and a lab left unhealthy. The report and the exit code both read this."""
         f = self.findings
         out = f.problems() if f else []
-        if not self.recovered and not self.scenario.hold:
-            out.append(("did not hold as expected: " if self.fault.holds else "no recovery before healing: ")
-                       + self.recovery_note)
+        if not self.recovered:
+            out.append(("did not hold as expected: " if self.fault.holds or self.scenario.hold
+                        else "no recovery before healing: ") + self.recovery_note)
         if self.within_bound is False and f and f.downtime and f.unresumed is None:   # unresumed: said above
             out.append(f"write downtime {f.downtime.seconds:.2f}s over the bound of {self.bound_s:.1f}s "
                        f"({self.scenario.bound_text})")
@@ -109,6 +109,9 @@ class DrillResult:
         figs["timeline_before"] = self.findings.timeline_before if self.findings else None
         figs["timeline_after"] = self.findings.timeline_after if self.findings else None
         return figs
+
+
+HOLD_GRACE_S = 15.0
 
 
 def _poll(predicate: Callable[[], bool], deadline_s: float) -> bool:
@@ -211,22 +214,30 @@ def run_drill(lab: LabContext, scenario: Scenario, run: str, opts: DrillOptions 
                  else f"Waiting for recovery (writes flowing{' on a new leader' if scenario.leader_changes else ''})")
         with progress.step(title):
             check = result.fault.check
+            last: list[Verdict] = []   # the check's latest reading, for the note
 
             def recovered() -> bool:
                 since = clock.now() - result.fault_s
                 if since < observe:
                     return False
-                if scenario.hold:
-                    return True
                 v = check() if check else None
                 if v is not None:
                     progress.detail(v.reason)
+                    last[:] = [v]
+                if scenario.hold:   # the fault's own outcome (e.g. the primary demoted), seen before healing
+                    return v is None or v.ok
                 if result.fault.holds:   # held as expected is the outcome: no writes to wait for
                     return v is not None and v.ok
                 return (v is None or v.ok) and flowing()
-            result.recovered = _poll(recovered, deadline)
-            if scenario.hold:
-                result.recovery_note = f"held the fault for {observe:.0f}s (no recovery expected before healing)"
+            # A hold scenario's outcome comes within its watch (the primary demotes within ttl), so it
+            # gets a short grace after it, not a failover's bound.
+            result.recovered = _poll(recovered, observe + HOLD_GRACE_S if scenario.hold else deadline)
+            seen = f": {last[0].reason}" if last else ""
+            if scenario.hold and not result.recovered:
+                result.recovery_note = (f"{observe + HOLD_GRACE_S:.0f}s into the fault, {result.fault.expected!r} "
+                                        f"had not happened{seen}")
+            elif scenario.hold:
+                result.recovery_note = f"held the fault for {observe:.0f}s (no recovery expected before healing){seen}"
             elif result.recovered and result.fault.holds:
                 result.recovery_note = f"held as expected ({result.fault.expected})"
             elif result.recovered:

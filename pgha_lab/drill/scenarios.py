@@ -108,6 +108,8 @@ def _quorum_loss_member_cut(lab: LabContext) -> Fault:
     fault.extra_targets.append(replica)
     fault.expected = ("no etcd quorum and a member unreachable: the primary cannot confirm every member, so it "
                       "demotes even with failsafe_mode on")
+    # The etcd kill's own check expects failsafe to keep the primary when it is on; not with a member cut.
+    fault.check = ex.no_primary(lab)
     return fault
 
 
