@@ -8,7 +8,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from typing import Callable
 
-from pgha_lab import health
+from pgha_lab import health, node_paths
 from pgha_lab.chaos import rules, sql, state
 from pgha_lab.render.keepalived import failover_bound_s as vip_failover_bound_s
 from pgha_lab import vip
@@ -92,25 +92,66 @@ def restarted_since(ctx: LabContext, node: Node, since: datetime,
     return check
 
 
+@dataclass(frozen=True)
+class RoleReading:
+    """What a db node said of itself: Patroni's GET /patroni (code 0: no answer), or, for a node off
+    the lab network, its console's pg_is_in_recovery() ("t", "f", or "" when PostgreSQL did not answer)."""
+    node: str
+    container: str               # docker's status: running, paused, exited, ...
+    code: int = 0
+    role: str = ""
+    state: str = ""
+    console_in_recovery: str | None = None   # asked on the console only when the node is off the network
+
+
+def judge_demoted(readings: list[RoleReading]) -> Verdict:
+    """No db node is a primary, each confirmed: powered off, or running PostgreSQL read-only (Patroni
+    says state running and a replica role; on the console, pg_is_in_recovery() is t). A node whose
+    PostgreSQL is stopped, starting or crashed has not demoted to read-only (reads on 5433 need it);
+    a running node that does not answer may still be a primary nobody can see."""
+    for r in readings:
+        if r.container in ("exited", "created", "missing"):
+            continue
+        if r.console_in_recovery is not None:
+            if r.console_in_recovery == "t":
+                continue
+            said = "f: it still runs as a primary" if r.console_in_recovery == "f" else "no answer from PostgreSQL"
+            return Verdict(False, f"{r.node} is off the lab network and its console says pg_is_in_recovery() = "
+                                  f"{said}", r.node)
+        if r.code == 0:
+            return Verdict(False, f"{r.node} does not answer its REST API, so its demotion is not confirmed", r.node)
+        if r.role in ("primary", "master"):
+            return Verdict(False, f"{r.node} still answers as primary", r.node)
+        if r.state != "running":
+            return Verdict(False, f"{r.node}'s PostgreSQL is {r.state or 'not reported'}, not running read-only: "
+                                  f"its demotion is not confirmed", r.node)
+    return Verdict(True, "every db node is powered off or runs PostgreSQL read-only")
+
+
+def read_roles(ctx: LabContext) -> list[RoleReading]:
+    out = []
+    for n in ctx.topology.db:
+        st = ctx.docker.state(n)
+        if st.running and not st.on_lab_network:
+            # Cut off: asked on its console (docker exec), as one reaches a VM whose network is gone.
+            proc = ctx.docker.exec(n, "psql", "-h", node_paths.PG_RUN, "-tAc", "select pg_is_in_recovery()",
+                                   user="postgres", check=False)
+            out.append(RoleReading(n.name, st.status, console_in_recovery=proc.stdout.strip()))
+            continue
+        code, doc = ctx.probe.rest(n, "/patroni") if st.status not in ("exited", "created", "missing") else (0, {})
+        out.append(RoleReading(n.name, st.status, code, str(doc.get("role", "")), str(doc.get("state", ""))))
+    return out
+
+
 def no_primary(ctx: LabContext) -> Callable[[], Verdict]:
     def check() -> Verdict:
-        codes = {n.name: ctx.probe.rest(n, "/primary")[0] for n in ctx.topology.db}
-        primaries = [name for name, code in codes.items() if code == 200]
-        if primaries:
-            return Verdict(False, f"{', '.join(primaries)} still answers as primary")
-        # Demoted means the node answers and says it is not primary (503). A running node that does
-        # not answer (code 0) may still be a primary we cannot see (frozen, cut off); only a node
-        # that is powered off or gone is certainly not one.
-        silent = [n for n in ctx.topology.db
-                  if codes[n.name] == 0 and ctx.docker.state(n).status not in ("exited", "created", "missing")]
-        if silent:
-            names = ", ".join(n.name for n in silent)
-            return Verdict(False, f"{names} does not answer its REST API, so its demotion is not confirmed",
-                           silent[0].name)
+        verdict = judge_demoted(read_roles(ctx))
+        if not verdict.ok:
+            return verdict
         up = health.servers_up(ctx.probe.haproxy())
         if up:
             return Verdict(False, f"HAProxy's 5432 still routes to {', '.join(up)}")
-        return Verdict(True, "no node accepts writes and HAProxy's 5432 has no server")
+        return Verdict(True, "no node accepts writes (each is read-only or powered off) and HAProxy's 5432 has no server")
     return check
 
 

@@ -191,3 +191,29 @@ def test_a_slow_link_is_read_back_from_tcs_own_listing():
     peer = "qdisc htb 1: dev eth0 root refcnt 3 r2q 10 default 0 direct_packets_stat 43 direct_qlen 1000\n"
     assert slow_rate(slowed) == 7_346_000
     assert slow_rate(peer) is None and slow_rate("qdisc noqueue 0: dev eth0 root refcnt 2\n") is None
+
+
+# -- "demoted": what the no-primary check accepts as a node that no longer takes writes ----------
+def test_a_stopped_postgres_is_not_a_demoted_one():
+    from pgha_lab.chaos.expectations import RoleReading, judge_demoted
+    read_only = RoleReading("dbnode2", "running", 200, "replica", "running")
+    # Patroni answers (its /primary says 503) but PostgreSQL does not run: no reads on 5433 either.
+    for state in ("stopped", "starting", "crashed", "start failed"):
+        verdict = judge_demoted([RoleReading("dbnode1", "running", 200, "replica", state), read_only])
+        assert not verdict.ok and verdict.culprit == "dbnode1" and state in verdict.reason, verdict
+    assert judge_demoted([RoleReading("dbnode1", "running", 200, "replica", "running"), read_only]).ok
+
+
+def test_demoted_needs_every_node_to_say_so_or_be_powered_off():
+    from pgha_lab.chaos.expectations import RoleReading, judge_demoted
+    read_only = RoleReading("dbnode2", "running", 200, "replica", "running")
+    still = judge_demoted([RoleReading("dbnode1", "running", 200, "primary", "running"), read_only])
+    assert not still.ok and "still answers as primary" in still.reason
+    frozen = judge_demoted([RoleReading("dbnode1", "paused"), read_only])
+    assert not frozen.ok and "does not answer" in frozen.reason
+    assert judge_demoted([RoleReading("dbnode1", "exited"), read_only]).ok
+    # Off the lab network: its console's answer decides.
+    assert judge_demoted([RoleReading("dbnode1", "running", console_in_recovery="t"), read_only]).ok
+    for answer in ("f", ""):
+        cut = judge_demoted([RoleReading("dbnode1", "running", console_in_recovery=answer), read_only])
+        assert not cut.ok and "console" in cut.reason, cut
