@@ -3,13 +3,15 @@ mode on, write downtime inside the bound the profile implies, a report whose JSO
 ledger CSV, and a lab left healthy."""
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from pgha_lab import health
-from pgha_lab.drill import ledger, reconcile, sampler
+from pgha_lab.drill import ledger
 from pgha_lab.drill.scenarios import SCENARIOS
 
 pytestmark = [pytest.mark.docker, pytest.mark.lab]
@@ -37,25 +39,82 @@ def assert_lab_healthy(lab) -> None:
     assert verdict.ok, verdict.reason
 
 
-def check_report(folder: Path, bound_s: float | None, allowed_problem: str | None = None) -> dict:
+def csv_rows(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def primary_runs(samples: list[dict[str, str]]) -> dict[str, list[tuple[float, float]]]:
+    """Per db node, (first, last) time of each run of consecutive readings in which it answered as a
+    running primary."""
+    runs: dict[str, list[tuple[float, float]]] = {}
+    open_run: dict[str, list[float]] = {}
+    for s in sorted((s for s in samples if s["source"] == "patroni"), key=lambda s: float(s["t_s"])):
+        t, node = float(s["t_s"]), s["node"]
+        if not s["error"] and s["value"] in ("primary", "master") and s["state"] == "running":
+            open_run.setdefault(node, [t, t])[1] = t
+        elif node in open_run:
+            runs.setdefault(node, []).append(tuple(open_run.pop(node)))
+    for node, (a, b) in open_run.items():
+        runs.setdefault(node, []).append((a, b))
+    return runs
+
+
+def table_ids(lab, run: str) -> list[int]:
+    """The drill's rows as the primary holds them, read here through HAProxy, not by the drill."""
+    with psycopg.connect(lab.dsn(), password=lab.password(), connect_timeout=5) as conn:
+        return [r[0] for r in conn.execute(f"select id from {ledger.TABLE} where run = %s", (run,)).fetchall()]
+
+
+def check_report(lab, folder: Path, bound_s: float | None, allowed_problem: str | None = None) -> dict:
+    """The report against figures worked out here from its raw ledger and samples, and the table read
+    again, with none of the reconciler's functions: an error in those must not cancel out."""
     for name in ("report.md", "report.json", "ledger.csv", "samples.csv", "timeline.png"):
         assert (folder / name).is_file(), f"{name} missing from {folder}"
     assert (folder / "timeline.png").read_bytes()[:4] == b"\x89PNG"
     doc = json.loads((folder / "report.json").read_text())
     figs = doc["figures"]
-    attempts = ledger.read_csv(folder / "ledger.csv")
-    samples = sampler.read_csv(folder / "samples.csv")
+    rows = csv_rows(folder / "ledger.csv")
+    samples = csv_rows(folder / "samples.csv")
+    fault_s = doc["findings"]["phases"]["fault_s"]
+    acked = [r for r in rows if r["ok"] == "True"]
+    assert figs["attempts"] == len(rows) and figs["acknowledged"] == len(acked)
+    assert len(acked) >= 50, "the writer hardly wrote: the figures would prove nothing"
 
-    # The JSON agrees with the raw ledger it was computed from.
-    assert figs["attempts"] == len(attempts)
-    assert figs["acknowledged"] == sum(a.ok for a in attempts)
-    gap = reconcile.longest_gap(attempts, ending_after_s=doc["findings"]["phases"]["fault_s"])
-    assert gap is not None and not gap.open, "writes had not resumed by the end of the drill"
-    assert figs["write_downtime_s"] == pytest.approx(gap.seconds, abs=1e-3)
-    assert figs["non_leader_acks"] == len(reconcile.non_leader_acks(attempts, samples))
-    assert figs["split_brain_intervals"] == len(reconcile.merged(reconcile.two_primaries(samples)))
-    assert doc["findings"]["lost"] == [] and figs["lost_writes"] == 0, "acknowledged writes lost with synchronous mode on"
-    assert figs["duplicate_writes"] == 0
+    # Write downtime: the longest stretch between two consecutive acknowledgements ending after the
+    # fault; and writes had resumed: acknowledgements up to the last second of the ledger.
+    ends = sorted(float(r["end_s"]) for r in acked)
+    longest = max(b - a for a, b in zip(ends, ends[1:]) if b > fault_s)
+    assert figs["write_downtime_s"] == pytest.approx(longest, abs=2e-3)
+    assert max(float(r["end_s"]) for r in rows) - ends[-1] < 1.0, "writes had not resumed by the end of the drill"
+
+    # Every acknowledged write is in the table once; nothing else of this run is.
+    held = table_ids(lab, doc["run"])
+    acked_ids = {int(r["id"]) for r in acked}
+    missing = acked_ids - set(held)
+    assert not missing and figs["lost_writes"] == 0, f"acknowledged writes lost with synchronous mode on: {sorted(missing)[:10]}"
+    assert len(held) == len(set(held)) and figs["duplicate_writes"] == 0
+    assert set(held) <= {int(r["id"]) for r in rows}
+
+    # Each acknowledgement came from a node that said it was the running primary, or held the leader
+    # key, within half a second of it.
+    said_primary = [(float(s["t_s"]), s["node"]) for s in samples
+                    if s["source"] == "patroni" and not s["error"] and s["value"] in ("primary", "master")]
+    key_holder = [(float(s["t_s"]), s["value"]) for s in samples if s["source"] == "etcd" and not s["error"]]
+    unbacked = [r["id"] for r in acked if not any(
+        who == r["server"] and float(r["start_s"]) - 0.5 <= t <= float(r["end_s"]) + 0.5
+        for t, who in said_primary + key_holder)]
+    assert unbacked == [] and figs["non_leader_acks"] == 0, (unbacked[:10], doc["problems"])
+
+    # Two nodes answering as primary at once: overlapping runs of 'primary' readings.
+    runs = primary_runs(samples)
+    nodes = sorted(runs)
+    overlaps = [(a, b) for i, a in enumerate(nodes) for b in nodes[i + 1:]
+                for a0, a1 in runs[a] for b0, b1 in runs[b] if max(a0, b0) <= min(a1, b1)]
+    if allowed_problem is None:
+        assert overlaps == [] and figs["split_brain_intervals"] == 0, (overlaps, doc["problems"])
+    else:   # the report may see more (HAProxy's view too), never less than the raw readings show
+        assert not overlaps or figs["split_brain_intervals"] > 0, (overlaps, figs)
 
     # The bound comes from the profile's ttl (failovers only), loop_wait and HAProxy rise checks,
     # plus profiles.PROMOTE_S for PostgreSQL itself; scenarios without one carry none.
@@ -66,8 +125,6 @@ def check_report(folder: Path, bound_s: float | None, allowed_problem: str | Non
         assert figs["write_downtime_s"] <= bound_s, f"write downtime {figs['write_downtime_s']}s over the bound {bound_s:.1f}s"
         assert doc["bound"]["within"] is True
     assert all(allowed_problem and p.startswith(allowed_problem) for p in doc["problems"]), doc["problems"]
-    assert figs["split_brain_intervals"] == 0 or allowed_problem, doc["problems"]
-    assert figs["non_leader_acks"] == 0, doc["problems"]
     assert doc["healthy_after"] is True
     return doc
 
@@ -80,7 +137,7 @@ def test_switchover_drill_repeated(lab, tmp_path):
     assert len(out["runs"]) == 2 and out["summary"]["write_downtime_s"]["max"] <= SWITCHOVER_S
     olds = []
     for k, run in enumerate(out["runs"], start=1):
-        doc = check_report(folder / f"run-{k:02d}", SWITCHOVER_S)
+        doc = check_report(lab, folder / f"run-{k:02d}", SWITCHOVER_S)
         assert run["figures"] == doc["figures"]
         olds.append(doc["old_leader"])
         assert doc["findings"]["phases"]["new_leader_name"] not in ("", doc["old_leader"])
@@ -95,7 +152,7 @@ def test_switchover_drill_repeated(lab, tmp_path):
 def test_kill_leader_drill(lab, tmp_path):
     old = lab.probe().cluster().leader_name
     drill(lab, "kill-leader", tmp_path / "kill-leader")
-    doc = check_report(tmp_path / "kill-leader", FAILOVER_S)
+    doc = check_report(lab, tmp_path / "kill-leader", FAILOVER_S)
     ph = doc["findings"]["phases"]
     assert ph["new_leader_name"] not in ("", old)
     # The old leader's key can only go by expiring, about ttl (20 s on the fast profile) after its last
@@ -148,7 +205,7 @@ def test_a_thawed_leader_may_answer_as_primary_for_a_moment_but_takes_no_write(l
     proc = lab.cli("drill", scenario, "--json", "--out", str(tmp_path / scenario), check=False, timeout=900)
     assert proc.returncode in (0, 3), proc.stderr
     run = json.loads(proc.stdout)["runs"][0]
-    doc = check_report(tmp_path / scenario, FAILOVER_S, allowed_problem="split brain: two primaries at once")
+    doc = check_report(lab, tmp_path / scenario, FAILOVER_S, allowed_problem="split brain: two primaries at once")
     assert run["problems"] == doc["problems"]
     figs = doc["figures"]
     assert figs["non_leader_acks"] == 0 and figs["haproxy_stale_primary_s"] == 0
@@ -163,7 +220,7 @@ def test_drill_scenario(lab, tmp_path, scenario):
     bound_s, leader_changes = OTHER_SCENARIOS[scenario]
     old = lab.probe().cluster().leader_name
     out = drill(lab, scenario, tmp_path / scenario)
-    doc = check_report(tmp_path / scenario, bound_s)
+    doc = check_report(lab, tmp_path / scenario, bound_s)
     assert out["runs"][0]["figures"] == doc["figures"] and out["runs"][0]["problems"] == []
     assert doc["old_leader"] == old
     leader_after = next(m["name"] for m in doc["members_after"] if m["role"] == "leader")
