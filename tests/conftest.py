@@ -94,15 +94,25 @@ def healthy_lab(test_lab):
     return test_lab
 
 
+HEAL_DEADLINE_S = 120.0   # a healed lab recovers by itself: the old leader rewinds and rejoins
+
+
 @pytest.fixture()
 def lab(healthy_lab):
-    """A healthy lab before the test, put back together after it whatever the test broke. A
-    heal-all that fails is a finding, not something for the `up` after it to hide. A healed lab
-    mostly recovers by itself (the old leader rejoins), so `up` runs only if it has not in 2 minutes."""
+    """A healthy lab before the test, put back together after it whatever the test broke. A fault
+    that `chaos heal-all` does not heal is a finding: the test that left it fails (an error at its
+    teardown, naming what stayed broken), and only then `up` repairs the lab for the next test."""
     yield healthy_lab
-    healthy_lab.cli("chaos", "heal-all")
-    wait_until(healthy_lab.ctx.health, 120, interval_s=1.0)
-    healthy_lab.ensure_healthy()
+    try:
+        healed = healthy_lab.cli("chaos", "heal-all", check=False)
+        verdict = wait_until(healthy_lab.ctx.health, HEAL_DEADLINE_S, interval_s=1.0)
+    finally:
+        healthy_lab.ensure_healthy()
+    if healed.returncode != 0:
+        pytest.fail(f"`chaos heal-all` after the test exited {healed.returncode}: {healed.stderr.strip()}", pytrace=False)
+    if not verdict.ok:
+        pytest.fail(f"the lab did not heal within {HEAL_DEADLINE_S:.0f}s of `chaos heal-all` after the test: "
+                    f"{verdict.reason}", pytrace=False)
 
 
 # -- the bare lab (`up --bare`), one per worker, shared by tests/bare -------------------------------
