@@ -100,18 +100,25 @@ HEAL_DEADLINE_S = 120.0   # a healed lab recovers by itself: the old leader rewi
 @pytest.fixture()
 def lab(healthy_lab):
     """A healthy lab before the test, put back together after it whatever the test broke. A fault
-    that `chaos heal-all` does not heal is a finding: the test that left it fails (an error at its
-    teardown, naming what stayed broken), and only then `up` repairs the lab for the next test."""
+    that heal-all does not heal is a finding: the test that left it fails (an error at its
+    teardown, naming what stayed broken), and only then `up` repairs the lab for the next test.
+    heal-all runs in-process (the same code as `chaos heal-all`: a CLI start costs seconds)."""
+    from pgha_lab.chaos.actions import Chaos
+    from pgha_lab.errors import LabError
     yield healthy_lab
+    refused = ""
     try:
-        healed = healthy_lab.cli("chaos", "heal-all", check=False)
+        try:
+            Chaos(healthy_lab.ctx).heal_all()
+        except LabError as exc:
+            refused = str(exc)
         verdict = wait_until(healthy_lab.ctx.health, HEAL_DEADLINE_S, interval_s=1.0)
     finally:
         healthy_lab.ensure_healthy()
-    if healed.returncode != 0:
-        pytest.fail(f"`chaos heal-all` after the test exited {healed.returncode}: {healed.stderr.strip()}", pytrace=False)
+    if refused:
+        pytest.fail(f"heal-all after the test refused: {refused}", pytrace=False)
     if not verdict.ok:
-        pytest.fail(f"the lab did not heal within {HEAL_DEADLINE_S:.0f}s of `chaos heal-all` after the test: "
+        pytest.fail(f"the lab did not heal within {HEAL_DEADLINE_S:.0f}s of heal-all after the test: "
                     f"{verdict.reason}", pytrace=False)
 
 
