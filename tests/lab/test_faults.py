@@ -147,9 +147,15 @@ def test_kill_haproxy_drill_measures_the_entry_points_downtime(lab, tmp_path):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     run = json.loads(proc.stdout)["runs"][0]
     down = run["figures"]["write_downtime_s"]
-    # Held down 5 s, then started by the drill's heal: the downtime covers the hold, the heal and
-    # HAProxy's start and rise checks (generous: the heal's docker calls are slow on a busy host).
-    assert down is not None and 5 <= down <= 90, run["figures"]
+    report = json.loads((tmp_path / "d" / "report.json").read_text())
+    at = {e["label"]: e["t_s"] for e in report["events"]}
+    # Held down 5 s, then started by the drill's heal. The outage runs from the kill to HAProxy's
+    # first passing checks after the heal started it: no longer than the kill-to-healed time the drill
+    # measured (its docker calls take seconds on a busy host: 7-25 s seen) plus HAProxy's rise checks
+    # (inter 1 s + rise 2 x 1 s = 3 s on the fast profile) and a 2 s margin for its start and the writer's
+    # next attempt; and never shorter than the hold.
+    worst = (at["healed"] - at["fault"]) + 3.0 + 2.0
+    assert down is not None and 5.0 <= down <= worst, (down, worst, report["events"])
     assert run["figures"]["lost_writes"] == 0 and run["problems"] == []
 
 
