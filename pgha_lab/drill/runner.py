@@ -112,6 +112,7 @@ class DrillResult:
 
 
 HOLD_GRACE_S = 15.0
+TABLE_DEADLINE_S = 15.0
 
 
 def _poll(predicate: Callable[[], bool], deadline_s: float) -> bool:
@@ -162,11 +163,18 @@ def run_drill(lab: LabContext, scenario: Scenario, run: str, opts: DrillOptions 
     old_leader = cluster.leader_name or ""
     password = lab.secrets.superuser_password
     dsn = lab.dsn()
-    try:
-        with psycopg.connect(dsn, password=password, connect_timeout=5, autocommit=True) as conn:
-            ensure_table(conn)
-    except psycopg.Error as exc:
-        raise LabError(f"cannot write through HAProxy's 5432 before the drill: {str(exc).strip()[:200]}.") from None
+    def table_ready() -> Verdict:
+        try:
+            with psycopg.connect(dsn, password=password, connect_timeout=5, autocommit=True) as conn:
+                ensure_table(conn)
+            return Verdict(True, "the drill's table is there")
+        except psycopg.Error as exc:
+            return Verdict(False, str(exc).strip()[:200])
+    # A few seconds, not one attempt: HAProxy restarted by the `up` just before (a new profile)
+    # answers its stats already healthy while its first TLS sessions may still be cut ("unexpected eof").
+    ready = wait_until(table_ready, TABLE_DEADLINE_S)
+    if not ready.ok:
+        raise LabError(f"cannot write through HAProxy's 5432 before the drill: {ready.reason}.")
 
     clock = Clock()
     addresses = {str(n.address): n.name for n in lab.topology.db}
