@@ -210,10 +210,40 @@ def require_compose() -> str:
 class ContainerState:
     status: str            # running, paused, exited, created, restarting, or "missing"
     on_lab_network: bool
+    exit_code: int | None = None   # of the last run, when it ended (137: killed)
+    started_at: str = ""           # RFC 3339, UTC: when the container last booted
+    created: str = ""              # RFC 3339, UTC: when compose made it
+    image: str = ""                # the image id it was created from
 
     @property
     def running(self) -> bool:
         return self.status == "running"
+
+    @property
+    def condition(self) -> str:
+        """The one word a VM's state is named by: running, stopped (killed or shut down), paused
+        (frozen), isolated (cable pulled), missing (no container) or restarting."""
+        if self.status in ("exited", "created", "dead"):
+            return "stopped"
+        if self.status != "running":
+            return self.status
+        return "running" if self.on_lab_network else "isolated"
+
+    def text(self) -> str:
+        """The condition with Docker's own words where they add something: "stopped (Docker: exited 137)"."""
+        word = self.condition
+        if word == "stopped":
+            code = f" {self.exit_code}" if self.exit_code is not None else ""
+            return f"stopped (Docker: {self.status}{code})"
+        if word == "isolated":
+            return "isolated (off the lab network)"
+        return word
+
+
+# One line a container: node label, status, exit code, started, created, image, networks (JSON, last:
+# the only field with spaces in it).
+_STATE_FORMAT = (f'{{{{index .Config.Labels "{LABEL_NODE}"}}}} {{{{.State.Status}}}} {{{{.State.ExitCode}}}} '
+                 '{{.State.StartedAt}} {{.Created}} {{.Image}} {{json .NetworkSettings.Networks}}')
 
 
 class LabDocker:
@@ -229,27 +259,21 @@ class LabDocker:
 
     # -- reading --------------------------------------------------------------------------------
     def state(self, node: Any) -> ContainerState:
-        proc = subprocess.run(["docker", "inspect", "-f", "{{.State.Status}} {{json .NetworkSettings.Networks}}",
-                               self.container(node)], capture_output=True, text=True)
-        if proc.returncode != 0:
-            return ContainerState("missing", False)
-        status, _, nets = proc.stdout.strip().partition(" ")
-        return ContainerState(status, self.network in (json.loads(nets or "{}") or {}))
+        return self.states([node])[_node_name(node)]
 
     def states(self, nodes: list[Any]) -> dict[str, ContainerState]:
         """node name -> ContainerState for many nodes in one `docker inspect` (the dashboard reads every
         node each tick, and one process start per node per tick would cost more than the reading)."""
         names = [_node_name(n) for n in nodes]
-        proc = subprocess.run(["docker", "inspect", "-f",
-                               f'{{{{index .Config.Labels "{LABEL_NODE}"}}}} {{{{.State.Status}}}} '
-                               '{{json .NetworkSettings.Networks}}', *(self.container(n) for n in names)],
+        proc = subprocess.run(["docker", "inspect", "-f", _STATE_FORMAT, *(self.container(n) for n in names)],
                               capture_output=True, text=True)
         out = {name: ContainerState("missing", False) for name in names}
         for line in proc.stdout.splitlines():   # containers that do not exist print nothing here
-            name, _, rest = line.partition(" ")
-            status, _, nets = rest.partition(" ")
+            name, status, code, started, created, image, nets = line.split(" ", 6)
             if name in out:
-                out[name] = ContainerState(status, self.network in (json.loads(nets or "{}") or {}))
+                out[name] = ContainerState(status, self.network in (json.loads(nets or "{}") or {}),
+                                           exit_code=int(code) if status in ("exited", "dead") else None,
+                                           started_at=started, created=created, image=image)
         return out
 
     def started_at(self, node: Any) -> str:
@@ -297,6 +321,14 @@ class LabDocker:
     def image_id(self, ref: str) -> str | None:
         proc = subprocess.run(["docker", "image", "inspect", "-f", "{{.Id}}", ref], capture_output=True, text=True)
         return proc.stdout.strip() if proc.returncode == 0 else None
+
+    def image_ids(self, refs: list[str]) -> dict[str, str]:
+        """ref -> image id for the refs that exist, in one `docker image inspect`."""
+        proc = subprocess.run(["docker", "image", "inspect", "-f", "{{.Id}}", *refs], capture_output=True, text=True)
+        ids = proc.stdout.split()
+        if len(ids) == len(refs):
+            return dict(zip(refs, ids))
+        return {ref: i for ref in refs if (i := self.image_id(ref))}   # one is missing: ask each
 
     def compose_would_recreate(self) -> set[str]:
         """The nodes `docker compose up` would recreate now (their compose settings or image changed),

@@ -6,6 +6,9 @@ look at.
 """
 from __future__ import annotations
 
+from typing import Collection
+
+from pgha_lab.gateway import ContainerState
 from pgha_lab.probes import Backend, Cluster, EtcdEndpoint, Member, MemberRole
 from pgha_lab.wait import Verdict
 
@@ -98,3 +101,59 @@ def assess_lab(etcd: list[EtcdEndpoint], cluster: Cluster, backends: list[Backen
         if not verdict.ok:
             return verdict
     return assess_routing(backends, cluster)
+
+
+NO_LEADER = "no leader: writes are refused"
+
+
+def write_path(cluster: Cluster, containers: dict[str, ContainerState], backends: list[Backend] | None,
+               answered: bool = True) -> Verdict:
+    """Whether a write through HAProxy's 5432 can be taken now, said the way a DBA needs to hear it:
+    "no leader: writes are refused" and why, when there is none. `containers` (Docker's view) tells
+    a leader that is gone from one Patroni still lists: its key outlives a power cut by up to ttl.
+    `backends` None: HAProxy was not asked; `answered` False: no db node's Patroni answered."""
+    if not answered:
+        return Verdict(False, f"{NO_LEADER} (no db node's Patroni answers its REST API)")
+    leaders = [m for m in cluster if m.role is MemberRole.LEADER]
+    if len(leaders) > 1:
+        return Verdict(False, f"two leaders ({', '.join(m.name for m in leaders)}): split brain", leaders[0].name)
+    if not leaders:
+        return Verdict(False, f"{NO_LEADER} (Patroni lists no leader)")
+    leader = leaders[0]
+    state = containers.get(leader.name)
+    if state is not None and state.condition != "running":
+        return Verdict(False, f"{NO_LEADER} (the leader key still names {leader.name}, which is {state.condition}; "
+                              f"another member may take it once it expires, after ttl)", leader.name)
+    if leader.state != "running":
+        return Verdict(False, f"{NO_LEADER} (leader {leader.name} is {leader.state or 'not running'})", leader.name)
+    if backends is None:
+        return Verdict(True, f"{leader.name} leads")
+    if not backends:
+        return Verdict(False, f"writes are refused: HAProxy's stats page does not answer (the leader is {leader.name})",
+                       "haproxy")
+    up = servers_up(backends, PRIMARY_BACKEND)
+    if up != [leader.name]:
+        return Verdict(False, f"writes are refused: HAProxy's 5432 routes to {', '.join(up) or 'no server'}, "
+                              f"not the leader {leader.name} (its checks follow within a few seconds)", "haproxy")
+    return Verdict(True, f"{leader.name} leads and takes writes through HAProxy's 5432")
+
+
+def member_rows(db: list[tuple[str, str]], cluster: Cluster, containers: dict[str, ContainerState],
+                answered: Collection[str] | None = None) -> list[Member]:
+    """Every db node of the topology (name, address) as a row of patronictl's list: Patroni's own row
+    where its node runs, Docker's state where it does not (a powered-off member's key outlives it by
+    up to ttl, its figures frozen at the last loop), and why Patroni does not list a running one
+    (`answered`: the nodes whose REST API answered, when they were asked)."""
+    rows = []
+    for name, address in db:
+        member = cluster.member(name)
+        state = containers.get(name)
+        if state is not None and state.condition != "running":
+            rows.append(Member(name, address, MemberRole.UNKNOWN, state.text()))
+        elif member is None:
+            why = ("running; its Patroni does not answer its REST API" if answered is not None and name not in answered
+                   else "running; not a Patroni member")
+            rows.append(Member(name, address, MemberRole.UNKNOWN, why))
+        else:
+            rows.append(member)
+    return rows

@@ -282,6 +282,16 @@ def cluster_from(doc: dict[str, Any]) -> Cluster:
     return Cluster.of([_member(m) for m in doc.get("members", [])])
 
 
+def freshest(answers: dict[str, tuple[int, dict[str, Any]]]) -> Cluster | None:
+    """One Cluster from several members' GET /cluster answers (name -> (code, body)), None when none
+    answered. Each member answers from its own copy of etcd's state, refreshed on its own loop, so
+    right after a role change they disagree for up to loop_wait: a member that calls itself the
+    leader has the freshest view (it just took the key); otherwise any answer will do."""
+    readings = {name: cluster_from(doc) for name, (code, doc) in answers.items() if code == 200 and "members" in doc}
+    self_led = [r for name, r in readings.items() if r.leader_name == name]
+    return (self_led or list(readings.values()) or [None])[0]
+
+
 def parse_haproxy_csv(text: str) -> list[Backend]:
     text = text.lstrip("# ")
     rows = csv.DictReader(io.StringIO(text))

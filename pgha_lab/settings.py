@@ -108,10 +108,11 @@ _PATRONI_DEFAULTS: dict[str, Any] = {"synchronous_mode": False, "synchronous_mod
 DEFAULT = LabSettings()
 
 
-def read_live(probe: Any, topology: Any) -> LabSettings | None:
-    """What Patroni runs now (GET /config from the first db node that answers), None if none does.
-    Takes the probe and topology rather than a LabContext, which imports this module."""
-    for node in topology.db:
+def read_live(probe: Any, topology: Any, nodes: Any = None) -> LabSettings | None:
+    """What Patroni runs now (GET /config from the first db node that answers, of `nodes` when
+    given: those known to run), None if none does. Takes the probe and topology rather than a
+    LabContext, which imports this module."""
+    for node in topology.db if nodes is None else nodes:
         code, config = probe.rest(node, "/config")
         if code == 200:
             return LabSettings.from_config(config)

@@ -42,6 +42,13 @@ class TopologyError(ValueError):
     """A topology a user asked for that the lab cannot build; the message says what is allowed."""
 
 
+def check_project(project: str) -> str:
+    """A lab's name is a compose project and a folder under labs/ and certs/: no path, no capitals."""
+    if not _NAME_RE.match(project):
+        raise TopologyError(f"project name {project!r} must be lowercase letters, digits and dashes.")
+    return project
+
+
 class UnknownNode(TopologyError):
     pass
 
@@ -155,8 +162,7 @@ class Topology:
         if bare and (haproxy_nodes != 1 or db_disk_size is not None):
             raise TopologyError("a bare lab has one HAProxy node and its db nodes keep their data in Docker volumes; "
                                 "leave out --haproxy-nodes 2 and --disk-size.")
-        if not _NAME_RE.match(project):
-            raise TopologyError(f"project name {project!r} must be lowercase letters, digits and dashes.")
+        check_project(project)
         if prefix and not re.match(r"^[a-z][a-z0-9-]{0,15}$", prefix):
             raise TopologyError(f"name prefix {prefix!r} must start with a letter and hold only lowercase letters, digits and dashes (16 at most).")
         try:

@@ -6,11 +6,12 @@ import argparse
 from pgha_lab.build import images, recipes
 from pgha_lab.build.pg_install import PG_INSTALL_CHOICES
 from pgha_lab.build.progress import Lines, fmt_seconds
+from pgha_lab.commands import summary
 from pgha_lab.commands._common import lab_paths
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("build", help="build the Ubuntu 24.04 node images (etcd, dbnode, haproxy)")
+    p = subparsers.add_parser("build", help=summary("build"))
     p.add_argument("--pg-install", choices=PG_INSTALL_CHOICES, default="auto",
                    help="PostgreSQL from the PostgreSQL apt repository (pgdg), compiled from the release "
                         "tarball (source), or pgdg where reachable (auto, the default)")

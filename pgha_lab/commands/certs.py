@@ -6,6 +6,7 @@ import json
 import sys
 
 from pgha_lab import tls
+from pgha_lab.commands import summary
 from pgha_lab.commands._common import lab_context
 from pgha_lab.errors import LabError
 from pgha_lab.rolling import rotation
@@ -13,7 +14,7 @@ from pgha_lab.term.progress import Progress
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("certs", help="make the lab's CA and certificates when needed (--rotate: always)",
+    p = sub.add_parser("certs", help=summary("certs"),
                        description="Make the lab CA and every node's certificates from the topology. Nothing "
                                    "changes unless the topology changed, a certificate is near expiry, or --rotate.")
     p.add_argument("--rotate", action="store_true",

@@ -7,21 +7,21 @@ from dataclasses import asdict
 
 from pgha_lab import roles
 from pgha_lab.chaos.actions import ACTIONS, NO_TARGET, Chaos, wait
+from pgha_lab.commands import summary
 from pgha_lab.commands._common import lab_context
 from pgha_lab.errors import EXIT_NOT_AS_EXPECTED, LabError
 from pgha_lab.term.tables import members_table
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    for kind, text in (("switchover", "planned: the leader hands over to a replica (patronictl switchover)"),
-                       ("failover", "unplanned: promote a replica even without a healthy leader (patronictl failover)")):
-        p = sub.add_parser(kind, help=text)
+    for kind in ("switchover", "failover"):
+        p = sub.add_parser(kind, help=summary(kind))
         p.add_argument("--to", metavar="NODE", help="the candidate (default: Patroni's choice for switchover, "
                                                     "the synchronous standby for failover)")
         p.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for writes on the new leader")
         p.set_defaults(func=cmd_role_change, kind=kind)
 
-    c = sub.add_parser("chaos", help="simulate a VM failure and say what should happen next",
+    c = sub.add_parser("chaos", help=summary("chaos"),
                        description="ACTION is one of: " + ", ".join(ACTIONS) + ", heal-all. TARGET is a node name, "
                                    "or leader / replica resolved at the moment of the action.")
     c.add_argument("action", choices=[*ACTIONS, "heal-all"])

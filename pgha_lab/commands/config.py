@@ -5,6 +5,7 @@ import argparse
 import json
 
 from pgha_lab import tls
+from pgha_lab.commands import summary
 from pgha_lab.errors import LabError
 from pgha_lab.node_paths import TLS_MOUNT
 from pgha_lab.topology import UnknownNode
@@ -12,7 +13,7 @@ from pgha_lab.commands._common import lab_context
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("config", help="show the configuration files a node runs")
+    p = sub.add_parser("config", help=summary("config"))
     csub = p.add_subparsers(dest="config_command", metavar="ACTION")
     csub.required = True
     show = csub.add_parser("show", help="print a node's rendered files with a header per file")

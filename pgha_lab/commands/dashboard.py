@@ -5,12 +5,13 @@ import argparse
 import sys
 import webbrowser
 
+from pgha_lab.commands import summary
 from pgha_lab.commands._common import lab_paths
 from pgha_lab.errors import LabError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("dashboard", help="a live web page of the lab: map, write probe, event log, chaos, drills",
+    p = sub.add_parser("dashboard", help=summary("dashboard"),
                        description="Serves a local page for the lab. Viewing needs nothing; changing the lab needs "
                                    "the token in the printed URL.")
     p.add_argument("--port", type=int, default=8088, help="port to listen on (default 8088)")

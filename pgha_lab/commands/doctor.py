@@ -8,12 +8,13 @@ import sys
 from rich.text import Text
 
 from pgha_lab import doctor
+from pgha_lab.commands import summary
 from pgha_lab.commands._common import lab_paths
 from pgha_lab.term.console import console_for
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("doctor", help="check Docker, Compose, disk, registry and the lab images")
+    p = subparsers.add_parser("doctor", help=summary("doctor"))
     p.add_argument("--json", action="store_true", help="print the checks as JSON")
     p.add_argument("--registry-timeout", type=float, default=5.0, metavar="SECONDS",
                    help="how long to wait for a registry (default: 5)")

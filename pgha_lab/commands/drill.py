@@ -9,6 +9,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from pgha_lab import profiles
+from pgha_lab.commands import summary
 from pgha_lab.commands._common import lab_context
 from pgha_lab.drill import campaign, report
 from pgha_lab.drill.campaign import CATALOGUE
@@ -22,7 +23,7 @@ from pgha_lab.term.progress import Progress
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "drill", help="break the cluster under a steady write load and measure what happens",
+        "drill", help=summary("drill"),
         description="Scenarios: " + "; ".join(f"{s.name} ({s.summary})" for s in SCENARIOS.values()) + ". "
                     f"Exits 0 when the drill found no problem and left the lab healthy, {EXIT_NOT_AS_EXPECTED} when it found one.")
     p.add_argument("scenario", metavar="SCENARIO", help="one of: " + ", ".join(SCENARIOS)

@@ -6,6 +6,7 @@ import json
 import sys
 import textwrap
 
+from pgha_lab.commands import summary
 from pgha_lab.commands._common import lab_context
 from pgha_lab.errors import EXIT_NOT_AS_EXPECTED
 from pgha_lab.lessons import catalogue, course
@@ -16,7 +17,7 @@ WIDTH = 100
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("lesson", help="guided lessons on the live lab: list, show, start, check, hint, solve, reset",
+    p = sub.add_parser("lesson", help=summary("lesson"),
                        description="Lessons that follow the course project: each starts the lab in a known state, "
                                    "says what to do, checks the live lab and keeps your progress per lab.")
     verbs = p.add_subparsers(dest="verb", metavar="VERB")

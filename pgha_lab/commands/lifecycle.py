@@ -9,6 +9,7 @@ from dataclasses import replace
 from pgha_lab import disks, lifecycle, settings as lab_settings
 from pgha_lab.bare import lifecycle as bare_lifecycle
 from pgha_lab.build.pg_install import PG_INSTALL_CHOICES
+from pgha_lab.commands import summary
 from pgha_lab.commands._common import lab_context
 from pgha_lab.errors import LabError
 from pgha_lab.profiles import PROFILES
@@ -18,7 +19,7 @@ from pgha_lab.topology import Published, Topology, TopologyError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("up", help="build missing or out-of-date images, then start the lab and wait until it is healthy")
+    p = sub.add_parser("up", help=summary("up"))
     p.add_argument("--profile", choices=list(PROFILES), default=None,
                    help="Patroni/HAProxy timings: seed = Patroni's defaults (ttl 30, loop_wait 10), fast = the smallest (default: the lab's last, else seed)")
     # Settings: not argparse choices, so a bad value gets the lab's one-sentence refusal.
@@ -54,7 +55,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print the outcome as JSON")
     p.set_defaults(func=cmd_up)
 
-    d = sub.add_parser("down", help="stop the lab; its data stays unless --volumes")
+    d = sub.add_parser("down", help=summary("down"))
     d.add_argument("--volumes", action="store_true", help="also delete etcd and PostgreSQL data")
     d.set_defaults(func=cmd_down)
 
@@ -83,15 +84,20 @@ def _bare(text: str | None, current: bool) -> bool:
     return lab_settings.on_off(text, "--bare")
 
 
+def _given(value: int | None, current: int) -> int:
+    """A count from the command line, or the lab's own when it was not given (0 is given, and refused)."""
+    return current if value is None else value
+
+
 def requested_topology(args: argparse.Namespace, current: Topology) -> Topology:
     """The saved topology with whatever the user changed on the command line."""
     published = _parse_published(args.publish_ports, current.published) if args.publish_ports else current.published
     try:
         return Topology.build(
-            db_nodes=args.db_nodes or len(current.db), etcd_nodes=args.etcd_nodes or len(current.etcd),
+            db_nodes=_given(args.db_nodes, len(current.db)), etcd_nodes=_given(args.etcd_nodes, len(current.etcd)),
             subnet=args.subnet or str(current.subnet), prefix=current.prefix, project=current.project,
             published=published, scope=current.scope,
-            haproxy_nodes=getattr(args, "haproxy_nodes", None) or len(current.haproxies),
+            haproxy_nodes=_given(getattr(args, "haproxy_nodes", None), len(current.haproxies)),
             db_disk_size=_disk_size(getattr(args, "disk_size", None), current.db_disk_size),
             bare=_bare(getattr(args, "bare", None), current.bare))
     except TopologyError as exc:

@@ -4,7 +4,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from pgha_lab import node_paths, tls
+from pgha_lab import node_paths, snapshot, tls
+from pgha_lab.commands import summary
 from pgha_lab.commands._common import lab_context
 from pgha_lab.context import LabContext
 from pgha_lab.errors import LabError
@@ -15,19 +16,19 @@ PATRONICTL_LIST = f"patronictl -c {node_paths.PATRONI_CONFIG} list"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("psql", help="psql through HAProxy with TLS verified (runs inside the lab: no psql needed here)")
+    p = sub.add_parser("psql", help=summary("psql"))
     p.add_argument("--replica", action="store_true", help="connect to the replicas port (5433)")
     p.add_argument("psql_args", nargs=argparse.REMAINDER, help="arguments for psql, after --")
     p.set_defaults(func=cmd_psql)
 
-    e = sub.add_parser("exec", help=f"run a command in a node, e.g. `pgha-lab exec dbnode1 -- {PATRONICTL_LIST}`")
+    e = sub.add_parser("exec", help=summary("exec"))
     e.add_argument("node")
     e.add_argument("-u", "--user", default=None,
                    help="user to run as (default: postgres on db nodes, as after `sudo -iu postgres`; root elsewhere)")
     e.add_argument("cmd", nargs=argparse.REMAINDER, help="the command, after --")
     e.set_defaults(func=cmd_exec)
 
-    lg = sub.add_parser("logs", help="a node's log")
+    lg = sub.add_parser("logs", help=summary("logs"))
     lg.add_argument("node")
     lg.add_argument("-f", "--follow", action="store_true")
     lg.add_argument("-n", "--tail", default="200", help="lines from the end (default 200, 'all' for everything)")
@@ -63,6 +64,12 @@ def cmd_psql(args: argparse.Namespace) -> int:
     if client is None:
         raise LabError(f"no db node of lab {topo.project!r} is running on the lab network; start it with "
                        f"`pgha-lab up` (or `pgha-lab chaos heal-all`).")
+    if not args.replica:
+        # libpq would only say that the server closed the connection: HAProxy has nowhere to send it.
+        writes = snapshot.write_path(ctx, states)
+        if not writes.ok:
+            raise LabError(f"{writes.reason}; `pgha-lab status` shows every member, `pgha-lab psql --replica` "
+                           f"still reads from a replica.")
     conninfo = ctx.dsn(replica=args.replica, ca=f"{node_paths.PATRONI_TLS}/{tls.CA_CERT}")
     # The db node's environment holds the superuser password (from secrets.env); psql reads PGPASSWORD.
     cmd = ["sh", "-c", 'PGPASSWORD="$PATRONI_SUPERUSER_PASSWORD" exec psql "$@"', "psql", conninfo,

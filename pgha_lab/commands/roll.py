@@ -5,6 +5,7 @@ import argparse
 import json
 import sys
 
+from pgha_lab.commands import summary
 from pgha_lab.commands._common import lab_context
 from pgha_lab.errors import LabError
 from pgha_lab.rolling import execute, staleness
@@ -12,8 +13,7 @@ from pgha_lab.term.progress import Progress
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("roll", help="restart nodes one at a time in the safe order (etcd, replicas, switchover, "
-                                    "old leader, HAProxy), each back before the next",
+    p = sub.add_parser("roll", help=summary("roll"),
                        description="A rolling restart of a running lab: each node is recreated with the files, "
                                    "settings and image rendered on the host now, and the next one waits until it is "
                                    "back. Without NODE every node rolls; --stale rolls only the nodes that run older "

@@ -6,13 +6,14 @@ import json
 import sys
 
 from pgha_lab import disks, snapshots
+from pgha_lab.commands import summary
 from pgha_lab.commands._common import lab_context
 from pgha_lab.errors import EXIT_NOT_AS_EXPECTED
 from pgha_lab.term.progress import Progress
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("snapshot", help="save and restore the whole lab, as VirtualBox snapshots do",
+    p = sub.add_parser("snapshot", help=summary("snapshot"),
                        description="A snapshot holds every node's file-system changes and data volumes, taken "
                                    "with the nodes stopped so etcd and PostgreSQL are consistent; a restore puts "
                                    "all of it back and boots the nodes that were running.")

@@ -3,6 +3,7 @@ configs, image, compose settings. Read from the node itself (what its entrypoint
 its single-file mounts pinned at start), so a rotation or an edit nobody rolled yet is seen."""
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -11,7 +12,7 @@ from pathlib import Path
 from pgha_lab import node_paths as NP
 from pgha_lab import tls
 from pgha_lab.context import LabContext
-from pgha_lab.gateway import IMAGES
+from pgha_lab.gateway import IMAGES, ContainerState
 from pgha_lab.render import node_mounts
 from pgha_lab.topology import Node, Role
 
@@ -81,15 +82,67 @@ def check_node(ctx: LabContext, node: Node, state: str, built: dict[str, str | N
     return result
 
 
-def survey(ctx: LabContext, nodes: list[Node] | None = None) -> list[NodeFiles]:
-    """Every node (or the ones given), in topology order; the docker execs run side by side."""
+# A node reads its files when it boots; a host file last written this long before the boot is one
+# the node has (the margin covers the moment between Docker's mounts and its StartedAt stamp).
+BOOT_MARGIN_S = 1.0
+
+
+def _epoch(stamp: str) -> float | None:
+    """Docker's RFC 3339 time (nanoseconds, Z) as seconds since the epoch; None when unset."""
+    if not stamp or stamp.startswith("0001-"):
+        return None
+    day, _, rest = stamp.rstrip("Z").partition("T")
+    clock, _, fraction = rest.partition(".")
+    try:
+        whole = dt.datetime.fromisoformat(f"{day}T{clock}+00:00").timestamp()
+    except ValueError:
+        return None
+    return whole + float(f"0.{fraction or 0}")
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return 0.0
+
+
+def booted_after_its_files(ctx: LabContext, node: Node, state: ContainerState) -> bool:
+    """The node booted after every file it reads was last written on the host (and compose made its
+    container after the compose file's last change): it runs them, with no need to look inside."""
+    started, created = _epoch(state.started_at), _epoch(state.created)
+    if started is None or created is None:
+        return False
+    folder = ctx.paths.node_dir(node.name)
+    newest = max([_mtime(folder / "tls" / name) for name in tls.node_bundle(ctx.topology, node)]
+                 + [_mtime(folder / name) for name, _ in node_mounts(node, ctx.topology)])
+    # compose reads its file before it creates the container, so one written before the creation is its.
+    return newest < started - BOOT_MARGIN_S and _mtime(ctx.paths.compose_file) < created
+
+
+def survey(ctx: LabContext, nodes: list[Node] | None = None,
+           states: dict[str, ContainerState] | None = None) -> list[NodeFiles]:
+    """Every node (or the ones given), in topology order. A node that booted after its files were
+    written and runs the built image is current without a look inside (what keeps `status` quick);
+    the others are read with docker exec, side by side. `states`: Docker's, when already read."""
     nodes = list(nodes) if nodes is not None else list(ctx.topology.nodes)
-    states = ctx.docker.containers()
-    built = {role: ctx.docker.image_id(ref) for role, ref in IMAGES.items()}
-    recreate = ctx.docker.compose_would_recreate() if ctx.paths.compose_file.exists() else set()
-    with ThreadPoolExecutor(max_workers=max(1, len(nodes))) as pool:
-        return list(pool.map(lambda n: check_node(ctx, n, states.get(n.name, ""), built, recreate), nodes))
+    states = states if states is not None else ctx.docker.states(nodes)
+    built = ctx.docker.image_ids(list(IMAGES.values()))
+    built_for = {role: built.get(ref) for role, ref in IMAGES.items()}
+
+    def current(node: Node) -> bool:
+        state = states[node.name]
+        return (state.running and state.image == built_for.get(node.role.value)
+                and booted_after_its_files(ctx, node, state))
+
+    doubtful = [n for n in nodes if not current(n)]
+    recreate = ctx.docker.compose_would_recreate() if doubtful and ctx.paths.compose_file.exists() else set()
+    with ThreadPoolExecutor(max_workers=max(1, len(doubtful))) as pool:
+        checked = dict(zip([n.name for n in doubtful],
+                           pool.map(lambda n: check_node(ctx, n, states[n.name].status, built_for, recreate), doubtful)))
+    return [checked.get(n.name) or NodeFiles(n.name) for n in nodes]
 
 
-def stale_nodes(ctx: LabContext, nodes: list[Node] | None = None) -> list[NodeFiles]:
-    return [f for f in survey(ctx, nodes) if f.is_stale]
+def stale_nodes(ctx: LabContext, nodes: list[Node] | None = None,
+                states: dict[str, ContainerState] | None = None) -> list[NodeFiles]:
+    return [f for f in survey(ctx, nodes, states) if f.is_stale]

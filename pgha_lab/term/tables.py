@@ -67,7 +67,7 @@ def members_table(members: list[Member], scope: str) -> str:
     rows = []
     for m in members:
         tags = ", ".join(f"{k}: {_tag(v)}" for k, v in sorted(m.tags.items()))
-        rows.append([m.name, m.host, ROLE_NAMES.get(m.role, m.role), m.state, m.timeline,
+        rows.append([m.name, m.host, ROLE_NAMES.get(m.role, ""), m.state, m.timeline,
                      m.receive_lsn, _lag(m.receive_lag), m.replay_lsn, _lag(m.replay_lag), tags])
     return table(MEMBER_COLUMNS, rows, title=f"Cluster: {scope}", right_aligned=MEMBER_NUMBERS)
 

@@ -6,8 +6,6 @@ import ipaddress
 from dataclasses import dataclass
 from typing import Callable
 
-import psycopg
-
 from pgha_lab import health
 from pgha_lab.context import LabContext
 from pgha_lab.errors import LabError
@@ -49,6 +47,7 @@ def holders(ctx: LabContext) -> list[str]:
 
 def write_through_vip(ctx: LabContext, timeout_s: float = 3.0) -> Verdict:
     """One write through the VIP's 5432 (txid_current() assigns a transaction id: a standby refuses)."""
+    import psycopg   # here, not at the top: `status` reads this module and needs no SQL driver
     try:
         with psycopg.connect(ctx.dsn(), password=ctx.secrets.superuser_password, autocommit=True,
                              connect_timeout=max(2, int(timeout_s))) as conn:

@@ -14,7 +14,7 @@ from pgha_lab.chaos.actions import Chaos
 from pgha_lab.context import LabContext
 from pgha_lab.errors import LabError
 from pgha_lab.gateway import ContainerState
-from pgha_lab.probes import Backend, Cluster, EtcdEndpoint, cluster_from
+from pgha_lab.probes import Backend, Cluster, EtcdEndpoint, freshest
 from pgha_lab.topology import DEFAULT_PROJECT, Node, Role
 
 PROBE_TIMEOUT_S = 1.0    # a tick must not wait on one dead node longer than this
@@ -189,16 +189,9 @@ class LabReader:
         faults = self._read_faults(states)
 
         cluster = Cluster.of([])
-        # Each member answers /cluster from its own copy of etcd's state, refreshed on its own loop, so
-        # right after a role change the members disagree for up to loop_wait. A member that calls itself
-        # the leader has the freshest view (it just took the key); otherwise any answer will do.
-        answers = {name: job.result() for name, job in clusters.items()}   # each within PROBE_TIMEOUT_S
-        readings = {name: cluster_from(doc) for name, (code, doc) in answers.items() if code == 200 and "members" in doc}
-        self_led = [r for name, r in readings.items() if r.leader_name == name]
-        answered = bool(readings)
-        if answered:
-            cluster = (self_led or list(readings.values()))[0]
-        if answered:
+        fresh = freshest({name: job.result() for name, job in clusters.items()})   # each within PROBE_TIMEOUT_S
+        if fresh is not None:
+            cluster = fresh
             self._last_cluster = (cluster, time.monotonic())
         elif clusters and self._last_cluster and time.monotonic() - self._last_cluster[1] < STALE_CLUSTER_S:
             # Asked, but no answer in time (a busy machine): one missed reading is not "every member gone".

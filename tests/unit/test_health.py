@@ -1,5 +1,7 @@
+from pgha_lab.gateway import ContainerState
 from pgha_lab.health import assess_etcd, assess_haproxy, assess_patroni, assess_standby_roles
 from pgha_lab.probes import Backend, Cluster, EtcdEndpoint, Member, parse_haproxy_csv
+from pgha_lab.wait import Verdict
 
 
 def ep(name, id_, leader=False, error=""):
@@ -74,3 +76,46 @@ def test_a_mode_switch_is_settled_only_when_the_standby_roles_are_that_modes():
     assert assess_standby_roles(quorum, "quorum").ok and not assess_standby_roles(sync, "quorum").ok
     assert assess_standby_roles(bare, "async").ok
     assert "in async mode" in assess_standby_roles(sync, "async").reason
+
+
+# -- who takes writes, said plainly ---------------------------------------------------------------
+def running():
+    return ContainerState("running", True)
+
+
+def test_with_no_leader_writes_are_said_to_be_refused_and_why():
+    from pgha_lab.health import NO_LEADER, write_path
+    up = {"dbnode1": running(), "dbnode2": running()}
+    routed = [b("primary", "dbnode1", "UP"), b("primary", "dbnode2", "DOWN")]
+    healthy = Cluster.of([m("dbnode1", "leader", "running"), m("dbnode2", "sync_standby", "streaming")])
+    assert write_path(healthy, up, routed) == Verdict(True, "dbnode1 leads and takes writes through HAProxy's 5432")
+
+    none = write_path(Cluster.of([m("dbnode2", "replica", "streaming")]), up, routed)
+    assert not none.ok and none.reason == f"{NO_LEADER} (Patroni lists no leader)"
+    silent = write_path(Cluster.of([]), up, [], answered=False)
+    assert silent.reason == f"{NO_LEADER} (no db node's Patroni answers its REST API)"
+    # A powered-off leader's key outlives it by up to ttl: Patroni still names it, Docker knows better.
+    killed = write_path(healthy, {**up, "dbnode1": ContainerState("exited", False, exit_code=137)}, routed)
+    assert not killed.ok and killed.culprit == "dbnode1"
+    assert killed.reason.startswith(f"{NO_LEADER} (the leader key still names dbnode1, which is stopped")
+    frozen = write_path(healthy, {**up, "dbnode1": ContainerState("paused", True)}, routed)
+    assert "which is paused" in frozen.reason
+    lagging = write_path(healthy, up, [b("primary", "dbnode1", "DOWN"), b("primary", "dbnode2", "DOWN")])
+    assert not lagging.ok and "HAProxy's 5432 routes to no server, not the leader dbnode1" in lagging.reason
+
+
+def test_every_member_is_listed_with_dockers_state_where_patroni_cannot_say():
+    from pgha_lab.health import member_rows
+    db = [("dbnode1", "10.0.0.10"), ("dbnode2", "10.0.0.20"), ("dbnode3", "10.0.0.40")]
+    stale = Member("dbnode1", "10.0.0.10", "replica", "streaming", 3, lag=8464)   # frozen at its last loop
+    cluster = Cluster.of([stale, m("dbnode2", "leader", "running")])
+    states = {"dbnode1": ContainerState("exited", False, exit_code=137), "dbnode2": running(),
+              "dbnode3": running()}
+    rows = member_rows(db, cluster, states, answered={"dbnode2"})
+    assert [r.name for r in rows] == ["dbnode1", "dbnode2", "dbnode3"]
+    assert (rows[0].state, rows[0].role.value, rows[0].lag, rows[0].timeline) == \
+        ("stopped (Docker: exited 137)", "unknown", None, None)
+    assert rows[1] is cluster.member("dbnode2")
+    assert rows[2].state == "running; its Patroni does not answer its REST API"
+    isolated = member_rows(db[:1], cluster, {"dbnode1": ContainerState("running", False)})
+    assert isolated[0].state == "isolated (off the lab network)"

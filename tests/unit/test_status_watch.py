@@ -7,8 +7,10 @@ import pytest
 
 from pgha_lab import cli
 from pgha_lab.commands import status
-from pgha_lab.gateway import LabDocker
-from pgha_lab.probes import Backend, EtcdEndpoint, Member
+from pgha_lab.gateway import ContainerState
+from pgha_lab.probes import Backend, Cluster, EtcdEndpoint, Member
+from pgha_lab.snapshot import Snapshot
+from pgha_lab.wait import Verdict
 
 
 class FakeTerminal(io.StringIO):
@@ -24,19 +26,19 @@ class Interrupted(Exception):
 def lab(monkeypatch):
     """A running lab that answers every probe; `naps` records each refresh interval slept."""
     naps = []
-    monkeypatch.setattr(LabDocker, "containers", lambda self: {"dbnode1": "running"})
-    monkeypatch.setattr(status, "snapshot", lambda ctx: {
-        "members": [Member("dbnode1", "192.168.56.10", "leader", "running", 1)],
-        "etcd": [EtcdEndpoint(name="etcd1", endpoint="https://etcd1:2379", is_leader=True)],
-        "haproxy": [Backend("primary", "dbnode1", "UP")],
-    })
+    members = [Member("dbnode1", "192.168.56.10", "leader", "running", 1)]
+    monkeypatch.setattr(status, "snapshot", lambda ctx: Snapshot(
+        containers={"dbnode1": ContainerState("running", True)}, cluster=Cluster.of(members), answered=["dbnode1"],
+        members=members, writes=Verdict(True, "dbnode1 leads and takes writes through HAProxy's 5432"),
+        etcd=[EtcdEndpoint(name="etcd1", endpoint="https://etcd1:2379", is_leader=True)],
+        haproxy=[Backend("primary", "dbnode1", "UP")], live_settings=None))
 
     def nap(seconds):
         naps.append(seconds)
         if len(naps) == 2:
             raise Interrupted
     monkeypatch.setattr(status.time, "sleep", nap)
-    monkeypatch.setattr(status, "settings_line", lambda ctx: ("", {}))
+    monkeypatch.setattr(status, "settings_line", lambda ctx, live: ("", {}))
     return naps
 
 
