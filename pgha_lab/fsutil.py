@@ -34,6 +34,18 @@ def write_if_changed(path: Path, data: bytes | str, mode: int = 0o644) -> bool:
     return True
 
 
+def write_in_place(path: Path, data: str) -> None:
+    """Overwrite the file itself rather than replace it: a container that mounts this one file (a
+    single-file bind mount holds its inode) sees the new content at once, where a rename would leave
+    it reading the old inode until it restarts. For rendered configs (no secret in them)."""
+    try:
+        with path.open("r+") as fh:
+            fh.truncate(0)
+            fh.write(data)
+    except FileNotFoundError:   # removed by hand: nothing mounts it any more
+        path.write_text(data)
+
+
 def ensure_dir(path: Path, mode: int = 0o755) -> None:
     """Create `path` (and parents) and give it `mode`; private folders hold keys, so 0700 there."""
     path.mkdir(parents=True, exist_ok=True)

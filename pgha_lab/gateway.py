@@ -386,6 +386,11 @@ class LabDocker:
     def start(self, node: Any) -> None:
         self._docker("start", self.container(node))
 
+    def restart(self, node: Any) -> None:
+        """A reboot: the services stop (Patroni hands on the leader key), then the node boots and reads
+        its mounted files afresh; its data stays."""
+        self._docker("restart", "-t", "60", self.container(node), timeout=180)
+
     def disconnect(self, node: Any) -> None:
         self._docker("network", "disconnect", self.network, self.container(node))
 

@@ -197,10 +197,23 @@ class LabProbe:
         """Delete one key (what `etcdctl del` does); False when no member could be asked."""
         return self._etcd_kv("deleterange", key, timeout) is not None
 
-    def _etcd_kv(self, call: str, key: str, timeout: float) -> requests.Response | None:
-        """One call of etcd's v3 KV gateway on one key, asked of each member in turn until one answers."""
+    def etcd_keys(self, timeout: float = TIMEOUT) -> list[str] | None:
+        """Every key etcd holds (what `etcdctl get "" --prefix --keys-only` lists); None when no member answers."""
         import base64
-        payload = {"key": base64.b64encode(key.encode()).decode()}
+        r = self._etcd_kv("range", "\0", timeout, range_end="\0", keys_only=True)
+        if r is None:
+            return None
+        return sorted(base64.b64decode(kv["key"]).decode() for kv in r.json().get("kvs") or [])
+
+    def _etcd_kv(self, call: str, key: str, timeout: float, range_end: str | None = None,
+                 keys_only: bool = False) -> requests.Response | None:
+        """One call of etcd's v3 KV gateway on one key (or range), asked of each member in turn until one answers."""
+        import base64
+        payload: dict[str, Any] = {"key": base64.b64encode(key.encode()).decode()}
+        if range_end is not None:
+            payload["range_end"] = base64.b64encode(range_end.encode()).decode()
+        if keys_only:
+            payload["keys_only"] = True
         for node in self.topo.etcd:
             try:
                 r = self.http.post(f"{self.etcd_url(node)}/v3/kv/{call}", json=payload, timeout=timeout,

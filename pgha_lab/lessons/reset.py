@@ -1,13 +1,18 @@
 """`lesson reset`: back to the healthy baseline every lesson starts from, in seconds, without
-re-initialising the cluster where it can.
+re-initialising the cluster where it can, and proven: the reset ends only when baseline.py finds
+no difference between what every member runs and the baseline, and otherwise fails naming what is
+left.
 
-The baseline: every node running and on the lab network without chaos rules; Patroni's dynamic
-configuration equal to what the lab bootstrapped with, in the lab's timing profile; no member
-waiting for a restart; the first db node leading with the second as synchronous standby; no table
-a lesson created; HAProxy routing both ports accordingly. Only when Patroni cannot bring a member
-back (a replica that will not start, a cluster without a leader) is a replica re-initialised or,
-as the last resort, the lab re-created (`down --volumes` + `up`). A lab a lesson grew (lesson 11
-adds a db node) shrinks back to the size it had when that lesson began.
+The baseline: every node running and on the lab network without chaos rules; the host's files as
+pgha-lab renders them and every node running them; Patroni's dynamic configuration equal to what
+the lab bootstrapped with, in the lab's timing profile; each member's tags, parameters and pg_hba
+as its patroni.yml says, nothing in postgresql.auto.conf, no ALTER ROLE/DATABASE settings, no
+member waiting for a restart; the first db node leading with the second as synchronous standby; no
+table a lesson created and no etcd key besides Patroni's; HAProxy routing both ports accordingly.
+Only when Patroni cannot bring a member back (a replica that will not start, a cluster without a
+leader) is a replica re-initialised or, as the last resort, the lab re-created (`down --volumes` +
+`up`). A lab a lesson grew (lesson 11 adds a db node) shrinks back to the size it had when that
+lesson began.
 """
 from __future__ import annotations
 
@@ -16,24 +21,26 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import psycopg
+from psycopg.sql import SQL, Identifier
 
 from pgha_lab import health, lifecycle, roles
 from pgha_lab.chaos.actions import Chaos
 from pgha_lab.context import LabContext, load_topology
 from pgha_lab.errors import LabError, first_line
-from pgha_lab.gateway import volume_name
-from pgha_lab.lessons import progress as lesson_progress
-from pgha_lab.lessons import sql
+from pgha_lab.fsutil import write_in_place
+from pgha_lab.lessons import baseline, progress as lesson_progress, sql
+from pgha_lab.lessons.baseline import baseline_config, config_patch
 from pgha_lab.profiles import PATRONI_MIN_LOOP_WAIT
-from pgha_lab.render import patroni as patroni_render
 from pgha_lab.term.progress import Progress
-from pgha_lab.topology import Topology
+from pgha_lab.topology import Role, Topology
 from pgha_lab.wait import Verdict, wait_until
 
 LEADER_DEADLINE_S = 60.0      # a killed leader's key lives up to ttl before anyone may take over
 STREAMING_DEADLINE_S = 60.0   # a rejoining member may need pg_rewind first
 HEALTH_DEADLINE_S = 60.0
 REJOIN_GRACE_S = 5.0          # how long a healed member may sit in "stopping" before it is power-cycled
+CONFIG_READ_DEADLINE_S = 15.0
+CONVERGE_ROUNDS = 4           # rounds of "read every difference, undo it" before the reset gives up naming them
 
 
 @dataclass
@@ -42,34 +49,11 @@ class ResetReport:
     recreated: bool = False
     resized: bool = False     # the lab's topology changed (a grown lab shrank): callers re-open their context
     seconds: float = 0.0
+    verdict: str = ""         # baseline.py's word on the lab at the end: what was checked and found equal
 
     def as_dict(self) -> dict[str, Any]:
         return {"steps": self.steps, "recreated": self.recreated, "resized": self.resized,
-                "seconds": round(self.seconds, 1)}
-
-
-def baseline_config(ctx: LabContext) -> dict[str, Any]:
-    """The dynamic configuration the lab bootstraps with, in its current timing profile."""
-    node = ctx.topology.db[0]
-    return patroni_render.settings(ctx.topology, node, ctx.profile)["bootstrap"]["dcs"]
-
-
-def config_patch(live: dict[str, Any], wanted: dict[str, Any]) -> dict[str, Any]:
-    """The PATCH /config body that turns `live` into `wanted`: changed keys set, extra keys nulled
-    (Patroni removes a key patched to null, as `patronictl edit-config` does when a line is deleted)."""
-    patch: dict[str, Any] = {}
-    for key, value in wanted.items():
-        have = live.get(key)
-        if isinstance(value, dict) and isinstance(have, dict):
-            sub = config_patch(have, value)
-            if sub:
-                patch[key] = sub
-        elif have != value:
-            patch[key] = value
-    for key in live:
-        if key not in wanted:
-            patch[key] = None
-    return patch
+                "seconds": round(self.seconds, 1), "verdict": self.verdict}
 
 
 def _leader_node(ctx: LabContext):
@@ -100,8 +84,12 @@ def patch_config(ctx: LabContext, wanted: dict[str, Any]) -> tuple[dict[str, Any
     node = _leader_node(ctx)
     if node is None:
         raise LabError("no leader to restore Patroni's configuration through.")
-    code, live = ctx.probe.rest(node, "/config")
-    if code != 200:
+    answer: list = []
+    # One slow answer on a loaded machine is not a lab that needs re-creating: ask for a few seconds.
+    read = wait_until(lambda: bool(answer.append(ctx.probe.rest(node, "/config", timeout=5)) or answer[-1][0] == 200),
+                      CONFIG_READ_DEADLINE_S, interval_s=1.0)
+    code, live = answer[-1]
+    if not read.ok:
         raise LabError(f"could not read Patroni's configuration from {node.name} (HTTP {code}).")
     patch = config_patch(live, wanted)
     if not patch:
@@ -127,31 +115,6 @@ def restore_config(ctx: LabContext) -> tuple[list[str], list[str]]:
     return ([f"restored Patroni's dynamic configuration ({', '.join(sorted(drifted))})"] if drifted else []), parameters
 
 
-def pending_restart(ctx: LabContext) -> list[str]:
-    """Members whose PostgreSQL has a changed parameter it applies only at a restart. Asked of
-    PostgreSQL (pg_settings.pending_restart) rather than Patroni, whose flag follows a loop later."""
-    out = []
-    for node in ctx.topology.db:
-        try:
-            with sql.connect_node(ctx, node.name) as conn:
-                if conn.execute("select count(*) from pg_settings where pending_restart").fetchone()[0]:
-                    out.append(node.name)
-        except psycopg.Error:
-            continue   # a member that does not answer has nothing pending that a restart would apply
-    return out
-
-
-def restart_pending(ctx: LabContext) -> list[str]:
-    done = []
-    for name in pending_restart(ctx):
-        node = ctx.topology.node(name)
-        r = ctx.probe.rest_change(node, "POST", "/restart", {}, ctx.restapi_auth, timeout=90)
-        if r.status_code != 200:
-            raise LabError(f"Patroni on {name} refused the restart: {r.text.strip() or r.status_code}.")
-        done.append(f"restarted {name} (pending restart)")
-    return done
-
-
 def _must(verdict: Verdict, what: str) -> None:
     if not verdict.ok:
         raise LabError(f"{what}: {verdict.reason}.")
@@ -162,44 +125,9 @@ def _baseline_leader(ctx: LabContext) -> str:
 
 
 def baseline_verdict(ctx: LabContext, config: dict[str, Any] | None = None) -> Verdict:
-    """Whether the lab is at the lessons' healthy baseline now, and if not, what differs (`config`:
+    """Whether the lab is at the lessons' healthy baseline now, and if not, every difference (`config`:
     the dynamic configuration to expect instead of the baseline's, as the reset runs with)."""
-    for node in ctx.topology.nodes:
-        state = ctx.docker.state(node)
-        if not state.running or not state.on_lab_network:
-            where = "" if state.on_lab_network else ", off the network"
-            return Verdict(False, f"{node.name} is {state.status}{where}", node.name)
-    stray_volumes = sorted(v for v in ctx.docker.volumes() if v.endswith("-data")
-                           and v not in {volume_name(ctx.project, n.name) for n in ctx.topology.nodes})
-    if stray_volumes:
-        return Verdict(False, f"data volumes of nodes no longer in the lab: {', '.join(stray_volumes)}")
-    verdict = ctx.health()
-    if not verdict.ok:
-        return verdict
-    cluster = ctx.cluster()
-    strangers = [m.name for m in cluster if m.name not in {n.name for n in ctx.topology.db}]
-    if strangers:
-        return Verdict(False, f"{', '.join(strangers)} is registered with Patroni but not part of the lab")
-    first, second = ctx.topology.db[0].name, ctx.topology.db[1].name
-    if cluster.leader_name != first:
-        return Verdict(False, f"{cluster.leader_name} leads, not {first}")
-    if second not in [m.name for m in cluster.sync_standbys]:
-        return Verdict(False, f"{second} is not the synchronous standby")
-    code, live = ctx.probe.rest(ctx.topology.db[0], "/config")
-    patch = config_patch(live, config or baseline_config(ctx)) if code == 200 else {"?": None}
-    if patch:
-        return Verdict(False, f"Patroni's configuration differs from the baseline in {', '.join(sorted(patch))}")
-    pending = pending_restart(ctx)
-    if pending:
-        return Verdict(False, f"{', '.join(pending)} waits for a restart")
-    try:
-        stray = sql.stray_tables(ctx)
-    except psycopg.Error as exc:   # HAProxy may still be moving 5432: a reading, not a failure
-        return Verdict(False, f"SQL through HAProxy failed: {first_line(exc)}")
-    if stray:
-        return Verdict(False, f"lesson tables left: {', '.join(stray)}")
-    return Verdict(True, f"baseline: {first} leads, {second} synchronous standby, "
-                         f"{ctx.profile.name} timings, no faults")
+    return baseline.assess(ctx, config)
 
 
 def _restore(ctx: LabContext, report: ResetReport, note: Callable[[str], None]) -> None:
@@ -209,6 +137,7 @@ def _restore(ctx: LabContext, report: ResetReport, note: Callable[[str], None]) 
             note(line)
 
     did(Chaos(ctx).heal_all())
+    did(restore_files(ctx))
     _must(wait_until(lambda: _has_leader(ctx), LEADER_DEADLINE_S), "Patroni elected no leader")
     restored, changed_parameters = restore_config(ctx)
     did(restored)
@@ -222,27 +151,179 @@ def _restore(ctx: LabContext, report: ResetReport, note: Callable[[str], None]) 
         did([roles.reinit(ctx, stuck.name)])
         verdict = wait_until(lambda: health.assess_patroni(ctx.cluster(), expected), STREAMING_DEADLINE_S)
     _must(verdict, "the members did not all stream again")
+    did(reset_sql_settings(ctx))
     if changed_parameters:
         # A member reads changed parameters on its next HA loop; only then can it flag a restart.
         wait_until(lambda: parameters_read(ctx, changed_parameters), 3 * ctx.profile.loop_wait + 10)
-    restarted = restart_pending(ctx)
+    restarted = restart_members(ctx, reset_config(ctx))
     did(restarted)
     if restarted:
         _must(wait_until(lambda: health.assess_patroni(ctx.cluster(), [n.name for n in ctx.topology.db]),
                          STREAMING_DEADLINE_S), "the restarted members did not stream again")
+    did(reload_tags(ctx))
+    did(switch_back(ctx))
+    did(drop_lesson_tables(ctx))
+    did(delete_stray_keys(ctx))
+    converge(ctx, reset_config(ctx), did)
+    if patch_config(ctx, baseline_config(ctx))[0]:   # the profile's loop_wait back: read once more
+        report.verdict = converge(ctx, None, did).reason
+    else:
+        report.verdict = baseline.verdict([], baseline.ok_text(ctx)).reason
+
+
+def converge(ctx: LabContext, config: dict[str, Any] | None, did: Callable[[list[str]], None]) -> Verdict:
+    """Read every difference from the baseline and undo it, round after round, until none is left
+    (a member that read a restored parameter late, a tag still pending); LabError naming what is
+    left when a round undoes nothing or the rounds run out. `config`: the configuration to expect."""
+    left: list[baseline.Difference] = []
+
+    def settled() -> Verdict:
+        """Nothing left to wait for: every difference read is one an undo acts on (or there is none)."""
+        left[:] = baseline.differences(ctx, config)
+        return baseline.verdict([d for d in left if d.undo == baseline.WAIT], "settled")
+
+    for _ in range(CONVERGE_ROUNDS):
+        calm = wait_until(settled, HEALTH_DEADLINE_S, interval_s=1.0)
+        if not left:
+            return baseline.verdict([], baseline.ok_text(ctx))
+        done = undo(ctx, left, config) if calm.ok else []
+        if not done:
+            break
+        did(done)
+    raise LabError(f"the lab did not reach its baseline: {baseline.verdict(left, '').reason}")
+
+
+def undo(ctx: LabContext, differences: list[baseline.Difference], config: dict[str, Any] | None) -> list[str]:
+    """One round of undos for the differences read (each kind once); what was done."""
+    kinds = {d.undo for d in differences}
+    done: list[str] = []
+    if kinds & {baseline.HEAL}:
+        done += Chaos(ctx).heal_all()
+    if kinds & {baseline.FILE, baseline.RESTART_NODE}:
+        done += restore_files(ctx)
+    if baseline.CONFIG in kinds:
+        patched = patch_config(ctx, config or baseline_config(ctx))[0]
+        done += [f"restored Patroni's dynamic configuration ({', '.join(sorted(patched))})"] if patched else []
+    if kinds & {baseline.ALTER_SYSTEM, baseline.ROLE_SETTINGS}:
+        done += reset_sql_settings(ctx)
+    if baseline.RESTART_PG in kinds:
+        done += restart_members(ctx, config or baseline_config(ctx))
+    if baseline.RELOAD in kinds:
+        done += reload_tags(ctx)
+    if baseline.ROLES in kinds:
+        done += switch_back(ctx)
+    if baseline.TABLES in kinds:
+        done += drop_lesson_tables(ctx)
+    if baseline.ETCD_KEY in kinds:
+        done += delete_stray_keys(ctx)
+    return done
+
+
+def switch_back(ctx: LabContext) -> list[str]:
     first = _baseline_leader(ctx)
-    if ctx.cluster().leader_name != first:
-        change = roles.request_change(ctx, "switchover", first)
-        roles.wait_for_writes(ctx, change, HEALTH_DEADLINE_S)
-        did([f"switched over from {change.old_leader} back to {first}"])
+    if ctx.cluster().leader_name == first:
+        return []
+    change = roles.request_change(ctx, "switchover", first)
+    roles.wait_for_writes(ctx, change, HEALTH_DEADLINE_S)
+    return [f"switched over from {change.old_leader} back to {first}"]
+
+
+def drop_lesson_tables(ctx: LabContext) -> list[str]:
     stray = sql.stray_tables(ctx)
-    if stray:
-        sql.drop_tables(ctx, stray)
-        did([f"dropped {', '.join(stray)}"])
-    quick = reset_config(ctx)
-    _must(wait_until(lambda: baseline_verdict(ctx, quick), HEALTH_DEADLINE_S), "the lab did not reach its baseline")
-    patch_config(ctx, baseline_config(ctx))   # the profile's loop_wait back
-    _must(wait_until(lambda: baseline_verdict(ctx), HEALTH_DEADLINE_S), "the lab did not reach its baseline")
+    if not stray:
+        return []
+    sql.drop_tables(ctx, stray)
+    return [f"dropped {', '.join(stray)}"]
+
+
+def restore_files(ctx: LabContext) -> list[str]:
+    """Host files put back as pgha-lab renders them (a learner's edit of patroni.yml, say), written
+    into the file itself so a node's single-file mount sees them at once; a db node's Patroni reads
+    its file again (POST /reload: it may have read the edit), and another node that booted after the
+    edit is rebooted. Then every node still running other files than the host's is rebooted (its
+    data stays)."""
+    done = []
+    edited = baseline.host_files(ctx)
+    if edited:
+        for (_, target), content in baseline.rendered_files(ctx).items():
+            if str(target.relative_to(ctx.paths.home)) in {d.item for d in edited}:
+                write_in_place(target, content)
+        done.append(f"rendered again: {', '.join(d.item for d in edited)}")
+    states = ctx.docker.states(list(ctx.topology.nodes))
+    for name in sorted({d.node for d in edited if d.node}):
+        node = ctx.topology.node(name)
+        if node.role is Role.DB and states[name].condition == "running":
+            ctx.probe.rest_change(node, "POST", "/reload", {}, ctx.restapi_auth, timeout=30)
+            done.append(f"reloaded {name}'s Patroni, which reads its file again")
+    for diff in baseline.running_files(ctx, states):
+        ctx.docker.restart(ctx.topology.node(diff.node))
+        done.append(f"restarted {diff.node}, which ran other files than the host's")
+    return done
+
+
+def reset_sql_settings(ctx: LabContext) -> list[str]:
+    """ALTER SYSTEM RESET ALL (and a reload) on every member whose postgresql.auto.conf sets
+    something, and RESET ALL of every ALTER ROLE/DATABASE setting (through the leader)."""
+    done = []
+    for node in ctx.topology.db:
+        with sql.connect_node(ctx, node.name) as conn:
+            rows = conn.execute("select name from pg_file_settings where sourcefile like '%/postgresql.auto.conf'"
+                                ).fetchall()
+            if rows:
+                conn.execute("alter system reset all")
+                conn.execute("select pg_reload_conf()")
+                done.append(f"emptied {node.name}'s postgresql.auto.conf ({', '.join(r[0] for r in rows)}: "
+                            "ALTER SYSTEM RESET ALL)")
+    with sql.connect(ctx) as conn:
+        rows = conn.execute("select r.rolname, d.datname from pg_db_role_setting s left join pg_roles r on "
+                            "r.oid = s.setrole left join pg_database d on d.oid = s.setdatabase").fetchall()
+        for role, db in rows:
+            if role and db:
+                stmt = SQL("alter role {} in database {} reset all").format(Identifier(role), Identifier(db))
+            elif role:
+                stmt = SQL("alter role {} reset all").format(Identifier(role))
+            else:
+                stmt = SQL("alter database {} reset all").format(Identifier(db))
+            conn.execute(stmt)
+            done.append(f"{stmt.as_string(conn)} (an ALTER ROLE/DATABASE ... SET)")
+    return done
+
+
+def restart_members(ctx: LabContext, config: dict[str, Any]) -> list[str]:
+    """Restart (through Patroni, as `patronictl restart` does) every member waiting for a restart or
+    running other parameters or pg_hba rules than its configuration says: at its start Patroni writes
+    postgresql.conf and pg_hba.conf afresh from its configuration."""
+    done = []
+    for node in ctx.topology.db:
+        why = [d for d in baseline.member(ctx, node.name, config) if d.undo == baseline.RESTART_PG]
+        if not why:
+            continue
+        r = ctx.probe.rest_change(node, "POST", "/restart", {}, ctx.restapi_auth, timeout=90)
+        if r.status_code != 200:
+            raise LabError(f"Patroni on {node.name} refused the restart: {r.text.strip() or r.status_code}.")
+        done.append(f"restarted {node.name}'s PostgreSQL ({'; '.join(d.text for d in why)})")
+    return done
+
+
+def reload_tags(ctx: LabContext) -> list[str]:
+    """A member whose tags differ from its (rendered) patroni.yml reads the file again (POST /reload)."""
+    done = []
+    for diff in baseline.tags(ctx, ctx.cluster()):
+        node = ctx.topology.node(diff.node)
+        ctx.probe.rest_change(node, "POST", "/reload", {}, ctx.restapi_auth, timeout=30)
+        done.append(f"reloaded {node.name}'s Patroni ({diff.text.split(' (')[0]})")
+    if done:
+        _must(wait_until(lambda: Verdict(not baseline.tags(ctx, ctx.cluster()), "tags not read yet"),
+                         3 * ctx.profile.loop_wait + 10), "a member did not take its patroni.yml's tags")
+    return done
+
+
+def delete_stray_keys(ctx: LabContext) -> list[str]:
+    done = []
+    for diff in baseline.etcd_keys(ctx):
+        if diff.undo == baseline.ETCD_KEY and ctx.probe.etcd_delete(diff.item):
+            done.append(f"deleted etcd key {diff.item}")
+    return done
 
 
 def stopping_members(ctx: LabContext) -> list[str]:
