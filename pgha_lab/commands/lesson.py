@@ -134,11 +134,15 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_hint(args: argparse.Namespace) -> int:
-    lesson, number, text = course.hint(lab_context(args), args.id)
+    h = course.hint(lab_context(args), args.id)
+    of = len(h.lesson.hints)
     if args.json:
-        _print_json({"lesson": lesson.id, "hint": number, "of": len(lesson.hints), "text": text})
+        _print_json({"lesson": h.lesson.id, "hint": h.number, "of": of, "text": h.text, "last": h.last,
+                     "none_left": h.none_left})
+    elif h.none_left:
+        print(_para(h.text, indent=""))
     else:
-        print(f"Hint {number} of {len(lesson.hints)}:\n{_para(text)}")
+        print(f"Hint {h.number} of {of}" + (" (the last)" if h.last else "") + f":\n{_para(h.text)}")
     return 0
 
 
@@ -168,6 +172,6 @@ def cmd_reset(args: argparse.Namespace) -> int:
     if args.json:
         _print_json(done.as_dict())
     else:
-        print(f"Baseline restored in {done.seconds:.1f}s" + (" (lab re-created)." if done.recreated else ".")
-              + ("" if done.steps else " Nothing needed changing."))
+        print(f"Baseline restored in {done.seconds:.1f}s" + (" (lab re-created)" if done.recreated else "")
+              + (", nothing needed changing" if not done.steps else "") + f". Checked: {done.verdict}.")
     return 0

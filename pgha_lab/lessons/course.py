@@ -64,17 +64,33 @@ def check(ctx: LabContext, lesson_id: str | None) -> CheckReport:
     return report
 
 
-def hint(ctx: LabContext, lesson_id: str | None) -> tuple[Lesson, int, str]:
-    """The next hint (1-based number, text); the last one again once all are shown."""
+@dataclass
+class Hint:
+    lesson: Lesson
+    number: int           # 1-based; the last one's number again once every hint is shown
+    text: str
+    none_left: bool       # every hint was shown before this call: `text` says so, and where to go next
+
+    @property
+    def last(self) -> bool:
+        return self.number == len(self.lesson.hints)
+
+
+def hint(ctx: LabContext, lesson_id: str | None) -> Hint:
+    """The next hint; once all are shown, a word that none is left instead of the last one again."""
     if lesson_id is None:
         lesson, _ = current(ctx, None)
     else:
         lesson = catalogue.get(lesson_id)
     prog = progress.load(ctx.paths)
-    shown = min(prog.hints_shown.get(lesson.id, 0) + 1, len(lesson.hints))
-    prog.hints_shown[lesson.id] = shown
+    before = prog.hints_shown.get(lesson.id, 0)
+    if before >= len(lesson.hints):
+        return Hint(lesson, len(lesson.hints), f"No hint left: all {len(lesson.hints)} were shown. `pgha-lab lesson "
+                                               f"check` says what is still missing; `pgha-lab lesson solve {lesson.id}` "
+                                               "prints the reference solution.", True)
+    prog.hints_shown[lesson.id] = before + 1
     progress.save(ctx.paths, prog)
-    return lesson, shown, lesson.hints[shown - 1]
+    return Hint(lesson, before + 1, lesson.hints[before], False)
 
 
 def solve(ctx: LabContext, lesson_id: str) -> CheckReport:

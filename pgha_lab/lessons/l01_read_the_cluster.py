@@ -15,6 +15,17 @@ QUESTIONS = {   # task key -> the questions it answers
     "haproxy": ("port_5432", "port_5433"),
     "psql": ("primary_address", "replica_in_recovery"),
 }
+# Where each answer can be read: a wrong answer is told where to look again, never the value.
+WHERE = {
+    "leader": "`patronictl list`, the member whose Role is Leader",
+    "sync_standby": "`patronictl list`, the member whose Role is Sync Standby",
+    "timeline": "`patronictl list`, column TL",
+    "etcd_leader": "`ectl endpoint status -w table`, the endpoint whose IS LEADER is true, then whose address that is",
+    "port_5432": "HAProxy's stats page, backend primary: the server that is UP",
+    "port_5433": "HAProxy's stats page, backend replicas: the servers that are UP",
+    "primary_address": "`select inet_server_addr()` in a session through 5432",
+    "replica_in_recovery": "`select pg_is_in_recovery()` in a session through 5433",
+}
 
 
 def start(ctx: LabContext) -> State:
@@ -56,7 +67,7 @@ def check(ctx: LabContext, state: State) -> list[TaskResult]:
         out = []
         for key, questions in QUESTIONS.items():
             missing = [q for q in questions if q not in given]
-            wrong = [f"{q} is {live[q] or 'nothing'}, not {given[q]!r}" for q in questions
+            wrong = [f"{q} {given[q]!r} is not what the lab shows (look at {WHERE[q]})" for q in questions
                      if q in given and not _same(q, given[q], live[q])]
             if missing:
                 out.append(TaskResult(key, False, f"no answer recorded for {', '.join(missing)}"))
@@ -101,7 +112,8 @@ LESSON = Lesson(
     ),
     hints=(
         "Record an answer with psql through HAProxy: `pgha-lab psql -- -c \"insert into lesson_answers values "
-        "(1, 'leader', 'dbnode1')\"` (the table holds lesson, question, answer).",
+        "(1, 'leader', 'NODE')\"` (lesson, question, answer; NODE the member you found). To correct an answer, "
+        "insert it again: the newest row for a question counts.",
         "In `ectl endpoint status -w table` the IS LEADER column is true on one endpoint; the endpoint's address "
         "tells you which etcd node it is (`pgha-lab status` lists them).",
         "The stats page's CSV has one row per server with its status: `pgha-lab exec dbnode1 -- curl -s "

@@ -12,6 +12,17 @@ from pgha_lab.lessons.model import Lesson, State, Task, TaskResult
 ID = 2
 WRONG_CA = "certificate verify failed"
 WRONG_HOST = "does not match host name"
+# Where each answer can be read: a wrong one is told where to look again, never the value.
+WHERE = {
+    "ca_subject": "`openssl x509 -in /etc/patroni/tls/ca.crt -noout -subject` inside dbnode1, after CN =",
+    "etcd_client_cn": "the subject of /etc/patroni/tls/etcd-client.crt on dbnode1, after CN =",
+    "haproxy_check_cn": "the subject of /etc/haproxy/tls/haproxy-check.pem on haproxy, after CN =",
+    "postgres_san_haproxy_ip": "`openssl x509 -in /etc/patroni/tls/postgres.crt -noout -ext subjectAltName` on "
+                               "dbnode1: the IP address that is HAProxy's",
+    "wrong_ca_error": "a verify-full connection with the operating system's CAs (sslrootcert=system)",
+    "wrong_host_error": "a connection with the lab CA to a host name the certificate does not carry "
+                        "(host=wrong.example hostaddr=HAPROXY_IP)",
+}
 PSQL_AS_LEARNER = 'PGPASSWORD="$PATRONI_SUPERUSER_PASSWORD" psql "$1" -c "select 1"'
 
 
@@ -47,21 +58,26 @@ def check(ctx: LabContext, state: State) -> list[TaskResult]:
             missing = [q for q in questions if q not in given]
             if missing:
                 return TaskResult(key, False, f"no answer recorded for {', '.join(missing)}")
-            wrong = [f"{q} is {live[q]!r}, not {given[q]!r}" for q in questions if given[q] != live[q]]
+            wrong = [f"{q} {given[q]!r} is not what the certificate says (look again: {WHERE[q]})"
+                     for q in questions if given[q] != live[q]]
             return TaskResult(key, not wrong, "; ".join(wrong) or ", ".join(f"{q} = {given[q]}" for q in questions))
 
-        def error(key: str, question: str, phrase: str) -> TaskResult:
+        def error(key: str, question: str, phrase: str, other: str, other_case: str) -> TaskResult:
             if question not in given:
                 return TaskResult(key, False, f"no answer recorded for {question}")
+            if other in given[question]:
+                return TaskResult(key, False, f"{question} holds the error of {other_case}; this task asks for "
+                                              f"{WHERE[question]}")
             if phrase not in given[question]:
-                return TaskResult(key, False, f"{question} should be psql's error, which says '{phrase}'")
+                return TaskResult(key, False, f"{question} is not the error psql prints for {WHERE[question]}: run "
+                                              "that connection and record the line psql prints")
             return TaskResult(key, True, f"{question}: {given[question][:120]}")
 
         return [exact("ca", ("ca_subject",)),
                 exact("channels", ("etcd_client_cn", "haproxy_check_cn")),
                 exact("sans", ("postgres_san_haproxy_ip",)),
-                error("wrong_ca", "wrong_ca_error", WRONG_CA),
-                error("wrong_host", "wrong_host_error", WRONG_HOST)]
+                error("wrong_ca", "wrong_ca_error", WRONG_CA, WRONG_HOST, "a host name the certificate does not carry"),
+                error("wrong_host", "wrong_host_error", WRONG_HOST, WRONG_CA, "a CA that did not sign the certificate")]
     try:
         return observe_all()
     except observe.READ_ERRORS as exc:

@@ -17,11 +17,28 @@ def start(ctx: LabContext) -> State:
     marker_id, server = sql.write_marker(ctx, "before switchover")
     return {"leader": cluster.leader_name, "timeline": cluster.timeline,
             "candidate": cluster.sync_standbys[0].name if cluster.sync_standbys else None,
-            "marker_id": marker_id, "marker_server": server}
+            "marker_id": marker_id, "marker_server": server, "since": observe.now_stamp()}
+
+
+def premise(ctx: LabContext, state: State) -> str | None:
+    """Why the switchover this lesson is about has not happened, when the leader changed otherwise."""
+    old = state["leader"]
+    if observe.failed_over(ctx, state) and observe.powered_off(ctx, old, state.get("since")):
+        return (f"{old} was powered off or restarted since the lesson began: the leader changed by a failover, not "
+                "a handover; a switchover leaves the VM running (`patronictl switchover`). "
+                "`pgha-lab lesson start 3` begins again")
+    return None
 
 
 def check(ctx: LabContext, state: State) -> list[TaskResult]:
     old, tl = state["leader"], int(state["timeline"])
+    keys = ("old_leader", "haproxy", "no_write_lost")
+    wrong = premise(ctx, state)
+    if wrong:
+        return [TaskResult("switchover", False, wrong)] + [TaskResult(k, False, wrong) for k in keys]
+    if not observe.failed_over(ctx, state):
+        return ([observe.guarded("switchover", lambda: observe.new_leader(ctx, "switchover", old, tl))]
+                + [observe.needs_failover(k, state, None, "switchover") for k in keys])
     return [
         observe.guarded("switchover", lambda: observe.new_leader(ctx, "switchover", old, tl)),
         observe.guarded("old_leader", lambda: observe.streams(ctx, "old_leader", old, sync=True)),

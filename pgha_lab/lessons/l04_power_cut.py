@@ -14,11 +14,29 @@ def start(ctx: LabContext) -> State:
     cluster = ctx.cluster()
     marker_id, server = sql.write_marker(ctx, "before power cut")
     return {"leader": cluster.leader_name, "timeline": cluster.timeline, "marker_id": marker_id,
-            "marker_server": server}
+            "marker_server": server, "since": observe.now_stamp()}
+
+
+def premise(ctx: LabContext, state: State) -> str | None:
+    """Why the power cut this lesson is about has not happened, when the learner did something else:
+    a replica powered off, or the leader handed over without losing power."""
+    old = state["leader"]
+    if observe.failed_over(ctx, state):
+        if not observe.powered_off(ctx, old, state.get("since")):
+            return (f"the leader changed, but {old} never lost power (it runs and has not booted since the lesson "
+                    f"began): a switchover is lesson 3; here cut its power with `pgha-lab chaos kill {old}`")
+        return None
+    hit = observe.struck_replicas(ctx, state, ("stopped",), or_rebooted=True)
+    return observe.hit_the_replica(hit, "powered off", old, "pgha-lab chaos kill leader") if hit else None
 
 
 def check(ctx: LabContext, state: State) -> list[TaskResult]:
     old, tl = state["leader"], int(state["timeline"])
+    wrong = premise(ctx, state)
+    if wrong or not observe.failed_over(ctx, state):
+        first = TaskResult("failover", False, wrong) if wrong else \
+            observe.guarded("failover", lambda: observe.new_leader(ctx, "failover", old, tl))
+        return [first] + [observe.needs_failover(key, state, wrong) for key in ("haproxy", "rejoin", "no_write_lost")]
     return [
         observe.guarded("failover", lambda: observe.new_leader(ctx, "failover", old, tl)),
         observe.guarded("haproxy", lambda: observe.routes_primary(ctx, "haproxy")),
@@ -59,8 +77,9 @@ LESSON = Lesson(
                               "new write must land on the new leader."),
     ),
     hints=(
-        "`pgha-lab exec etcd1 -- ectl get /service/18/main/leader -w json` shows the key's lease; "
-        "`ectl lease timetolive ID` (the lease in hex) shows the seconds it has left.",
+        "`pgha-lab exec etcd1 -- ectl get /service/18/main/leader -w json` shows the key's lease, in decimal; "
+        "`ectl lease timetolive` takes it in hex (`printf '%x\\n' LEASE` converts it) and shows the seconds it "
+        "has left.",
         "The failover takes up to ttl + loop_wait seconds: `pgha-lab exec dbnode2 -- patronictl -c "
         "/etc/patroni/config.yml show-config` shows ttl.",
         "A killed node stays off until you boot it: `pgha-lab chaos start dbnode1`.",

@@ -14,7 +14,20 @@ def start(ctx: LabContext) -> State:
     cluster = ctx.cluster()
     marker_id, server = sql.write_marker(ctx, "before the freeze")
     return {"leader": cluster.leader_name, "timeline": cluster.timeline, "marker_id": marker_id,
-            "marker_server": server}
+            "marker_server": server, "since": observe.now_stamp()}
+
+
+def premise(ctx: LabContext, state: State) -> str | None:
+    """Why the freeze this lesson is about has not happened, when the learner did something else."""
+    old = state["leader"]
+    if observe.failed_over(ctx, state):
+        if observe.powered_off(ctx, old, state.get("since")):
+            return (f"{old} was powered off or restarted since the lesson began, not frozen. A frozen VM "
+                    f"(`pgha-lab chaos pause leader`) keeps its memory and wakes up believing it still leads, "
+                    f"which is what this lesson is about")
+        return None
+    hit = observe.struck_replicas(ctx, state, ("paused",))
+    return observe.hit_the_replica(hit, "froze", old, "pgha-lab chaos pause leader") if hit else None
 
 
 def demoted(ctx: LabContext, key: str, name: str) -> TaskResult:
@@ -31,6 +44,15 @@ def demoted(ctx: LabContext, key: str, name: str) -> TaskResult:
 
 def check(ctx: LabContext, state: State) -> list[TaskResult]:
     old, tl = state["leader"], int(state["timeline"])
+    wrong = premise(ctx, state)
+    if wrong and observe.failed_over(ctx, state):   # a failover, but not after a freeze
+        return [TaskResult("failover", False, wrong), TaskResult("demoted", False, wrong),
+                observe.guarded("rejoin", lambda: observe.streams(ctx, "rejoin", old, sync=False)),
+                observe.writes_kept(ctx, "no_write_lost", int(state["marker_id"]), state["marker_server"])]
+    if wrong or not observe.failed_over(ctx, state):
+        first = TaskResult("failover", False, wrong) if wrong else \
+            observe.guarded("failover", lambda: observe.new_leader(ctx, "failover", old, tl))
+        return [first] + [observe.needs_failover(key, state, wrong) for key in ("demoted", "rejoin", "no_write_lost")]
     return [
         observe.guarded("failover", lambda: observe.new_leader(ctx, "failover", old, tl)),
         observe.guarded("demoted", lambda: demoted(ctx, "demoted", old)),

@@ -19,7 +19,7 @@ def start(ctx: LabContext) -> State:
     sql.prepare_answers(ctx, ID)
     marker_id, server = sql.write_marker(ctx, "before the cable was pulled")
     return {"leader": cluster.leader_name, "other": cluster.sync_standbys[0].name, "timeline": cluster.timeline,
-            "marker_id": marker_id, "marker_server": server}
+            "marker_id": marker_id, "marker_server": server, "since": observe.now_stamp()}
 
 
 def console_in_recovery(ctx: LabContext, name: str) -> Verdict:
@@ -30,28 +30,45 @@ def console_in_recovery(ctx: LabContext, name: str) -> Verdict:
 
 
 def check_isolated(ctx: LabContext, state: State, given: dict[str, str]) -> TaskResult:
+    old = state["leader"]
+    if observe.powered_off(ctx, old, state.get("since")):
+        return TaskResult("isolated", False, f"{old} was powered off or restarted since the lesson began, not cut "
+                                             f"off: `pgha-lab chaos isolate leader` pulls its cable and leaves it "
+                                             f"running, which is what this task is about")
     tl = ctx.cluster().timeline or 0
     if tl < int(state["timeline"]) + 1:
+        hit = observe.struck_replicas(ctx, state, ("isolated",))
+        if hit:
+            return TaskResult("isolated", False, observe.hit_the_replica(hit, "cut off", old,
+                                                                         "pgha-lab chaos isolate leader"))
         return TaskResult("isolated", False, f"timeline {tl}: no failover has happened since the lesson began")
     if "isolated_in_recovery" not in given:
         return TaskResult("isolated", False, "no answer recorded for isolated_in_recovery")
     if given["isolated_in_recovery"].lower() not in ("t", "true"):
-        return TaskResult("isolated", False, f"the isolated leader ends up read-only, so pg_is_in_recovery() is t, "
-                                             f"not {given['isolated_in_recovery']!r}: wait retry_timeout and ask again")
+        return TaskResult("isolated", False, f"isolated_in_recovery {given['isolated_in_recovery']!r} is not what the "
+                                             f"cut-off leader ends up with: wait retry_timeout after the cut, then ask "
+                                             f"pg_is_in_recovery() again on its console")
     return TaskResult("isolated", True, "the cut-off leader demoted itself to read-only")
 
 
 def check_partition(ctx: LabContext, state: State, given: dict[str, str]) -> TaskResult:
     tl, leader = ctx.cluster().timeline or 0, ctx.cluster().leader_name
     if tl < int(state["timeline"]) + 2:
+        replica = next((m.name for m in ctx.cluster().replicas
+                        if "partitioned" in Chaos(ctx).network_faults(ctx.topology.node(m.name))), None)
+        if replica is not None:
+            return TaskResult("partition", False, f"you cut {replica} off, which is a replica now: it holds no key, so "
+                                                  "nothing changes; cut the new leader off from etcd (`--clear` this "
+                                                  "one first)")
         return TaskResult("partition", False, f"timeline {tl}: a second failover (the partition) has not happened")
     if "partition_new_leader" not in given:
         return TaskResult("partition", False, "no answer recorded for partition_new_leader")
     if given["partition_new_leader"] != state["leader"]:
-        return TaskResult("partition", False, f"partition_new_leader is {state['leader']} (the only member etcd "
-                                              f"still heard), not {given['partition_new_leader']!r}")
+        return TaskResult("partition", False, f"partition_new_leader {given['partition_new_leader']!r} is not the "
+                                              "member that took over (`patronictl list` after the takeover)")
     if leader != state["leader"]:
-        return TaskResult("partition", False, f"{leader} leads, not {state['leader']}")
+        return TaskResult("partition", False, "the leader changed again after the partition's takeover "
+                                              "(`patronictl list` shows who leads now and on which timeline)")
     return TaskResult("partition", True, f"cut off from etcd, {state['other']} demoted and {leader} took over")
 
 
@@ -126,8 +143,8 @@ LESSON = Lesson(
     ),
     hints=(
         "`pgha-lab logs NODE -f` on the cut-off leader shows Patroni's retries and then 'demoting self'.",
-        "Record answers with `pgha-lab psql -- -c \"insert into lesson_answers values (6, 'isolated_in_recovery', "
-        "'t')\"`.",
+        "Record answers with `pgha-lab psql -- -c \"insert into lesson_answers values "
+        "(6, 'isolated_in_recovery', 'ANSWER')\"`.",
         "`pgha-lab chaos partition dbnode2 --from etcd --wait` waits for the takeover.",
     ),
     solution=("pgha-lab chaos isolate leader --wait\n"

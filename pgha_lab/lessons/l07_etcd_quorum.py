@@ -2,8 +2,6 @@
 (the quorum) and the leader demotes itself; bring them back and Patroni elects a leader again."""
 from __future__ import annotations
 
-from datetime import datetime, timezone
-
 from pgha_lab import health
 from pgha_lab.context import LabContext
 from pgha_lab.lessons import observe
@@ -11,25 +9,27 @@ from pgha_lab.lessons.model import Lesson, State, Task, TaskResult
 
 ID = 7
 BACK_DEADLINE_S = 120.0
-STAMP = "%Y-%m-%dT%H:%M:%S"   # the first 19 characters of Docker's StartedAt, in UTC
 
 
 def start(ctx: LabContext) -> State:
-    return {"timeline": ctx.cluster().timeline, "since": datetime.now(timezone.utc).strftime(STAMP)}
+    return {"timeline": ctx.cluster().timeline, "leader": ctx.cluster().leader_name, "since": observe.now_stamp()}
 
 
 def rebooted_etcd(ctx: LabContext, since: str) -> list[str]:
-    return [n.name for n in ctx.topology.etcd if ctx.docker.started_at(n)[:19] > since]
+    return observe.rebooted(ctx, [n.name for n in ctx.topology.etcd], since)
+
+
+def lost_needed(ctx: LabContext) -> int:
+    """etcd members to stop for the quorum to go: one more than a minority."""
+    return len(ctx.topology.etcd) - (len(ctx.topology.etcd) // 2 + 1) + 1
 
 
 def check_members_lost(ctx: LabContext, state: State) -> TaskResult:
     again = rebooted_etcd(ctx, state["since"])
-    quorum = len(ctx.topology.etcd) // 2 + 1
-    lost_needed = len(ctx.topology.etcd) - quorum + 1
-    if len(again) < lost_needed:
+    if len(again) < lost_needed(ctx):
         return TaskResult("quorum_lost", False, f"{len(again)} etcd member(s) stopped and started since the lesson "
                                                 f"began ({', '.join(again) or 'none'}); losing the quorum takes "
-                                                f"{lost_needed}")
+                                                f"{lost_needed(ctx)}")
     return TaskResult("quorum_lost", True, f"{', '.join(again)} were stopped and started again")
 
 
@@ -39,6 +39,16 @@ def check_demoted(ctx: LabContext, state: State) -> TaskResult:
         return TaskResult("leader_demoted", False, "there is no leader right now")
     if now <= timeline:
         return TaskResult("leader_demoted", False, f"still timeline {now}: the leader never stepped down")
+    db_restarted = [n for n in observe.db_names(ctx) if observe.powered_off(ctx, n, state["since"])]
+    if db_restarted:
+        return TaskResult("leader_demoted", False, f"the timeline moved, but {', '.join(db_restarted)} was stopped or "
+                                                   f"restarted since the lesson began: the leader changed for that, not "
+                                                   f"for etcd's quorum; stop etcd members only (`pgha-lab chaos stop "
+                                                   f"etcd1`)")
+    if len(rebooted_etcd(ctx, state["since"])) < lost_needed(ctx):
+        return TaskResult("leader_demoted", False, "the timeline moved, but etcd never lost its quorum since the lesson "
+                                                   "began: the leader changed for another reason (a switchover?); "
+                                                   "stop two etcd members")
     return TaskResult("leader_demoted", True, f"timeline {timeline} -> {now}: the leader demoted without "
                                               "quorum and a leader was elected again when it returned")
 

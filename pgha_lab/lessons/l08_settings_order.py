@@ -38,9 +38,23 @@ def _file_bootstrap_ttl(ctx: LabContext, node: str) -> int:
     return int(yaml.safe_load(text)["bootstrap"]["dcs"]["ttl"])
 
 
+def _host_bootstrap_ttl(ctx: LabContext) -> int | None:
+    """bootstrap.dcs.ttl in the host's copy of the first db node's patroni.yml (what a learner edits)."""
+    try:
+        doc = yaml.safe_load((ctx.paths.node_dir(observe.first_db(ctx)) / "patroni.yml").read_text())
+        return int(doc["bootstrap"]["dcs"]["ttl"])
+    except (OSError, yaml.YAMLError, KeyError, TypeError, ValueError):
+        return None
+
+
 def check_timings(ctx: LabContext) -> TaskResult:
     live = _live_config(ctx)
     if (live.get("ttl"), live.get("loop_wait")) != (TTL, LOOP_WAIT):
+        if _host_bootstrap_ttl(ctx) == TTL:
+            return TaskResult("timings", False, f"bootstrap.dcs in {observe.first_db(ctx)}'s patroni.yml says ttl "
+                                                f"{TTL}, but a running cluster never reads that section again: "
+                                                f"Patroni still has ttl {live.get('ttl')}. Change the dynamic "
+                                                "configuration with `patronictl edit-config`")
         return TaskResult("timings", False, f"Patroni's dynamic configuration has ttl {live.get('ttl')} and "
                                             f"loop_wait {live.get('loop_wait')}, not {TTL} and {LOOP_WAIT}")
     answered, raw = ctx.probe.etcd_read(f"/service/{ctx.topology.scope}/config")
@@ -50,8 +64,26 @@ def check_timings(ctx: LabContext) -> TaskResult:
     return TaskResult("timings", True, f"ttl {TTL} and loop_wait {LOOP_WAIT} are in etcd, every member reads them")
 
 
+def altered_by_hand(ctx: LabContext) -> list[str]:
+    """Members whose postgresql.auto.conf sets shared_buffers: ALTER SYSTEM, behind Patroni's back."""
+    out = []
+    for node in observe.db_names(ctx):
+        with sql.connect_node(ctx, node) as conn:
+            if conn.execute("select count(*) from pg_file_settings where name = 'shared_buffers' and sourcefile "
+                            "like '%/postgresql.auto.conf'").fetchone()[0]:
+                out.append(node)
+    return out
+
+
 def check_restart(ctx: LabContext) -> TaskResult:
     wanted = (_live_config(ctx).get("postgresql") or {}).get("parameters", {}).get("shared_buffers")
+    by_hand = altered_by_hand(ctx)
+    if by_hand:
+        return TaskResult("restart", False, f"{', '.join(by_hand)} sets shared_buffers in postgresql.auto.conf "
+                                            "(ALTER SYSTEM): that file is the node's own, Patroni neither shares nor "
+                                            "resets it, and it wins over what Patroni writes. Set the parameter in "
+                                            "the dynamic configuration (`patronictl edit-config -p`) and undo "
+                                            "yours with `alter system reset shared_buffers`")
     if str(wanted).upper() != SHARED_BUFFERS.upper():
         return TaskResult("restart", False, f"the dynamic configuration sets shared_buffers to {wanted}, "
                                             f"not {SHARED_BUFFERS}")
@@ -73,9 +105,10 @@ def check_bootstrap(ctx: LabContext) -> TaskResult:
     live_ttl = _live_config(ctx).get("ttl")
     wrong = []
     if given["bootstrap_ttl"] != str(file_ttl):
-        wrong.append(f"bootstrap.dcs.ttl in {PATRONI_CONFIG} is {file_ttl}, not {given['bootstrap_ttl']!r}")
+        wrong.append(f"bootstrap_ttl {given['bootstrap_ttl']!r} is not bootstrap.dcs.ttl in {PATRONI_CONFIG} on "
+                     f"dbnode1 (`grep -A4 'dcs:' {PATRONI_CONFIG}`)")
     if given["live_ttl"] != str(live_ttl):
-        wrong.append(f"the ttl Patroni uses is {live_ttl}, not {given['live_ttl']!r}")
+        wrong.append(f"live_ttl {given['live_ttl']!r} is not the ttl Patroni uses now (`patronictl show-config`)")
     if wrong:
         return TaskResult("bootstrap", False, "; ".join(wrong))
     return TaskResult("bootstrap", True, f"the file's bootstrap says ttl {file_ttl}, etcd says {live_ttl}: "
@@ -142,7 +175,7 @@ LESSON = Lesson(
         "editor; `-p name=value` sets a PostgreSQL parameter.",
         "`patronictl restart 18/main --pending` restarts only the members that wait for it.",
         "`pgha-lab exec dbnode1 -- grep -A4 'dcs:' /etc/patroni/config.yml` shows the bootstrap values; record "
-        "with `pgha-lab psql -- -c \"insert into lesson_answers values (8, 'bootstrap_ttl', '30')\"`.",
+        "with `pgha-lab psql -- -c \"insert into lesson_answers values (8, 'bootstrap_ttl', 'VALUE')\"`.",
     ),
     solution=("pgha-lab exec dbnode1 -- patronictl -c /etc/patroni/config.yml edit-config --force "
               f"-s ttl={TTL} -s loop_wait={LOOP_WAIT} -p shared_buffers={SHARED_BUFFERS}\n"

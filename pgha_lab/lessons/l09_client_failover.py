@@ -53,6 +53,10 @@ def check_switchover_cut(ctx: LabContext, state: State, given: dict[str, str]) -
     moved = observe.new_leader(ctx, "switchover_cut", state["leader"], int(state["timeline"]))
     if not moved.passed:
         return moved
+    if observe.powered_off(ctx, state["leader"], state.get("since")):
+        return TaskResult("switchover_cut", False, f"{state['leader']} was powered off or restarted since the lesson "
+                                                   "began: your session was cut by that, not by a switchover "
+                                                   "(`patronictl switchover`)")
     wrong = _cut_message(given, "primary_error")
     if wrong:
         return TaskResult("switchover_cut", False, wrong)
@@ -97,6 +101,8 @@ def check_reconnect(ctx: LabContext, state: State) -> TaskResult:
     if not rows:
         return TaskResult("reconnect", False, f"no row labelled {AFTER!r} in {SESSIONS}")
     server, client = rows[0]
+    if leader == state["leader"]:
+        return observe.needs_failover("reconnect", state, None, "switchover")
     if client != proxy:
         return TaskResult("reconnect", False, f"the row {AFTER!r} came from {client}, not through HAProxy")
     if server != leader or server == state["leader"]:

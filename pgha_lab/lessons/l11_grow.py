@@ -66,7 +66,8 @@ def check_cloned(ctx: LabContext, state: State, given: dict[str, str]) -> TaskRe
     if "cloned_from" not in given:
         return TaskResult("cloned", False, "no answer recorded for cloned_from")
     if given["cloned_from"] != source:
-        return TaskResult("cloned", False, f"cloned_from is {source} (its log says so), not {given['cloned_from']!r}")
+        return TaskResult("cloned", False, f"cloned_from {given['cloned_from']!r} is not the member {name}'s log names "
+                                           f"(`pgha-lab logs {name} -n all | grep 'bootstrap from'`)")
     return TaskResult("cloned", True, f"{name} cloned from {source} (tagged clonefrom) and streams")
 
 
@@ -86,7 +87,8 @@ def check_replication(ctx: LabContext, state: State, given: dict[str, str]) -> T
     if "new_sync_state" not in given:
         return TaskResult("replication", False, "no answer recorded for new_sync_state")
     if given["new_sync_state"].lower() != live:
-        return TaskResult("replication", False, f"new_sync_state is {live}, not {given['new_sync_state']!r}")
+        return TaskResult("replication", False, f"new_sync_state {given['new_sync_state']!r} is not the sync_state the "
+                                                f"leader's pg_stat_replication shows for {name}")
     return TaskResult("replication", True, f"the leader streams to {name} as {live}")
 
 
@@ -138,7 +140,8 @@ LESSON = Lesson(
         "`pgha-lab up --db-nodes 3` keeps everything else (profile, settings, ports) as they are.",
         "`pgha-lab logs dbnode3 -n all | grep 'bootstrap from'` finds Patroni's choice of source.",
         "Record answers through psql: `pgha-lab psql -- -c \"insert into lesson_answers values "
-        "(11, 'cloned_from', 'dbnode2'), (11, 'new_sync_state', 'async')\"` (with what you found).",
+        "(11, 'cloned_from', 'NODE'), (11, 'new_sync_state', 'STATE')\"` (with what you found; inserting again "
+        "corrects an answer).",
     ),
     solution=("pgha-lab up --db-nodes 3\n"
               "pgha-lab exec dbnode1 -- patronictl -c /etc/patroni/config.yml list\n"

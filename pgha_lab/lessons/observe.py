@@ -3,6 +3,7 @@ result with its reason; a lab caught mid-change yields a failed task, never an e
 one shape of a fault lesson's reference solution (fault, outcome, bring back, every task passes)."""
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from typing import Callable
 
 import psycopg
@@ -12,13 +13,70 @@ from pgha_lab.chaos.actions import Chaos, wait
 from pgha_lab.context import LabContext
 from pgha_lab.errors import LabError, first_line
 from pgha_lab.lessons import sql
-from pgha_lab.lessons.model import TaskResult
+from pgha_lab.lessons.model import State, TaskResult
 from pgha_lab.node_paths import PATRONI_CONFIG
 from pgha_lab.topology import Role
 from pgha_lab.wait import Verdict, wait_until
 
 
 READ_ERRORS = (psycopg.Error, LabError)
+STAMP = "%Y-%m-%dT%H:%M:%S"   # UTC; the first 19 characters of Docker's StartedAt
+
+
+def now_stamp() -> str:
+    """When a lesson starts, in the form Docker's StartedAt begins with (what `rebooted` compares)."""
+    return datetime.now(timezone.utc).strftime(STAMP)
+
+
+def rebooted(ctx: LabContext, names: list[str], since: str | None) -> list[str]:
+    """The nodes among `names` that booted since `since` (their container started again: powered off
+    or stopped, then started), read from Docker."""
+    if not since:
+        return []
+    states = ctx.docker.states(names)
+    return [n for n in names if states[n].started_at[:19] > since[:19]]
+
+
+def not_running(ctx: LabContext, names: list[str]) -> dict[str, str]:
+    """name -> Docker's condition (stopped, paused, isolated ...) for the nodes that do not run now."""
+    states = ctx.docker.states(names)
+    return {n: states[n].condition for n in names if states[n].condition != "running"}
+
+
+def powered_off(ctx: LabContext, name: str, since: str | None) -> bool:
+    """The node is stopped now, or booted since `since`: it lost power (or was shut down) meanwhile."""
+    return not_running(ctx, [name]).get(name) == "stopped" or bool(rebooted(ctx, [name], since))
+
+
+def struck_replicas(ctx: LabContext, state: State, now: tuple[str, ...], or_rebooted: bool = False) -> list[str]:
+    """The members that were replicas when the lesson began and that a learner's fault hit: in one
+    of the Docker conditions `now` (stopped, paused, isolated), or (`or_rebooted`) booted since."""
+    names = [n for n in db_names(ctx) if n != state["leader"]]
+    hit = [n for n, c in not_running(ctx, names).items() if c in now]
+    if or_rebooted:
+        hit += [n for n in rebooted(ctx, names, state.get("since")) if n not in hit]
+    return hit
+
+
+def hit_the_replica(hit: list[str], verb: str, leader: str, command: str) -> str:
+    """What a fault lesson says when the learner struck a replica instead of the leader it asks for."""
+    return (f"you {verb} the replica {', '.join(hit)}; this lesson asks for the leader {leader} (`{command}`): "
+            f"`pgha-lab chaos heal-all`, then try again on the leader")
+
+
+def failed_over(ctx: LabContext, state: State) -> bool:
+    """Another member leads on a later timeline than when the lesson began."""
+    cluster = ctx.cluster()
+    return (cluster.leader_name not in (None, state["leader"]) and cluster.timeline is not None
+            and cluster.timeline > int(state["timeline"]))
+
+
+def needs_failover(key: str, state: State, wrong: str | None, change: str = "failover") -> TaskResult:
+    """The task whose premise (a `change` of leader since the lesson began) did not happen."""
+    if wrong:
+        return TaskResult(key, False, wrong)
+    return TaskResult(key, False, f"no {change} has happened since the lesson began ({state['leader']} still leads "
+                                  f"on timeline {state['timeline']}): this task is about what follows one")
 
 
 def unreadable(exc: Exception) -> str:

@@ -46,28 +46,32 @@ def marker_present(ctx: LabContext, row_id: int) -> bool:
 
 
 def prepare_answers(ctx: LabContext, lesson_id: int) -> None:
-    """The table the learner records findings in (through psql), emptied of this lesson's rows."""
+    """The table the learner records findings in (through psql), emptied of this lesson's rows. No
+    key on (lesson, question): recording an answer again corrects it, the newest row counts, so a
+    learner's second `insert` does not meet a duplicate-key error."""
     with connect(ctx) as conn:
         conn.execute(f"create table if not exists {ANSWERS} (lesson int not null, question text not null, "
-                     "answer text not null, primary key (lesson, question))")
+                     "answer text not null, id bigserial)")
         conn.execute(f"delete from {ANSWERS} where lesson = %s", (lesson_id,))
 
 
 def answers(ctx: LabContext, lesson_id: int) -> dict[str, str]:
+    """question -> the newest answer recorded for it."""
     with connect(ctx, replica=False) as conn:
         exists = conn.execute("select to_regclass(%s) is not null", (ANSWERS,)).fetchone()[0]
         if not exists:
             return {}
-        rows = conn.execute(f"select question, answer from {ANSWERS} where lesson = %s", (lesson_id,)).fetchall()
+        rows = conn.execute(f"select question, answer from {ANSWERS} where lesson = %s order by id",
+                            (lesson_id,)).fetchall()
     return {q.strip().lower(): a.strip() for q, a in rows}
 
 
 def record_answers(ctx: LabContext, lesson_id: int, found: dict[str, str]) -> None:
-    """What the reference solution does with psql: upsert its findings."""
+    """What the reference solution does with psql: one row a finding (a later row corrects an earlier one)."""
     with connect(ctx) as conn:
         for question, answer in found.items():
-            conn.execute(f"insert into {ANSWERS} values (%s, %s, %s) on conflict (lesson, question) "
-                         "do update set answer = excluded.answer", (lesson_id, question, answer))
+            conn.execute(f"insert into {ANSWERS} (lesson, question, answer) values (%s, %s, %s)",
+                         (lesson_id, question, answer))
 
 
 def insert_sql(lesson_id: int, question: str, answer: str) -> str:

@@ -13,9 +13,11 @@ import time
 
 import pytest
 
+from pgha_lab import health
 from pgha_lab.chaos.actions import Chaos, wait
-from pgha_lab.lessons import course, observe, progress, sql
+from pgha_lab.lessons import catalogue, course, observe, progress, sql
 from pgha_lab.lessons.reset import baseline_verdict
+from pgha_lab.wait import Verdict, wait_until
 
 pytestmark = [pytest.mark.docker, pytest.mark.lab]
 
@@ -50,16 +52,20 @@ def test_lesson_1_through_the_command_line(lab):
     assert reasons["patroni"] == "no answer recorded for leader, sync_standby, timeline"
     assert reasons["etcd"] == "no answer recorded for etcd_leader"
 
-    # A wrong answer is named with the truth the lab holds.
+    # A wrong answer is told where to look again, never the value: that stays for `lesson solve`.
     ctx = lab.ctx
-    sql.record_answers(ctx, 1, {"leader": "dbnode2", "sync_standby": "dbnode1", "timeline": "1"})
+    sql.record_answers(ctx, 1, {"leader": "dbnode2", "sync_standby": "dbnode1", "timeline": "7"})
     rc, wrong = cli_json(lab, "check")
     patroni = next(t for t in wrong["tasks"] if t["key"] == "patroni")
     assert rc == 3 and not patroni["passed"]
-    assert "leader is dbnode1, not 'dbnode2'" in patroni["reason"] and "sync_standby" in patroni["reason"]
+    assert "leader 'dbnode2' is not what the lab shows (look at `patronictl list`" in patroni["reason"]
+    assert "timeline '7' is not what the lab shows (look at `patronictl list`, column TL)" in patroni["reason"]
+    assert "dbnode1," not in patroni["reason"] and " 1 " not in patroni["reason"] and "is dbnode1" not in patroni["reason"]
 
-    rc, hint = cli_json(lab, "hint")
-    assert hint["hint"] == 1 and "lesson_answers" in hint["text"]
+    texts = [cli_json(lab, "hint")[1] for _ in range(len(catalogue.get("1").hints) + 1)]
+    assert texts[0]["hint"] == 1 and "lesson_answers" in texts[0]["text"] and "newest row" in texts[0]["text"]
+    assert texts[-2]["last"] is True and texts[-2]["none_left"] is False
+    assert texts[-1]["none_left"] is True and texts[-1]["text"].startswith("No hint left: all 4 were shown")
     rc, after = cli_json(lab, "solve", "1", "--apply")
     assert rc == 0 and after["passed"] is True, after
     rc, listed = cli_json(lab, "list")
@@ -74,9 +80,11 @@ def test_lesson_1_through_the_command_line(lab):
 FAILS_AFTER_START = {
     2: {"ca": "no answer recorded for ca_subject", "channels": "no answer recorded for etcd_client_cn",
         "wrong_ca": "no answer recorded for wrong_ca_error", "wrong_host": "no answer recorded for wrong_host_error"},
-    3: {"switchover": "dbnode1 still leads", "old_leader": "dbnode1 is leader"},
-    4: {"failover": "dbnode1 still leads", "rejoin": "dbnode1 is leader"},
-    5: {"failover": "dbnode1 still leads", "demoted": "dbnode1 still runs as a primary"},
+    3: {"switchover": "dbnode1 still leads", "old_leader": "no switchover has happened since the lesson began",
+        "haproxy": "no switchover has happened", "no_write_lost": "no switchover has happened"},
+    4: {"failover": "dbnode1 still leads", "haproxy": "no failover has happened since the lesson began",
+        "rejoin": "no failover has happened", "no_write_lost": "no failover has happened"},
+    5: {"failover": "dbnode1 still leads", "demoted": "no failover has happened", "no_write_lost": "no failover"},
     6: {"isolated": "no failover has happened since the lesson began",
         "partition": "a second failover (the partition) has not happened"},
     7: {"quorum_lost": "0 etcd member(s) stopped and started", "leader_demoted": "the leader never stepped down"},
@@ -91,14 +99,121 @@ FAILS_AFTER_START = {
 }
 
 
-def multihost_row_through_haproxy(ctx) -> None:
+# -- one plausible wrong attempt a lesson, with every task's reason for failing it ---------------
+def until(check, what: str, deadline_s: float = 120) -> None:
+    verdict = wait_until(lambda: Verdict(bool(check()), what), deadline_s, interval_s=1.0)
+    assert verdict.ok, f"{what} did not happen in {deadline_s:.0f}s"
+
+
+def another_leads(ctx) -> bool:
+    leader = ctx.cluster().leader
+    return leader is not None and leader.name != "dbnode1" and leader.state == "running"
+
+
+def wrong_answers_1(ctx) -> None:
+    sql.record_answers(ctx, 1, {"leader": "dbnode2", "sync_standby": "haproxy", "timeline": "0", "etcd_leader": "etcd9",
+                                "port_5432": "etcd1", "port_5433": "etcd2", "primary_address": "127.0.0.1",
+                                "replica_in_recovery": "f"})
+
+
+def swapped_errors_2(ctx) -> None:
+    """The two psql errors recorded the wrong way round, and names read off the wrong certificates."""
+    from pgha_lab.lessons import l02_certificates as l02
+    found = l02.truth(ctx)
+    sql.record_answers(ctx, 2, {"ca_subject": found["etcd_client_cn"], "etcd_client_cn": found["ca_subject"],
+                                "haproxy_check_cn": found["ca_subject"], "postgres_san_haproxy_ip": "127.0.0.1",
+                                "wrong_ca_error": "psql: error: server certificate for \"wrong.example\" does not "
+                                                  "match host name \"wrong.example\"",
+                                "wrong_host_error": "psql: error: SSL error: certificate verify failed"})
+
+
+def killed_leader(ctx) -> None:
+    """A power cut where the lesson asks for something else (a switchover, a freeze, a pulled cable)."""
+    Chaos(ctx).run("kill", "dbnode1")
+    until(lambda: another_leads(ctx), "another member leading")
+
+
+def killed_replica(ctx) -> None:
+    Chaos(ctx).run("kill", "dbnode2")
+    until(lambda: "dbnode2" not in health.servers_up(ctx.probe.haproxy(), health.REPLICA_BACKEND), "HAProxy marking dbnode2 down")
+
+
+def paused_replica(ctx) -> None:
+    Chaos(ctx).run("pause", "dbnode2")
+
+
+def stopped_db_leader(ctx) -> None:
+    Chaos(ctx).run("stop", "dbnode1")
+    until(lambda: another_leads(ctx), "another member leading")
+
+
+def alter_system_8(ctx) -> None:
+    """Lesson 8's case from the issue: ALTER SYSTEM on dbnode1 and a restart; bootstrap.dcs edited on the
+    host; the bootstrap answers read from the wrong place."""
+    with sql.connect_node(ctx, "dbnode1") as conn:
+        conn.execute("alter system set shared_buffers = '192MB'")
+    observe.patronictl(ctx, "dbnode1", "restart", ctx.topology.scope, "dbnode1", "--force")
+    until(lambda: ctx.health().ok, "the lab healthy after the restart")
+    f = ctx.paths.node_dir("dbnode1") / "patroni.yml"
+    f.write_text(f.read_text().replace("    ttl: 20\n", "    ttl: 40\n", 1))
+    sql.record_answers(ctx, 8, {"bootstrap_ttl": "60", "live_ttl": "40"})
+
+
+def answers_9_before_a_switchover(ctx) -> None:
     with sql.connect(ctx) as conn:
-        conn.execute("insert into lesson_sessions (label) values ('multihost')")
+        conn.execute("insert into lesson_sessions (label) values ('after switchover'), ('multihost')")
+    sql.record_answers(ctx, 9, {"primary_error": "ERROR:  syntax error at or near \"selec\"",
+                                "replica_error": "ERROR:  syntax error at or near \"selec\""})
 
 
-# lesson id -> (a wrong attempt a learner could make after `start`, the task it must not pass, a phrase of why)
+def restarted_instead_of_reinit(ctx) -> None:
+    ctx.docker.exec("dbnode1", "patronictl", "-c", "/etc/patroni/config.yml", "restart", ctx.topology.scope,
+                    "dbnode2", "--force", user="postgres", check=False, timeout=120)
+
+
+def grown_with_wrong_answers_11(ctx) -> None:
+    from pgha_lab import lifecycle
+    from pgha_lab.lessons.reset import resized
+    from pgha_lab.term.progress import Progress
+    lifecycle.bring_up(resized(ctx, 3), profile=None, pg_install="auto", progress=Progress(quiet=True))
+    sql.record_answers(ctx, 11, {"cloned_from": "haproxy", "new_sync_state": "quorum"})
+
+
+# lesson id -> (the attempt, task key -> a phrase its reason must hold, words no reason may hold (the
+# answers), whether the lesson starts again before its reference solution)
 WRONG_ATTEMPTS = {
-    9: (multihost_row_through_haproxy, "multihost", "came through HAProxy; connect to the db nodes directly"),
+    1: (wrong_answers_1, {"patroni": "is not what the lab shows (look at `patronictl list`",
+                          "etcd": "etcd_leader 'etcd9' is not what the lab shows",
+                          "haproxy": "port_5432 'etcd1' is not what the lab shows (look at HAProxy's stats page",
+                          "psql": "primary_address '127.0.0.1' is not what the lab shows"}, ["10.57.", "dbnode1"], False),
+    2: (swapped_errors_2, {"ca": "is not what the certificate says (look again",
+                           "channels": "is not what the certificate says", "sans": "is not what the certificate says",
+                           "wrong_ca": "holds the error of a host name the certificate does not carry",
+                           "wrong_host": "holds the error of a CA that did not sign the certificate"}, [], False),
+    3: (killed_leader, {k: "dbnode1 was powered off or restarted since the lesson began"
+                        for k in ("switchover", "old_leader", "haproxy", "no_write_lost")}, [], True),
+    4: (killed_replica, {k: "you powered off the replica dbnode2; this lesson asks for the leader dbnode1"
+                         for k in ("failover", "haproxy", "rejoin", "no_write_lost")}, [], True),
+    5: (paused_replica, {k: "you froze the replica dbnode2; this lesson asks for the leader dbnode1"
+                         for k in ("failover", "demoted", "rejoin", "no_write_lost")}, [], True),
+    6: (killed_leader, {"isolated": "dbnode1 was powered off or restarted since the lesson began, not cut off",
+                        "partition": "a second failover (the partition) has not happened",
+                        "healed": "does not stream as the synchronous standby"}, [], True),
+    7: (stopped_db_leader, {"quorum_lost": "0 etcd member(s) stopped and started",
+                            "leader_demoted": "dbnode1 was stopped or restarted since the lesson began",
+                            "back": "dbnode1"}, [], True),
+    8: (alter_system_8, {"timings": "a running cluster never reads that section again",
+                         "restart": "dbnode1 sets shared_buffers in postgresql.auto.conf (ALTER SYSTEM)",
+                         "bootstrap": "bootstrap_ttl '60' is not bootstrap.dcs.ttl"}, [], True),
+    9: (answers_9_before_a_switchover, {"switchover_cut": "dbnode1 still leads",
+                                        "replica_cut": "HAProxy cut no session on 5433",
+                                        "reconnect": "no switchover has happened since the lesson began",
+                                        "multihost": "came through HAProxy; connect to the db nodes directly"},
+        [], False),
+    10: (restarted_instead_of_reinit, {"reinit": "data directory is still the broken one",
+                                       "streams": "it does not stream as the synchronous standby"}, [], False),
+    11: (grown_with_wrong_answers_11, {"cloned": "cloned_from 'haproxy' is not the member dbnode3's log names",
+                                       "replication": "new_sync_state 'quorum' is not the sync_state"}, [], False),
 }
 
 
@@ -111,16 +226,30 @@ def test_lesson_check_fails_before_and_passes_after_the_reference_solution(lab, 
     results = {r.key: r for r in before.results}
     for key, phrase in FAILS_AFTER_START[lesson_id].items():
         assert not results[key].passed and phrase in results[key].reason, (key, results[key].reason)
-    if lesson_id in WRONG_ATTEMPTS:
-        attempt, key, phrase = WRONG_ATTEMPTS[lesson_id]
-        attempt(ctx)
-        wrong = {r.key: r for r in course.check(ctx, None).results}[key]
-        assert not wrong.passed and phrase in wrong.reason, wrong
-
     after = course.solve(ctx, str(lesson_id))
     assert after.passed, after.as_dict()
     assert lesson_id in progress.load(ctx.paths).passed
 
+    course.reset_lab(ctx)
+    assert_baseline(lab)
+
+
+@pytest.mark.parametrize("lesson_id", sorted(WRONG_ATTEMPTS))
+def test_a_wrong_attempt_fails_every_task_it_misses_and_says_why(lab, lesson_id):
+    """A task whose premise did not happen fails and says what happened instead; a wrong answer is
+    told where to look, not the value; after the wrong attempt the reference solution still passes."""
+    ctx = lab.ctx
+    course.start(ctx, str(lesson_id))
+    attempt, expected, secrets, again = WRONG_ATTEMPTS[lesson_id]
+    attempt(ctx)
+    results = {r.key: r for r in course.check(ctx, None).results}
+    for key, phrase in expected.items():
+        assert not results[key].passed and phrase in results[key].reason, (key, results[key].reason)
+    for r in results.values():
+        assert not any(word in r.reason for word in secrets), (r.key, r.reason)
+    if again:
+        course.start(ctx, str(lesson_id))
+    assert course.solve(ctx, str(lesson_id)).passed
     course.reset_lab(ctx)
     assert_baseline(lab)
 
