@@ -33,7 +33,23 @@ def _leader_client(ctx: LabContext, cluster: Cluster):
     raise LabError("no db node's REST API answers; `pgha-lab status` shows the lab.")
 
 
+def check_change(ctx: LabContext, kind: str, to: str | None) -> None:
+    """Refuse, before anything happens, a change Patroni would refuse or that names no member."""
+    _plan(ctx, kind, to)
+
+
 def request_change(ctx: LabContext, kind: str, to: str | None) -> RoleChange:
+    cluster, body, to = _plan(ctx, kind, to)
+    node = _leader_client(ctx, cluster)
+    r = ctx.probe.rest_change(node, "POST", f"/{kind}", body, ctx.restapi_auth, timeout=60)
+    if r.status_code != 200:
+        raise LabError(f"Patroni refused the {kind}: {r.text.strip() or r.status_code}.")
+    return RoleChange(kind=kind, old_leader=cluster.leader_name, new_leader=to or "", before=list(cluster.members),
+                      after=[], seconds_to_writes=0.0)
+
+
+def _plan(ctx: LabContext, kind: str, to: str | None) -> tuple[Cluster, dict, str | None]:
+    """(the cluster now, the REST body, the candidate) of a change, or LabError saying why it cannot be."""
     cluster = ctx.cluster()
     if not cluster:
         raise LabError("Patroni does not answer on any db node; `pgha-lab status` shows the lab.")
@@ -57,12 +73,7 @@ def request_change(ctx: LabContext, kind: str, to: str | None) -> RoleChange:
                 raise LabError("no streaming replica to fail over to.")
             to = candidates[0]
         body = {"candidate": to}
-    node = _leader_client(ctx, cluster)
-    r = ctx.probe.rest_change(node, "POST", f"/{kind}", body, ctx.restapi_auth, timeout=60)
-    if r.status_code != 200:
-        raise LabError(f"Patroni refused the {kind}: {r.text.strip() or r.status_code}.")
-    return RoleChange(kind=kind, old_leader=leader, new_leader=to or "", before=list(cluster.members), after=[],
-                      seconds_to_writes=0.0)
+    return cluster, body, to
 
 
 def wait_for_writes(ctx: LabContext, change: RoleChange, deadline_s: float) -> RoleChange:

@@ -3,12 +3,14 @@ from __future__ import annotations
 
 import argparse
 import json
+from contextlib import nullcontext
 from dataclasses import asdict
 
 from pgha_lab import roles
 from pgha_lab.chaos.actions import ACTIONS, NO_TARGET, Chaos, wait
 from pgha_lab.commands import summary
 from pgha_lab.commands._common import lab_context
+from pgha_lab.drill import outage
 from pgha_lab.errors import EXIT_NOT_AS_EXPECTED, LabError
 from pgha_lab.term.tables import members_table
 
@@ -43,12 +45,23 @@ def register(sub: argparse._SubParsersAction) -> None:
 def cmd_role_change(args: argparse.Namespace) -> int:
     ctx = lab_context(args)
     scope = ctx.topology.scope
-    change = roles.request_change(ctx, args.kind, args.to)
-    print(members_table(change.before, scope))
-    print(f"{args.kind}: {change.old_leader or 'no leader'} -> {change.new_leader or '(Patroni picks)'} requested; "
-          f"waiting for writes on the new leader through HAProxy...")
-    change = roles.wait_for_writes(ctx, change, args.timeout)
-    print(f"{change.new_leader} takes writes through HAProxy after {change.seconds_to_writes:.1f}s.")
+    roles.check_change(ctx, args.kind, args.to)   # refused before the writer starts
+    # A failover may start with no leader: writes then were down before it, and nothing measures them here.
+    meter = outage.OutageMeter(ctx, f"{args.kind}-") if args.kind == "switchover" else None
+    with meter or nullcontext():
+        if meter:
+            meter.mark()
+        change = roles.request_change(ctx, args.kind, args.to)
+        print(members_table(change.before, scope))
+        print(f"{args.kind}: {change.old_leader or 'no leader'} -> {change.new_leader or '(Patroni picks)'} requested; "
+              f"waiting for writes on the new leader through HAProxy...")
+        change = roles.wait_for_writes(ctx, change, args.timeout)
+        if meter:
+            meter.settle(change.new_leader)
+    print(f"{change.new_leader} takes writes through HAProxy.")
+    if meter:
+        said = meter.outage().text(args.kind)
+        print(said[0].upper() + said[1:] + ".")
     print(members_table(change.after, scope))
     return 0
 

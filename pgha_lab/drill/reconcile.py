@@ -39,6 +39,19 @@ def ack_gaps(attempts: Iterable[Attempt]) -> list[Gap]:
     return [Gap(a.end_s, b.end_s, a.id, b.id) for a, b in zip(done, done[1:])]
 
 
+def outages(attempts: Iterable[Attempt]) -> list[Gap]:
+    """The gaps between consecutive acknowledgements with a failed write in them, oldest first: each
+    from the last write acknowledged before the failures to the first acknowledged after them."""
+    attempts = list(attempts)
+    failed = sorted(a.start_s for a in attempts if not a.ok)
+    out = []
+    for gap in ack_gaps(attempts):
+        i = bisect.bisect_right(failed, gap.start_s)
+        if i < len(failed) and failed[i] < gap.end_s:
+            out.append(gap)
+    return out
+
+
 UNRESUMED_MIN_S = 1.0   # a failing tail shorter than this is one unlucky last attempt, not an outage
 
 

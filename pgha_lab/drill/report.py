@@ -18,7 +18,8 @@ NODE_LOGS = "node-logs"   # a drill that left the lab unhealthy keeps each db no
 
 # Figure names as a DBA reads them, in the order the tables show them.
 LABELS = {
-    "write_downtime_s": "write downtime (s): the longest gap between acks ending after the fault",
+    "write_downtime_s": "write downtime (s): from the last write acknowledged before the fault to the first "
+                        "acknowledged after it (the longest gap between acks ending after the fault)",
     "recovery_bound_s": "bound implied by the profile (s)",
     "lost_writes": "acknowledged writes lost",
     "duplicate_writes": "duplicate writes",

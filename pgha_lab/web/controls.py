@@ -121,7 +121,9 @@ class Controls:
         def verdict() -> None:
             try:
                 done = roles.wait_for_writes(self.ctx, change, ROLE_CHANGE_DEADLINE_S)
-                task.verdict = f"{done.new_leader} takes writes through HAProxy after {done.seconds_to_writes:.1f}s."
+                task.verdict = (f"{done.new_leader} takes writes through HAProxy, {done.seconds_to_writes:.1f}s after "
+                                f"Patroni answered the request (the write probe measures the downtime: last ack "
+                                f"before to first ack after).")
                 task.status = "happened"
             except LabError as exc:
                 task.verdict, task.status = str(exc), "not-happened"

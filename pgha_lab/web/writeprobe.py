@@ -12,6 +12,7 @@ import psycopg
 from pgha_lab.context import LabContext
 from pgha_lab.drill.clock import Clock
 from pgha_lab.drill.ledger import Attempt, Writer, WriterSettings, ensure_table
+from pgha_lab.drill.reconcile import outages
 from pgha_lab.errors import LabError, first_line
 
 SETTINGS = WriterSettings(interval_s=0.1)
@@ -23,8 +24,8 @@ class ProbeStatus:
     running: bool
     acks: int = 0
     failures: int = 0
-    downtime_s: float | None = None     # writes failing right now: since when (the counter)
-    last_outage_s: float | None = None  # the last outage that ended: how long writes failed
+    downtime_s: float | None = None     # writes failing right now: since the last acknowledgement (the counter)
+    last_outage_s: float | None = None  # the last outage that ended: last ack before it to first ack after
     last_server: str = ""
 
 
@@ -88,18 +89,17 @@ def _point(a: Attempt, clock: Clock, run: str) -> dict[str, Any]:
 
 
 def summarize(attempts: list[Attempt], now_s: float) -> ProbeStatus:
-    """Counts, the running downtime (since the first failure of the current failing streak) and the
-    last outage that ended (first failure to the acknowledgement that ended it)."""
+    """Counts, the running downtime and the last outage that ended, both measured as drills and
+    `pgha-lab switchover` measure them (drill/outage.py): from the last write acknowledged before the
+    failures to the first acknowledged after them (the running one: to now)."""
     st = ProbeStatus(True, acks=sum(a.ok for a in attempts), failures=sum(not a.ok for a in attempts))
-    streak_start: float | None = None
-    for a in attempts:
-        if not a.ok and streak_start is None:
-            streak_start = a.start_s
-        elif a.ok:
-            if streak_start is not None:
-                st.last_outage_s = round(a.end_s - streak_start, 2)
-            streak_start = None
-            st.last_server = a.server
-    if streak_start is not None:
-        st.downtime_s = round(max(0.0, now_s - streak_start), 1)
+    done = [a for a in attempts if a.ok]
+    if done:
+        st.last_server = max(done, key=lambda a: a.end_s).server
+    ended = outages(attempts)
+    if ended:
+        st.last_outage_s = round(ended[-1].seconds, 2)
+    if attempts and not attempts[-1].ok:
+        since = max((a.end_s for a in done), default=attempts[0].start_s)
+        st.downtime_s = round(max(0.0, now_s - since), 1)
     return st
