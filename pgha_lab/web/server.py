@@ -29,13 +29,14 @@ from pgha_lab.context import LabContext
 from pgha_lab.errors import LabError
 from pgha_lab.web.controls import Controls
 from pgha_lab.web.hub import Cursor, Hub
-from pgha_lab.web.state import LabReader, Ticker
+from pgha_lab.web.state import LabReader, Ticker, page_title
 from pgha_lab.web.writeprobe import WriteProbe
 
 STATIC = Path(__file__).parent / "static"
 TOKEN_HEADER = "x-pgha-token"
 SAFE_METHODS = {"GET", "HEAD"}
 KEEPALIVE_S = 15.0
+FIRST_VIEW_WAIT_S = 10.0
 
 
 def is_loopback(address: str) -> bool:
@@ -165,15 +166,23 @@ class Dashboard:
         return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-store"})
 
     def _full(self) -> dict[str, Any]:
-        return {**self.hub.message(Cursor()), "catalogue": self.controls.catalogue(), "project": self.ctx.project}
+        return {**self.hub.message(Cursor()), "catalogue": self.controls.catalogue(), "project": self.ctx.project,
+                "title": page_title(self.ctx.project)}
 
     async def state(self, request: Request) -> Response:
         return JSONResponse(self._full())
 
     async def stream(self, request: Request) -> Response:
         async def messages():
+            # A page opened before the first reading of the lab waits for it (a tick, seconds on a loaded
+            # machine) rather than drawing an empty map under "connecting...".
+            waited = 0.0
+            while self.hub.view is None and waited < FIRST_VIEW_WAIT_S:
+                await self.hub.wait_newer(self.hub.version, 0.5)
+                waited += 0.5
             cursor = Cursor()
-            first = {**self.hub.message(cursor), "catalogue": self.controls.catalogue(), "project": self.ctx.project}
+            first = {**self.hub.message(cursor), "catalogue": self.controls.catalogue(), "project": self.ctx.project,
+                     "title": page_title(self.ctx.project)}
             yield {"event": "state", "data": json.dumps(first)}
             while True:
                 version = cursor.version

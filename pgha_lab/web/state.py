@@ -40,15 +40,8 @@ class NodeView:
     @property
     def state(self) -> str:
         """The one word the map shows: stopped, paused, isolated, partitioned or running."""
-        if self.status in ("exited", "created", "dead"):
-            return "stopped"
-        if self.status in ("paused", "missing", "restarting"):
-            return self.status
-        if not self.on_lab_network:
-            return "isolated"
-        if "partitioned" in self.faults:
-            return "partitioned"
-        return "running"
+        word = ContainerState(self.status, self.on_lab_network).condition
+        return "partitioned" if word == "running" and "partitioned" in self.faults else word
 
     def as_dict(self) -> dict[str, Any]:
         return {**asdict(self), "state": self.state}
@@ -71,7 +64,9 @@ class LabView:
     routes: dict[str, list[str]] = field(default_factory=dict)   # "5432" -> servers HAProxy has UP
     backends: list[dict[str, Any]] = field(default_factory=list)
     healthy: bool = False
-    health: str = ""                        # health.assess_lab's reason
+    health: str = ""                        # health.assess_lab's reason, or Docker's word on a node that is down
+    writes_ok: bool = False                 # health.write_path: somebody takes writes through 5432
+    writes: str = ""                        # ... its sentence ("no leader: writes are refused (...)")
     read_s: float = 0.0                     # how long the reading took (the page shows it; the bench splits delays with it)
 
     def node(self, name: str) -> NodeView | None:
@@ -85,6 +80,11 @@ class LabView:
 
 def up_hint(project: str) -> str:
     return "pgha-lab up" if project == DEFAULT_PROJECT else f"pgha-lab --project {project} up"
+
+
+def page_title(project: str) -> str:
+    """The page's heading: the tool, and the lab's name when it is not the default one."""
+    return "pgha-lab" if project == DEFAULT_PROJECT else f"pgha-lab: {project}"
 
 
 def first_reading(view: LabView) -> str:
@@ -206,7 +206,8 @@ class LabReader:
         for n in self.topo.nodes:
             view = self._bare(n, states[n.name])
             view.faults = faults.get(n.name, []) if view.status == "running" else []
-            member = cluster.member(n.name)
+            # A node that is down keeps its member key (and its last figures) for up to ttl: not shown.
+            member = cluster.member(n.name) if view.state in ("running", "partitioned") else None
             if member is not None:
                 view.patroni_role, view.patroni_state = member.role.value, member.state
                 view.timeline, view.lag = member.timeline, member.lag
@@ -216,6 +217,9 @@ class LabReader:
             nodes.append(view)
         etcd_verdict = health.assess_etcd(endpoints)
         verdict = health.assess_lab(endpoints, cluster, backends, [n.name for n in self.topo.db])
+        down = next((f"{n.name} is {states[n.name].text()}" for n in self.topo.nodes
+                     if states[n.name].condition != "running"), None)
+        writes = health.write_path(cluster, states, backends if haproxy else [], answered=bool(cluster))
         etcd_leaders = [e.name for e in endpoints if e.is_leader]
         return LabView(
             at=now, project=project, up=True, nodes=nodes, leader=cluster.leader_name, leader_key=key_value,
@@ -225,7 +229,8 @@ class LabReader:
             routes={port: health.servers_up(backends, backend) for backend, port in ROUTE_PORTS.items()} if backends else {},
             backends=[{"backend": b.backend, "server": b.server, "status": b.status, "check": b.last_check}
                       for b in backends],
-            healthy=verdict.ok, health=verdict.reason, read_s=round(time.time() - now, 3))
+            healthy=verdict.ok, health=down or verdict.reason, writes_ok=writes.ok, writes=writes.reason,
+            read_s=round(time.time() - now, 3))
 
     def _down(self, states: dict[str, ContainerState]) -> LabView:
         self._last_states = None

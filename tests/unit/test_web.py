@@ -48,15 +48,31 @@ def attempts(pattern: str) -> list[Attempt]:
     return [Attempt(i, float(i), i + 0.1, c != "x", server.get(c, "")) for i, c in enumerate(pattern)]
 
 
-def test_downtime_counts_from_the_first_failure_of_the_current_streak():
+def test_the_running_downtime_counts_from_the_last_acknowledged_write():
     st = summarize(attempts("aaxxx"), now_s=10.0)
-    assert st.downtime_s == 8.0 and st.last_outage_s is None and st.last_server == "db1"
+    assert st.downtime_s == 8.9 and st.last_outage_s is None and st.last_server == "db1"
 
 
-def test_an_ended_outage_is_measured_to_the_acknowledgement_that_ended_it():
+def test_an_ended_outage_runs_from_the_last_ack_before_to_the_first_ack_after():
     st = summarize(attempts("aaxxxbb"), now_s=10.0)
-    assert st.downtime_s is None and st.last_outage_s == 3.1 and st.last_server == "db2"
+    assert st.downtime_s is None and st.last_outage_s == 4.0 and st.last_server == "db2"
     assert (st.acks, st.failures) == (4, 3)
+
+
+def test_the_probe_the_drills_and_the_switchover_command_measure_one_interval():
+    """The same attempts give the same downtime to the page's probe, to a drill's report and to
+    `pgha-lab switchover` (drill/outage.py): last acknowledged write before, first after."""
+    from pgha_lab.drill.outage import Outage
+    from pgha_lab.drill.reconcile import longest_gap
+    ledger = attempts("aaaxxxxbbb")
+    drill = longest_gap(ledger, ending_after_s=2.5)
+    assert (drill.start_s, drill.end_s) == (2.1, 7.1)
+    assert summarize(ledger, now_s=20.0).last_outage_s == round(drill.seconds, 2) == 5.0
+    cli = Outage(drill, ledger, 1.0, wall0=0.0)
+    assert cli.seconds == drill.seconds
+    assert cli.text("switchover").startswith("write downtime 5.00 s, from the last write acknowledged before the "
+                                             "switchover to the first acknowledged after it: db1 at 00:00:02.100, "
+                                             "then db2 at 00:00:07.100 UTC")
 
 
 def guard() -> Guard:
@@ -115,3 +131,9 @@ def test_drill_reports_list_single_and_repeated_runs_and_serve_only_their_files(
                     "../x/labs/x/secrets.env"):
         with pytest.raises(LabError):
             controls.report_file(outside)
+
+
+def test_the_heading_names_the_lab_once():
+    from pgha_lab.web.state import page_title
+    assert page_title("pgha-lab") == "pgha-lab"          # the default lab: not "pgha-lab pgha-lab"
+    assert page_title("mylab") == "pgha-lab: mylab"

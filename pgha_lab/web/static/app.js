@@ -9,6 +9,8 @@ const ROLE_LABEL = { leader: "Leader", sync_standby: "Sync Standby", quorum_stan
                      replica: "Replica", standby_leader: "Standby Leader", unknown: "unknown" };
 const PALETTE = ["#1f6feb", "#8250df", "#bf8700", "#0a7ea4", "#bc4c00", "#6e7781", "#1a7f37", "#cf222e"];
 const CHART_WINDOW_MS = 60000;
+const DOWN_LABEL = { stopped: "powered off: no Patroni figures", paused: "frozen: no Patroni figures",
+                     isolated: "cut off: no Patroni figures", missing: "no container" };
 
 const page = {
   token: "", controls: false, catalogue: null, view: null, selected: null,
@@ -64,8 +66,8 @@ function apply(msg) {
   if (msg.catalogue) {   // the first message of a connection carries everything: start afresh
     page.catalogue = msg.catalogue;
     page.events = []; page.points = [];
-    $("#project").textContent = msg.project;
-    document.title = `pgha-lab ${msg.project}`;
+    $("#title").textContent = msg.title;
+    document.title = `${msg.title} dashboard`;
     buildMap(); fillSelects();
   }
   page.view = msg.view;
@@ -169,7 +171,11 @@ function renderNode(n, view) {
   l1.textContent = state + (n.faults.length && !n.faults.includes(state) ? ` (${n.faults.join(", ")})` : "");
   l1.setAttribute("class", "l1 " + (state === "running" ? "" : ["isolated", "partitioned"].includes(state) ? "state-warn" : "state-bad"));
   if (n.kind === "dbnode") {
-    l2.textContent = n.patroni_role ? `${ROLE_LABEL[n.patroni_role] || n.patroni_role} · ${n.patroni_state}` : "not in Patroni's list";
+    // A node that is down has no Patroni figures to show: the server leaves them out (its member key and
+    // last readings outlive it by up to ttl), and the line says why there are none.
+    const role = ROLE_LABEL[n.patroni_role] || n.patroni_role;
+    l2.textContent = n.patroni_role ? (n.patroni_state === "running" ? role : `${role} · ${n.patroni_state}`)
+      : (DOWN_LABEL[state] || "not in Patroni's list");
     l2.setAttribute("class", "l2 role-" + (n.patroni_role || "none"));
     const lag = n.lag === null || n.lag === undefined ? "" : ` · lag ${n.lag}`;
     l3.textContent = n.timeline ? `TL ${n.timeline}${lag}` : "";
@@ -187,7 +193,11 @@ function renderNode(n, view) {
 function render() {
   const v = page.view;
   const banner = $("#banner");
-  if (!v) return;
+  if (!v) {   // the server has not read the lab yet: say so, and show what there is (events, tasks, probe)
+    $("#health").textContent = "waiting for the first reading of the lab…";
+    renderEvents(); renderTasks(); renderProbe();
+    return;
+  }
   if (!v.up) {
     banner.hidden = false;
     banner.replaceChildren();
@@ -197,8 +207,11 @@ function render() {
     if (m) { const c = document.createElement("code"); c.textContent = m[1]; banner.append(c, msg.slice(m.index + m[0].length)); }
   } else banner.hidden = true;
   const health = $("#health");
-  health.textContent = v.up ? (v.healthy ? "healthy" : "unhealthy: " + v.health) : "lab down";
+  // No leader is said first and plainly; the health reason is the badge's tooltip then.
+  health.textContent = !v.up ? "lab down" : !v.writes_ok ? v.writes : v.healthy ? "healthy" : "unhealthy: " + v.health;
+  health.title = v.up && !v.writes_ok ? "unhealthy: " + v.health : "";
   health.className = "badge " + (v.up && v.healthy ? "ok" : "bad");
+  health.dataset.writes = v.up && v.writes_ok ? "taken" : "refused";
   if ($("#stream").classList.contains("ok")) $("#stream").textContent = `live · lab read in ${Math.round(v.read_s * 1000)} ms`;
   const map = $("#map");
   map.dataset.leader = v.leader || "";
@@ -254,9 +267,9 @@ function renderTasks() {
 function renderProbe() {
   const p = page.probe;
   $("#probe-stats").textContent = p.running ? `${p.acks} acknowledged, ${p.failures} failed` +
-    (p.last_server ? ` · last ack from ${p.last_server}` : "") + (p.last_outage_s !== null ? ` · last outage ${p.last_outage_s}s` : "")
+    (p.last_server ? ` · last ack from ${p.last_server}` : "") + (p.last_outage_s !== null ? ` · last outage ${p.last_outage_s} s (last ack before it to first ack after)` : "")
     : "stopped: an insert through HAProxy's 5432 (TLS verified) every ~100 ms when started";
-  $("#downtime").textContent = p.running && p.downtime_s !== null ? `writes failing for ${p.downtime_s.toFixed(1)} s` : "";
+  $("#downtime").textContent = p.running && p.downtime_s !== null ? `writes failing for ${p.downtime_s.toFixed(1)} s (since the last ack)` : "";
   document.body.dataset.probe = p.running ? "running" : "stopped";
   drawChart();
 }
