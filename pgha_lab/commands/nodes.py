@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from pgha_lab import node_paths, snapshot, tls
+from pgha_lab import node_paths, reading, tls
 from pgha_lab.commands import summary
 from pgha_lab.commands._common import lab_context
 from pgha_lab.context import LabContext
@@ -66,7 +66,7 @@ def cmd_psql(args: argparse.Namespace) -> int:
                        f"`pgha-lab up` (or `pgha-lab chaos heal-all`).")
     if not args.replica:
         # libpq would only say that the server closed the connection: HAProxy has nowhere to send it.
-        writes = snapshot.write_path(ctx, states)
+        writes = reading.write_path(ctx, states)
         if not writes.ok:
             raise LabError(f"{writes.reason}; `pgha-lab status` shows every member, `pgha-lab psql --replica` "
                            f"still reads from a replica.")

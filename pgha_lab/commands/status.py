@@ -1,5 +1,5 @@
 """`pgha-lab status`: who takes writes, every member (Docker's state where Patroni cannot say), etcd
-endpoints and HAProxy backends, from one reading of the lab (snapshot.py)."""
+endpoints and HAProxy backends, from one reading of the lab (reading.py)."""
 from __future__ import annotations
 
 import argparse
@@ -13,13 +13,13 @@ from rich.console import Console
 from rich.live import Live
 from rich.text import Text
 
-from pgha_lab import settings as lab_settings, snapshot as lab_snapshot, vip
+from pgha_lab import reading, settings as lab_settings, vip
 from pgha_lab.bare import status as bare_status
 from pgha_lab.commands import summary
 from pgha_lab.commands._common import lab_context
 from pgha_lab.context import LabContext
 from pgha_lab.errors import LabError
-from pgha_lab.snapshot import Snapshot
+from pgha_lab.reading import Reading
 from pgha_lab.term.console import console_for
 from pgha_lab.term.tables import etcd_table, haproxy_table, members_table
 
@@ -32,8 +32,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_status)
 
 
-def snapshot(ctx: LabContext) -> Snapshot:
-    return lab_snapshot.take(ctx)
+def snapshot(ctx: LabContext) -> Reading:
+    return reading.take(ctx)
 
 
 def stale_text(stale: list) -> str:
@@ -59,7 +59,7 @@ def settings_line(ctx: LabContext, live: lab_settings.LabSettings | None) -> tup
     return text, {"settings": shown.as_dict(), "saved_settings": saved.as_dict(), "profile": ctx.profile.name}
 
 
-def render_text(topo, snap: Snapshot, settings_text: str = "") -> str:
+def render_text(topo, snap: Reading, settings_text: str = "") -> str:
     """The first line says who takes writes, or "no leader: writes are refused" and why; then every
     member of the topology, running or not, as patronictl lists them."""
     parts = [snap.writes.reason]
@@ -76,7 +76,7 @@ def render_text(topo, snap: Snapshot, settings_text: str = "") -> str:
     return "\n\n".join(parts)
 
 
-def as_json(snap: Snapshot, settings_doc: dict) -> dict:
+def as_json(snap: Reading, settings_doc: dict) -> dict:
     return {"writes": {"ok": snap.writes.ok, "text": snap.writes.reason},
             "members": [asdict(m) for m in snap.members],
             **{key: [asdict(x) for x in getattr(snap, key)] for key in ("etcd", "haproxy", "stale", "haproxy_nodes",

@@ -9,7 +9,7 @@ from pgha_lab import cli
 from pgha_lab.commands import status
 from pgha_lab.gateway import ContainerState
 from pgha_lab.probes import Backend, Cluster, EtcdEndpoint, Member
-from pgha_lab.snapshot import Snapshot
+from pgha_lab.reading import Reading
 from pgha_lab.wait import Verdict
 
 
@@ -27,7 +27,7 @@ def lab(monkeypatch):
     """A running lab that answers every probe; `naps` records each refresh interval slept."""
     naps = []
     members = [Member("dbnode1", "192.168.56.10", "leader", "running", 1)]
-    monkeypatch.setattr(status, "snapshot", lambda ctx: Snapshot(
+    monkeypatch.setattr(status, "snapshot", lambda ctx: Reading(
         containers={"dbnode1": ContainerState("running", True)}, cluster=Cluster.of(members), answered=["dbnode1"],
         members=members, writes=Verdict(True, "dbnode1 leads and takes writes through HAProxy's 5432"),
         etcd=[EtcdEndpoint(name="etcd1", endpoint="https://etcd1:2379", is_leader=True)],

@@ -17,7 +17,7 @@ from pgha_lab.wait import Verdict
 
 
 @dataclass
-class Snapshot:
+class Reading:
     containers: dict[str, ContainerState]
     cluster: Cluster                    # Patroni's view, from the freshest member that answered
     answered: list[str]                 # db nodes whose REST API answered /cluster
@@ -36,7 +36,7 @@ class Snapshot:
         return any(s.status != "missing" for s in self.containers.values())
 
 
-def take(ctx: LabContext) -> Snapshot:
+def take(ctx: LabContext) -> Reading:
     started = time.monotonic()
     topo, probe = ctx.topology, ctx.probe
     containers = ctx.docker.states(list(topo.nodes))
@@ -63,7 +63,7 @@ def take(ctx: LabContext) -> Snapshot:
     cluster = freshest(answers)
     answered = [name for name, (code, _) in answers.items() if code == 200]
     view = cluster if cluster is not None else Cluster.of([])
-    return Snapshot(
+    return Reading(
         containers=containers, cluster=view, answered=answered,
         members=health.member_rows([(n.name, str(n.address)) for n in topo.db], view, containers, answered),
         writes=health.write_path(view, containers, backends if containers[topo.haproxy.name].running else [],
