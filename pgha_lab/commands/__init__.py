@@ -28,6 +28,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "dashboard": ("dashboard", "a live web page of the lab: map, write probe, event log, chaos, drills"),
     "lesson": ("lesson", "guided lessons on the live lab: list, show, start, check, hint, solve, reset"),
     "snapshot": ("snapshot", "save and restore the whole lab, as VirtualBox snapshots do"),
+    "track": ("track", "build the cluster by hand on a bare lab, step by step, graded on your nodes"),
 }
 
 

@@ -46,12 +46,13 @@ def now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def path(paths: LabPaths) -> Path:
-    return paths.state / FILE
+def path(paths: LabPaths, file: str = FILE) -> Path:
+    return paths.state / file
 
 
-def load(paths: LabPaths) -> Progress:
-    f = path(paths)
+def load(paths: LabPaths, file: str = FILE) -> Progress:
+    """`file`: the lessons' record by default; the hand-build track keeps its own (track/course.py)."""
+    f = path(paths, file)
     if not f.exists():
         return Progress()
     try:
@@ -60,7 +61,7 @@ def load(paths: LabPaths) -> Progress:
         raise LabError(f"{f} is not a progress file pgha-lab wrote; remove it to start the lessons afresh.") from None
 
 
-def save(paths: LabPaths, progress: Progress) -> None:
-    f = path(paths)
+def save(paths: LabPaths, progress: Progress, file: str = FILE) -> None:
+    f = path(paths, file)
     f.parent.mkdir(parents=True, exist_ok=True)
     write_if_changed(f, json.dumps(progress.as_dict(), indent=2) + "\n")
