@@ -75,11 +75,7 @@ def grade(a: Assignment, readings: Readings) -> StepVerdict:
             else:
                 unresolved.append(Finding(f"{node.name} resolves {other.name} to {got}, not {other.name}'s lab address",
                                           where, "wrong-address"))
-    if unresolved:
-        first = unresolved[0]
-        more = f" (and {len(unresolved) - 1} more names on the nodes)" if len(unresolved) > 1 else ""
-        verdict.findings.append(Finding(first.problem + more, first.where, first.diagnosis))
-        verdict.findings.extend(unresolved[1:])
+    verdict.findings.extend(unresolved)
     if not verdict.findings:
         verdict.passed = True
         verdict.confirmed = [f"{len(a.nodes)} nodes carry their lab names, also in /etc/hostname",
@@ -103,8 +99,8 @@ STEP = Step(
                            "the addresses), its own included, with no loopback line for it."),
     ),
     hints=(
-        "`getent hosts etcd2` on a node shows what that node resolves the name to, and from which line of "
-        "/etc/hosts it comes.",
+        "`getent hosts etcd2` on a node shows what that node resolves the name to; `grep -n etcd2 /etc/hosts` "
+        "shows which line says so.",
         "Ubuntu writes `127.0.1.1 <hostname>` into /etc/hosts: a machine whose own name resolves to loopback "
         "advertises an address nobody else can reach.",
         "The same block of lines (one per node: address, then name) goes into /etc/hosts on every node.",

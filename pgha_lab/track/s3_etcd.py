@@ -11,7 +11,7 @@ from typing import Any
 
 from pgha_lab.track import configs
 from pgha_lab.track.assignment import Assignment, NodeSpec
-from pgha_lab.track.model import Finding, Reading, Readings, Step, StepVerdict, Task
+from pgha_lab.track.model import Finding, Reading, Readings, Source, Step, StepVerdict, Task
 from pgha_lab.track.readers import Reader
 
 UNIT = "etcd"
@@ -35,7 +35,6 @@ def read(reader: Reader, a: Assignment) -> Readings:
     def visit(node: NodeSpec) -> None:
         first = reader.files(node.name, texts=[DEFAULT_FILE, *CONFIG_CANDIDATES], commands={
             "show": (_show(UNIT), f"systemctl status {UNIT}"),
-            "cat": (f"systemctl cat {UNIT} --no-pager", f"systemctl cat {UNIT}"),
             "proc": (PROC, "cat /proc/$(pidof etcd)/cmdline"),
             "journal": (f"journalctl -u {UNIT} -n 300 --no-pager -o short-iso", f"journalctl -u {UNIT}"),
             "alias": (f"grep -Hn 'alias ectl=' {ALIAS_FILES} 2>/dev/null", "grep -n 'alias ectl' ~/.bashrc"),
@@ -44,6 +43,8 @@ def read(reader: Reader, a: Assignment) -> Readings:
         })
         for k, r in first.items():
             out[f"{node.name}:{k}"] = r
+        if _props(first["cmd:show"]).get("ActiveState") != "active":
+            return   # nothing answers on the network: the grader stops at the service and its log
         member = member_settings(a, node, out)
         extra = [member.config] if member.config and member.config not in CONFIG_CANDIDATES else []
         if extra:
@@ -68,23 +69,23 @@ def read(reader: Reader, a: Assignment) -> Readings:
 
 
 def dcs_read(reader: Reader, a: Assignment, prefix: str) -> Readings:
-    """Every key under `prefix` (Patroni's namespace), read with etcdctl on the first etcd member that
-    answers, with that member's own certificate, as a grader logged in there would; key "dcs"."""
-    out = Readings()
-    last = None
-    for node in a.etcd:
+    """Every key under `prefix` (Patroni's namespace), read with etcdctl on an etcd member, with that
+    member's own certificate, as a grader logged in there would (all members asked at once, the first
+    answer kept); key "dcs"."""
+    def ask(node: NodeSpec) -> Reading:
         got = reader.files(node.name, texts=[DEFAULT_FILE, *CONFIG_CANDIDATES], commands={
             "show": (_show(UNIT), f"systemctl status {UNIT}"), "proc": (PROC, "cat /proc/$(pidof etcd)/cmdline")})
-        mine = Readings({f"{node.name}:{k}": v for k, v in got.items()})
-        member = member_settings(a, node, mine)
+        member = member_settings(a, node, Readings({f"{node.name}:{k}": v for k, v in got.items()}))
+        if _props(got["cmd:show"]).get("ActiveState") != "active":
+            return Reading(Source("command", node.name, f"etcdctl get --prefix {prefix}"), False,
+                           error=f"etcd does not run on {node.name}")
         url = member.client_url_for(node.address, a.etcd_client_port)
         ctl = f"ETCDCTL_API=3 etcdctl --endpoints={url} {member.etcdctl_tls()} --command-timeout=4s"
-        last = reader.files(node.name, commands={"dcs": (f"{ctl} get --prefix {shlex.quote(prefix)} -w json",
+        return reader.files(node.name, commands={"dcs": (f"{ctl} get --prefix {shlex.quote(prefix)} -w json",
                                                          f"etcdctl get --prefix {prefix}")})["cmd:dcs"]
-        if last.ok and last.value["rc"] == 0:
-            break
-    out["dcs"] = last
-    return out
+    answers = reader.many({n.name: (lambda n=n: ask(n)) for n in a.etcd})
+    good = [r for r in answers.values() if r.ok and r.value["rc"] == 0]
+    return Readings({"dcs": good[0] if good else list(answers.values())[0]})
 
 
 def dcs_keys(reading: Reading | None) -> dict[str, str] | None:

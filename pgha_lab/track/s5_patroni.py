@@ -42,6 +42,8 @@ def read(reader: Reader, a: Assignment) -> Readings:
             "version": (f"sudo -u postgres {PATRONICTL} -c {CONFIG} version", f"patronictl -c {CONFIG} version"),
         })
         out.update({f"{n.name}:{k}": r for k, r in got.items()})
+        if _props(got["cmd:show"]).get("ActiveState") != "active":
+            return   # no REST API to ask
         conf = _config(out, n.name)
         ctl = conf.get("ctl", default={}) or {}
         rest = conf.get("restapi", default={}) or {}
@@ -51,7 +53,8 @@ def read(reader: Reader, a: Assignment) -> Readings:
                                              cert=ctl.get("certfile"), key=ctl.get("keyfile"))
         out[f"{n.name}:tls-rest"] = reader.handshake(n.address, a.restapi_port)
     reader.many({n.name: (lambda n=n: visit(n)) for n in a.db})
-    out.update(s3_etcd.dcs_read(reader, a, namespace(_config(out, a.db[0].name), a)))
+    if any(_props(out.get(f"{n.name}:cmd:show")).get("ActiveState") == "active" for n in a.db):
+        out.update(s3_etcd.dcs_read(reader, a, namespace(_config(out, a.db[0].name), a)))
     return out
 
 

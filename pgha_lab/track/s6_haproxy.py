@@ -28,19 +28,19 @@ CREDENTIALS = (f"grep -h '^{PASSWORD_VAR}=' $(systemctl show patroni -p Environm
 
 def read(reader: Reader, a: Assignment) -> Readings:
     out = Readings()
-    hp = a.haproxy
-    got = reader.files(hp.name, texts=[CFG], commands={
-        "check": (f"haproxy -c -f {CFG}", f"sudo haproxy -c -f {CFG}"),
-        "show": (f"systemctl show {UNIT} --no-pager " + " ".join(f"-p {p}" for p in SHOW), f"systemctl status {UNIT}"),
-        "journal": (f"journalctl -u {UNIT} -n 80 --no-pager -o short-iso", f"journalctl -u {UNIT}"),
-    })
+    hp, db = a.haproxy, a.db[0].name
+    both = reader.many({
+        "haproxy": lambda: reader.files(hp.name, texts=[CFG], commands={
+            "check": (f"haproxy -c -f {CFG}", f"sudo haproxy -c -f {CFG}"),
+            "show": (f"systemctl show {UNIT} --no-pager " + " ".join(f"-p {p}" for p in SHOW), f"systemctl status {UNIT}"),
+            "journal": (f"journalctl -u {UNIT} -n 80 --no-pager -o short-iso", f"journalctl -u {UNIT}")}),
+        "secret": lambda: reader.files(db, texts=[s5_patroni.CONFIG], certs=[a.ca_path(db)],
+                                       commands={"password": (CREDENTIALS, "the superuser's password")})})
+    got, secret = both["haproxy"], both["secret"]
     out.update({f"{hp.name}:{k}": r for k, r in got.items()})
     cfg = got[f"text:{CFG}"]
     uri = stats_uri(cfg.value["text"] if cfg.ok else "", a.haproxy_stats_port)
     out["stats"] = _http(f"http://{hp.address}:{a.haproxy_stats_port}{uri.rstrip(';')};csv")
-    db = a.db[0].name
-    secret = reader.files(db, texts=[s5_patroni.CONFIG], certs=[a.ca_path(db)],
-                          commands={"password": (CREDENTIALS, "the superuser's password")})
     conf_text = secret[f"text:{s5_patroni.CONFIG}"]
     conf = configs.parse_yaml(conf_text.value["text"] if conf_text.ok else "")
     ca = secret[f"cert:{a.ca_path(db)}"]
@@ -131,6 +131,15 @@ def grade(a: Assignment, r: Readings) -> StepVerdict:
                          f"(`haproxy -c -f {CFG}`: {' '.join(alert.split())[:200]})" if m else
                          f"on {hp}: haproxy -c -f {CFG}", diagnosis))
         return v
+    text = cfg.value["text"]
+    sections = configs.haproxy_sections(text)
+    ports = {configs.bind_port(w): s for s in sections for _, w in s.words("bind")}
+    for port, what in ((a.haproxy_primary_port, "the primary"), (a.haproxy_replicas_port, "the replicas"),
+                       (a.haproxy_stats_port, "the stats page")):
+        if port not in ports:
+            f.append(Finding(f"nothing in {CFG} on {hp} binds port {port} ({what})", f"{CFG} on {hp}", "haproxy-bind"))
+    if f:
+        return v
     show = _props(r.get(f"{hp}:cmd:show"))
     if show.get("ActiveState") != "active":
         f.append(Finding(f"HAProxy on {hp} is {show.get('ActiveState', 'not running')}",
@@ -139,13 +148,6 @@ def grade(a: Assignment, r: Readings) -> StepVerdict:
     if show.get("UnitFileState") != "enabled":
         f.append(Finding(f"haproxy on {hp} is not enabled at boot", f"on {hp}: systemctl is-enabled haproxy",
                          "not-enabled"))
-    text = cfg.value["text"]
-    sections = configs.haproxy_sections(text)
-    ports = {configs.bind_port(w): s for s in sections for _, w in s.words("bind")}
-    for port, what in ((a.haproxy_primary_port, "the primary"), (a.haproxy_replicas_port, "the replicas"),
-                       (a.haproxy_stats_port, "the stats page")):
-        if port not in ports:
-            f.append(Finding(f"nothing in {CFG} on {hp} binds port {port} ({what})", f"{CFG} on {hp}", "haproxy-bind"))
     stats = r["stats"]
     if not stats.ok or stats.value.get("status") != 200:
         f.append(Finding(f"HAProxy's stats page does not answer on {a.haproxy_stats_port} "
