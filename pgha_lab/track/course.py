@@ -69,13 +69,13 @@ def check(ctx: LabContext, refs: Iterable[str | int] | None = None,
     """Grade the steps asked for (every step by default), in order; record the ones that pass."""
     steps = steps_of(refs)
     require_bare(ctx)
-    reader, assignment = Reader(ctx), Assignment.of(ctx.topology)
+    prog = load(ctx)
+    reader, assignment = Reader(ctx, since=prog.passed.get(6, "")), Assignment.of(ctx.topology)
     report = TrackReport(ctx.project)
     for step in steps:
         verdict, _ = grade_step(step, reader, assignment)
         report.verdicts.append(verdict)
         on_step(verdict)
-    prog = load(ctx)
     for v in report.verdicts:
         if v.passed:
             prog.passed.setdefault(v.step, progress.now())

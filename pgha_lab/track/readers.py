@@ -17,7 +17,8 @@ from pgha_lab.context import LabContext
 from pgha_lab.errors import LabError
 from pgha_lab.track.model import Reading, Source
 
-EXEC_TIMEOUT = 60
+EXEC_TIMEOUT = 120
+COMMAND_TIMEOUT = 40   # one command of a visit (exit status 124 when it ran out)
 NET_TIMEOUT = 4.0
 JOURNAL_LINES = 400
 MARK = "@@pgha-track@@"   # separates the parts of one node's answer
@@ -49,9 +50,12 @@ except Exception as e:
 class Reader:
     """Readings of one lab. Node commands go through the lab's node control (as ssh would)."""
 
-    def __init__(self, ctx: LabContext) -> None:
+    def __init__(self, ctx: LabContext, since: str = "") -> None:
         self.ctx = ctx
         self.docker = ctx.docker
+        # When the learner got to the course's tests (the track's record of step 6 passing): what the
+        # logs say before it belongs to the build, not to the tests.
+        self.since = since
 
     # -- on a node --------------------------------------------------------------------------------
     def run(self, node: str, script: str, what: str | None = None, user: str | None = None,
@@ -61,8 +65,8 @@ class Reader:
         source = Source("command", node, what or script)
         try:
             proc = self.docker.exec(node, "bash", "-c", script, check=False, user=user, timeout=timeout)
-        except LabError as exc:
-            return Reading(source, False, error=str(exc))
+        except LabError:
+            return Reading(source, False, error=f"{node} did not answer within {timeout:.0f}s")
         if proc.returncode in (125, 126) and "is not running" in proc.stderr:
             return Reading(source, False, error=f"{node} is not running")
         return Reading(source, True, {"rc": proc.returncode, "out": proc.stdout, "err": proc.stderr})
@@ -85,7 +89,10 @@ class Reader:
             parts.append(f"echo '{MARK} {mode}:{p}'; if [ -e {q} ]; then stat -L -c '%U %G %a %F' {q}; "
                          f"{fetch[mode].format(q=q)}; echo; else echo missing; fi")
         for name, (script, _) in commands.items():
-            parts.append(f"echo '{MARK} cmd:{name}'; ( {script} ) 2>&1 </dev/null | base64 -w0; "
+            # Each command gets COMMAND_TIMEOUT, so one that hangs (a client waiting on a dead peer)
+            # is read as what it is instead of costing the whole visit.
+            parts.append(f"echo '{MARK} cmd:{name}'; ( timeout {COMMAND_TIMEOUT} bash -c {shlex.quote(script)} ) "
+                         f"2>&1 </dev/null | base64 -w0; "
                          f"rc=${{PIPESTATUS[0]}}; echo; echo $rc")
         reading = self.run(node, "; ".join(parts) or "true")
         chunks = _split(reading.value["out"]) if reading.ok else {}

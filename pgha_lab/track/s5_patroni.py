@@ -32,7 +32,7 @@ def read(reader: Reader, a: Assignment) -> Readings:
 
     def visit(n) -> None:
         got = reader.files(n.name, texts=[CONFIG], commands={
-            "venv": (f"{VENV}/bin/python -c 'import patroni, patroni.dcs.etcd3, psycopg; print(patroni.__version__)'",
+            "venv": (f"{VENV}/bin/python -c 'import patroni.dcs.etcd3, psycopg; from patroni.version import __version__; print(__version__)'",
                      f"{VENV}/bin/patroni --version"),
             "show": (f"systemctl show {UNIT} --no-pager " + " ".join(f"-p {p}" for p in SHOW), f"systemctl status {UNIT}"),
             "journal": (f"journalctl -u {UNIT} -n 300 --no-pager -o short-iso", f"journalctl -u {UNIT}"),
@@ -297,8 +297,9 @@ def grade(a: Assignment, r: Readings) -> StepVerdict:
             if role not in ("primary", "master") or state != "running":
                 f.append(Finding(f"{n.name} holds the leader key but runs as {role}/{state}",
                                  f"on {n.name}: journalctl -u patroni", "leader-not-running"))
-        elif role != "replica" or state != "streaming":
+        elif role != "replica" or "streaming" not in (state, m.get("replication_state")):
             sign = journal_sign(r.get(f"{n.name}:cmd:journal"))
+            state = m.get("replication_state") or state
             f.append(Finding(f"{n.name} is {role}, {state}, not a streaming replica" + (f": {sign[1]}" if sign else ""),
                              f"on {n.name}: journalctl -u patroni" + (f": {sign[2]}" if sign else ""),
                              sign[0] if sign else "not-streaming"))

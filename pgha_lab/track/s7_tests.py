@@ -11,13 +11,13 @@ from dataclasses import dataclass
 
 from pgha_lab.track import configs, s3_etcd, s5_patroni, s6_haproxy
 from pgha_lab.track.assignment import Assignment
-from pgha_lab.track.model import Finding, Reading, Readings, Step, StepVerdict, Task
+from pgha_lab.track.model import Finding, Reading, Readings, Source, Step, StepVerdict, Task
 from pgha_lab.track.readers import Reader
 
 # The lines that tell who led when, who took over how, and when a member went away.
 EVENTS = (r"promoted self to leader|Cleaning up failover key|switchover: demoting|manual failover: demoting|"
           r"initialized a new cluster|Lock owner: |Stopping patroni|Stopped patroni|Started patroni|"
-          r"patroni.service: (Main process exited|Killed|Failed)|^-- Boot")
+          r"patroni.service: (Main process exited|Killed|Failed)")
 # Consecutive "Lock owner: X; I am Y" lines that say the same are one line: the role, when it changed.
 JOURNAL = (f"journalctl -u patroni --no-pager -o short-iso | grep -E '{EVENTS}' | "
            "awk '{line=$0; sub(/^[^ ]+ [^ ]+ [^ ]+ /, \"\", line); sub(/^[^ ]+ [^ ]+ /, \"\", line); "
@@ -47,6 +47,8 @@ def read(reader: Reader, a: Assignment) -> Readings:
                                           password, ca.value["text"] if ca.ok else None,
                                           "select host(inet_server_addr()), txid_current()")
     out["namespace"] = Reading(conf_text.source, True, s5_patroni.namespace(conf, a))
+    out["since"] = Reading(Source("record", None, "the track's record of when step 6 first passed"),
+                           bool(reader.since), reader.since)
     return out
 
 
@@ -65,9 +67,6 @@ def events(a: Assignment, r: Readings) -> list[Event]:
         if not reading or not reading.ok:
             continue
         for line in reading.value["out"].splitlines():
-            if line.startswith("-- Boot"):
-                out.append(Event("", n.name, "boot"))
-                continue
             at = line.split(" ", 1)[0]
             kind, detail = _kind(line, n.name)
             if kind:
@@ -106,33 +105,67 @@ def _seconds(at: str) -> float | None:
 class Takeover:
     node: str
     at: str
-    planned: bool    # after a switchover (or patronictl failover) request: Patroni cleaned the failover key up
+    planned: bool    # a switchover (or patronictl failover) request: the old leader demoted itself on
+    #                  request, or the new one cleaned the failover key up
 
 
-def takeovers(evs: list[Event]) -> list[Takeover]:
+PLANNED_WITHIN_S = 30
+
+
+def takeovers(evs: list[Event], history: list | None = None) -> list[Takeover]:
+    """Each timeline change in Patroni's /history (new leader, when), told planned or not by what the
+    members logged around it; without a history, each promotion a member logged."""
+    changes = []
+    for entry in history or []:
+        if isinstance(entry, list) and len(entry) >= 5:
+            changes.append((str(entry[4]), str(entry[3])))
+    if history is None:
+        changes = [(e.node, e.at) for e in evs if e.kind == "promoted"]
     out = []
-    for i, e in enumerate(evs):
-        if e.kind != "promoted":
-            continue
-        t = _seconds(e.at)
-        planned = any(p.kind == "failover-key" and p.node == e.node and t is not None and _seconds(p.at) is not None
-                      and 0 <= t - _seconds(p.at) <= 5 for p in evs[max(0, i - 20):i + 1])
-        out.append(Takeover(e.node, e.at, planned))
+    for node, at in changes:
+        t = _seconds(at)
+        near = [e for e in evs if e.kind in ("failover-key", "demote") and t is not None
+                and _seconds(e.at) is not None and -PLANNED_WITHIN_S <= t - _seconds(e.at) <= PLANNED_WITHIN_S]
+        out.append(Takeover(node, at, bool(near)))
     return out
 
 
-def replicas_gone(evs: list[Event]) -> list[Event]:
-    """A member that went away (stopped, or a new boot) while it followed a leader, with no takeover after."""
-    role: dict[str, str] = {}
+LAB_WIDE_S = 90   # the leader stopping or booting this close to a replica did too: the whole lab went down
+
+
+@dataclass(frozen=True)
+class Gone:
+    node: str
+    at: str          # when it stopped, or when it was back (a power cut leaves no line when it happens)
+    how: str         # "stopped" | "power cut"
+    leader: str      # whom it followed
+
+
+def replicas_gone(evs: list[Event], since: str = "") -> list[Gone]:
+    """Members that went away while they followed a leader that stayed (not a whole-lab shutdown), since
+    `since` and after the last takeover: what stopping or killing a replica looks like in the logs."""
+    following: dict[str, str] = {}
+    away: dict[str, bool] = {}
     out = []
     for e in evs:
-        if e.kind in ("leads", "follows"):
-            role[e.node] = e.kind
-        elif e.kind in ("stopped", "boot") and role.get(e.node) == "follows":
-            out.append(e)
-            role[e.node] = "gone"
-    last_takeover = max((e.at for e in evs if e.kind == "promoted"), default="")
-    return [e for e in out if e.at >= last_takeover or not e.at]
+        if e.kind == "follows":
+            following[e.node] = e.detail
+        elif e.kind == "leads":
+            following.pop(e.node, None)
+        elif e.kind == "stopped" and e.node in following and not away.get(e.node):
+            out.append(Gone(e.node, e.at, "stopped", following[e.node]))
+            away[e.node] = True
+        elif e.kind == "started":
+            if e.node in following and not away.get(e.node):
+                out.append(Gone(e.node, e.at, "power cut", following[e.node]))
+            away[e.node] = False
+    last_takeover = max((e.at for e in evs if e.kind == "promoted"), default="")   # ISO times compare as text
+
+    def leader_stayed(g: Gone) -> bool:
+        t = _seconds(g.at)
+        return not any(e.node == g.leader and e.kind in ("stopped", "started") and t is not None
+                       and _seconds(e.at) is not None and abs(_seconds(e.at) - t) <= LAB_WIDE_S for e in evs)
+    return [g for g in out if g.at >= max(last_takeover, since) and leader_stayed(g)]
 
 
 def grade(a: Assignment, r: Readings) -> StepVerdict:
@@ -149,7 +182,7 @@ def grade(a: Assignment, r: Readings) -> StepVerdict:
         history = []
     leader = keys.get(f"{ns}leader")
     evs = events(a, r)
-    taken = takeovers(evs)
+    taken = takeovers(evs, history if isinstance(history, list) else [])
     switchovers = [t for t in taken if t.planned]
     failovers = [t for t in taken if not t.planned]
     timeline = len(history) + 1
@@ -162,11 +195,12 @@ def grade(a: Assignment, r: Readings) -> StepVerdict:
                          f"{'s' if len(history) != 1 else ''}, none of them a planned hand-over",
                          f"patronictl -c {s5_patroni.CONFIG} history; patronictl switchover", "no-switchover"))
     if not failovers:
-        gone = replicas_gone(evs)
+        since = r["since"].value if r.get("since") and r["since"].ok else ""
+        gone = replicas_gone(evs, since or "")
         if gone:
             g = gone[-1]
-            when = f" at {g.at[11:19]}" if g.at else ""
-            f.append(Finding(f"no failover yet: {g.node}, which went away{when}, was a replica: the leader "
+            when = f"was stopped at {g.at[11:19]}" if g.how == "stopped" else f"lost power (back at {g.at[11:19]})"
+            f.append(Finding(f"no failover yet: {g.node}, which {when}, was a replica: the leader "
                              f"{leader} kept its key and the timeline stayed {timeline}; a failover happens when the "
                              f"leader goes", f"patronictl -c {s5_patroni.CONFIG} list (who leads) before stopping a node; "
                              f"journalctl -u patroni on {g.node} ('Lock owner: ...; I am {g.node}')", "replica-killed"))

@@ -344,11 +344,33 @@ def test_a_switchover_is_told_from_a_failover():
     assert [t.planned for t in s7_tests.takeovers(evs)] == [True, False]
 
 
+def test_the_history_tells_the_takeovers_when_the_new_leader_is_down():
+    # The switchover's new leader (dbnode2) was then powered off: its log cannot be read, the old
+    # leader's ("switchover: demoting myself") still says the hand-over was asked for.
+    one, _ = SWITCHOVER_TO_2
+    one = one + FAILOVER_BACK_TO_1
+    history = [[1, 50332528, "no recovery target specified", "2026-12-02T03:40:07.9+00:00", "dbnode2"],
+               [2, 50333496, "no recovery target specified", "2026-12-02T03:40:49.3+00:00", "dbnode1"]]
+    evs = s7_tests.events(A, Readings({"dbnode1:events": journal("dbnode1", one)}))
+    assert [(t.node, t.planned) for t in s7_tests.takeovers(evs, history)] == [("dbnode2", True), ("dbnode1", False)]
+
+
 def test_a_replica_stopped_instead_of_the_leader():
     one, two = SWITCHOVER_TO_2
     one = one + [("2026-12-02T03:41:27+0000", "Stopping patroni.service - Patroni...")]
     gone = s7_tests.replicas_gone(s7_tests.events(A, history_readings(one, two)))
-    assert [(g.node, g.kind) for g in gone] == [("dbnode1", "stopped")]
+    assert gone == [s7_tests.Gone("dbnode1", "2026-12-02T03:41:27+0000", "stopped", "dbnode2")]
+    # The whole lab shut down (a snapshot, a host reboot): the leader went too, so no replica was "killed".
+    two = two + [("2026-12-02T03:41:29+0000", "Stopping patroni.service - Patroni...")]
+    assert s7_tests.replicas_gone(s7_tests.events(A, history_readings(one, two))) == []
+
+
+def test_a_replica_that_lost_power_comes_back_with_a_start_line_only():
+    one, two = SWITCHOVER_TO_2
+    one = one + [("2026-12-02T03:45:00+0000", "Started patroni.service - Patroni.")]
+    gone = s7_tests.replicas_gone(s7_tests.events(A, history_readings(one, two)))
+    assert [(g.node, g.how) for g in gone] == [("dbnode1", "power cut")]
+    assert s7_tests.replicas_gone(s7_tests.events(A, history_readings(one, two)), since="2026-12-02T03:50:00") == []
 
 
 # -- step 3: etcd ---------------------------------------------------------------------------------
@@ -475,7 +497,11 @@ def dcs(keys: dict[str, str]) -> Reading:
 
 
 def member(role: str, state: str) -> str:
-    return json.dumps({"role": role, "state": state, "timeline": 1})
+    """A member key as Patroni 4.1 writes it: a streaming replica is state running, replication_state streaming."""
+    doc = {"role": role, "state": "running" if state == "streaming" else state, "timeline": 1}
+    if role == "replica" and state in ("streaming", "running"):
+        doc["replication_state"] = state
+    return json.dumps(doc)
 
 
 HEALTHY_DCS = {f"{NS}leader": "dbnode1", f"{NS}members/dbnode1": member("primary", "running"),
@@ -575,10 +601,13 @@ def test_postgres_prerequisites():
 
 
 # -- step 7 -----------------------------------------------------------------------------------------
+CHANGES = (("2026-12-02T03:40:07.9+00:00", "dbnode2"), ("2026-12-02T03:40:49.3+00:00", "dbnode1"))
+
+
 def course_readings(one, two, history=2, leader="dbnode1", write=("10.60.2.10", "771")) -> Readings:
     r = history_readings(one, two)
     keys = dict(HEALTHY_DCS, **{f"{NS}leader": leader, f"{NS}history": json.dumps(
-        [[t, 50331808, "no recovery target specified", "2026-12-02T03:40:07+00:00", "dbnode2"] for t in range(1, history + 1)])})
+        [[t + 1, 50331808, "no recovery target specified", at, node] for t, (at, node) in enumerate(CHANGES[:history])])})
     r["dcs"] = dcs(keys)
     r["namespace"] = Reading(Source("file", "dbnode1", "x"), True, NS)
     r["write"] = Reading(Source("sql", None, "psql"), True, list(write))
@@ -602,8 +631,8 @@ def test_a_replica_killed_instead_of_the_leader_is_called_so():
     one = one + [("2026-12-02T03:41:27+0000", "Stopping patroni.service - Runners to orchestrate a high-availability PostgreSQL...")]
     f = s7_tests.grade(A, course_readings(one, two, history=1, leader="dbnode2", write=("10.60.2.20", "5"))).findings
     assert [x.diagnosis for x in f] == ["replica-killed"]
-    assert f[0].problem == ("no failover yet: dbnode1, which went away at 03:41:27, was a replica: the leader dbnode2 kept "
-                            "its key and the timeline stayed 2; a failover happens when the leader goes")
+    assert f[0].problem == ("no failover yet: dbnode1, which was stopped at 03:41:27, was a replica: the leader dbnode2 "
+                            "kept its key and the timeline stayed 2; a failover happens when the leader goes")
 
 
 def test_nothing_done_yet():
