@@ -66,15 +66,6 @@ def parse_yaml(text: str) -> Yaml:
 
 
 # -- plain text ----------------------------------------------------------------------------------
-def find_line(text: str, pattern: str) -> int | None:
-    """The first 1-based line matching a regular expression (not inside a comment)."""
-    rx = re.compile(pattern)
-    for n, line in enumerate(text.splitlines(), 1):
-        if rx.search(line.split("#", 1)[0] if not line.lstrip().startswith("#") else ""):
-            return n
-    return None
-
-
 def hosts_entries(text: str) -> list[tuple[int, str, list[str]]]:
     """/etc/hosts: (line, address, names) for every entry."""
     out = []
@@ -83,21 +74,6 @@ def hosts_entries(text: str) -> list[tuple[int, str, list[str]]]:
         if len(words) >= 2:
             out.append((n, words[0], words[1:]))
     return out
-
-
-def alias_line(text: str, name: str) -> tuple[int, str] | None:
-    """A shell alias definition (`alias ectl=...`): its line and its command."""
-    rx = re.compile(rf"^\s*alias\s+{re.escape(name)}=(.*)$")
-    for n, line in enumerate(text.splitlines(), 1):
-        m = rx.match(line)
-        if m:
-            value = m.group(1).strip()
-            try:
-                value = " ".join(shlex.split(value))
-            except ValueError:
-                pass
-            return n, value
-    return None
 
 
 def latest_sign(text: str, signs: tuple[tuple[str, str, str], ...], tail: int | None = None) -> tuple[str, str, str] | None:
@@ -121,26 +97,6 @@ def exec_argv(show_value: str) -> list[str]:
         return shlex.split(found[-1])
     except ValueError:
         return found[-1].split()
-
-
-def unit_sources(cat: str) -> list[tuple[str, int, str]]:
-    """`systemctl cat` output as (file, line in that file, text) for every line."""
-    out, current, n = [], "", 0
-    for line in cat.splitlines():
-        if line.startswith("# /"):
-            current, n = line[2:].strip(), 0
-            continue
-        n += 1
-        out.append((current, n, line))
-    return out
-
-
-def locate_in_unit(cat: str, pattern: str) -> str | None:
-    rx = re.compile(pattern)
-    for f, n, text in unit_sources(cat):
-        if not text.lstrip().startswith("#") and rx.search(text):
-            return f"{f} line {n}"
-    return None
 
 
 def env_file(text: str) -> dict[str, tuple[str, int]]:
@@ -215,10 +171,6 @@ def etcd_settings(argv: list[str], env: dict[str, str], files: dict[str, str],
         if flag in out:
             out[key] = out[flag]
     return out, None
-
-
-def truthy(value: Any) -> bool:
-    return value is True or str(value).strip().lower() in ("true", "1", "yes", "on")
 
 
 # -- haproxy.cfg ---------------------------------------------------------------------------------

@@ -20,7 +20,6 @@ from pgha_lab.track.model import Reading, Source
 EXEC_TIMEOUT = 120
 COMMAND_TIMEOUT = 40   # one command of a visit (exit status 124 when it ran out)
 NET_TIMEOUT = 4.0
-JOURNAL_LINES = 400
 MARK = "@@pgha-track@@"   # separates the parts of one node's answer
 
 # A small HTTPS client run with the node's own python3: the grader's curl, with the certificate files
@@ -125,34 +124,6 @@ class Reader:
 
     def file(self, node: str, path: str) -> Reading:
         return self.files(node, texts=[path])[f"text:{path}"]
-
-    def unit(self, node: str, unit: str) -> Reading:
-        """systemd's view of a unit: its state at boot and now, how it starts, as `systemctl show`."""
-        props = ("LoadState", "ActiveState", "SubState", "UnitFileState", "ExecStart", "ExecMainStatus",
-                 "FragmentPath", "DropInPaths", "Environment", "EnvironmentFiles", "User", "MainPID",
-                 "Result", "NRestarts")
-        r = self.run(node, f"systemctl show {shlex.quote(unit)} --no-pager " + " ".join(f"-p {p}" for p in props)
-                     + f"; echo '{MARK} cat'; systemctl cat {shlex.quote(unit)} --no-pager 2>&1",
-                     what=f"systemctl status {unit}")
-        if not r.ok:
-            return r
-        head, _, cat = r.value["out"].partition(f"{MARK} cat\n")
-        value: dict[str, Any] = {}
-        for line in head.splitlines():
-            k, _, v = line.partition("=")
-            value[k] = v
-        value["cat"] = cat
-        return Reading(r.source, True, value)
-
-    def journal(self, node: str, unit: str, lines: int = JOURNAL_LINES, since: str | None = None) -> Reading:
-        """The unit's log, every boot, oldest first (ISO timestamps)."""
-        extra = f" --since {shlex.quote(since)}" if since else ""
-        r = self.run(node, f"journalctl -u {shlex.quote(unit)} -n {lines} --no-pager -o short-iso{extra}",
-                     what=unit)
-        if not r.ok:
-            return Reading(Source("journal", node, unit), False, error=r.error)
-        kept = [ln for ln in r.value["out"].splitlines() if ln and not ln.startswith("-- ")]
-        return Reading(Source("journal", node, unit), True, kept)
 
     def https(self, node: str, url: str, *, ca: str | None, cert: str | None = None, key: str | None = None,
               method: str = "GET", body: str | None = None, what: str | None = None) -> Reading:
