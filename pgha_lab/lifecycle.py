@@ -12,6 +12,7 @@ from pgha_lab import disks, health, node_paths, profiles, render, roles, setting
 from pgha_lab.build import images, recipes
 from pgha_lab.context import LabContext, load_topology
 from pgha_lab.errors import LabError
+from pgha_lab.lessons import progress as lesson_progress
 from pgha_lab.gateway import Engine, require_compose, volume_name
 from pgha_lab.probes import LabProbe, Member
 from pgha_lab.render import compose
@@ -375,6 +376,7 @@ def take_down(ctx: LabContext, *, volumes: bool, progress: Progress) -> None:
     if volumes:   # the next up bootstraps a new cluster, with the profile and settings it is given then
         (paths.state / render.BOOTSTRAP_PROFILE_FILE).unlink(missing_ok=True)
         (paths.state / render.BOOTSTRAP_SETTINGS_FILE).unlink(missing_ok=True)
+        lesson_progress.forget(paths, lesson_progress.TRACK_FILE)   # what the track saw built is gone with the nodes
         released = disks.release_all(paths)
         if released:
             progress.info(f"deleted the data disks of {', '.join(released)}")

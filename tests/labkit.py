@@ -12,6 +12,7 @@ from pathlib import Path
 from pgha_lab import disks, snapshots
 from pgha_lab.context import LabContext
 from pgha_lab.gateway import LabDocker
+from pgha_lab.lessons import progress
 from pgha_lab.paths import LabPaths
 from pgha_lab.probes import LabProbe
 from pgha_lab.topology import Published, Topology
@@ -114,6 +115,7 @@ def remove_leftovers(project: str = PROJECT) -> None:
     snapshots.delete_all(paths, docker)
     disks.release_all(paths)
     paths.topology_file.unlink(missing_ok=True)
+    progress.forget(paths, progress.TRACK_FILE)
 
 
 def prepare() -> None:

@@ -13,6 +13,7 @@ from pgha_lab.fsutil import write_if_changed
 from pgha_lab.paths import LabPaths
 
 FILE = "lessons.json"
+TRACK_FILE = "track.json"   # the hand-build track's record, same shape (track/course.py)
 
 
 @dataclass
@@ -59,6 +60,11 @@ def load(paths: LabPaths, file: str = FILE) -> Progress:
         return Progress.from_dict(json.loads(f.read_text()))
     except (ValueError, KeyError, TypeError):
         raise LabError(f"{f} is not a progress file pgha-lab wrote; remove it to start the lessons afresh.") from None
+
+
+def forget(paths: LabPaths, file: str) -> None:
+    """Drop a record whose lab is gone (its nodes and volumes removed), so a new lab starts from nothing."""
+    path(paths, file).unlink(missing_ok=True)
 
 
 def save(paths: LabPaths, progress: Progress, file: str = FILE) -> None:

@@ -15,7 +15,7 @@ from pgha_lab.track.assignment import Assignment
 from pgha_lab.track.model import Readings, Step, StepVerdict
 from pgha_lab.track.readers import Reader
 
-PROGRESS_FILE = "track.json"
+PROGRESS_FILE = progress.TRACK_FILE
 
 
 @dataclass
