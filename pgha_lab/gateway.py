@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import subprocess
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -88,6 +89,7 @@ def _node_name(node: Any) -> str:
 
 
 # -- the engine (SDK): images and one-off containers --------------------------------------------
+PAUSE_ATTEMPTS = 5               # docker pause tries before its 'unable to freeze' is the answer
 BUILD_READ_TIMEOUT = 3 * 3600   # a RUN step may print nothing for minutes (the PostgreSQL compile)
 
 
@@ -375,7 +377,17 @@ class LabDocker:
         self._docker("kill", "--signal", name, self.container(node))
 
     def pause(self, node: Any) -> None:
-        self._docker("pause", self.container(node))
+        # On cgroup v1 runc gives up freezing when a task keeps forking or sits in the kernel (a loaded
+        # host with PostgreSQL busy: "unable to freeze") and leaves the node thawed, so another try is
+        # safe; a VM's pause never fails like that.
+        for attempt in range(PAUSE_ATTEMPTS):
+            try:
+                self._docker("pause", self.container(node))
+                return
+            except LabError as exc:
+                if "unable to freeze" not in str(exc) or attempt == PAUSE_ATTEMPTS - 1:
+                    raise
+                time.sleep(0.2)
 
     def unpause(self, node: Any) -> None:
         self._docker("unpause", self.container(node))

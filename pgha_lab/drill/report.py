@@ -34,6 +34,7 @@ LABELS = {
     "new_leader_s": "new leader holds the key (s after fault)",
     "haproxy_switched_s": "HAProxy 5432 on the new leader (s after fault)",
     "first_write_s": "first acknowledged write after the outage (s after fault)",
+    "host_cpu_busy_pct": "host CPUs busy from the fault to recovery (%)",
     "timeline_before": "timeline before",
     "timeline_after": "timeline after",
     "attempts": "write attempts",
@@ -70,7 +71,8 @@ def as_json(result: DrillResult) -> dict[str, Any]:
         "fault": {"target": result.fault.target, "role_before": result.fault.role_before, "done": result.fault.done,
                   "expected": result.fault.expected, "also": result.fault.extra_targets, "at_s": round(result.fault_s, 3)},
         "old_leader": result.old_leader,
-        "bound": {"seconds": result.bound_s, "derivation": result.scenario.bound_text, "within": result.within_bound},
+        "bound": {"seconds": result.bound_s, "derivation": result.scenario.bound_text, "within": result.within_bound,
+                  "note": result.bound_note},
         "recovered": result.recovered, "recovery_note": result.recovery_note,
         "healed": result.healed, "healthy_after": result.healthy_after, "health_note": result.health_note,
         "events": [asdict(e) for e in result.events],
@@ -148,6 +150,9 @@ def markdown(result: DrillResult) -> str:
     if bound is not None and f.unresumed is not None:
         lines += ["", f"Writes had not resumed by the end of the drill (at least {f.unresumed.seconds:.2f}s without an "
                       f"acknowledgement): **not within** the bound of {bound:.1f}s ({result.scenario.bound_text})."]
+    elif bound is not None and f.downtime is not None and result.bound_note:
+        lines += ["", f"Write downtime {f.downtime.seconds:.2f}s against a bound of {bound:.1f}s "
+                      f"({result.scenario.bound_text}): {result.bound_note}."]
     elif bound is not None and f.downtime is not None:
         lines += ["", f"Write downtime {f.downtime.seconds:.2f}s against a bound of {bound:.1f}s "
                       f"({result.scenario.bound_text}): **{'within' if result.within_bound else 'OVER'}** the bound."]

@@ -10,7 +10,7 @@ import psycopg
 
 from pgha_lab.chaos.actions import Chaos
 from pgha_lab.context import LabContext
-from pgha_lab.drill import reconcile as rc
+from pgha_lab.drill import hostcpu, reconcile as rc
 from pgha_lab.drill.clock import Clock
 from pgha_lab.drill.ledger import Attempt, Writer, WriterSettings, ensure_table, table_counts
 from pgha_lab.drill.sampler import Sample, Sampler
@@ -68,6 +68,8 @@ class DrillResult:
     settings: dict[str, Any] = field(default_factory=dict)   # lab settings Patroni ran (settings.LabSettings)
     workload: dict[str, Any] = field(default_factory=dict)   # the background load, and what it wrote
     node_logs: dict[str, str] = field(default_factory=dict)  # db node -> its log since the drill began, if unhealthy after
+    cpu_at_fault: hostcpu.CpuTimes | None = None       # the host's CPU counters when the fault came ...
+    cpu_at_recovery: hostcpu.CpuTimes | None = None    # ... and when the wait for recovery ended
 
     @property
     def bound_s(self) -> float | None:
@@ -76,12 +78,37 @@ class DrillResult:
         return self.scenario.bound_s(self.profile)
 
     @property
+    def host_busy(self) -> float | None:
+        """The share of the host's CPU time spent busy from the fault to recovery."""
+        return hostcpu.busy_share(self.cpu_at_fault, self.cpu_at_recovery)
+
+    @property
+    def host_saturated(self) -> bool:
+        busy = self.host_busy
+        return busy is not None and busy >= hostcpu.SATURATED
+
+    @property
     def within_bound(self) -> bool | None:
+        """True or False against the bound; None when there is none, or when the downtime went over it
+        on a host whose CPUs were saturated (then the timing is the host's, see hostcpu)."""
         f = self.findings
         if self.bound_s is None or f is None or f.downtime is None:
             return None
         # Writes that never resumed are not within any bound, however short the drill's tail.
-        return f.unresumed is None and f.downtime.seconds <= self.bound_s
+        within = f.unresumed is None and f.downtime.seconds <= self.bound_s
+        if not within and f.unresumed is None and self.host_saturated:
+            return None
+        return within
+
+    @property
+    def bound_note(self) -> str:
+        """Why the bound was not judged, when it was not (empty otherwise)."""
+        f = self.findings
+        if self.bound_s is None or f is None or f.downtime is None or self.within_bound is not None:
+            return ""
+        return (f"not judged: the host's CPUs were {100 * (self.host_busy or 0):.0f}% busy from the fault to recovery "
+                f"(over {100 * hostcpu.SATURATED:.0f}%), so every service waited for a CPU and the timing is the "
+                f"host's; run the drill again on a quieter machine")
 
     @property
     def started(self) -> str:
@@ -106,6 +133,7 @@ class DrillResult:
         figs = dict(self.findings.figures()) if self.findings else {}
         figs.update(self.fault.figures)
         figs["recovery_bound_s"] = None if self.bound_s is None else round(self.bound_s, 3)
+        figs["host_cpu_busy_pct"] = None if self.host_busy is None else round(100 * self.host_busy, 1)
         figs["timeline_before"] = self.findings.timeline_before if self.findings else None
         figs["timeline_after"] = self.findings.timeline_after if self.findings else None
         return figs
@@ -205,6 +233,7 @@ def run_drill(lab: LabContext, scenario: Scenario, run: str, opts: DrillOptions 
                 raise LabError("writes through HAProxy's 5432 do not succeed steadily before the fault"
                                + (f" ({last[0].error})" if last and last[0].error else "") + "; nothing was broken.")
 
+        result.cpu_at_fault = hostcpu.read(lab.docker, lab.topology.nodes)
         with progress.step(f"Fault: {scenario.summary}"):
             result.fault_s = clock.now()
             mark("fault")
@@ -240,6 +269,7 @@ def run_drill(lab: LabContext, scenario: Scenario, run: str, opts: DrillOptions 
             # A hold scenario's outcome comes within its watch (the primary demotes within ttl), so it
             # gets a short grace after it, not a failover's bound.
             result.recovered = _poll(recovered, observe + HOLD_GRACE_S if scenario.hold else deadline)
+            result.cpu_at_recovery = hostcpu.read(lab.docker, lab.topology.nodes)
             seen = f": {last[0].reason}" if last else ""
             if scenario.hold and not result.recovered:
                 result.recovery_note = (f"{observe + HOLD_GRACE_S:.0f}s into the fault, {result.fault.expected!r} "

@@ -120,6 +120,12 @@ def check_report(lab, folder: Path, bound_s: float | None, allowed_problem: str 
     # plus profiles.PROMOTE_S for PostgreSQL itself; scenarios without one carry none.
     if bound_s is None:
         assert doc["bound"]["seconds"] is None and doc["bound"]["within"] is None
+    elif doc["bound"]["within"] is None:
+        # Over the bound on a host whose CPUs were saturated: not judged, and the report says so
+        # (the serial phase's kill-leader drill judges the bound on a quiet machine).
+        assert doc["bound"]["seconds"] == pytest.approx(bound_s)
+        assert figs["write_downtime_s"] > bound_s and figs["host_cpu_busy_pct"] >= 90, figs
+        assert doc["bound"]["note"].startswith("not judged: the host's CPUs were"), doc["bound"]
     else:
         assert doc["bound"]["seconds"] == pytest.approx(bound_s)
         assert figs["write_downtime_s"] <= bound_s, f"write downtime {figs['write_downtime_s']}s over the bound {bound_s:.1f}s"
@@ -134,7 +140,8 @@ def test_switchover_drill_repeated(lab, tmp_path):
     folder = tmp_path / "switchover"
     first = lab.probe().cluster().leader_name
     out = drill(lab, "switchover", folder, "--repeat", "2")
-    assert len(out["runs"]) == 2 and out["summary"]["write_downtime_s"]["max"] <= SWITCHOVER_S
+    assert len(out["runs"]) == 2   # each run's bound is checked by check_report below
+    assert out["summary"]["write_downtime_s"]["max"] == max(r["figures"]["write_downtime_s"] for r in out["runs"])
     olds = []
     for k, run in enumerate(out["runs"], start=1):
         doc = check_report(lab, folder / f"run-{k:02d}", SWITCHOVER_S)
@@ -149,10 +156,12 @@ def test_switchover_drill_repeated(lab, tmp_path):
     assert_lab_healthy(lab)
 
 
+@pytest.mark.serial   # with no other lab alive, so the host has CPU to spare and the bound is judged
 def test_kill_leader_drill(lab, tmp_path):
     old = lab.probe().cluster().leader_name
     drill(lab, "kill-leader", tmp_path / "kill-leader")
     doc = check_report(lab, tmp_path / "kill-leader", FAILOVER_S)
+    assert doc["figures"]["host_cpu_busy_pct"] < 90 and doc["bound"]["within"] is True, doc["figures"]
     ph = doc["findings"]["phases"]
     assert ph["new_leader_name"] not in ("", old)
     # The old leader's key can only go by expiring, about ttl (20 s on the fast profile) after its last

@@ -9,7 +9,7 @@ import json
 import pytest
 
 from pgha_lab import profiles
-from pgha_lab.drill import ledger, reconcile as rc, report, sampler
+from pgha_lab.drill import hostcpu, ledger, reconcile as rc, report, sampler
 from pgha_lab.drill.clock import Clock
 from pgha_lab.drill.runner import DrillResult, Event
 from pgha_lab.drill.scenarios import SCENARIOS, Fault
@@ -89,6 +89,43 @@ def test_no_recovery_and_a_downtime_over_the_bound_are_problems(tmp_path):
     report.write(result, tmp_path)
     assert json.loads((tmp_path / "report.json").read_text())["problems"] == result.problems()
     assert "# Drill `switchover` — 2 problem(s)" in (tmp_path / "report.md").read_text()
+
+
+# /proc/stat's aggregate line: user nice system idle iowait irq softirq steal guest guest_nice.
+STAT_AT_FAULT = "cpu  1000 0 500 8000 500 0 0 0 0 0\ncpu0 500 0 250 4000 250 0 0 0 0 0\n"
+
+
+def stat_later(busy: int, idle: int) -> str:
+    return f"cpu  {1000 + busy} 0 500 {8000 + idle} 500 0 0 0 0 0\n"
+
+
+def test_the_host_cpu_share_comes_from_the_aggregate_line():
+    before = hostcpu.parse(STAT_AT_FAULT)
+    assert before == hostcpu.CpuTimes(busy=1500, total=10000)
+    assert hostcpu.busy_share(before, hostcpu.parse(stat_later(300, 100))) == pytest.approx(0.75)
+    assert hostcpu.busy_share(before, None) is None and hostcpu.busy_share(before, before) is None
+    with pytest.raises(ValueError):
+        hostcpu.parse("intr 1 2 3\n")
+
+
+def test_a_downtime_over_the_bound_on_a_saturated_host_is_not_judged_and_says_why(tmp_path):
+    result = synthetic_result()
+    result.scenario = dataclasses.replace(result.scenario, bound_s=lambda p: 0.5, bound_text="test bound")
+    result.cpu_at_fault = hostcpu.parse(STAT_AT_FAULT)
+    result.cpu_at_recovery = hostcpu.parse(stat_later(95, 5))      # 95% busy
+    assert result.within_bound is None and result.problems() == []
+    assert "the host's CPUs were 95% busy" in result.bound_note
+    report.write(result, tmp_path)
+    doc = json.loads((tmp_path / "report.json").read_text())
+    assert doc["bound"]["within"] is None and doc["figures"]["host_cpu_busy_pct"] == 95.0
+    assert "not judged: the host's CPUs were 95% busy" in (tmp_path / "report.md").read_text()
+    # With CPU to spare the same downtime is over the bound, a problem; within the bound stays within.
+    result.cpu_at_recovery = hostcpu.parse(stat_later(50, 50))
+    assert result.within_bound is False and result.bound_note == ""
+    assert result.problems() == ["write downtime 0.65s over the bound of 0.5s (test bound)"]
+    result.scenario = dataclasses.replace(result.scenario, bound_s=lambda p: 10.0)
+    result.cpu_at_recovery = hostcpu.parse(stat_later(99, 1))
+    assert result.within_bound is True
 
 
 def test_a_hold_scenario_whose_outcome_was_seen_has_no_problem_and_one_whose_outcome_never_came_has_one():
