@@ -14,6 +14,7 @@ from tests.labkit import PROJECT, REPO
 
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = REPO / "tests" / "artifacts"
+EXPECT_TIMEOUT_MS = 20_000
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +31,10 @@ def browser():
     if shutil.which(CHROMIUM) is None:
         pytest.fail(f"the browser tests need Debian's chromium at {CHROMIUM}; `bash scripts/test.sh` installs it.",
                     pytrace=False)
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import expect, sync_playwright
+    # Playwright's 5 s default assumes an idle machine; the page redraws from a reading every 0.5 s
+    # taken on a host the other workers' labs share, where one reading of the lab can take seconds.
+    expect.set_options(timeout=EXPECT_TIMEOUT_MS)
     with sync_playwright() as pw:
         chromium = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
         yield chromium
