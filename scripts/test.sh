@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The test command, in phases so a broken unit fails the run in its first minute and the labs' long
 # waits overlap:
-#   1. unit   the pure tests, before anything is installed on the host (only .venv)
+#   1. unit   the pure tests, before anything is installed on the host (only .venv), on every core
 #   2. images Docker and Chromium on the host, the node images built once, the image tests
 #   3. labs   the real-cluster and browser tests on PGHA_TEST_WORKERS labs at once (pytest-xdist,
 #             one lab slot a worker: project, subnet, published ports, labs/ and certs/ folders, disks)
@@ -43,7 +43,7 @@ if [ "$#" -gt 0 ]; then
   phase custom "$@"
 else
   venv
-  phase unit tests/unit
+  phase unit -n auto tests/unit
   if [ "${#failed[@]}" -gt 0 ]; then
     echo "test.sh: the unit tests failed; the lab phases do not run." >&2
     exit 1
@@ -56,6 +56,9 @@ else
   phase labs -n "$workers" --dist loadgroup -m "not serial" tests/docker tests/lab tests/bare tests/web
   .venv/bin/python -m tests.labkit   # no lab of the parallel phase left alive
   phase serial -m serial tests/lab tests/bare tests/web
+  # The small disks of the fill-disk tests are loop devices: the kernel starts with a few, losetup -f
+  # makes more on demand; CI's log says how many this run ended with.
+  echo "== loop devices: $(ls /dev/loop[0-9]* 2>/dev/null | wc -l) on the host, $(losetup -a | wc -l) still attached"
 fi
 echo "test.sh: $((SECONDS - started)) s in all; $([ "${#failed[@]}" -eq 0 ] && echo "every phase passed" || echo "failed: ${failed[*]}")"
 [ "${#failed[@]}" -eq 0 ]
