@@ -484,6 +484,21 @@ def test_an_ectl_alias_without_a_client_certificate():
     assert [x.diagnosis for x in f] == ["ectl-no-cert"] and f[0].where == "/root/.bashrc:12 on etcd2"
 
 
+def test_an_ectl_alias_without_a_client_certificate_as_etcd_3_4_answers_it():
+    """etcd 3.4.30 on the bare lab closes the connection: etcdctl says only 'connection closed' and times
+    out (recorded there); the alias line, with no --cert, says why."""
+    r = etcd_readings()
+    r["etcd2:cmd:alias"] = cmd("etcd2", "/root/.bashrc:100:alias ectl='ETCDCTL_API=3 etcdctl --endpoints=https://"
+                                        "10.58.20.11:2379 --cacert=/etc/etcd/tls/ca.crt'\n")
+    r["etcd2:cmd:ectl"] = cmd("etcd2", '{"level":"warn","msg":"retrying of unary invoker failed","error":"rpc error: '
+                                       'code = DeadlineExceeded desc = latest balancer error: last connection error: '
+                                       'connection closed"}\nFailed to get the status of endpoint https://10.58.20.13:2379 '
+                                       '(context deadline exceeded)\n[]')
+    f = s3_etcd.grade(A, r).findings
+    assert [x.diagnosis for x in f] == ["ectl-no-cert"] and f[0].where == "/root/.bashrc:100 on etcd2"
+    assert "client certificate" in f[0].problem
+
+
 # -- step 5: the running cluster, as etcd and PostgreSQL tell it ----------------------------------
 import base64  # noqa: E402
 
