@@ -31,9 +31,13 @@ def choose_pg_install(requested: str, pgdg_reachable: Callable[[], bool]) -> tup
 # Runs in a throwaway container from the base image. It unpacks postgresql-common's pgdg
 # script (without installing the package), lets it add the repository as it would on a host,
 # and asks apt whether postgresql-18 became installable. Only noble main is indexed first so
-# the probe stays a few seconds; the repository's address comes from Ubuntu's script.
+# the probe stays a few seconds; the repository's address comes from Ubuntu's script. apt asks
+# once, with a short timeout: its default three retries of a name that does not resolve cost
+# the probe 8 of its 12 s where the repository is unreachable (measured here).
 _PGDG_PROBE = r"""
 set -e
+printf 'Acquire::Retries "0";\nAcquire::http::Timeout "5";\nAcquire::https::Timeout "5";\n' \
+  >/etc/apt/apt.conf.d/99pgha-probe
 mirror=$(cat /usr/local/lib/pgha-lab/ubuntu-mirror)
 rm -f /etc/apt/sources.list.d/*
 echo "deb [signed-by=/usr/share/keyrings/ubuntu-archive-keyring.gpg] $mirror noble main" >/etc/apt/sources.list
