@@ -101,6 +101,11 @@ class WriterSettings:
     interval_s: float = 0.05        # one attempt every ~50 ms
     connect_timeout_s: float = 1.0  # client-side, see quick_connect (a healthy TLS + SCRAM login takes ~0.1 s)
     statement_timeout_ms: int = 2000
+    # A session whose peer vanished (the HAProxy it went through killed, the VIP moved to another MAC)
+    # acknowledges nothing: without this the attempt waits out TCP's retransmissions for minutes
+    # (seen: one attempt 336 s in the VIP drill). Applies only to unacknowledged data, so a commit
+    # waiting on PostgreSQL (a frozen primary, a synchronous standby) is bounded by statement_timeout.
+    tcp_user_timeout_ms: int = 3000
 
 
 class Writer:
@@ -148,6 +153,7 @@ class Writer:
         conn = self._connect(self.dsn, password=self.password,
                              connect_timeout=self.settings.connect_timeout_s,
                              application_name="pgha-lab-drill",
+                             tcp_user_timeout=str(self.settings.tcp_user_timeout_ms),
                              options=f"-c statement_timeout={self.settings.statement_timeout_ms}")
         # Keep every notice: a commit whose synchronous-replication wait was cancelled comes back
         # as a success with a WARNING, and the report must show that rather than hide it.
