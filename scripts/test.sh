@@ -53,7 +53,9 @@ else
   .venv/bin/python -m tests.labkit   # the images built once, no test lab of an earlier run left
   echo "== images built or found up to date, leftover test labs removed, in $((SECONDS - t0)) s"
   phase images tests/images
-  phase labs -n "$workers" --dist loadgroup -m "not serial" tests/docker tests/lab tests/bare tests/web
+  # The bare lab's chain (xdist_group "bare": one lab built on step by step) is the longest unit a
+  # worker gets: collected first, it starts at once instead of last.
+  phase labs -n "$workers" --dist loadgroup -m "not serial" tests/bare tests/docker tests/lab tests/web
   .venv/bin/python -m tests.labkit   # no lab of the parallel phase left alive
   phase serial -m serial tests/lab tests/bare tests/web
   # The small disks of the fill-disk tests are loop devices: the kernel starts with a few, losetup -f
