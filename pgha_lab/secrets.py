@@ -59,7 +59,8 @@ class Secrets:
         return [self.superuser_password, self.replication_password, self.rewind_password, self.restapi_password]
 
     def render(self) -> str:
-        head = "# pgha-lab: this lab's passwords, read by Patroni from the environment (compose env_file).\n" \
+        head = "# pgha-lab: this lab's passwords, read by Patroni from the environment (compose's env_file; on a\n" \
+               "# host the exported playbook built, patroni.service's EnvironmentFile).\n" \
                "# Keep it private (0600). Deleting it means new passwords: the lab must then be recreated.\n"
         return head + "".join(f"{k}={v}\n" for k, v in self.env().items())
 

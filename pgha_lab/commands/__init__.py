@@ -29,6 +29,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "lesson": ("lesson", "guided lessons on the live lab: list, show, start, check, hint, solve, reset"),
     "snapshot": ("snapshot", "save and restore the whole lab, as VirtualBox snapshots do"),
     "track": ("track", "build the cluster by hand on a bare lab, step by step, graded on your nodes"),
+    "export": ("export", "the lab's cluster as an Ansible project, for its bare nodes or real hosts"),
 }
 
 
