@@ -515,9 +515,13 @@ class LabDocker:
         return {dst: int(sizes.get(str(i), 0)) for i, (_, dst) in enumerate(pairs)}
 
     # -- handing the terminal to the user ---------------------------------------------------------
-    def exec_interactive(self, node: Any, cmd: list[str], *, user: str | None = None, tty: bool = False) -> int:
+    def exec_interactive(self, node: Any, cmd: list[str], *, user: str | None = None, tty: bool = False,
+                         env: dict[str, str] | None = None) -> int:
+        """`env` reaches the command by name only (`-e NAME`): its values never show on a command line."""
         flags = ["-it"] if tty else ["-i"]
-        return subprocess.call(["docker", "exec", *flags, *(["-u", user] if user else []), self.container(node), *cmd])
+        names = [arg for name in (env or {}) for arg in ("-e", name)]
+        return subprocess.call(["docker", "exec", *flags, *names, *(["-u", user] if user else []), self.container(node),
+                                *cmd], env={**os.environ, **(env or {})} if env else None)
 
     def follow_logs(self, node: Any, tail: str, follow: bool) -> int:
         return subprocess.call(["docker", "logs", "--tail", tail, *(["-f"] if follow else []), self.container(node)])

@@ -224,7 +224,8 @@ class Chaos:
         elif action == "stop":
             self._need(state.running, f"{node.name} is {state.status}, not running; nothing to shut down")
             self.ctl.stop(node)
-            done = f"{node.name} shut down cleanly (SIGTERM, then the grace period)"
+            done = (f"{node.name} shut down cleanly: systemd stopped every unit in order" if self.topo.bare
+                    else f"{node.name} shut down cleanly (SIGTERM, then the grace period)")
         elif action == "start":
             self._need(state.status in ("exited", "created"), f"{node.name} is {state.status}; only a stopped or killed node can boot")
             self.ctl.start(node)
@@ -332,6 +333,8 @@ class Chaos:
         if expectation is None:
             expectation = expectations.expectation_for(self.ctx, action, node, role, cluster, peers=peers, clear=clear,
                                                              before=before)
+        if self.topo.bare and action in ("start", "start-haproxy"):   # a VM's boot comes first
+            expectation = expectations.boots_through_systemd(self.ctx, node, expectation)
         return Outcome(action=action, node=node.name, role_before=role, done=done, expectation=expectation,
                        figures=figures)
 

@@ -9,6 +9,7 @@ from datetime import datetime, timezone
 from typing import Callable
 
 from pgha_lab import health, node_paths
+from pgha_lab.bare import survey
 from pgha_lab.chaos import rules, sql, state
 from pgha_lab.render.keepalived import failover_bound_s as vip_failover_bound_s
 from pgha_lab import vip
@@ -157,6 +158,24 @@ def no_primary(ctx: LabContext) -> Callable[[], Verdict]:
 
 def healthy(ctx: LabContext) -> Callable[[], Verdict]:
     return ctx.health
+
+
+def boots_through_systemd(ctx: LabContext, node: Node, then: Expectation) -> Expectation:
+    """A bare lab's node boots like a VM: systemd finishes booting and starts every unit enabled at boot
+    (the service the builder enabled), and only then does the cluster do what `then` says."""
+    unit = survey.UNITS[node.role]
+
+    def check() -> Verdict:
+        reading = [survey.read_node(ctx, node)]
+        for verdict in (survey.booted(reading), survey.services_started(reading)):
+            if not verdict.ok:
+                return verdict
+        if reading[0].enabled != "enabled":
+            return Verdict(True, f"{node.name} booted; {unit} is not enabled at boot, so it stays stopped")
+        return then.check() if then.check else Verdict(True, f"{node.name} booted and started {unit}")
+    text = (f"systemd boots {node.name} and starts the units enabled at boot ({unit} if it is enabled); "
+            f"then: {then.text}")
+    return replace(then, text=text, check=check, deadline_s=then.deadline_s + 60)
 
 
 def etcd_running(ctx: LabContext) -> int:

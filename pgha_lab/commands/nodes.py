@@ -71,6 +71,11 @@ def cmd_psql(args: argparse.Namespace) -> int:
             raise LabError(f"{writes.reason}; `pgha-lab status` shows every member, `pgha-lab psql --replica` "
                            f"still reads from a replica.")
     conninfo = ctx.dsn(replica=args.replica, ca=f"{node_paths.PATRONI_TLS}/{tls.CA_CERT}")
+    if ctx.topology.bare:
+        # A bare node's environment holds no password (its Patroni reads it from a file only root
+        # may read): psql gets the lab's, from the host's secrets file.
+        return ctx.docker.exec_interactive(client, ["psql", conninfo, *_strip_dashes(args.psql_args)], tty=_tty(),
+                                           env={"PGPASSWORD": ctx.secrets.superuser_password})
     # The db node's environment holds the superuser password (from secrets.env); psql reads PGPASSWORD.
     cmd = ["sh", "-c", 'PGPASSWORD="$PATRONI_SUPERUSER_PASSWORD" exec psql "$@"', "psql", conninfo,
            *_strip_dashes(args.psql_args)]

@@ -18,6 +18,10 @@ from pgha_lab.term.progress import Progress
 from pgha_lab.topology import Role, TopologyError
 from pgha_lab.wait import Verdict, wait_until
 
+# A roll replaces containers: on a bare lab that would wipe what its builder did on the nodes.
+BARE = ("a bare lab's nodes run what you (or the playbook) installed, and a roll would replace them; restart a "
+        "service on its node instead (`pgha-lab exec NODE -- systemctl restart patroni`), or run the playbook again.")
+
 STEP_DEADLINE_S = 180.0   # one node back (etcd rejoin, PostgreSQL recovery and streaming), seed timings on a busy laptop
 REST_TIMEOUT_S = 10.0
 
@@ -229,6 +233,8 @@ def roll(ctx: LabContext, nodes: list[str], progress: Progress, *, what: str = "
          dry_run: bool = False, step_deadline_s: float = STEP_DEADLINE_S) -> tuple[list[Step], RollOutcome | None]:
     """Plan the rolling restart of `nodes` on the running lab, print the plan, then (unless
     dry_run) carry it out."""
+    if ctx.topology.bare:
+        raise LabError(BARE)
     if not dry_run:
         require_rollable(ctx, what)
     steps = plan(ctx.topology, nodes, current_roles(ctx))

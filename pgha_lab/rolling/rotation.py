@@ -7,6 +7,7 @@ import time
 from dataclasses import dataclass, field
 
 from pgha_lab import tls
+from pgha_lab.errors import LabError
 from pgha_lab.context import LabContext
 from pgha_lab.rolling import execute, staleness
 from pgha_lab.rolling.plan import plan, plan_text
@@ -38,6 +39,8 @@ def _roll_stale(ctx: LabContext, progress: Progress) -> execute.RollOutcome | No
 
 def rotate(ctx: LabContext, progress: Progress, *, dry_run: bool = False) -> RotationOutcome:
     started = time.monotonic()
+    if ctx.topology.bare:
+        raise LabError(execute.BARE)
     if not ctx.is_running():
         if dry_run:
             progress.info("the lab is stopped: a new CA and new certificates would be made; "

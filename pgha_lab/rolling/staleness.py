@@ -124,7 +124,10 @@ def survey(ctx: LabContext, nodes: list[Node] | None = None,
            states: dict[str, ContainerState] | None = None) -> list[NodeFiles]:
     """Every node (or the ones given), in topology order. A node that booted after its files were
     written and runs the built image is current without a look inside (what keeps `status` quick);
-    the others are read with docker exec, side by side. `states`: Docker's, when already read."""
+    the others are read with docker exec, side by side. `states`: Docker's, when already read. A bare
+    lab's nodes run what their builder installed, not files pushed from the host: none is stale."""
+    if ctx.topology.bare:
+        return []
     nodes = list(nodes) if nodes is not None else list(ctx.topology.nodes)
     states = states if states is not None else ctx.docker.states(nodes)
     built = ctx.docker.image_ids(list(IMAGES.values()))
