@@ -55,6 +55,33 @@ def _disk(client: Any, paths: LabPaths) -> Check:
     return Check("disk", free_gb >= MIN_FREE_GB, f"{free_gb:.1f} GB free on {target} (builds want {MIN_FREE_GB:.0f} GB)")
 
 
+# Every systemd (a bare lab's nodes, all root on the host) takes inotify instances from root's
+# host-wide allowance; at the common default of 128 a few bare labs exhaust it and a node fails to boot
+# ("Failed to create inotify object: Too many open files").
+INOTIFY_FILE = "/proc/sys/fs/inotify/max_user_instances"
+INOTIFY_WANTED = 1024
+
+
+def inotify_check(limit: int | None) -> Check:
+    """fs.inotify.max_user_instances, as read from the host (None: unreadable, e.g. not Linux)."""
+    if limit is None:
+        return Check("inotify", True, "fs.inotify.max_user_instances not readable here; not checked", required=False)
+    if limit >= INOTIFY_WANTED:
+        return Check("inotify", True, f"fs.inotify.max_user_instances={limit}", required=False)
+    return Check("inotify", False, f"fs.inotify.max_user_instances={limit}: a few bare labs at once can run out "
+                                   f"and a node then fails to boot; raise it to {INOTIFY_WANTED} "
+                                   f"(scripts/setup-host.sh does, or `sysctl -w fs.inotify.max_user_instances="
+                                   f"{INOTIFY_WANTED}`)", required=False)
+
+
+def _inotify_limit() -> int | None:
+    try:
+        with open(INOTIFY_FILE) as fh:
+            return int(fh.read().strip())
+    except (OSError, ValueError):
+        return None
+
+
 def run(paths: LabPaths, *, registry_timeout: float = 5.0) -> list[Check]:
     checks: list[Check] = []
     engine_check, client = _engine()
@@ -71,6 +98,7 @@ def run(paths: LabPaths, *, registry_timeout: float = 5.0) -> list[Check]:
     except LabError as exc:
         checks.append(Check("architecture", False, str(exc)))
     checks.append(_disk(client, paths))
+    checks.append(inotify_check(_inotify_limit()))
     reachable, detail = baseimage.registry_reachable(timeout=registry_timeout)
     checks.append(Check("registry", reachable,
                         f"{baseimage.UBUNTU_REF} manifest " + ("found" if reachable else f"unavailable: {detail}"),

@@ -30,6 +30,24 @@ is_debian_like() { [ "$os_id" = debian ] || [ "$os_id" = ubuntu ]; }
 bootstrap_ready() { have debootstrap && [ -e /usr/share/keyrings/ubuntu-archive-keyring.gpg ]; }
 browser_ready() { [ "$for_tests" = 0 ] || have chromium; }
 
+# Each bare lab node's systemd takes inotify instances from root's host-wide allowance (128 by
+# default on Debian): a few bare labs at once exhaust it and a node fails to boot. Raised as root,
+# and kept across reboots; elsewhere only said.
+INOTIFY_WANTED=1024
+inotify_now=$(cat /proc/sys/fs/inotify/max_user_instances 2>/dev/null || echo "$INOTIFY_WANTED")
+if [ "$inotify_now" -lt "$INOTIFY_WANTED" ]; then
+  if [ "$(id -u)" -eq 0 ]; then
+    say "raising fs.inotify.max_user_instances from $inotify_now to $INOTIFY_WANTED (bare labs' systemd)"
+    if sysctl -q -w fs.inotify.max_user_instances="$INOTIFY_WANTED" 2>/dev/null; then
+      echo "fs.inotify.max_user_instances = $INOTIFY_WANTED" >/etc/sysctl.d/60-pgha-lab.conf
+    else
+      say "could not raise it here (a read-only /proc/sys?); raise it on the host running Docker"
+    fi
+  else
+    say "fs.inotify.max_user_instances is $inotify_now; raise it to $INOTIFY_WANTED as root for several bare labs at once"
+  fi
+fi
+
 if engine_up && compose_v2 && bootstrap_ready && browser_ready; then
   say "Docker engine $(docker version -f '{{.Server.Version}}' 2>/dev/null) and $(docker compose version --short 2>/dev/null | sed 's/^/Compose /') are ready."
   exit 0
