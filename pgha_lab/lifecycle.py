@@ -370,6 +370,12 @@ def take_down(ctx: LabContext, *, volumes: bool, progress: Progress) -> None:
     paths = ctx.paths
     if not paths.compose_file.exists():
         raise LabError(f"there is no lab {ctx.project!r} here ({paths.compose_file} is missing); nothing to stop.")
+    if ctx.topology.bare and not volumes:
+        # A bare node holds what its builder did on it (certificates, configs, the venv, units): as a
+        # VM's power-off, down stops it and `up --bare` boots it again; removing it is --volumes' job.
+        with progress.step("Shutting the nodes down (nodes and their data kept)"):
+            ctx.docker.compose("stop")
+        return
     title = "Removing nodes, network and data volumes" if volumes else "Stopping nodes (data volumes kept)"
     with progress.step(title):
         ctx.docker.compose("down", "--remove-orphans", *(["--volumes"] if volumes else []))

@@ -56,7 +56,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_up)
 
     d = sub.add_parser("down", help=summary("down"))
-    d.add_argument("--volumes", action="store_true", help="also delete etcd and PostgreSQL data")
+    d.add_argument("--volumes", action="store_true",
+                   help="also delete etcd and PostgreSQL data (a bare lab: its nodes too; without it they are only shut down)")
     d.set_defaults(func=cmd_down)
 
 

@@ -122,6 +122,21 @@ def test_docker_stop_shuts_down_through_systemd_and_kill_is_a_power_cut(fresh_ba
     assert shutdowns(lab, node.name) == before + 1
 
 
+def test_down_shuts_the_nodes_down_and_up_boots_them_with_the_work_on_them(fresh_bare_lab):
+    lab = fresh_bare_lab
+    nodes = list(lab.ctx.topology.nodes)
+    lab.sh("dbnode1", "echo built-by-hand > /root/work.txt")
+    before = {n.name: shutdowns(lab, n.name) for n in nodes}
+    lab.cli("down")
+    states = lab.ctx.docker.states(nodes)
+    assert {n: s.status for n, s in states.items()} == {n.name: "exited" for n in nodes}
+    assert all(exit_code(lab, n.name) == 0 for n in nodes)   # systemd's clean shutdown, on every node
+    lab.up()
+    assert lab.sh("dbnode1", "cat /root/work.txt").stdout == "built-by-hand\n"   # the same VM, booted again
+    assert {n.name: shutdowns(lab, n.name) for n in nodes} == {n: c + 1 for n, c in before.items()}
+    lab.sh("dbnode1", "rm /root/work.txt")
+
+
 def test_a_bare_lab_cannot_turn_ready_in_place(fresh_bare_lab):
     proc = fresh_bare_lab.cli("up", "--bare", "off", check=False)
     assert proc.returncode != 0
