@@ -6,6 +6,7 @@ renderer makes for that node (what the ready lab's node of the same name mounts)
 from __future__ import annotations
 
 import json
+import os
 import uuid
 
 import psycopg
@@ -35,6 +36,7 @@ def test_export_then_the_playbook_builds_the_cluster_on_a_fresh_bare_lab(fresh_b
     ran = run_playbook(lab.ctx)
     playbook_runs.append(ran)
     assert ran.ok and ran.changed > 0 and set(ran.hosts) == set(lab.ctx.topology.names), ran
+    print(f"figure: playbook, bare lab to cluster {ran.seconds:.0f} s, load {os.getloadavg()[0]:.1f}")
     # The CLI writes the same project the run used (what a user runs by hand).
     out = tmp_path / "project"
     proc = lab.cli("export", "ansible", "--out", str(out))
@@ -96,6 +98,7 @@ def test_the_playbook_built_cluster_is_healthy_seen_from_the_network(configured_
 def test_a_second_run_changes_nothing(configured_bare_lab, playbook_runs):
     again = run_playbook(configured_bare_lab.ctx)
     playbook_runs.append(again)
+    print(f"figure: playbook, second run {again.seconds:.0f} s, load {os.getloadavg()[0]:.1f}")
     assert again.ok and set(again.hosts) == set(configured_bare_lab.ctx.topology.names)
     assert again.changed == 0, {h: s.changed for h, s in again.hosts.items() if s.changed}
 
