@@ -271,6 +271,8 @@ class LabDocker:
                               capture_output=True, text=True)
         out = {name: ContainerState("missing", False) for name in names}
         for line in proc.stdout.splitlines():   # containers that do not exist print nothing here
+            if not line.strip():                 # (when none exists, docker inspect prints one empty line)
+                continue
             name, status, code, started, created, image, nets = line.split(" ", 6)
             if name in out:
                 out[name] = ContainerState(status, self.network in (json.loads(nets or "{}") or {}),
