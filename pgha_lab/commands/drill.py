@@ -172,8 +172,8 @@ def _human(results: list[DrillResult], folder: Path, summary: dict | None) -> st
         assert r.findings is not None
         figs = r.figures()
         # "not within" rather than "over": writes that never resumed fail the bound at any length.
-        bound = (f" (bound {r.bound_s:.1f}s: {'within' if r.within_bound else 'NOT within'})" if r.within_bound is not None
-                 else f" (bound {r.bound_s:.1f}s: {r.bound_note})" if r.bound_note else "")
+        verdict = r.bound_note or ("" if r.within_bound is None else "within" if r.within_bound else "NOT within")
+        bound = f" (bound {r.bound_s:.1f}s: {verdict})" if verdict else ""
         down = figs["write_downtime_s"]
         lines.append(f"{r.run}: write downtime {down if down is not None else '—'}s{bound}, "
                      f"{figs['lost_writes']} lost, {figs['duplicate_writes']} duplicate, "

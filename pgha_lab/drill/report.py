@@ -150,12 +150,10 @@ def markdown(result: DrillResult) -> str:
     if bound is not None and f.unresumed is not None:
         lines += ["", f"Writes had not resumed by the end of the drill (at least {f.unresumed.seconds:.2f}s without an "
                       f"acknowledgement): **not within** the bound of {bound:.1f}s ({result.scenario.bound_text})."]
-    elif bound is not None and f.downtime is not None and result.bound_note:
-        lines += ["", f"Write downtime {f.downtime.seconds:.2f}s against a bound of {bound:.1f}s "
-                      f"({result.scenario.bound_text}): {result.bound_note}."]
     elif bound is not None and f.downtime is not None:
+        verdict = result.bound_note or f"**{'within' if result.within_bound else 'OVER'}** the bound"
         lines += ["", f"Write downtime {f.downtime.seconds:.2f}s against a bound of {bound:.1f}s "
-                      f"({result.scenario.bound_text}): **{'within' if result.within_bound else 'OVER'}** the bound."]
+                      f"({result.scenario.bound_text}): {verdict}."]
     lines += ["", "## Problems", ""]
     keyless = (f"{len(f.non_leader_acks)} write(s) taken while no node held the leader key (failsafe_mode on), "
                f"none while another node held it" if f.non_leader_acks else "no write acknowledged by a non-leader")

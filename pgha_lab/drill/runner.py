@@ -83,28 +83,30 @@ class DrillResult:
         return hostcpu.busy_share(self.cpu_at_fault, self.cpu_at_recovery)
 
     @property
-    def host_saturated(self) -> bool:
-        busy = self.host_busy
-        return busy is not None and busy >= hostcpu.SATURATED
-
-    @property
-    def within_bound(self) -> bool | None:
-        """True or False against the bound; None when there is none, or when the downtime went over it
-        on a host whose CPUs were saturated (then the timing is the host's, see hostcpu)."""
+    def _within_whatever_the_load(self) -> bool | None:
         f = self.findings
         if self.bound_s is None or f is None or f.downtime is None:
             return None
         # Writes that never resumed are not within any bound, however short the drill's tail.
-        within = f.unresumed is None and f.downtime.seconds <= self.bound_s
-        if not within and f.unresumed is None and self.host_saturated:
-            return None
-        return within
+        return f.unresumed is None and f.downtime.seconds <= self.bound_s
+
+    @property
+    def unjudged(self) -> bool:
+        """Writes resumed, but later than the bound, on a host whose CPUs were saturated: the timing is
+        the host's (see hostcpu), so the bound is not judged."""
+        busy = self.host_busy
+        return (self._within_whatever_the_load is False and self.findings is not None
+                and self.findings.unresumed is None and busy is not None and busy >= hostcpu.SATURATED)
+
+    @property
+    def within_bound(self) -> bool | None:
+        """True or False against the bound; None when there is none, or when it is not judged."""
+        return None if self.unjudged else self._within_whatever_the_load
 
     @property
     def bound_note(self) -> str:
         """Why the bound was not judged, when it was not (empty otherwise)."""
-        f = self.findings
-        if self.bound_s is None or f is None or f.downtime is None or self.within_bound is not None:
+        if not self.unjudged:
             return ""
         return (f"not judged: the host's CPUs were {100 * (self.host_busy or 0):.0f}% busy from the fault to recovery "
                 f"(over {100 * hostcpu.SATURATED:.0f}%), so every service waited for a CPU and the timing is the "
