@@ -10,6 +10,7 @@ difference says where the learner can see it and which undo applies; nothing her
 """
 from __future__ import annotations
 
+import json
 import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -34,7 +35,8 @@ HEAL, FILE, RESTART_NODE, CONFIG, ALTER_SYSTEM, ROLE_SETTINGS, RESTART_PG, RELOA
     "switch over", "wait")
 
 # Patroni's own keys under /service/<scope>/ (members/ has one per db node); /failover is a switchover
-# or failover request Patroni clears itself once done: waited for, never deleted under it.
+# or failover request Patroni clears itself once done (it writes `{}` there, the key stays): waited
+# for, never deleted under it, unless scheduled for later (what `patronictl flush` cancels).
 PATRONI_KEYS = ("config", "failsafe", "history", "initialize", "leader", "status", "sync")
 REQUEST_KEY = "failover"
 _MEMORY = re.compile(r"^(\d+)\s*(B|kB|MB|GB|TB)$")
@@ -205,6 +207,24 @@ def tags(ctx: LabContext, cluster) -> list[Difference]:
     return out
 
 
+def request_pending(key: str, value: str | None, scope: str) -> list[Difference]:
+    """What Patroni's /failover key asks for: nothing once Patroni has cleaned it up (`{}`, or gone);
+    a switchover scheduled for later is cancelled (deleted, as `patronictl flush` does); any other
+    request is Patroni's to carry out, and waited for."""
+    try:
+        request = json.loads(value) if value else {}
+    except ValueError:
+        request = None
+    if not isinstance(request, dict):
+        return [Difference(f"etcd's {key} holds {value!r}, which is no request Patroni wrote", ETCD_KEY, item=key)]
+    if not request:
+        return []
+    if request.get("scheduled_at"):
+        return [Difference(f"a switchover is scheduled for {request['scheduled_at']} (`patronictl flush {scope} "
+                           f"switchover` cancels it)", ETCD_KEY, item=key)]
+    return [Difference(f"a switchover or failover request is still pending in etcd ({key}: {value})", WAIT)]
+
+
 def etcd_keys(ctx: LabContext) -> list[Difference]:
     """Keys in etcd besides Patroni's own for this cluster (a learner's `ectl put`, a request left behind)."""
     keys = ctx.probe.etcd_keys()
@@ -212,8 +232,11 @@ def etcd_keys(ctx: LabContext) -> list[Difference]:
         return [Difference("no etcd member answers a key listing", WAIT)]
     prefix = f"/service/{ctx.topology.scope}/"
     allowed = {prefix + k for k in PATRONI_KEYS} | {f"{prefix}members/{n.name}" for n in ctx.topology.db}
-    out = [Difference(f"a switchover or failover request is still pending in etcd ({prefix}{REQUEST_KEY})", WAIT)
-           for key in keys if key == prefix + REQUEST_KEY]
+    out = []
+    if prefix + REQUEST_KEY in keys:
+        answered, value = ctx.probe.etcd_read(prefix + REQUEST_KEY)
+        out = [Difference("no etcd member answers a key read", WAIT)] if not answered else \
+            request_pending(prefix + REQUEST_KEY, value, ctx.topology.scope)
     return out + [Difference(f"etcd holds {key}, which Patroni did not write (`ectl get {key}`)", ETCD_KEY, item=key)
                   for key in keys if key not in allowed and key != prefix + REQUEST_KEY
                   and not key.startswith(f"{prefix}members/")]

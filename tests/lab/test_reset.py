@@ -85,6 +85,9 @@ def restart_parameter(ctx) -> str:
     ran = wait_until(lambda: Verdict(all(running(ctx, n.name, "shared_buffers")[0] == "160MB" for n in ctx.topology.db),
                                      "not restarted yet"), 120, interval_s=1.0)
     assert ran.ok
+    # The replica's restart drops the synchronous standby for a moment; the change is read once it streams again.
+    settled = wait_until(lambda: Verdict(ctx.health().ok, ctx.health().reason), 120, interval_s=1.0)
+    assert settled.ok, settled.reason
     return "Patroni's dynamic configuration differs from the baseline in postgresql"
 
 
@@ -131,6 +134,13 @@ def etcd_key(ctx) -> str:
     return "etcd holds /lesson/note"
 
 
+def scheduled_switchover(ctx) -> str:
+    """`patronictl switchover --scheduled` for a time long after the lesson: the reset cancels it."""
+    observe.patronictl(ctx, "dbnode1", "switchover", ctx.topology.scope, "--leader", "dbnode1",
+                       "--candidate", "dbnode2", "--scheduled", "2099-01-01T00:00+00:00", "--force")
+    return "a switchover is scheduled for 2099-01-01T00:00:00+00:00"
+
+
 def role_setting(ctx) -> str:
     with sql.connect(ctx) as conn:
         conn.execute("alter role postgres set work_mem = '16MB'")
@@ -141,7 +151,7 @@ CHANGES: dict[str, Callable] = {
     "alter-system-restart": alter_system_and_restart, "alter-system-reload": alter_system_and_reload,
     "edit-config": edit_config, "restart-parameter": restart_parameter, "tag": tag,
     "paused-cluster": paused_cluster, "paused-member": paused_member, "edited-file": edited_file,
-    "etcd-key": etcd_key, "role-setting": role_setting,
+    "etcd-key": etcd_key, "scheduled-switchover": scheduled_switchover, "role-setting": role_setting,
 }
 
 
@@ -164,6 +174,7 @@ def assert_real_baseline(ctx) -> None:
     with sql.connect(ctx) as conn:
         assert conn.execute("select count(*) from pg_db_role_setting").fetchone()[0] == 0
     assert not [k for k in ctx.probe.etcd_keys() if not k.startswith("/service/")]
+    assert ctx.probe.etcd_read(f"/service/{ctx.topology.scope}/failover")[1] in (None, "{}")   # no request left
     cluster = ctx.cluster()
     assert cluster.leader_name == "dbnode1" and [m.name for m in cluster.sync_standbys] == ["dbnode2"]
     states = ctx.docker.states(list(ctx.topology.nodes))

@@ -152,6 +152,19 @@ def test_the_lesson_text_tells_how_to_start_only_before_the_lesson_started():
     assert "`pgha-lab lesson start" not in after and "the lab is at its starting state" in after
 
 
+def test_patronis_failover_key_is_a_pending_request_only_while_it_asks_for_one():
+    """Patroni 4.1 cleans the key up by writing `{}` into it after every switchover; the key stays."""
+    from pgha_lab.lessons.baseline import ETCD_KEY, WAIT, request_pending
+    key = "/service/18/main/failover"
+    assert request_pending(key, "{}", "18/main") == [] and request_pending(key, None, "18/main") == []
+    [waiting] = request_pending(key, '{"leader":"dbnode1","member":"dbnode2"}', "18/main")
+    assert waiting.undo == WAIT and "dbnode2" in waiting.text
+    [later] = request_pending(key, '{"member":"dbnode2","scheduled_at":"2026-12-03T10:00:00+00:00"}', "18/main")
+    assert later.undo == ETCD_KEY and later.item == key and "patronictl flush 18/main switchover" in later.text
+    [junk] = request_pending(key, "hello", "18/main")
+    assert junk.undo == ETCD_KEY and "'hello'" in junk.text
+
+
 def test_the_baseline_compares_settings_hba_and_tags_as_postgresql_and_patroni_spell_them():
     from pgha_lab.lessons.baseline import Difference, effective_tags, hba_lines, same_setting, verdict
     assert same_setting("128MB", "128MB") and same_setting("on", "ON") and same_setting("131072kB", "128MB")
