@@ -55,3 +55,18 @@ def test_stop_and_start_go_through_systemd_which_starts_the_enabled_units(built)
     # Patroni stopped PostgreSQL itself before the node went down: a clean shutdown, no crash recovery.
     log = lab.sh(replica, f"TZ=UTC journalctl -u patroni --no-pager -o cat --since '{since}'").stdout
     assert "database system was shut down in recovery" in log and "was interrupted" not in log, log[-2000:]
+
+
+def test_a_power_cut_of_the_leader_holds_its_expected_outcome(built):
+    """`chaos kill leader --wait` on the playbook's cluster: the sync standby takes the key, HAProxy
+    sends writes to it, and the old leader, booted again, rejoins through its enabled patroni.service."""
+    lab = built
+    old = lab.ctx.cluster().leader_name
+    out = chaos(lab, "kill", "leader", "--wait")
+    assert out["node"] == old and out["happened"] is True, out
+    new = lab.ctx.cluster().leader_name
+    assert new not in ("", None, old)
+    took = lab.cli("psql", "--", "-XAtc", "select host(inet_server_addr())").stdout.strip()
+    assert took == str(lab.ctx.topology.node(new).address)
+    back = chaos(lab, "start", old, "--wait")
+    assert back["happened"] is True, back
