@@ -42,10 +42,17 @@ def request_change(ctx: LabContext, kind: str, to: str | None) -> RoleChange:
     cluster, body, to = _plan(ctx, kind, to)
     node = _leader_client(ctx, cluster)
     r = ctx.probe.rest_change(node, "POST", f"/{kind}", body, ctx.restapi_auth, timeout=60)
-    if r.status_code != 200:
+    if refused(r.status_code, r.text):
         raise LabError(f"Patroni refused the {kind}: {r.text.strip() or r.status_code}.")
     return RoleChange(kind=kind, old_leader=cluster.leader_name, new_leader=to or "", before=list(cluster.members),
                       after=[], seconds_to_writes=0.0)
+
+
+def refused(status: int, text: str) -> bool:
+    """Whether Patroni's answer to POST /switchover or /failover refuses the change. A 503 "... status
+    unknown" is no refusal: Patroni wrote the request into etcd and stopped watching before it was
+    carried out (on a loaded host); whether it was, the writes tell."""
+    return status != 200 and not (status == 503 and "status unknown" in text.lower())
 
 
 def _plan(ctx: LabContext, kind: str, to: str | None) -> tuple[Cluster, dict, str | None]:
