@@ -10,6 +10,7 @@ import subprocess
 
 import pytest
 
+from pgha_lab.lessons import progress
 from pgha_lab.track import catalogue, course
 from pgha_lab.track.assignment import Assignment
 from pgha_lab.wait import Verdict, wait_until
@@ -70,6 +71,7 @@ def do_names(lab, a: Assignment) -> None:
 
 def test_step1_names_as_a_learner(fresh_bare_lab):
     lab = fresh_bare_lab
+    progress.forget(lab.paths, progress.TRACK_FILE)   # a learner starting the track: no hint shown yet
     a = Assignment.of(lab.ctx.topology)
     v = failing(lab, 1)
     assert v.findings[0].diagnosis == "hostname"
