@@ -2,6 +2,8 @@
 reach etcd demotes itself after retry_timeout, having taken writes for those few seconds."""
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from pgha_lab.chaos.actions import Chaos, wait
 from pgha_lab.context import LabContext
 from pgha_lab.errors import LabError
@@ -29,7 +31,9 @@ def console_in_recovery(ctx: LabContext, name: str) -> Verdict:
     return Verdict(proc.stdout.strip() == "t", proc.stdout.strip() or proc.stderr.strip()[:80])
 
 
-def check_isolated(ctx: LabContext, state: State, given: dict[str, str]) -> TaskResult:
+def check_isolated(ctx: LabContext, state: State, answers: Callable[[], dict[str, str]]) -> TaskResult:
+    """What happened first, then the learner's answers: read through HAProxy, which right after a power
+    cut may still send the read to the dead node (the answers cannot tell the premise)."""
     old = state["leader"]
     if observe.powered_off(ctx, old, state.get("since")):
         return TaskResult("isolated", False, f"{old} was powered off or restarted since the lesson began, not cut "
@@ -42,6 +46,7 @@ def check_isolated(ctx: LabContext, state: State, given: dict[str, str]) -> Task
             return TaskResult("isolated", False, observe.hit_the_replica(hit, "cut off", old,
                                                                          "pgha-lab chaos isolate leader"))
         return TaskResult("isolated", False, f"timeline {tl}: no failover has happened since the lesson began")
+    given = answers()
     if "isolated_in_recovery" not in given:
         return TaskResult("isolated", False, "no answer recorded for isolated_in_recovery")
     if given["isolated_in_recovery"].lower() not in ("t", "true"):
@@ -51,7 +56,7 @@ def check_isolated(ctx: LabContext, state: State, given: dict[str, str]) -> Task
     return TaskResult("isolated", True, "the cut-off leader demoted itself to read-only")
 
 
-def check_partition(ctx: LabContext, state: State, given: dict[str, str]) -> TaskResult:
+def check_partition(ctx: LabContext, state: State, answers: Callable[[], dict[str, str]]) -> TaskResult:
     tl, leader = ctx.cluster().timeline or 0, ctx.cluster().leader_name
     if tl < int(state["timeline"]) + 2:
         replica = next((m.name for m in ctx.cluster().replicas
@@ -61,6 +66,7 @@ def check_partition(ctx: LabContext, state: State, given: dict[str, str]) -> Tas
                                                   "nothing changes; cut the new leader off from etcd (`--clear` this "
                                                   "one first)")
         return TaskResult("partition", False, f"timeline {tl}: a second failover (the partition) has not happened")
+    given = answers()
     if "partition_new_leader" not in given:
         return TaskResult("partition", False, "no answer recorded for partition_new_leader")
     if given["partition_new_leader"] != state["leader"]:
@@ -75,8 +81,8 @@ def check_partition(ctx: LabContext, state: State, given: dict[str, str]) -> Tas
 def check(ctx: LabContext, state: State) -> list[TaskResult]:
     def answers() -> dict[str, str]:
         return sql.answers(ctx, ID)
-    out = [observe.guarded("isolated", lambda: check_isolated(ctx, state, answers())),
-           observe.guarded("partition", lambda: check_partition(ctx, state, answers()))]
+    out = [observe.guarded("isolated", lambda: check_isolated(ctx, state, answers)),
+           observe.guarded("partition", lambda: check_partition(ctx, state, answers))]
     healed = [observe.guarded("healed", lambda: observe.streams(ctx, "healed", state["other"], sync=True)),
               observe.writes_kept(ctx, "no_write_lost", int(state["marker_id"]), state["marker_server"])]
     failing = [r for r in healed if not r.passed]
@@ -93,7 +99,7 @@ def _wait(ctx: LabContext, what: str, check) -> None:
 def solve(ctx: LabContext, state: State) -> None:
     old, other = state["leader"], state["other"]
     chaos = Chaos(ctx)
-    if not check_isolated(ctx, state, sql.answers(ctx, ID)).passed:
+    if not check_isolated(ctx, state, lambda: sql.answers(ctx, ID)).passed:
         outcome = wait(chaos.run("isolate", old))
         if not outcome.happened:
             raise LabError(f"no failover after {old} was cut off: {outcome.verdict}.")
@@ -101,7 +107,7 @@ def solve(ctx: LabContext, state: State) -> None:
         sql.record_answers(ctx, ID, {"isolated_in_recovery": "t"})
         chaos.run("heal", old)
         _wait(ctx, f"{old} rejoining", lambda: observe.streams(ctx, "", old, sync=True).passed)
-    if not check_partition(ctx, state, sql.answers(ctx, ID)).passed:
+    if not check_partition(ctx, state, lambda: sql.answers(ctx, ID)).passed:
         outcome = wait(chaos.run("partition", other, peers="etcd"))
         if not outcome.happened:
             raise LabError(f"no failover after {other} was cut off from etcd: {outcome.verdict}.")
