@@ -146,7 +146,9 @@ def test_degrade_on_an_etcd_member_and_a_partition_from_a_list(lab):
     try:
         drops = [r for r in ctx.docker.exec(etcd3, "iptables", "-w", "-S", LOSS_IN).stdout.splitlines() if "statistic" in r]
         assert len(drops) == 1 and "--probability 0.2" in drops[0], drops
-        assert lab.probe().etcd_status(etcd3).error == ""   # a lossy member still answers
+        # A lossy member still answers: within a few tries (a dropped segment costs TCP a retransmission,
+        # and the 2 s read timed out once in CI at load 25)
+        wait_until(lambda: lab.probe().etcd_status(etcd3).error == "", 20, f"{etcd3.name} answering through its loss")
     finally:
         chaos.run("degrade", etcd3.name, clear=True)
     assert not [r for r in ctx.docker.exec(etcd3, "iptables", "-w", "-S", LOSS_IN).stdout.splitlines() if "statistic" in r]
