@@ -39,6 +39,9 @@ def assert_lab_healthy(lab) -> None:
     assert verdict.ok, verdict.reason
 
 
+PRIMARY_ROLES = ("primary", "master")   # how Patroni names the running primary in its REST API
+
+
 def csv_rows(path: Path) -> list[dict[str, str]]:
     with path.open(newline="") as fh:
         return list(csv.DictReader(fh))
@@ -51,7 +54,7 @@ def primary_runs(samples: list[dict[str, str]]) -> dict[str, list[tuple[float, f
     open_run: dict[str, list[float]] = {}
     for s in sorted((s for s in samples if s["source"] == "patroni"), key=lambda s: float(s["t_s"])):
         t, node = float(s["t_s"]), s["node"]
-        if not s["error"] and s["value"] in ("primary", "master") and s["state"] == "running":
+        if not s["error"] and s["value"] in PRIMARY_ROLES and s["state"] == "running":
             open_run.setdefault(node, [t, t])[1] = t
         elif node in open_run:
             runs.setdefault(node, []).append(tuple(open_run.pop(node)))
@@ -99,10 +102,9 @@ def check_report(lab, folder: Path, bound_s: float | None, allowed_problem: str 
     # Each acknowledgement came from a node that said it was the running primary, or held the leader
     # key, within half a second of it; or, where no reading of that node answered in that second (a
     # saturated host, etcd without quorum), whose last answer before it said primary.
-    said_primary = [(float(s["t_s"]), s["node"]) for s in samples
-                    if s["source"] == "patroni" and not s["error"] and s["value"] in ("primary", "master")]
-    key_holder = [(float(s["t_s"]), s["value"]) for s in samples if s["source"] == "etcd" and not s["error"]]
     answered = sorted((float(s["t_s"]), s["node"], s["value"]) for s in samples if s["source"] == "patroni" and not s["error"])
+    said_primary = [(t, who) for t, who, value in answered if value in PRIMARY_ROLES]
+    key_holder = [(float(s["t_s"]), s["value"]) for s in samples if s["source"] == "etcd" and not s["error"]]
 
     def backed(r) -> bool:
         start, end, node = float(r["start_s"]) - 0.5, float(r["end_s"]) + 0.5, r["server"]
@@ -111,7 +113,7 @@ def check_report(lab, folder: Path, bound_s: float | None, allowed_problem: str 
         if any(who == node and start <= t <= end for t, who, _ in answered):
             return False   # the node answered then, and not as the primary
         last = [value for t, who, value in answered if who == node and t < start]
-        return bool(last) and last[-1] in ("primary", "master")
+        return bool(last) and last[-1] in PRIMARY_ROLES
     unbacked = [r["id"] for r in acked if not backed(r)]
     assert unbacked == [] and figs["non_leader_acks"] == 0, (unbacked[:10], doc["problems"])
 

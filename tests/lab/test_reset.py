@@ -52,7 +52,7 @@ def auto_conf(ctx, name: str) -> list[tuple[str, str]]:
 def restarted(ctx, name: str) -> None:
     """`patronictl restart 18/main NODE --force`, as the learner runs it, then back to streaming."""
     observe.patronictl(ctx, observe.first_db(ctx), "restart", ctx.topology.scope, name, "--force")
-    settled = wait_until(lambda: Verdict(ctx.health().ok, ctx.health().reason), 120, interval_s=1.0)
+    settled = wait_until(ctx.health, 120, interval_s=1.0)
     assert settled.ok, settled.reason
 
 
@@ -86,7 +86,7 @@ def restart_parameter(ctx) -> str:
                                      "not restarted yet"), 120, interval_s=1.0)
     assert ran.ok
     # The replica's restart drops the synchronous standby for a moment; the change is read once it streams again.
-    settled = wait_until(lambda: Verdict(ctx.health().ok, ctx.health().reason), 120, interval_s=1.0)
+    settled = wait_until(ctx.health, 120, interval_s=1.0)
     assert settled.ok, settled.reason
     return "Patroni's dynamic configuration differs from the baseline in postgresql"
 
