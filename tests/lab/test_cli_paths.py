@@ -196,7 +196,7 @@ def test_the_dashboard_command_serves_the_lab_until_interrupted(healthy_lab):
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         first = proc.stdout.readline()
-        match = re.fullmatch(rf"Dashboard of lab '{PROJECT}': (http://127\.0\.0\.1:{port}/)\?token=(\w+)\n", first)
+        match = re.fullmatch(rf"Dashboard of lab '{PROJECT}': (http://127\.0\.0\.1:{port}/)\?token=([\w-]+)\n", first)
         assert match, first + proc.stderr.read() if proc.poll() is not None else first
         url, token = match.groups()
         http = requests.Session()
