@@ -96,6 +96,12 @@ def _quorum_loss(lab: LabContext) -> Fault:
     return _etcd_kill(lab, len(lab.topology.etcd) - _etcd_majority(lab) + 1)
 
 
+# PostgreSQL's default, which the lab keeps: a primary's fast shutdown waits this long for a walsender
+# whose standby stopped replying (seen on a quiet host: demotion began 15 s after the cut, the
+# shutdown ended 60 s after it).
+WAL_SENDER_TIMEOUT_S = 60.0
+
+
 def _quorum_loss_member_cut(lab: LabContext) -> Fault:
     # failsafe_mode keeps a primary up through a DCS outage only while it reaches every member:
     # cut a replica off as well, and even failsafe must demote.
@@ -107,7 +113,8 @@ def _quorum_loss_member_cut(lab: LabContext) -> Fault:
     fault.done = f"{cut.done}; {fault.done}"
     fault.extra_targets.append(replica)
     fault.expected = ("no etcd quorum and a member unreachable: the primary cannot confirm every member, so it "
-                      "demotes even with failsafe_mode on")
+                      "demotes even with failsafe_mode on; its fast shutdown waits for the walsender to the cut-off "
+                      f"standby, up to wal_sender_timeout ({WAL_SENDER_TIMEOUT_S:g} s) after that standby's last reply")
     # The etcd kill's own check expects failsafe to keep the primary when it is on; not with a member cut.
     fault.check = ex.no_primary(lab)
     return fault
@@ -221,7 +228,7 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
              observe_s=lambda p: p.ttl + p.loop_wait + p.haproxy_mark_down_s + 5.0, hold=True),
     Scenario("etcd-quorum-loss-member-cut", "a replica cut off, then a majority of etcd members lost",
              _quorum_loss_member_cut,
-             observe_s=lambda p: p.ttl + p.loop_wait + p.haproxy_mark_down_s + 5.0, hold=True),
+             observe_s=lambda p: max(p.ttl + p.loop_wait + p.haproxy_mark_down_s, WAL_SENDER_TIMEOUT_S) + 5.0, hold=True),
     Scenario("freeze-patroni-leader", "SIGSTOP to the leader's Patroni (PostgreSQL keeps running)",
              lambda lab: _from_chaos(lab, "freeze-patroni", "leader"),
              bound_s=lambda p: p.failover_bound_s(), bound_text=FAILOVER_TEXT),

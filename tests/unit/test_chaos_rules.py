@@ -209,6 +209,8 @@ def test_demoted_needs_every_node_to_say_so_or_be_powered_off():
     read_only = RoleReading("dbnode2", "running", 200, "replica", "running")
     still = judge_demoted([RoleReading("dbnode1", "running", 200, "primary", "running"), read_only])
     assert not still.ok and "still answers as primary" in still.reason
+    stopping = judge_demoted([RoleReading("dbnode1", "running", 200, "primary", "stopping"), read_only])
+    assert not stopping.ok and "stopping PostgreSQL as primary" in stopping.reason and "wal_sender_timeout" in stopping.reason
     frozen = judge_demoted([RoleReading("dbnode1", "paused"), read_only])
     assert not frozen.ok and "does not answer" in frozen.reason
     assert judge_demoted([RoleReading("dbnode1", "exited"), read_only]).ok
