@@ -20,8 +20,11 @@ from pgha_lab.wait import wait_until
 pytestmark = [pytest.mark.docker, pytest.mark.lab]
 
 # A switchover's write downtime is the yardstick; a rolling change may add the writer's own
-# reconnect rhythm and a busy 2-core machine's jitter on top of it.
+# reconnect rhythm and a busy 2-core machine's jitter on top of it. One measured switchover is a
+# single draw and a roll makes several, so on saturated CPUs the fast profile's own switchover
+# bound (2 x loop_wait 1 + promotion 5 + HAProxy rise 3 = 10 s) is the floor of the budget.
 SLACK_S = 3.0
+SWITCHOVER_BOUND_S = 10.0
 
 
 def containers(lab) -> dict[str, str]:
@@ -105,7 +108,7 @@ def test_rotating_the_ca_on_a_running_lab_rolls_with_overlapping_trust(healthy_l
     downtime = writes.downtime()
     print(f"\nCA rotation: write downtime {downtime:.2f}s (one switchover: {yardstick:.2f}s), {writes.seconds:.0f}s, "
           f"{len(writes.attempts)} attempts, {writes.acknowledged} acknowledged; worst gaps: {writes.worst_gaps()}")
-    assert downtime <= yardstick + SLACK_S
+    assert downtime <= max(yardstick + SLACK_S, SWITCHOVER_BOUND_S), f"worst gaps: {writes.worst_gaps()}"
 
     new_ca = tls.trusted_cas(lab.paths)
     assert len(new_ca) == 1 and new_ca[0] != old_ca[0]
@@ -116,7 +119,8 @@ def test_rotating_the_ca_on_a_running_lab_rolls_with_overlapping_trust(healthy_l
         inside = subprocess.run(["docker", "exec", lab.topo.container_name(node), "cat",
                                  f"{staleness.TLS_DIRS[node.role]}/ca.crt"], capture_output=True).stdout
         assert x509.load_pem_x509_certificates(inside) == new_ca, node.name
-    assert ctx.health().ok
+    verdict = ctx.health()
+    assert verdict.ok, verdict.reason
     # Every channel verifies against the new CA: psql through HAProxy with verify-full ...
     with psycopg.connect(ctx.dsn(), password=lab.password()) as conn:
         assert conn.execute("select 1").fetchone() == (1,)
