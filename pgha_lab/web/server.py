@@ -9,6 +9,7 @@ import hmac
 import ipaddress
 import json
 import secrets
+import signal
 import socket
 import threading
 from dataclasses import dataclass, field
@@ -92,6 +93,17 @@ class Guard:
         return ""
 
 
+class _Server(uvicorn.Server):
+    """uvicorn's server, remembering a Ctrl-C. uvicorn shuts down cleanly and raises the signal again,
+    but inside asyncio's runner, whose own SIGINT handler only cancels a task that may already be done:
+    under load run() then returned normally and the command exited 0 (seen on CI)."""
+    interrupted = False
+
+    def handle_exit(self, sig: int, frame: Any) -> None:
+        self.interrupted = self.interrupted or sig == signal.SIGINT
+        super().handle_exit(sig, frame)
+
+
 @dataclass
 class Settings:
     bind: str = "127.0.0.1"
@@ -125,7 +137,7 @@ class Dashboard:
         self.ticker = Ticker(self.reader, lambda view: self.hub.publish(view, self.probe.new_points(), self.probe.status()),
                              settings.interval_s)
         self.app = self._app()
-        self._server: uvicorn.Server | None = None
+        self._server: _Server | None = None
         self._thread: threading.Thread | None = None
 
     # -- the app --------------------------------------------------------------------------------
@@ -269,14 +281,18 @@ class Dashboard:
             self.app = self._app()   # the Host allow-list needs the real port
         return sock
 
-    def _uvicorn(self) -> uvicorn.Server:
+    def _uvicorn(self) -> _Server:
         config = uvicorn.Config(self.app, log_level="warning", access_log=False, lifespan="on",
                                 timeout_graceful_shutdown=2)
-        return uvicorn.Server(config)
+        return _Server(config)
 
     def serve(self, sock: socket.socket) -> None:
-        """Serve on a socket from listen(), in the foreground until Ctrl-C."""
-        self._uvicorn().run(sockets=[sock])
+        """Serve on a socket from listen(), in the foreground until Ctrl-C, which then ends it as it ends
+        every command (KeyboardInterrupt: exit 130, "interrupted")."""
+        server = self._uvicorn()
+        server.run(sockets=[sock])
+        if server.interrupted:
+            raise KeyboardInterrupt
 
     def start_in_thread(self) -> str:
         """Serve from a thread (tests, benches); returns the URL once the server accepts requests."""
