@@ -12,8 +12,16 @@ DATA = NP.PG_DATA
 PARENT = DATA.rsplit("/", 1)[0]
 # What listens on 5432 and which systemd unit started it (patroni.service, postgresql@18-main.service,
 # or none: started by hand).
-LISTENER = ("for pid in $(ss -ltnpH 'sport = :5432' | grep -o 'pid=[0-9]*' | cut -d= -f2 | sort -u); do "
-            "echo \"$pid $(ps -o unit= -p $pid) $(tr '\\0' ' ' </proc/$pid/cmdline)\"; done")
+# ss names the process only where root may trace it (a container without CAP_SYS_PTRACE shows no pid for
+# another user's socket): then each postmaster (a postgres whose parent is not one) whose postmaster.pid
+# says 5432.
+LISTENER = ("pids=$(ss -ltnpH 'sport = :5432' | grep -o 'pid=[0-9]*' | cut -d= -f2 | sort -u); "
+            "if [ -z \"$pids\" ] && ss -ltnH 'sport = :5432' | grep -q .; then for p in $(pgrep -x postgres); do "
+            "[ \"$(ps -o comm= -p $(ps -o ppid= -p $p))\" = postgres ] && continue; "
+            "d=$(tr '\\0' '\\n' </proc/$p/cmdline | sed -n '/^-D$/{n;p}'); "
+            "[ -n \"$d\" ] && [ \"$(sed -n 4p \"$d/postmaster.pid\" 2>/dev/null)\" != 5432 ] && continue; "
+            "pids=\"$pids $p\"; done; fi; "
+            "for pid in $pids; do echo \"$pid $(ps -o unit= -p $pid) $(tr '\\0' ' ' </proc/$pid/cmdline)\"; done")
 CLUSTERS = "ls -d /etc/postgresql/*/* 2>/dev/null; systemctl list-units 'postgresql*' --all --plain --no-legend 2>/dev/null"
 
 

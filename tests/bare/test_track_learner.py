@@ -168,7 +168,7 @@ def do_certificates(lab, a: Assignment) -> None:
 def ready_for(lab, step: int) -> Assignment:
     """The lab with every step before `step` passing, done right where an earlier test did not."""
     a = Assignment.of(lab.ctx.topology)
-    todo = {1: do_names, 2: do_certificates, 3: do_etcd}
+    todo = {1: do_names, 2: do_certificates, 3: do_etcd, 4: do_postgres}
     for s in range(1, step):
         if not verdict(lab, s).passed:
             todo[s](lab, a)
@@ -332,3 +332,39 @@ def test_step3_etcd_as_a_learner(bare_lab):
     passing(lab, 3)
     assert {1, 2, 3} <= set(course.load(lab.ctx).passed)
     assert catalogue.get(3).slug == "etcd"
+
+
+# -- step 4 --------------------------------------------------------------------------------------
+DATA = "/var/lib/postgresql/18/main"
+PG_BIN = "/usr/lib/postgresql/18/bin"
+
+
+def do_postgres(lab, a: Assignment) -> None:
+    on_all(lab, [n.name for n in a.db], f"install -d -o postgres -g postgres -m 0700 {DATA}")
+
+
+def test_step4_postgres_as_a_learner(bare_lab):
+    lab = bare_lab
+    a = ready_for(lab, 4)
+    v = failing(lab, 4)
+    assert diagnoses(v) == ["no-data-dir", "no-data-dir"]
+
+    # The wrong attempt: the folder made as root (root's, 0755), and on dbnode2 a PostgreSQL started by
+    # hand to try it out, still holding 5432.
+    on_all(lab, ["dbnode1", "dbnode2"], f"mkdir -p {DATA}")
+    lab.sh("dbnode2", f"sudo -u postgres {PG_BIN}/initdb -D /var/lib/postgresql/try >/dev/null && "
+                      f"sudo -u postgres {PG_BIN}/pg_ctl -D /var/lib/postgresql/try -o '-k /tmp' -l /tmp/try.log -w start"
+                      " >/dev/null")
+    v = failing(lab, 4)
+    assert diagnoses(v) == ["data-dir-owner", "data-dir-mode", "stray-cluster", "data-dir-owner", "data-dir-mode"], \
+        [f.as_dict() for f in v.findings]
+    stray = v.findings[2]
+    assert stray.problem.startswith("a PostgreSQL not run by Patroni already listens on 5432 on dbnode2")
+    assert "started by hand" in stray.problem and stray.where.startswith("on dbnode2: sudo ss -ltnp 'sport = :5432'; ps -fp ")
+    assert v.findings[0].where == f"on dbnode1: sudo ls -ld {DATA}"
+    print(lab.cli("track", "hint", "4").stdout)
+
+    lab.sh("dbnode2", f"sudo -u postgres {PG_BIN}/pg_ctl -D /var/lib/postgresql/try -m fast -w stop >/dev/null && "
+                      "rm -rf /var/lib/postgresql/try")
+    on_all(lab, ["dbnode1", "dbnode2"], f"chown postgres:postgres {DATA} && chmod 0700 {DATA}")
+    passing(lab, 4)
