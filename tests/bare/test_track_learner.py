@@ -154,8 +154,9 @@ def install_certs(lab, a: Assignment, node: str) -> None:
 
 
 def own_keys(lab, a: Assignment) -> None:
-    for d in a.certificates:
-        lab.sh(d.node, f"chown {d.owner}:{d.owner} {d.key} && chmod 600 {d.key}")
+    for n in a.nodes:
+        duties = [d for d in a.certificates if d.node == n.name]
+        lab.sh(n.name, " && ".join(f"chown {d.owner}:{d.owner} {d.key} && chmod 600 {d.key}" for d in duties))
 
 
 def do_certificates(lab, a: Assignment) -> None:
@@ -168,7 +169,7 @@ def do_certificates(lab, a: Assignment) -> None:
 def ready_for(lab, step: int) -> Assignment:
     """The lab with every step before `step` passing, done right where an earlier test did not."""
     a = Assignment.of(lab.ctx.topology)
-    todo = {1: do_names, 2: do_certificates, 3: do_etcd, 4: do_postgres}
+    todo = {1: do_names, 2: do_certificates, 3: do_etcd, 4: do_postgres, 5: do_patroni}
     for s in range(1, step):
         if not verdict(lab, s).passed:
             todo[s](lab, a)
@@ -368,3 +369,185 @@ def test_step4_postgres_as_a_learner(bare_lab):
                       "rm -rf /var/lib/postgresql/try")
     on_all(lab, ["dbnode1", "dbnode2"], f"chown postgres:postgres {DATA} && chmod 0700 {DATA}")
     passing(lab, 4)
+
+
+# -- step 5 --------------------------------------------------------------------------------------
+CONFIG = "/etc/patroni/config.yml"
+TLS = "/etc/patroni/tls"
+UNIT = """[Unit]
+Description=Patroni
+After=network-online.target
+Wants=network-online.target
+
+[Service]
+Type=simple
+User=postgres
+Group=postgres
+RuntimeDirectory=postgresql
+ExecStart=/opt/patroni/bin/patroni /etc/patroni/config.yml
+KillMode=process
+Restart=on-failure
+
+[Install]
+WantedBy=multi-user.target
+"""
+
+
+def patroni_conf(a: Assignment, name: str, *, v2: bool = False, sync_under_postgresql: bool = False,
+                 listen_loopback: bool = False) -> str:
+    """The learner's /etc/patroni/config.yml; the keyword arguments are the mistakes."""
+    me = a.node(name)
+    hosts = ",".join(f"{e.address}:{a.etcd_client_port}" for e in a.etcd)
+    dcs = (f"etcd:\n  hosts: {hosts}\n  protocol: https\n" if v2 else f"etcd3:\n  hosts: {hosts}\n  protocol: https\n")
+    dcs += f"  cacert: {TLS}/ca.crt\n  cert: {TLS}/etcd-client.crt\n  key: {TLS}/etcd-client.key\n"
+    sync_dcs = "" if sync_under_postgresql else "    synchronous_mode: true\n"
+    sync_pg = "  synchronous_mode: true\n" if sync_under_postgresql else ""
+    listen = f"127.0.0.1:{a.postgres_port}" if listen_loopback else f"{me.address},127.0.0.1:{a.postgres_port}"
+    stray = "    listen_addresses: '*'\n" if listen_loopback else ""
+    return f"""scope: {a.scope}
+namespace: /service/
+name: {name}
+restapi:
+  listen: {me.address}:{a.restapi_port}
+  connect_address: {me.address}:{a.restapi_port}
+  certfile: {TLS}/restapi.crt
+  keyfile: {TLS}/restapi.key
+ctl:
+  cacert: {TLS}/ca.crt
+  certfile: {TLS}/patronictl.crt
+  keyfile: {TLS}/patronictl.key
+{dcs}bootstrap:
+  dcs:
+    ttl: 30
+    loop_wait: 5
+    retry_timeout: 10
+{sync_dcs}    postgresql:
+      use_pg_rewind: true
+  initdb:
+    - encoding: UTF8
+    - data-checksums
+postgresql:
+  listen: {listen}
+  connect_address: {me.address}:{a.postgres_port}
+  data_dir: {DATA}
+  bin_dir: {PG_BIN}
+  pgpass: /var/lib/postgresql/.pgpass_patroni
+{sync_pg}  authentication:
+    superuser:
+      username: postgres
+      password: track-super
+    replication:
+      username: replicator
+      password: track-repl
+    rewind:
+      username: rewinder
+      password: track-rewind
+  parameters:
+    unix_socket_directories: /var/run/postgresql
+    ssl: 'on'
+    ssl_cert_file: {TLS}/postgres.crt
+    ssl_key_file: {TLS}/postgres.key
+    ssl_ca_file: {TLS}/ca.crt
+{stray}  pg_hba:
+    - local all all peer
+    - hostssl replication replicator {a.subnet} scram-sha-256
+    - hostssl all all {a.subnet} scram-sha-256
+    - host all all 127.0.0.1/32 scram-sha-256
+"""
+
+
+def write_patroni_conf(lab, a: Assignment, name: str, **mistakes) -> None:
+    lab.sh(name, f"mkdir -p /etc/patroni && cat > {CONFIG} <<'EOF'\n{patroni_conf(a, name, **mistakes)}EOF\n"
+                 f"chown postgres:postgres {CONFIG} && chmod 600 {CONFIG}")
+
+
+def install_patroni(lab, a: Assignment) -> None:
+    """The course's venv and pip install, on both db nodes at once (pip installs from the node's wheels)."""
+    from concurrent.futures import ThreadPoolExecutor
+    script = ("test -x /opt/patroni/bin/patroni || { python3 -m venv /opt/patroni && "
+              "/opt/patroni/bin/pip install -q --disable-pip-version-check 'patroni[psycopg3,etcd3]'; }")
+    with ThreadPoolExecutor(len(a.db)) as pool:
+        list(pool.map(lambda n: lab.sh(n.name, script, timeout=600), a.db))
+
+
+def ctl(lab, node: str, args: str) -> subprocess.CompletedProcess:
+    return lab.sh(node, f"sudo -u postgres /opt/patroni/bin/patronictl -c {CONFIG} {args}", check=False)
+
+
+def wait_for_step(lab, step: int, diagnosis: str | None, deadline_s: float = 180):
+    """The step's check, again until it passes (diagnosis None) or names `diagnosis` first: Patroni takes
+    its loop to get there."""
+    def judged() -> Verdict:
+        v = verdict(lab, step)
+        first = v.findings[0].diagnosis if v.findings else None
+        ok = v.passed if diagnosis is None else (not v.passed and first == diagnosis)
+        return Verdict(ok, v.summary)
+    got = wait_until(judged, deadline_s=deadline_s, interval_s=3)
+    assert got.ok, f"step {step}: waited for {diagnosis or 'PASS'}, last: {got.reason}"
+    v = verdict(lab, step)
+    print(f"step {step} {'PASS' if v.passed else 'FAIL'}: {v.summary}"
+          + (f"\n  where: {v.findings[0].where}" if v.findings else ""))
+    return v
+
+
+def start_patroni(lab, names) -> None:
+    for n in names:
+        lab.sh(n, f"cat > /etc/systemd/system/patroni.service <<'EOF'\n{UNIT}EOF\n"
+                  "systemctl daemon-reload && systemctl enable --now patroni")
+
+
+def do_patroni(lab, a: Assignment) -> None:
+    install_patroni(lab, a)
+    for n in a.db:
+        write_patroni_conf(lab, a, n.name)
+    start_patroni(lab, [a.db[0].name])
+    start_patroni(lab, [n.name for n in a.db[1:]])
+    wait_for_step(lab, 5, None)
+
+
+def test_step5_patroni_as_a_learner(bare_lab):
+    lab = bare_lab
+    a = ready_for(lab, 5)
+    first, second = (n.name for n in a.db)
+    install_patroni(lab, a)
+    v = failing(lab, 5)
+    assert diagnoses(v) == ["no-config", "no-config"]
+
+    # Wrong attempts in the file: an `etcd:` section (Patroni's v2 client) on one node, synchronous_mode
+    # under `postgresql:` on the other (Patroni reads it only in bootstrap.dcs, or from etcd afterwards).
+    write_patroni_conf(lab, a, first, v2=True)
+    write_patroni_conf(lab, a, second, sync_under_postgresql=True)
+    v = failing(lab, 5)
+    assert diagnoses(v) == ["etcd-v2", "sync-outside-dcs"], [f.as_dict() for f in v.findings]
+    line = lab.sh(first, f"grep -n '^etcd:' {CONFIG} | cut -d: -f1").stdout.strip()
+    assert v.findings[0].where == f"{CONFIG} line {line} on {first}"
+    line = lab.sh(second, f"grep -n '^  synchronous_mode' {CONFIG} | cut -d: -f1").stdout.strip()
+    assert v.findings[1].where == f"{CONFIG} line {line} on {second}"
+    assert "bootstrap.dcs" in v.findings[1].problem
+
+    # Both fixed, but the leader's PostgreSQL told to listen on loopback, with listen_addresses under
+    # postgresql.parameters (the seed's own difficulty: Patroni sets it from postgresql.listen). The
+    # replica cannot clone from it.
+    write_patroni_conf(lab, a, first, listen_loopback=True)
+    write_patroni_conf(lab, a, second)
+    start_patroni(lab, [first])
+    start_patroni(lab, [second])
+    v = wait_for_step(lab, 5, "listen-addresses")
+    assert v.findings[0].problem.startswith(f"PostgreSQL on {first} does not listen on its lab address")
+    assert "postgresql.parameters" in v.findings[0].problem and "overrides" in v.findings[0].problem
+    assert v.findings[0].where.startswith(f"{CONFIG} line ") and v.findings[0].where.endswith(")")
+    print(lab.cli("track", "hint", "5").stdout)
+
+    # The fix: postgresql.listen on the lab address, and Patroni restarted to apply it.
+    write_patroni_conf(lab, a, first)
+    lab.sh(first, "systemctl restart patroni")
+    wait_for_step(lab, 5, None, deadline_s=300)
+
+    # After bootstrap the file's bootstrap.dcs no longer counts: synchronous mode switched off in etcd's
+    # copy, the file still saying true, is named as such; setting it in etcd (edit-config) is the fix.
+    assert ctl(lab, first, "edit-config --force -s synchronous_mode=false").returncode == 0
+    v = wait_for_step(lab, 5, "sync-after-bootstrap", deadline_s=60)
+    assert "patronictl edit-config" in v.findings[0].problem
+    assert v.findings[0].where.startswith(f"patronictl -c {CONFIG} show-config; {CONFIG} line ")
+    assert ctl(lab, first, "edit-config --force -s synchronous_mode=true").returncode == 0
+    wait_for_step(lab, 5, None, deadline_s=120)
