@@ -169,7 +169,7 @@ def do_certificates(lab, a: Assignment) -> None:
 def ready_for(lab, step: int) -> Assignment:
     """The lab with every step before `step` passing, done right where an earlier test did not."""
     a = Assignment.of(lab.ctx.topology)
-    todo = {1: do_names, 2: do_certificates, 3: do_etcd, 4: do_postgres, 5: do_patroni}
+    todo = {1: do_names, 2: do_certificates, 3: do_etcd, 4: do_postgres, 5: do_patroni, 6: do_haproxy}
     for s in range(1, step):
         if not verdict(lab, s).passed:
             todo[s](lab, a)
@@ -551,3 +551,59 @@ def test_step5_patroni_as_a_learner(bare_lab):
     assert v.findings[0].where.startswith(f"patronictl -c {CONFIG} show-config; {CONFIG} line ")
     assert ctl(lab, first, "edit-config --force -s synchronous_mode=true").returncode == 0
     wait_for_step(lab, 5, None, deadline_s=120)
+
+
+# -- step 6 --------------------------------------------------------------------------------------
+HAPROXY_CFG = "/etc/haproxy/haproxy.cfg"
+
+
+def haproxy_cfg(a: Assignment, *, check_ssl: bool = True, ca: bool = True) -> str:
+    tls = (" check-ssl" + (" ca-file /etc/haproxy/tls/ca.crt" if ca else "") + " crt /etc/haproxy/tls/haproxy-check.pem"
+           if check_ssl else "")
+    servers = "".join(f"    server {d.name} {d.address}:{a.postgres_port} check port {a.restapi_port}\n" for d in a.db)
+
+    def listen(name: str, port: int, uri: str) -> str:
+        return (f"listen {name}\n    bind *:{port}\n    option httpchk\n    http-check send meth GET uri {uri}\n"
+                f"    http-check expect status 200\n    default-server inter 2s fall 2 rise 1 on-marked-down "
+                f"shutdown-sessions{tls}\n{servers}\n")
+    return ("global\n    maxconn 200\n\ndefaults\n    mode tcp\n    timeout connect 4s\n    timeout client 30m\n"
+            "    timeout server 30m\n    timeout check 3s\n\n"
+            + listen("primary", a.haproxy_primary_port, "/primary") + listen("replicas", a.haproxy_replicas_port, "/replica")
+            + f"listen stats\n    mode http\n    bind *:{a.haproxy_stats_port}\n    stats enable\n    stats uri /\n")
+
+
+def write_haproxy_cfg(lab, a: Assignment, **mistakes) -> None:
+    lab.sh(a.haproxy.name, f"cat > {HAPROXY_CFG} <<'EOF'\n{haproxy_cfg(a, **mistakes)}EOF")
+
+
+def do_haproxy(lab, a: Assignment) -> None:
+    write_haproxy_cfg(lab, a)
+    lab.sh(a.haproxy.name, "systemctl enable haproxy && systemctl restart haproxy")
+    wait_for_step(lab, 6, None, deadline_s=60)
+
+
+def test_step6_haproxy_as_a_learner(bare_lab):
+    lab = bare_lab
+    a = ready_for(lab, 6)
+    hp = a.haproxy.name
+    v = failing(lab, 6)
+    assert v.findings[0].diagnosis == "haproxy-bind"
+
+    # check-ssl with no CA file and no `verify none`: HAProxy 2.8 refuses the whole file.
+    write_haproxy_cfg(lab, a, ca=False)
+    v = failing(lab, 6)
+    assert v.findings[0].diagnosis == "haproxy-verify", v.findings[0]
+    line = lab.sh(hp, f"grep -n '^    server ' {HAPROXY_CFG} | head -1 | cut -d: -f1").stdout.strip()   # HAProxy names the server
+    assert v.findings[0].where.startswith(f"{HAPROXY_CFG} line {line} on {hp}"), v.findings[0]
+
+    # The checks over plain HTTP against Patroni's TLS REST API: HAProxy starts, and every server is DOWN.
+    write_haproxy_cfg(lab, a, check_ssl=False)
+    lab.sh(hp, "systemctl enable haproxy && systemctl restart haproxy")
+    v = wait_for_step(lab, 6, "haproxy-http-check", deadline_s=60)
+    assert v.findings[0].problem.startswith("every server is DOWN") and "plain HTTP" in v.findings[0].problem
+    assert v.findings[0].where.startswith(f"{HAPROXY_CFG} line ")
+    print(lab.cli("track", "hint", "6").stdout)
+
+    write_haproxy_cfg(lab, a)
+    lab.sh(hp, "systemctl reload-or-restart haproxy")
+    wait_for_step(lab, 6, None, deadline_s=60)
