@@ -112,18 +112,27 @@ class Takeover:
 PLANNED_WITHIN_S = 30
 
 
-def takeovers(evs: list[Event], history: list | None = None) -> list[Takeover]:
-    """Each timeline change in Patroni's /history (new leader, when), told planned or not by what the
-    members logged around it; without a history, each promotion a member logged."""
+def takeovers(evs: list[Event], history: list | None = None, since: str = "") -> list[Takeover]:
+    """Each timeline change in Patroni's /history (new leader, when) since `since`, told planned or not by
+    what the members logged around it; without a history, each promotion a member logged. A leader that
+    comes back to its own key (its Patroni restarted with no replica able to take over: it starts as a
+    secondary and promotes itself, a new timeline) took nothing over from anyone."""
     changes = []
+    previous = next((e.node for e in evs if e.kind == "bootstrap"), None)
     for entry in history or []:
         if isinstance(entry, list) and len(entry) >= 5:
-            changes.append((str(entry[4]), str(entry[3])))
+            node = str(entry[4])
+            if node != previous:
+                changes.append((node, str(entry[3])))
+            previous = node
     if history is None:
         changes = [(e.node, e.at) for e in evs if e.kind == "promoted"]
+    start = _seconds(since) if since else None
     out = []
     for node, at in changes:
         t = _seconds(at)
+        if start is not None and t is not None and t < start:
+            continue   # during the build, before step 6 passed: not one of the course's tests
         near = [e for e in evs if e.kind in ("failover-key", "demote") and t is not None
                 and _seconds(e.at) is not None and -PLANNED_WITHIN_S <= t - _seconds(e.at) <= PLANNED_WITHIN_S]
         out.append(Takeover(node, at, bool(near)))
@@ -182,7 +191,8 @@ def grade(a: Assignment, r: Readings) -> StepVerdict:
         history = []
     leader = keys.get(f"{ns}leader")
     evs = events(a, r)
-    taken = takeovers(evs, history if isinstance(history, list) else [])
+    since = r["since"].value if r.get("since") and r["since"].ok else ""
+    taken = takeovers(evs, history if isinstance(history, list) else [], since or "")
     switchovers = [t for t in taken if t.planned]
     failovers = [t for t in taken if not t.planned]
     timeline = len(history) + 1
@@ -195,7 +205,6 @@ def grade(a: Assignment, r: Readings) -> StepVerdict:
                          f"{'s' if len(history) != 1 else ''}, none of them a planned hand-over",
                          f"patronictl -c {s5_patroni.CONFIG} history; patronictl switchover", "no-switchover"))
     if not failovers:
-        since = r["since"].value if r.get("since") and r["since"].ok else ""
         gone = replicas_gone(evs, since or "")
         if gone:
             g = gone[-1]

@@ -169,7 +169,7 @@ def do_certificates(lab, a: Assignment) -> None:
 def ready_for(lab, step: int) -> Assignment:
     """The lab with every step before `step` passing, done right where an earlier test did not."""
     a = Assignment.of(lab.ctx.topology)
-    todo = {1: do_names, 2: do_certificates, 3: do_etcd, 4: do_postgres, 5: do_patroni, 6: do_haproxy}
+    todo = {1: do_names, 2: do_certificates, 3: do_etcd, 4: do_postgres, 5: do_patroni, 6: do_haproxy, 7: None}
     for s in range(1, step):
         if not verdict(lab, s).passed:
             todo[s](lab, a)
@@ -607,3 +607,46 @@ def test_step6_haproxy_as_a_learner(bare_lab):
     write_haproxy_cfg(lab, a)
     lab.sh(hp, "systemctl reload-or-restart haproxy")
     wait_for_step(lab, 6, None, deadline_s=60)
+
+
+# -- step 7 --------------------------------------------------------------------------------------
+def leader_now(lab, a: Assignment) -> str:
+    def asked() -> Verdict:
+        out = ctl(lab, a.db[0].name, "list -f json")
+        rows = __import__("json").loads(out.stdout) if out.returncode == 0 and out.stdout.strip() else []
+        lead = [row["Member"] for row in rows if row.get("Role") == "Leader" and row.get("State") == "running"]
+        return Verdict(len(lead) == 1, lead[0] if lead else f"no running leader: {out.stdout or out.stderr}")
+    got = wait_until(asked, deadline_s=90, interval_s=2)
+    assert got.ok, got.reason
+    return got.reason
+
+
+def test_step7_the_courses_tests_as_a_learner(bare_lab):
+    lab = bare_lab
+    a = ready_for(lab, 7)
+    v = failing(lab, 7)
+    assert diagnoses(v) == ["no-switchover", "no-failover"], [f.as_dict() for f in v.findings]
+
+    # The switchover, as the course does it.
+    old = leader_now(lab, a)
+    new = next(n.name for n in a.db if n.name != old)
+    out = ctl(lab, old, f"switchover --leader {old} --candidate {new} --force")
+    assert out.returncode == 0, out.stdout + out.stderr
+    v = wait_for_step(lab, 7, "no-failover", deadline_s=120)
+    assert diagnoses(v) == ["no-failover"], [f.as_dict() for f in v.findings]
+
+    # The wrong "failover": the replica's Patroni stopped (the old leader, now following), not the leader's.
+    assert leader_now(lab, a) == new
+    lab.sh(old, "systemctl stop patroni")
+    v = wait_for_step(lab, 7, "replica-killed", deadline_s=60)
+    assert v.findings[0].problem.startswith(f"no failover yet: {old}, which was stopped at ")
+    assert f"was a replica: the leader {new} kept its key" in v.findings[0].problem
+    print(lab.cli("track", "hint", "7").stdout)
+    lab.sh(old, "systemctl start patroni")
+    wait_for_step(lab, 5, None, deadline_s=180)   # the replica streams again
+
+    # The failover: the leader's Patroni stopped; the synchronous standby takes over, writes follow it.
+    lab.sh(new, "systemctl stop patroni")
+    v = wait_for_step(lab, 7, None, deadline_s=120)
+    assert leader_now(lab, a) == old
+    lab.sh(new, "systemctl start patroni")

@@ -355,6 +355,22 @@ def test_the_history_tells_the_takeovers_when_the_new_leader_is_down():
     assert [(t.node, t.planned) for t in s7_tests.takeovers(evs, history)] == [("dbnode2", True), ("dbnode1", False)]
 
 
+def test_a_leader_back_on_its_own_key_or_a_change_before_step_6_is_no_takeover():
+    """Recorded on the bare lab: the leader's Patroni restarted while its replica could not take over (it
+    was still cloning): it starts as a secondary and promotes itself, timeline 2, the same leader."""
+    one = [("2026-12-02T07:36:41+0000", "INFO: initialized a new cluster"),
+           ("2026-12-02T07:36:41+0000", "INFO: Lock owner: dbnode1; I am dbnode1"),
+           ("2026-12-02T07:37:06+0000", "INFO: Lock owner: None; I am dbnode1"),
+           ("2026-12-02T07:37:09+0000", "INFO: promoted self to leader by acquiring session lock")]
+    history = [[1, 24545608, "no recovery target specified", "2026-12-02T07:37:09.381625+00:00", "dbnode1"]]
+    evs = s7_tests.events(A, Readings({"dbnode1:events": journal("dbnode1", one)}))
+    assert s7_tests.takeovers(evs, history) == []
+    # A real failover to dbnode2, but before step 6 first passed: part of the build, not the course's test.
+    history.append([2, 24545900, "no recovery target specified", "2026-12-02T07:39:00+00:00", "dbnode2"])
+    assert [t.node for t in s7_tests.takeovers(evs, history)] == ["dbnode2"]
+    assert s7_tests.takeovers(evs, history, since="2026-12-02T07:41:29+00:00") == []
+
+
 def test_a_replica_stopped_instead_of_the_leader():
     one, two = SWITCHOVER_TO_2
     one = one + [("2026-12-02T03:41:27+0000", "Stopping patroni.service - Patroni...")]
