@@ -9,7 +9,7 @@ import pytest
 
 from pgha_lab.track import course
 
-pytestmark = [pytest.mark.docker, pytest.mark.lab, pytest.mark.xdist_group("bare")]
+pytestmark = [pytest.mark.docker, pytest.mark.lab, pytest.mark.xdist_group("track")]
 
 # step -> (the known mistake or state it names, how its first finding begins) on a bare lab
 BARE_REASONS = {

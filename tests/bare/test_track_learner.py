@@ -2,8 +2,9 @@
 /etc/hosts, openssl, the etcd package's unit and /etc/default/etcd, ~/.bashrc), the check after each
 attempt. For each step a wrong attempt first, the mistake the course's author reports, whose check
 FAILS naming what is wrong and where to look (never the value to paste), then the hint, the fix, and
-the check PASSES. The tests run in order on one lab (xdist_group "bare"); each first brings the lab
-to the step before it the right way when an earlier test did not leave it there."""
+the check PASSES. The tests run in order on one bare lab (xdist_group "track": the worker's own bare
+lab, beside the "bare" chain's); each first brings the lab to the step before it the right way when an
+earlier test did not leave it there."""
 from __future__ import annotations
 
 import subprocess
@@ -15,7 +16,7 @@ from pgha_lab.track import catalogue, course
 from pgha_lab.track.assignment import Assignment
 from pgha_lab.wait import Verdict, wait_until
 
-pytestmark = [pytest.mark.docker, pytest.mark.lab, pytest.mark.xdist_group("bare")]
+pytestmark = [pytest.mark.docker, pytest.mark.lab, pytest.mark.xdist_group("track")]
 
 CA_DIR = "/root/ca"   # where the learner makes the CA and signs everything (on etcd1, as the course does on a VM)
 ETCD_CONF = "/etc/etcd/etcd.conf.yml"
