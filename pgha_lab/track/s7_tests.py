@@ -105,37 +105,48 @@ def _seconds(at: str) -> float | None:
 class Takeover:
     node: str
     at: str
-    planned: bool    # a switchover (or patronictl failover) request: the old leader demoted itself on
-    #                  request, or the new one cleaned the failover key up
+    planned: bool    # a switchover (or patronictl failover) request: the old leader demoted itself on request
 
 
+# A requested hand-over: the old leader logs "switchover: demoting myself" this long before the new
+# leader's timeline at most (a graceful stop, a checkpoint and the standby's promotion on a busy host).
 PLANNED_WITHIN_S = 30
+CLOCK_SLACK_S = 5   # the journal's whole seconds against the history's timestamp
 
 
 def takeovers(evs: list[Event], history: list | None = None, since: str = "") -> list[Takeover]:
-    """Each timeline change in Patroni's /history (new leader, when) since `since`, told planned or not by
-    what the members logged around it; without a history, each promotion a member logged. A leader that
-    comes back to its own key (its Patroni restarted with no replica able to take over: it starts as a
-    secondary and promotes itself, a new timeline) took nothing over from anyone."""
-    changes = []
+    """Each timeline change in Patroni's /history (new leader, when) since `since`, told planned when the
+    leader it replaced demoted itself on request just before; without a history, each promotion a member
+    logged. The new leader's "Cleaning up failover key after acquiring leader lock" says nothing: Patroni
+    4.1 leaves `{}` in /failover after every switchover, so a later unplanned failover logs it too. A
+    leader that comes back to its own key (its Patroni restarted with no replica able to take over: it
+    starts as a secondary and promotes itself, a new timeline) took nothing over from anyone."""
+    changes: list[tuple[str, str, str | None]] = []   # (new leader, when, the leader it replaced)
     previous = next((e.node for e in evs if e.kind == "bootstrap"), None)
     for entry in history or []:
         if isinstance(entry, list) and len(entry) >= 5:
             node = str(entry[4])
             if node != previous:
-                changes.append((node, str(entry[3])))
+                changes.append((node, str(entry[3]), previous))
             previous = node
     if history is None:
-        changes = [(e.node, e.at) for e in evs if e.kind == "promoted"]
+        changes = []
+        for e in evs:
+            if e.kind == "promoted":
+                changes.append((e.node, e.at, previous))
+                previous = e.node
     start = _seconds(since) if since else None
     out = []
-    for node, at in changes:
+    for node, at, old in changes:
         t = _seconds(at)
         if start is not None and t is not None and t < start:
             continue   # during the build, before step 6 passed: not one of the course's tests
-        near = [e for e in evs if e.kind in ("failover-key", "demote") and t is not None
-                and _seconds(e.at) is not None and -PLANNED_WITHIN_S <= t - _seconds(e.at) <= PLANNED_WITHIN_S]
-        out.append(Takeover(node, at, bool(near)))
+
+        def demoted_on_request(e: Event) -> bool:
+            when = _seconds(e.at)
+            return (e.kind == "demote" and e.node != node and (old is None or e.node == old)
+                    and t is not None and when is not None and -CLOCK_SLACK_S <= t - when <= PLANNED_WITHIN_S)
+        out.append(Takeover(node, at, any(demoted_on_request(e) for e in evs)))
     return out
 
 

@@ -344,6 +344,22 @@ def test_a_switchover_is_told_from_a_failover():
     assert [t.planned for t in s7_tests.takeovers(evs)] == [True, False]
 
 
+def test_a_failover_soon_after_a_switchover_is_a_failover():
+    """Recorded on the bare lab: Patroni 4.1 leaves `{}` in /failover after the switchover, so the replica
+    that takes the key when the new leader's Patroni is stopped 20 s later logs "Cleaning up failover key"
+    too; only the replaced leader's own "demoting myself" makes a takeover planned."""
+    one, two = SWITCHOVER_TO_2
+    two = two + [("2026-12-02T03:40:27+0000", "INFO: Stopping patroni")]
+    one = one + [("2026-12-02T03:40:27+0000", "INFO: Lock owner: None; I am dbnode1"),
+                 ("2026-12-02T03:40:27+0000", "INFO: Cleaning up failover key after acquiring leader lock..."),
+                 ("2026-12-02T03:40:27+0000", "INFO: promoted self to leader by acquiring session lock")]
+    history = [[1, 50332528, "no recovery target specified", "2026-12-02T03:40:07.9+00:00", "dbnode2"],
+               [2, 50333496, "no recovery target specified", "2026-12-02T03:40:27.6+00:00", "dbnode1"]]
+    evs = s7_tests.events(A, history_readings(one, two))
+    assert [(t.node, t.planned) for t in s7_tests.takeovers(evs, history)] == [("dbnode2", True), ("dbnode1", False)]
+    assert [t.planned for t in s7_tests.takeovers(evs)] == [True, False]
+
+
 def test_the_history_tells_the_takeovers_when_the_new_leader_is_down():
     # The switchover's new leader (dbnode2) was then powered off: its log cannot be read, the old
     # leader's ("switchover: demoting myself") still says the hand-over was asked for.
