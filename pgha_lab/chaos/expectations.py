@@ -121,10 +121,10 @@ def judge_demoted(readings: list[RoleReading]) -> Verdict:
                                   f"{said}", r.node)
         if r.code == 0:
             return Verdict(False, f"{r.node} does not answer its REST API, so its demotion is not confirmed", r.node)
-        if r.role in ("primary", "master") and r.state == "stopping":
-            return Verdict(False, f"{r.node} is still stopping PostgreSQL as primary: a fast shutdown waits for its "
-                                  f"walsender to a standby it cannot reach, up to wal_sender_timeout", r.node)
         if r.role in ("primary", "master"):
+            if r.state == "stopping":
+                return Verdict(False, f"{r.node} is still stopping PostgreSQL as primary: a fast shutdown waits for "
+                                      f"its walsender to a standby it cannot reach, up to wal_sender_timeout", r.node)
             return Verdict(False, f"{r.node} still answers as primary", r.node)
         if r.state != "running":
             return Verdict(False, f"{r.node}'s PostgreSQL is {r.state or 'not reported'}, not running read-only: "

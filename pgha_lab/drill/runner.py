@@ -274,10 +274,11 @@ def run_drill(lab: LabContext, scenario: Scenario, run: str, opts: DrillOptions 
             result.recovered = _poll(recovered, watched)
             result.cpu_at_recovery = hostcpu.read(lab.docker, lab.topology.nodes)
             late = ""
-            if scenario.hold and not result.recovered and (result.host_busy or 0) >= hostcpu.SATURATED:
+            busy = result.host_busy or 0.0
+            if scenario.hold and not result.recovered and busy >= hostcpu.SATURATED:
                 # On saturated CPUs every step of the outcome (Patroni's DCS retries, a PostgreSQL stop and
                 # start) waits for a CPU: watch as long again before calling it missing, and say so.
-                late = f" (watched twice as long as usual: the host's CPUs were {100 * (result.host_busy or 0):.0f}% busy)"
+                late = f" (watched twice as long as usual: the host's CPUs were {100 * busy:.0f}% busy)"
                 result.recovered = _poll(recovered, watched)
                 result.cpu_at_recovery = hostcpu.read(lab.docker, lab.topology.nodes)
                 watched *= 2

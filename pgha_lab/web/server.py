@@ -94,9 +94,9 @@ class Guard:
 
 
 class _Server(uvicorn.Server):
-    """uvicorn's server, remembering a Ctrl-C. uvicorn shuts down cleanly and raises the signal again,
-    but inside asyncio's runner, whose own SIGINT handler only cancels a task that may already be done:
-    under load run() then returned normally and the command exited 0 (seen on CI)."""
+    """uvicorn's server, remembering a Ctrl-C. uvicorn shuts down cleanly and raises the signal again
+    after restoring the handler it found; a process whose parent ignored SIGINT (an xdist worker, a
+    shell's background job) inherits SIG_IGN, so that raise did nothing and the command exited 0."""
     interrupted = False
 
     def handle_exit(self, sig: int, frame: Any) -> None:
