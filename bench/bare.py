@@ -20,6 +20,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from bench.up import memory_mib  # noqa: E402
+
 from pgha_lab.context import LabContext  # noqa: E402
 from pgha_lab.deploy import run_playbook  # noqa: E402
 from pgha_lab.wait import wait_until  # noqa: E402

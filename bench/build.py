@@ -17,10 +17,13 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from pgha_lab import gateway  # noqa: E402
-from pgha_lab.build import images, recipes  # noqa: E402
-from pgha_lab.build import baseimage  # noqa: E402
-from pgha_lab.build.pg_install import PG_INSTALL_CHOICES  # noqa: E402
-from pgha_lab.build.progress import Lines  # noqa: E402
+from pgha_lab.imaging import (  # noqa: E402
+    baseimage,  # noqa: E402
+    images,
+    recipes,
+)
+from pgha_lab.imaging.pg_install import PG_INSTALL_CHOICES  # noqa: E402
+from pgha_lab.imaging.progress import Lines  # noqa: E402
 from pgha_lab.paths import LabPaths  # noqa: E402
 
 
@@ -47,7 +50,8 @@ def table(rows: list[tuple[str, str, str, str]]) -> str:
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     out = []
     for n, r in enumerate(rows):
-        out.append("  ".join([r[0].ljust(widths[0]), r[1].ljust(widths[1]), r[2].ljust(widths[2]), r[3].rjust(widths[3])]))
+        out.append("  ".join([r[0].ljust(widths[0]), r[1].ljust(widths[1]), r[2].ljust(widths[2]),
+                              r[3].rjust(widths[3])]))
         if n == 0:
             out.append("  ".join("-" * w for w in widths))
     return "\n".join(out)
@@ -77,7 +81,8 @@ def main() -> int:
         for step in result.steps:
             if args.all or step.seconds >= 0.5:
                 rows.append((phase, step.image, step.step[:70], "cached" if step.cached else f"{step.seconds:.1f}"))
-    rows.append(("cold", "all", f"total (base: {cold.base.source.value}, PostgreSQL: {cold.pg_install})", f"{cold_s:.1f}"))
+    rows.append(("cold", "all", f"total (base: {cold.base.source.value}, PostgreSQL: {cold.pg_install})",
+                 f"{cold_s:.1f}"))
     rows.append(("warm", "all", "total, nothing changed", f"{warm_s:.1f}"))
     print(table(rows))
     print()

@@ -48,7 +48,8 @@ def main() -> int:
     findings = doc["verdict"]["findings"]
     rows = [
         ("campaign length (s)", doc["duration_s"]),
-        ("faults scheduled / injected / skipped", f"{len(timeline)} / {len(injected)} / {len(timeline) - len(injected)}"),
+        ("faults scheduled / injected / skipped",
+         f"{len(timeline)} / {len(injected)} / {len(timeline) - len(injected)}"),
         ("operations (ok / fail / unknown)", f"{doc['operations']} ({doc['counts']['ok']} / {doc['counts']['fail']} / "
                                              f"{doc['counts']['unknown']})"),
         ("lost acknowledged writes (expected 0)", findings["lost"]["count"]),

@@ -57,7 +57,8 @@ class RestWatch:
     def _run(self) -> None:
         while not self._stop.is_set() and self.at is None:
             code, doc = self.ctx.probe.rest(self.node, "/cluster", timeout=1.0)
-            leaders = [m.get("name") for m in doc.get("members", []) if m.get("role") == "leader"] if code == 200 else []
+            members = doc.get("members", []) if code == 200 else []
+            leaders = [m.get("name") for m in members if m.get("role") == "leader"]
             if leaders == [self.node.name]:
                 self.at = time.time()
             self._stop.wait(0.02)
@@ -123,7 +124,8 @@ def run(ctx: LabContext, pid: int, url: str, args) -> list[tuple[str, list[float
         # Role changes: the page's map notes when its leader changes, on the browser's wall clock.
         page.evaluate("""() => { window.__leaderSeen = {};
             new MutationObserver(() => { const l = document.querySelector('#map').dataset.leader;
-                if (l && !(l in window.__leaderSeen)) window.__leaderSeen[l] = [Date.now(), page.view.at * 1000, page.view.read_s * 1000]; })
+                if (l && !(l in window.__leaderSeen))
+                    window.__leaderSeen[l] = [Date.now(), page.view.at * 1000, page.view.read_s * 1000]; })
               .observe(document.querySelector('#map'), { attributes: true, attributeFilter: ['data-leader'] }); }""")
         delays = []
         for k in range(args.failovers):
@@ -136,7 +138,7 @@ def run(ctx: LabContext, pid: int, url: str, args) -> list[tuple[str, list[float
             roles.request_change(ctx, "failover", target)
             page.wait_for_function(f"() => window.__leaderSeen['{target}'] !== undefined", timeout=120_000)
             seen_ms, read_ms, reading_ms = page.evaluate(f"() => window.__leaderSeen['{target}']")
-            wait_until(lambda: watch.at is not None, 30)
+            wait_until(lambda watch=watch: watch.at is not None, 30)
             watch.stop()
             delay = seen_ms / 1000 - watch.at
             delays.append(delay)

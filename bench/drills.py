@@ -21,7 +21,7 @@ sys.path.insert(0, str(REPO))
 
 from pgha_lab.drill.report import spread_cells  # noqa: E402
 from pgha_lab.drill.scenarios import SCENARIOS  # noqa: E402
-from pgha_lab.build.images import IMAGES  # noqa: E402
+from pgha_lab.imaging.images import IMAGES  # noqa: E402
 from pgha_lab.profiles import PROFILES  # noqa: E402
 
 PROJECT = "pgha-lab-drills"
@@ -33,7 +33,7 @@ COLUMNS = [("write_downtime_s", "downtime s"), ("new_leader_s", "new leader s"),
 
 def cli(*args: str, check: bool = True) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "pgha_lab", "--home", str(REPO), "--project", PROJECT, *args],
-                          check=check, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                          check=check, capture_output=True, text=True)
 
 
 def absent_images() -> list[str]:
@@ -124,7 +124,8 @@ def main() -> int:
 
     print(f"Drill figures, {args.repeat} run(s) each: min/median/max (one value when all runs agree); "
           f"times in seconds after the fault. Reports under labs/{PROJECT}/bench/{stamp}/.")
-    header = f"{'scenario':28} {'profile':7} " + " ".join(f"{label:>15}" for _, label in COLUMNS) + f" {'bound s':>8}  note"
+    header = (f"{'scenario':28} {'profile':7} " + " ".join(f"{label:>15}" for _, label in COLUMNS)
+              + f" {'bound s':>8}  note")
     print(header)
     print("-" * len(header))
     for scenario, profile, values, bound, note in rows:

@@ -24,9 +24,10 @@ from pgha_lab.render.keepalived import failover_bound_s  # noqa: E402
 
 def cli(project: str, *args: str) -> subprocess.CompletedProcess:
     proc = subprocess.run([sys.executable, "-m", "pgha_lab", "--home", str(REPO), "--project", project, *args],
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                          capture_output=True, text=True)
     if proc.returncode != 0:   # 3 = a drill found a problem: its figures still count, and are shown
-        print(proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else f"exit {proc.returncode}", file=sys.stderr)
+        print(proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else f"exit {proc.returncode}",
+              file=sys.stderr)
         if proc.returncode != 3:
             raise SystemExit(f"bench/haproxy_pair.py: `pgha-lab {' '.join(args)}` exited {proc.returncode}")
     return proc
@@ -45,7 +46,8 @@ def main() -> int:
     rows = []
     try:
         cli(args.project, "up", "--haproxy-nodes", "1")
-        rows.append(("kill-haproxy (one HAProxy, killed 5 s)", downtimes(args.project, "kill-haproxy", args.repeat), None))
+        rows.append(("kill-haproxy (one HAProxy, killed 5 s)", downtimes(args.project, "kill-haproxy", args.repeat),
+                     None))
         cli(args.project, "up", "--haproxy-nodes", "2")
         rows.append(("kill-haproxy-vip (two, keepalived VIP)", downtimes(args.project, "kill-haproxy-vip", args.repeat),
                      failover_bound_s()))

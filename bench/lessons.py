@@ -51,7 +51,7 @@ def edit(project: str | None, node: str, old: str, new: str) -> None:
 def cli(project: str | None, *args: str, check: bool = True) -> subprocess.CompletedProcess:
     proj = ["--project", project] if project else []
     proc = subprocess.run([sys.executable, "-m", "pgha_lab", "--home", str(REPO), *proj, *args],
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                          capture_output=True, text=True)
     if check and proc.returncode != 0:
         raise SystemExit(f"pgha-lab {' '.join(args)} failed:\n{proc.stderr}")
     return proc

@@ -37,7 +37,8 @@ def cli(*args: str) -> None:
 
 def docker(*args: str, stdin: str | None = None) -> str:
     env = {"DOCKER_BUILDKIT": "0", "PATH": "/usr/local/bin:/usr/bin:/bin"}
-    return subprocess.run(["docker", *args], input=stdin, capture_output=True, text=True, check=True, env=env).stdout.strip()
+    done = subprocess.run(["docker", *args], input=stdin, capture_output=True, text=True, check=True, env=env)
+    return done.stdout.strip()
 
 
 def measure(ctx: LabContext, *args: str) -> tuple[float, float, int]:
@@ -45,7 +46,8 @@ def measure(ctx: LabContext, *args: str) -> tuple[float, float, int]:
     # A rolling change refuses an unhealthy lab: after the yardstick switchover the old leader
     # needs a moment to be back as the synchronous standby.
     if not wait_until(ctx.health, HEALTHY_S).ok:
-        raise SystemExit(f"bench/rolling.py: the lab did not become healthy within {HEALTHY_S:.0f}s before {' '.join(args)}.")
+        raise SystemExit("bench/rolling.py: the lab did not become healthy "
+                         f"within {HEALTHY_S:.0f}s before {' '.join(args)}.")
     with writes_during(ctx) as writes:
         cli(*args)
     return writes.downtime(), writes.seconds, len(writes.lost)
@@ -56,7 +58,8 @@ def image_upgrade(ctx: LabContext) -> tuple[float, float, int]:
     backup = "pgha-lab/dbnode:bench-original"
     docker("tag", original, backup)
     try:
-        docker("build", "-q", "-t", DBNODE, "-", stdin=f"FROM {original}\nLABEL org.pgha-lab.bench={uuid.uuid4().hex}\n")
+        docker("build", "-q", "-t", DBNODE, "-",
+               stdin=f"FROM {original}\nLABEL org.pgha-lab.bench={uuid.uuid4().hex}\n")
         result = measure(ctx, "up")
     finally:
         docker("tag", original, DBNODE)

@@ -20,8 +20,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from pgha_lab.build.images import IMAGES  # noqa: E402
 from pgha_lab.drill.report import spread_cells  # noqa: E402
+from pgha_lab.imaging.images import IMAGES  # noqa: E402
 
 PROJECT = "pgha-lab-settings"
 SUBNET = "10.56.77.0/24"
@@ -32,7 +32,7 @@ FIGURES = [("write_downtime_s", "downtime s"), ("lost_writes", "lost"), ("hung_w
 
 def cli(project: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "pgha_lab", "--home", str(REPO), "--project", project, *args],
-                          check=check, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                          check=check, capture_output=True, text=True)
 
 
 def spread(values: list) -> str:
@@ -78,7 +78,8 @@ def main() -> int:
         sync_count = ["--sync-count", args.sync_count] if args.sync_count else []
         proc = cli(args.project, "drill", "matrix", *sync_count, "--scenarios", args.scenarios,
                    "--replication", args.replication, "--failsafe", args.failsafe, "--profile", args.profile,
-                   "--repeat", str(args.repeat), "--bulk-rate", args.bulk_rate, "--row-size", args.row_size, "--json", "--out", str(out),
+                   "--repeat", str(args.repeat), "--bulk-rate", args.bulk_rate, "--row-size", args.row_size,
+                   "--json", "--out", str(out),
                    check=False)
     finally:
         if not args.keep:
@@ -88,7 +89,8 @@ def main() -> int:
     except ValueError:
         print(proc.stderr[-2000:], file=sys.stderr)
         return 1
-    print(f"Settings matrix, {args.db_nodes} db nodes, {args.repeat} run(s) per cell, bulk writer {args.bulk_rate} rows/s x {args.row_size} B: "
+    print(f"Settings matrix, {args.db_nodes} db nodes, {args.repeat} run(s) "
+          f"per cell, bulk writer {args.bulk_rate} rows/s x {args.row_size} B: "
           f"min/median/max (one value when all runs agree). {time.monotonic() - started:.0f}s in all. "
           f"Reports: {out}/matrix.md")
     header = f"{'scenario':28} {'cell':26} " + " ".join(f"{t:>15}" for _, t in FIGURES) + "  expected"

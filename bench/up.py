@@ -65,7 +65,7 @@ def main() -> int:
     rows, steps = [], []
     load = [os.getloadavg()[0]]
     try:
-        for i in range(args.rounds):
+        for _ in range(args.rounds):
             if (REPO / "labs" / args.project / "topology.yaml").exists():
                 cli(args.project, "down", "--volumes")
             start = time.monotonic()
@@ -84,7 +84,8 @@ def main() -> int:
     colds, agains = [r[0] for r in rows], [r[1] for r in rows]
     print(f"load average (1 min) over the rounds: {min(load):.1f}-{max(load):.1f} on {os.cpu_count()} cores")
     print(f"{'measure':44} {'min':>7} {'median':>7} {'max':>7}")
-    print(f"{'up from nothing to healthy (s, images built)':44} {min(colds):7.1f} {statistics.median(colds):7.1f} {max(colds):7.1f}")
+    print(f"{'up from nothing to healthy (s, images built)':44} "
+          f"{min(colds):7.1f} {statistics.median(colds):7.1f} {max(colds):7.1f}")
     print(f"{'second up, nothing to do (s)':44} {min(agains):7.1f} {statistics.median(agains):7.1f} {max(agains):7.1f}")
     print()
     print(f"{'where the first up spends its time (s)':62} {'min':>6} {'median':>6} {'max':>6}")

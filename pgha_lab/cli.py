@@ -30,7 +30,8 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
         prog="pgha-lab",
         description="A highly available PostgreSQL lab on Docker: bring it up, break it, measure it.")
     parser.add_argument("--version", action="version", version=f"pgha-lab {__version__}")
-    parser.add_argument("--home", help="folder holding compose.yaml and labs/ (default: the checkout, or $PGHA_LAB_HOME)")
+    parser.add_argument("--home",
+                        help="folder holding compose.yaml and labs/ (default: the checkout, or $PGHA_LAB_HOME)")
     parser.add_argument("--project", default=None, help="lab (compose project) name (default: pgha-lab)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True

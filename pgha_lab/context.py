@@ -8,7 +8,8 @@ from pathlib import Path
 
 import yaml
 
-from pgha_lab import health, profiles, secrets, settings as lab_settings, tls
+from pgha_lab import health, profiles, secrets, tls
+from pgha_lab import settings as lab_settings
 from pgha_lab.errors import LabError
 from pgha_lab.gateway import LabDocker
 from pgha_lab.paths import LabPaths, default_home
@@ -39,11 +40,11 @@ class LabContext:
     topology: Topology
 
     @classmethod
-    def open(cls, home: Path | str | None = None, project: str | None = None) -> "LabContext":
+    def open(cls, home: Path | str | None = None, project: str | None = None) -> LabContext:
         paths = LabPaths(home=Path(home).resolve() if home else default_home(), project=project or DEFAULT_PROJECT)
         return cls(paths, load_topology(paths))
 
-    def with_topology(self, topology: Topology) -> "LabContext":
+    def with_topology(self, topology: Topology) -> LabContext:
         """The same lab with another shape (what `up --db-nodes 3` is about to make)."""
         return replace(self, topology=topology)   # cached probes and node control are not carried over
 

@@ -7,10 +7,9 @@ import shutil
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from pgha_lab.build import baseimage, images, recipes
-from pgha_lab.gateway import BASE_IMAGE, IMAGE_LABEL, IMAGES
-
 from pgha_lab.errors import LabError
+from pgha_lab.gateway import BASE_IMAGE, IMAGE_LABEL, IMAGES
+from pgha_lab.imaging import baseimage, images, recipes
 from pgha_lab.paths import LabPaths
 
 MIN_FREE_GB = 10.0   # a cold build with the PostgreSQL compile needs about 3 GB; leave room
@@ -52,7 +51,8 @@ def _disk(client: Any, paths: LabPaths) -> Check:
     target = root if os.path.exists(root) else str(paths.home)
     usage = shutil.disk_usage(target)
     free_gb = usage.free / 2**30
-    return Check("disk", free_gb >= MIN_FREE_GB, f"{free_gb:.1f} GB free on {target} (builds want {MIN_FREE_GB:.0f} GB)")
+    return Check("disk", free_gb >= MIN_FREE_GB,
+                 f"{free_gb:.1f} GB free on {target} (builds want {MIN_FREE_GB:.0f} GB)")
 
 
 # Every systemd (a bare lab's nodes, all root on the host) takes inotify instances from root's
@@ -92,8 +92,9 @@ def run(paths: LabPaths, *, registry_timeout: float = 5.0) -> list[Check]:
     info = client.info()
     arch = images.engine_arch(client)
     try:
-        from pgha_lab.build.wheelhouse import machine_for
-        checks.append(Check("architecture", True, f"{machine_for(arch)} ({info.get('OSType')}, {info.get('NCPU')} CPUs, "
+        from pgha_lab.imaging.wheelhouse import machine_for
+        checks.append(Check("architecture", True,
+                            f"{machine_for(arch)} ({info.get('OSType')}, {info.get('NCPU')} CPUs, "
                                                   f"{info.get('MemTotal', 0) / 2**30:.1f} GiB)"))
     except LabError as exc:
         checks.append(Check("architecture", False, str(exc)))
@@ -115,7 +116,9 @@ def run(paths: LabPaths, *, registry_timeout: float = 5.0) -> list[Check]:
     else:
         # Without a registry or debootstrap, no build can start.
         checks.append(Check("ubuntu base", reachable or missing is None,
-                            "none local yet; `pgha-lab build` will " + ("pull it" if reachable else "bootstrap it" if missing is None else "have no way to get one"),
+                            "none local yet; `pgha-lab build` will "
+                            + ("pull it" if reachable else "bootstrap it" if missing is None
+                               else "have no way to get one"),
                             required=not (reachable or missing is None)))
     for role, ref in {"base": BASE_IMAGE, **IMAGES}.items():
         if role in have:

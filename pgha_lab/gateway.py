@@ -8,15 +8,18 @@ can hand the terminal over to the user.
 """
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
 import subprocess
+import tarfile
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from pgha_lab.errors import LabError
 
@@ -109,7 +112,7 @@ class Engine:
         self._sdk = sdk_client
 
     @classmethod
-    def connect(cls, timeout: int = 120) -> "Engine":
+    def connect(cls, timeout: int = 120) -> Engine:
         """A reachable engine, or LabError with the one sentence that fixes it."""
         import docker  # imported late: unit tests and --help need no engine
         try:
@@ -169,7 +172,7 @@ class Engine:
         return self._sdk.api.inspect_distribution(ref)
 
     def run(self, image: str, cmd: list[str], *, env: dict[str, str] | None = None,
-            labels: dict[str, str] | None = None) -> "OneOff":
+            labels: dict[str, str] | None = None) -> OneOff:
         return OneOff(self._sdk.containers.run(image, cmd, detach=True, environment=env or {}, labels=labels or {}))
 
 
@@ -199,11 +202,13 @@ class OneOff:
 def require_compose() -> str:
     """Compose v2 (`docker compose`) must be on the host; its version."""
     if shutil.which("docker") is None:
-        raise LabError("the docker command is missing; install Docker (as root on Debian or Ubuntu, `bash scripts/setup-host.sh`).")
+        raise LabError("the docker command is missing; install Docker (as root "
+                       "on Debian or Ubuntu, `bash scripts/setup-host.sh`).")
     proc = subprocess.run(["docker", "compose", "version", "--short"], capture_output=True, text=True)
     version = proc.stdout.strip().lstrip("v")
     if proc.returncode != 0 or not version.startswith("2"):
-        raise LabError("Docker Compose v2 (`docker compose`) is missing; install it (as root on Debian or Ubuntu, `bash scripts/setup-host.sh`).")
+        raise LabError("Docker Compose v2 (`docker compose`) is missing; install it "
+                       "(as root on Debian or Ubuntu, `bash scripts/setup-host.sh`).")
     return version
 
 
@@ -331,7 +336,7 @@ class LabDocker:
         proc = subprocess.run(["docker", "image", "inspect", "-f", "{{.Id}}", *refs], capture_output=True, text=True)
         ids = proc.stdout.split()
         if len(ids) == len(refs):
-            return dict(zip(refs, ids))
+            return dict(zip(refs, ids, strict=True))
         return {ref: i for ref in refs if (i := self.image_id(ref))}   # one is missing: ask each
 
     def compose_would_recreate(self) -> set[str]:
@@ -419,6 +424,24 @@ class LabDocker:
         if check and proc.returncode != 0:
             raise LabError(f"`{' '.join(cmd)}` failed on {name}: {(proc.stderr or proc.stdout).strip()[:300]}")
         return proc
+
+    def put_files(self, node: Any, files: dict[str, str]) -> None:
+        """Write files into a created, not yet started container's own file system (`docker cp` from a
+        tar on stdin): before its first start Docker has not bind-mounted its /etc/hostname and
+        /etc/hosts over the node's, so the copies land where the node's boot finds them."""
+        for path, text in files.items():
+            folder, _, name = path.rpartition("/")
+            data = text.encode()
+            buf = io.BytesIO()
+            with tarfile.open(fileobj=buf, mode="w") as tar:
+                info = tarfile.TarInfo(name)
+                info.size, info.mode = len(data), 0o644
+                tar.addfile(info, io.BytesIO(data))
+            proc = subprocess.run(["docker", "cp", "-", f"{self.container(node)}:{folder or '/'}"],
+                                  input=buf.getvalue(), capture_output=True, timeout=60)
+            if proc.returncode != 0:
+                raise LabError(f"docker cp of {path} into {_node_name(node)} failed: "
+                               f"{proc.stderr.decode(errors='replace').strip()[:300]}")
 
     # -- snapshots: stopping and booting a whole lab, committed images, volume copies ------------
     def stop_many(self, nodes: list[Any]) -> None:

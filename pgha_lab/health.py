@@ -6,7 +6,7 @@ look at.
 """
 from __future__ import annotations
 
-from typing import Collection
+from collections.abc import Collection
 
 from pgha_lab.gateway import ContainerState
 from pgha_lab.probes import Backend, Cluster, EtcdEndpoint, Member, MemberRole
@@ -14,6 +14,10 @@ from pgha_lab.wait import Verdict
 
 PRIMARY_BACKEND = "primary"
 REPLICA_BACKEND = "replicas"
+# A former leader that cannot follow the new timeline: Patroni retries pg_rewind and the start every loop,
+# printing pg_controldata in between, so the telling line may lie a few hundred lines back.
+DIVERGED_TAIL_LINES = 400
+DIVERGED = ("is not a child of this server's history", "pg_rewind: error", "failed to rewind from")
 
 
 def assess_etcd(endpoints: list[EtcdEndpoint]) -> Verdict:
@@ -65,7 +69,8 @@ def assess_standby_roles(cluster: Cluster, replication: str) -> Verdict:
     if want is None and shown:
         return Verdict(False, f"Patroni still shows a {sorted(shown)[0].value.replace('_', ' ')} in async mode", None)
     if want is not None and shown != {want}:
-        return Verdict(False, f"no {want.value.replace('_', ' ')} yet: Patroni is still switching to {replication}", None)
+        return Verdict(False, f"no {want.value.replace('_', ' ')} yet: Patroni is still switching to {replication}",
+                       None)
     return Verdict(True, f"standby roles match {replication} replication")
 
 
@@ -157,3 +162,9 @@ def member_rows(db: list[tuple[str, str]], cluster: Cluster, containers: dict[st
         else:
             rows.append(member)
     return rows
+
+
+def diverged_line(log: str) -> str | None:
+    """The last line of a db node's log saying it left the leader's timeline for good (pg_rewind
+    could not bring it back), None when there is none: `up` and the drill matrix name it."""
+    return next((line.strip() for line in reversed(log.splitlines()) if any(s in line.lower() for s in DIVERGED)), None)

@@ -4,19 +4,22 @@ from __future__ import annotations
 
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-from pgha_lab import disks, health, node_paths, profiles, render, roles, settings as lab_settings, vip
-from pgha_lab.build import images, recipes
+from pgha_lab import disks, dynamic_config, health, node_paths, profiles, render, roles, vip
+from pgha_lab import settings as lab_settings
 from pgha_lab.context import LabContext, load_topology
 from pgha_lab.errors import LabError
-from pgha_lab.lessons import progress as lesson_progress
 from pgha_lab.gateway import Engine, require_compose, volume_name
+from pgha_lab.imaging import images, recipes
+from pgha_lab.paths import TRACK_FILE
 from pgha_lab.probes import LabProbe, Member
 from pgha_lab.render import compose
-from pgha_lab.rolling import execute as rolling, staleness
+from pgha_lab.rolling import execute as rolling
+from pgha_lab.rolling import staleness
 from pgha_lab.term.progress import Progress
 from pgha_lab.wait import Verdict, held_for, wait_until
 
@@ -65,7 +68,8 @@ def health_waits(probe: LabProbe, expected_db: list[str], sync_required: bool = 
     """The parts of health.assess_lab one at a time, so progress says which part is still coming."""
     return [
         Wait("Waiting for etcd: every member healthy, one leader", lambda: health.assess_etcd(probe.etcd())),
-        Wait("Waiting for Patroni: one leader, replicas streaming" + (", a synchronous standby" if sync_required else ""),
+        Wait("Waiting for Patroni: one leader, replicas streaming"
+             + (", a synchronous standby" if sync_required else ""),
              lambda: health.assess_patroni(probe.cluster(), expected_db, sync_required)),
         Wait("Waiting for HAProxy: 5432 to the leader, 5433 to the replicas",
              lambda: health.assess_routing(probe.haproxy(), probe.cluster())),
@@ -73,16 +77,6 @@ def health_waits(probe: LabProbe, expected_db: list[str], sync_required: bool = 
 
 
 TAIL_LINES, TAIL_WIDTH = 12, 220   # the log shown under a failed wait: enough to see the error, no wall of text
-# A former leader that cannot follow the new timeline: Patroni retries pg_rewind and the start every loop,
-# printing pg_controldata in between, so the telling line may lie a few hundred lines back.
-DIVERGED_TAIL_LINES = 400
-DIVERGED = ("is not a child of this server's history", "pg_rewind: error", "failed to rewind from")
-
-
-def diverged_line(log: str) -> str | None:
-    return next((line.strip() for line in reversed(log.splitlines()) if any(s in line.lower() for s in DIVERGED)), None)
-
-
 def failure_sentence(ctx: LabContext, check: str, verdict: Verdict, deadline_s: float) -> str:
     """One sentence: which node, which check, the likely cause and the fix."""
     node = verdict.culprit
@@ -92,13 +86,14 @@ def failure_sentence(ctx: LabContext, check: str, verdict: Verdict, deadline_s: 
         return f"{head}; `pgha-lab status` shows which part is missing."
     state = ctx.docker.state(node)
     if not state.running:
-        return f"{head}; likely cause: {node} is {state.status}, so it stopped at start; fix what its log below names, then `pgha-lab up`."
+        return (f"{head}; likely cause: {node} is {state.status}, so it stopped at start; "
+                "fix what its log below names, then `pgha-lab up`.")
     files = staleness.check_node(ctx, ctx.topology.node(node), state.status, {}, set())
     if files.is_stale:
         return (f"{head}; likely cause: {node} runs older {', '.join(files.stale)} than the host's, so its peers "
                 f"reject it; fix: `pgha-lab roll --stale` applies them one node at a time.")
-    log = ctx.docker.logs_tail(node, DIVERGED_TAIL_LINES)   # read once: the checks below look at its end
-    diverged = diverged_line(log)
+    log = ctx.docker.logs_tail(node, health.DIVERGED_TAIL_LINES)   # read once: the checks below look at its end
+    diverged = health.diverged_line(log)
     if diverged:
         return (f"{head}; likely cause: {node} left the leader's timeline and pg_rewind could not bring it back "
                 f"(its log: {diverged[:TAIL_WIDTH]}); fix: clone it again from the leader with `pgha-lab exec {node} "
@@ -149,7 +144,7 @@ class UpOutcome:
             f"  password: PGPASSWORD=$(sed -n 's/^PATRONI_SUPERUSER_PASSWORD=//p' {ctx.paths.secrets_file})",
             "  no psql on this host? `pgha-lab psql` runs one inside the lab.",
         ]
-        if t.vip is not None:
+        if t.vip is not None and t.haproxy2 is not None:   # a VIP comes with the second HAProxy
             lines.append(f"  {t.vip} is a virtual address keepalived moves between {t.haproxy.name} and "
                          f"{t.haproxy2.name}; no host port is published with two HAProxy nodes.")
         if t.published_pairs():
@@ -177,11 +172,18 @@ class UpRun:
     pg_install: str
     deadline_s: float
     started: float = field(default_factory=time.monotonic)
-    profile: profiles.Profile | None = None
+    chosen_profile: profiles.Profile | None = None   # set by the first step, _refuse
     settings_request: dict[str, Any] = field(default_factory=dict)
     settings: lab_settings.LabSettings = lab_settings.DEFAULT
     running_before: set[str] = field(default_factory=set)
     changed: list[Path] = field(default_factory=list)
+
+    @property
+    def profile(self) -> profiles.Profile:
+        """The profile _refuse chose, which every later step reads."""
+        if self.chosen_profile is None:
+            raise RuntimeError("a step read the profile before _refuse chose it")
+        return self.chosen_profile
 
 
 def _refuse(run: UpRun) -> None:
@@ -191,7 +193,7 @@ def _refuse(run: UpRun) -> None:
     check_stale_dcs(run.ctx)
     disks.check_host(run.ctx.paths, run.ctx.topology)
     # An unknown saved profile is refused here, before any build.
-    run.profile = profiles.get(run.profile_request or run.ctx.saved_profile or profiles.DEFAULT)
+    run.chosen_profile = profiles.get(run.profile_request or run.ctx.saved_profile or profiles.DEFAULT)
     run.settings = lab_settings.requested(run.ctx.settings, **run.settings_request).validate(len(run.ctx.topology.db))
 
 
@@ -348,20 +350,11 @@ def apply_dcs_config(ctx: LabContext, profile: profiles.Profile, settings: lab_s
     through the REST API (what `patronictl edit-config` does), so `up --profile/--replication/...`
     works on a running lab: Patroni applies all of them without restarting PostgreSQL."""
     timings = {"ttl": profile.ttl, "loop_wait": profile.loop_wait, "retry_timeout": profile.retry_timeout}
-    probe, topo = ctx.probe, ctx.topology
-    leader = probe.cluster().leader_name
-    node = topo.node(leader) if leader else topo.db[0]
-    code, config = probe.rest(node, "/config")
-    if code != 200:
-        raise LabError(f"could not read Patroni's configuration from {node.name} (HTTP {code}).")
-    wanted = {k: v for k, v in timings.items() if config.get(k) != v}
-    wanted.update(settings.differs_from(config))
+    wanted, _ = dynamic_config.change(
+        ctx, lambda live: dynamic_config.patch_merging(live, {**timings, **settings.dcs()}),
+        f"Patroni refused the {profile.name} timings and settings ({settings.summary()}): {{why}}.")
     if not wanted:
         return "already " + ", ".join(f"{k} {v}" for k, v in timings.items()) + "; " + settings.summary()
-    r = probe.rest_change(node, "PATCH", "/config", wanted, ctx.restapi_auth, timeout=10)
-    if r.status_code != 200:
-        raise LabError(f"Patroni refused the {profile.name} timings and settings "
-                       f"({settings.summary()}): {r.text.strip() or r.status_code}.")
     return "set " + ", ".join(f"{k} {v}" for k, v in wanted.items())
 
 
@@ -382,7 +375,7 @@ def take_down(ctx: LabContext, *, volumes: bool, progress: Progress) -> None:
     if volumes:   # the next up bootstraps a new cluster, with the profile and settings it is given then
         (paths.state / render.BOOTSTRAP_PROFILE_FILE).unlink(missing_ok=True)
         (paths.state / render.BOOTSTRAP_SETTINGS_FILE).unlink(missing_ok=True)
-        lesson_progress.forget(paths, lesson_progress.TRACK_FILE)   # what the track saw built is gone with the nodes
+        (paths.state / TRACK_FILE).unlink(missing_ok=True)   # what the track saw built is gone with the nodes
         released = disks.release_all(paths)
         if released:
             progress.info(f"deleted the data disks of {', '.join(released)}")

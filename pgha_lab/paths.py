@@ -8,6 +8,10 @@ from pathlib import Path
 
 from pgha_lab.topology import DEFAULT_PROJECT
 
+# The hand-build track's record in labs/<project>/ (lessons/progress.py reads and writes it): named
+# here so `down --volumes`, which forgets it with the nodes, needs nothing of the lessons.
+TRACK_FILE = "track.json"
+
 
 def default_home() -> Path:
     """The checkout holding compose.yaml when run from a clone; else $PGHA_LAB_HOME or the cwd."""

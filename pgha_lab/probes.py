@@ -49,7 +49,7 @@ class MemberRole(str, Enum):
     UNKNOWN = "unknown"
 
     @classmethod
-    def parse(cls, value: str) -> "MemberRole":
+    def parse(cls, value: str) -> MemberRole:
         try:
             return cls(value)
         except ValueError:
@@ -81,6 +81,36 @@ class Member:
         if not isinstance(self.role, MemberRole):
             self.role = MemberRole.parse(self.role)
 
+    @property
+    def lag_bytes(self) -> int | None:
+        """Bytes behind the leader; None when Patroni says "unknown" (or reports no lag)."""
+        return parse_lag(self.lag if self.lag is not None else self.receive_lag)
+
+    @property
+    def nofailover(self) -> bool:
+        return bool((self.tags or {}).get("nofailover", False))
+
+    @property
+    def failover_priority(self) -> int | None:
+        priority = (self.tags or {}).get("failover_priority")
+        return int(priority) if isinstance(priority, (int, str)) and str(priority).isdigit() else None
+
+    @property
+    def may_promote(self) -> bool:
+        """What the member's own tags allow: nofailover, or failover_priority 0, forbid it."""
+        return not self.nofailover and self.failover_priority != 0
+
+
+def parse_lag(value: Any) -> int | None:
+    """A lag figure of Patroni's in bytes; None for "unknown" and anything not a byte count."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.isdigit():
+        return int(value)
+    return None
+
 
 @dataclass(frozen=True)
 class Cluster:
@@ -88,7 +118,7 @@ class Cluster:
     members: tuple[Member, ...]
 
     @classmethod
-    def of(cls, members: list[Member] | tuple[Member, ...]) -> "Cluster":
+    def of(cls, members: list[Member] | tuple[Member, ...]) -> Cluster:
         return cls(tuple(members))
 
     def __bool__(self) -> bool:
@@ -302,7 +332,7 @@ def freshest(answers: dict[str, tuple[int, dict[str, Any]]]) -> Cluster | None:
     leader has the freshest view (it just took the key); otherwise any answer will do."""
     readings = {name: cluster_from(doc) for name, (code, doc) in answers.items() if code == 200 and "members" in doc}
     self_led = [r for name, r in readings.items() if r.leader_name == name]
-    return (self_led or list(readings.values()) or [None])[0]
+    return next(iter(self_led or readings.values()), None)
 
 
 def parse_haproxy_csv(text: str) -> list[Backend]:

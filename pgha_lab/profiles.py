@@ -53,11 +53,14 @@ class Profile:
     check_running: bool = False
 
     def validate(self) -> None:
-        if self.ttl < PATRONI_MIN_TTL or self.loop_wait < PATRONI_MIN_LOOP_WAIT or self.retry_timeout < PATRONI_MIN_RETRY_TIMEOUT:
-            raise LabError(f"profile {self.name}: Patroni needs ttl >= {PATRONI_MIN_TTL}, loop_wait >= {PATRONI_MIN_LOOP_WAIT} "
+        if (self.ttl < PATRONI_MIN_TTL or self.loop_wait < PATRONI_MIN_LOOP_WAIT
+                or self.retry_timeout < PATRONI_MIN_RETRY_TIMEOUT):
+            raise LabError(f"profile {self.name}: Patroni needs ttl >= "
+                           f"{PATRONI_MIN_TTL}, loop_wait >= {PATRONI_MIN_LOOP_WAIT} "
                            f"and retry_timeout >= {PATRONI_MIN_RETRY_TIMEOUT}.")
         if self.loop_wait + 2 * self.retry_timeout > self.ttl:
-            raise LabError(f"profile {self.name}: loop_wait + 2 * retry_timeout ({self.loop_wait + 2 * self.retry_timeout}) "
+            raise LabError(f"profile {self.name}: loop_wait + 2 * retry_timeout "
+                           f"({self.loop_wait + 2 * self.retry_timeout}) "
                            f"must not exceed ttl ({self.ttl}).")
         if min(self.check_inter_ms, self.check_fall, self.check_rise, self.check_timeout_ms) < 1:
             raise LabError(f"profile {self.name}: HAProxy's check interval, fall, rise and timeout must be positive.")
@@ -106,12 +109,14 @@ class Profile:
 
 
 SEED = Profile(
-    name="seed", description="production defaults: Patroni ttl 30 / loop_wait 10 / retry_timeout 10, HAProxy inter 3s fall 3 rise 2",
+    name="seed", description="production defaults: Patroni ttl 30 / loop_wait 10 "
+                             "/ retry_timeout 10, HAProxy inter 3s fall 3 rise 2",
     ttl=30, loop_wait=10, retry_timeout=10,
     check_inter_ms=3000, check_fall=3, check_rise=2, check_timeout_ms=3000, stats_refresh_s=5)
 
 FAST = Profile(
-    name="fast", description="Patroni's smallest ttl and loop_wait (ttl 20 / loop_wait 1 / retry_timeout 6) and 1 s HAProxy checks",
+    name="fast", description="Patroni's smallest ttl and loop_wait (ttl 20 / "
+                             "loop_wait 1 / retry_timeout 6) and 1 s HAProxy checks",
     ttl=PATRONI_MIN_TTL, loop_wait=PATRONI_MIN_LOOP_WAIT, retry_timeout=FAST_RETRY_TIMEOUT,
     check_inter_ms=1000, check_fall=3, check_rise=2, check_timeout_ms=1000, stats_refresh_s=1)
 

@@ -11,6 +11,7 @@ import psycopg
 from pgha_lab.context import LabContext
 from pgha_lab.errors import LabError, first_line
 from pgha_lab.probes import Cluster, Member
+from pgha_lab.rows import one_row
 from pgha_lab.wait import Verdict, wait_until
 
 
@@ -93,7 +94,7 @@ def wait_for_writes(ctx: LabContext, change: RoleChange, deadline_s: float) -> R
         try:
             with psycopg.connect(dsn, password=password, connect_timeout=2, autocommit=True) as conn:
                 conn.execute("set statement_timeout = '2s'")
-                addr = conn.execute("select host(inet_server_addr())").fetchone()[0]
+                addr: str = one_row(conn.execute("select host(inet_server_addr())"))[0]   # TCP: never null
                 conn.execute("create temp table write_probe (x int)")   # a real write, needs a primary
                 conn.execute("insert into write_probe values (1)")
         except psycopg.Error as exc:

@@ -38,7 +38,7 @@ class Secrets:
     restapi_user: str = RESTAPI_USER
 
     @classmethod
-    def generate(cls) -> "Secrets":
+    def generate(cls) -> Secrets:
         return cls(*(token_urlsafe(_PASSWORD_BYTES) for _ in range(4)))
 
     def env(self) -> dict[str, str]:
@@ -65,7 +65,7 @@ class Secrets:
         return head + "".join(f"{k}={v}\n" for k, v in self.env().items())
 
     @classmethod
-    def parse(cls, text: str, source: str) -> "Secrets":
+    def parse(cls, text: str, source: str) -> Secrets:
         env: dict[str, str] = {}
         for line in text.splitlines():
             line = line.strip()
@@ -73,7 +73,8 @@ class Secrets:
                 continue
             m = _LINE_RE.match(line)
             if not m:
-                raise LabError(f"{source} has a line that is not NAME=value; delete the file and recreate the lab to get new passwords.")
+                raise LabError(f"{source} has a line that is not NAME=value; delete "
+                               "the file and recreate the lab to get new passwords.")
             env[m.group(1)] = m.group(2)
         try:
             got = cls(superuser_password=env["PATRONI_SUPERUSER_PASSWORD"],
@@ -85,9 +86,11 @@ class Secrets:
                       rewind_user=env["PATRONI_REWIND_USERNAME"],
                       restapi_user=env["PATRONI_RESTAPI_USERNAME"])
         except KeyError as exc:
-            raise LabError(f"{source} lacks {exc.args[0]}; delete the file and recreate the lab to get new passwords.") from None
+            raise LabError(f"{source} lacks {exc.args[0]}; "
+                           "delete the file and recreate the lab to get new passwords.") from None
         if not all(got.passwords()):
-            raise LabError(f"{source} has an empty password; delete the file and recreate the lab to get new passwords.")
+            raise LabError(f"{source} has an empty password; delete the "
+                           "file and recreate the lab to get new passwords.")
         return got
 
 
@@ -96,7 +99,8 @@ def load(paths: LabPaths) -> Secrets:
     try:
         text = paths.secrets_file.read_text()
     except FileNotFoundError:
-        raise LabError(f"the lab {paths.project} has no secrets yet ({paths.secrets_file}); run `pgha-lab up` first.") from None
+        raise LabError(f"the lab {paths.project} has no secrets yet ({paths.secrets_file}); "
+                       "run `pgha-lab up` first.") from None
     return Secrets.parse(text, str(paths.secrets_file))
 
 

@@ -8,6 +8,8 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from pgha_lab import dynamic_config
+from pgha_lab.dynamic_config import DEFAULT_MAX_LAG
 from pgha_lab.errors import LabError
 from pgha_lab.fsutil import write_if_changed
 
@@ -26,7 +28,6 @@ MODE_MEANING = {
     "strict": "a commit waits for a synchronous standby, and with none left writes hang instead of failing",
     "quorum": "a commit waits for sync_count of the standbys (ANY n), failover needs a quorum of members",
 }
-DEFAULT_MAX_LAG = 1048576   # Patroni's default maximum_lag_on_failover, 1 MiB
 
 
 @dataclass(frozen=True)
@@ -37,7 +38,7 @@ class LabSettings:
     max_lag: int = DEFAULT_MAX_LAG
     rewind: bool = True
 
-    def validate(self, db_nodes: int) -> "LabSettings":
+    def validate(self, db_nodes: int) -> LabSettings:
         """Refuse what Patroni would refuse or silently ignore, in one sentence naming the fix."""
         if self.replication not in REPLICATION_MODES:
             raise LabError(f"unknown replication mode {self.replication!r}; choose one of: "
@@ -67,15 +68,7 @@ class LabSettings:
 
     def differs_from(self, config: dict[str, Any]) -> dict[str, Any]:
         """The part of dcs() that Patroni's current /config does not have yet."""
-        out: dict[str, Any] = {}
-        for key, value in self.dcs().items():
-            if key == "postgresql":
-                current = (config.get("postgresql") or {}).get("use_pg_rewind")
-                if current != value["use_pg_rewind"]:
-                    out[key] = value
-            elif config.get(key, _PATRONI_DEFAULTS.get(key)) != value:
-                out[key] = value
-        return out
+        return dynamic_config.patch_merging(config, self.dcs())
 
     def summary(self) -> str:
         parts = [f"replication {self.replication}"]
@@ -89,7 +82,7 @@ class LabSettings:
         return {**asdict(self), "patroni": self.dcs(), "meaning": MODE_MEANING[self.replication]}
 
     @classmethod
-    def from_config(cls, config: dict[str, Any]) -> "LabSettings":
+    def from_config(cls, config: dict[str, Any]) -> LabSettings:
         """The settings a Patroni /config document describes (what the cluster really runs)."""
         mode = config.get("synchronous_mode", False)
         strict = bool(config.get("synchronous_mode_strict", False))
@@ -100,11 +93,6 @@ class LabSettings:
                    rewind=bool((config.get("postgresql") or {}).get("use_pg_rewind", False)))
 
 
-# What Patroni assumes for a key its /config does not hold.
-_PATRONI_DEFAULTS: dict[str, Any] = {"synchronous_mode": False, "synchronous_mode_strict": False,
-                                     "synchronous_node_count": 1, "failsafe_mode": False,
-                                     "maximum_lag_on_failover": DEFAULT_MAX_LAG}
-
 DEFAULT = LabSettings()
 
 
@@ -112,11 +100,8 @@ def read_live(probe: Any, topology: Any, nodes: Any = None) -> LabSettings | Non
     """What Patroni runs now (GET /config from the first db node that answers, of `nodes` when
     given: those known to run), None if none does. Takes the probe and topology rather than a
     LabContext, which imports this module."""
-    for node in topology.db if nodes is None else nodes:
-        code, config = probe.rest(node, "/config")
-        if code == 200:
-            return LabSettings.from_config(config)
-    return None
+    config = dynamic_config.read_first(probe, topology.db if nodes is None else nodes)
+    return None if config is None else LabSettings.from_config(config)
 
 
 def on_off(text: str, flag: str) -> bool:
@@ -157,6 +142,8 @@ def save_file(f: Path, settings: LabSettings) -> bool:
 def requested(current: LabSettings, *, replication: str | None = None, sync_count: int | None = None,
               failsafe: bool | None = None, max_lag: int | None = None, rewind: bool | None = None) -> LabSettings:
     """The current settings with whatever the command line changed."""
-    changes = {k: v for k, v in (("replication", replication), ("sync_count", sync_count), ("failsafe", failsafe),
-                                 ("max_lag", max_lag), ("rewind", rewind)) if v is not None}
+    # A value of each field's own type (callers validate the result).
+    changes: dict[str, Any] = {k: v for k, v in (("replication", replication), ("sync_count", sync_count),
+                                                 ("failsafe", failsafe), ("max_lag", max_lag), ("rewind", rewind))
+                               if v is not None}
     return replace(current, **changes)

@@ -13,19 +13,27 @@ import json
 import re
 import shutil
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import yaml
 
-from pgha_lab import disks, render, settings as lab_settings
+from pgha_lab import disks, render
+from pgha_lab import settings as lab_settings
 from pgha_lab.context import PROFILE_FILE, LabContext
 from pgha_lab.errors import LabError
-from pgha_lab.gateway import (LABEL_SNAPSHOT_BASE, LABEL_SNAPSHOT_NAME, LABEL_SNAPSHOT_PROJECT, LabDocker,
-                              snapshot_image, snapshot_volume)
+from pgha_lab.gateway import (
+    LABEL_SNAPSHOT_BASE,
+    LABEL_SNAPSHOT_NAME,
+    LABEL_SNAPSHOT_PROJECT,
+    LabDocker,
+    snapshot_image,
+    snapshot_volume,
+)
 from pgha_lab.paths import LabPaths
 from pgha_lab.topology import Role, Topology
 from pgha_lab.wait import Verdict, wait_until
@@ -61,6 +69,10 @@ class NodeRecord:
     services: list[str] | None     # systemd services enabled and running at the save (None: no systemd)
     volumes: list[VolumeCopy] = field(default_factory=list)
     layer_bytes: int = 0           # what the node's file system changes take
+    # A systemd node's /etc/hostname and /etc/hosts as it had them, read while it ran (a node stopped
+    # at the save cannot be read: Docker shows its own files there). `docker commit` keeps only
+    # Docker's empty placeholders of both, so a restore puts these back before the node boots.
+    etc: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -77,7 +89,7 @@ class Manifest:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, doc: dict[str, Any]) -> "Manifest":
+    def from_dict(cls, doc: dict[str, Any]) -> Manifest:
         nodes = [NodeRecord(**{**n, "volumes": [VolumeCopy(**v) for v in n.get("volumes", [])]})
                  for n in doc["nodes"]]
         return cls(**{**doc, "nodes": nodes})
@@ -188,6 +200,19 @@ def _systemd_services(ctx: LabContext, node: str) -> list[str] | None:
     return sorted(u for u in (line.split()[0] for line in running.splitlines() if line.strip()) if u in on)
 
 
+NODE_ETC = ("/etc/hostname", "/etc/hosts")
+
+
+def _etc_files(ctx: LabContext, node: str) -> dict[str, str]:
+    """The node's own name files (the boot script unmounted Docker's: these are what its admin wrote)."""
+    out = {}
+    for path in NODE_ETC:
+        proc = ctx.docker.exec(node, "cat", path, check=False)
+        if proc.returncode == 0:
+            out[path] = proc.stdout
+    return out
+
+
 def _booted(ctx: LabContext, manifest: Manifest) -> Callable[[], Verdict]:
     """The nodes running at the save run again, with their services; a lab healthy at the save is
     healthy again."""
@@ -207,7 +232,7 @@ def _booted(ctx: LabContext, manifest: Manifest) -> Callable[[], Verdict]:
                 return Verdict(False, f"{n.name} is still booting (systemd: {boot or 'no answer'})", n.name)
             if n.services:
                 active = docker.exec(n.name, "systemctl", "is-active", *n.services, check=False).stdout.split()
-                down = [s for s, state in zip(n.services, active) if state != "active"]
+                down = [s for s, state in zip(n.services, active, strict=False) if state != "active"]
                 if down:
                     return Verdict(False, f"{n.name}: {', '.join(down)} not active yet", n.name)
         if manifest.healthy:
@@ -244,8 +269,11 @@ def save(ctx: LabContext, name: str, note: Callable[[str], None] = lambda _: Non
     topo, docker = ctx.topology, ctx.docker
     running = [n for n in topo.names if states[n] == "running"]
     with ThreadPoolExecutor(max_workers=len(topo.names)) as pool:
-        services = dict(zip(running, pool.map(lambda n: _systemd_services(ctx, n), running)))
+        services = dict(zip(running, pool.map(lambda n: _systemd_services(ctx, n), running), strict=True))
     systemd_lab = any(s is not None for s in services.values())
+    with ThreadPoolExecutor(max_workers=len(topo.names)) as pool:
+        etc = dict(zip(running, pool.map(lambda n: _etc_files(ctx, n) if services[n] is not None else {}, running),
+                       strict=True))
     healthy = None if systemd_lab or not running else ctx.health().ok
     note(f"stopping {len(running)} nodes (HAProxy and db nodes first, etcd last)" if running else
          "the nodes are stopped already")
@@ -254,8 +282,8 @@ def save(ctx: LabContext, name: str, note: Callable[[str], None] = lambda _: Non
         for wave in STOP_WAVES:
             docker.stop_many([n.name for n in topo.nodes if n.role in wave and n.name in running])
         note(f"committing {len(topo.nodes)} nodes' file systems and copying their data volumes")
-        manifest = Manifest(name, ctx.project, datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                            shape_of(topo), _capture(ctx, name, labels, running, services), healthy)
+        manifest = Manifest(name, ctx.project, datetime.now(UTC).isoformat(timespec="seconds"),
+                            shape_of(topo), _capture(ctx, name, labels, running, services, etc), healthy)
         _write(ctx, manifest)
     except BaseException:
         # Nothing half-made stays: the parts taken so far go, and the lab boots as it was.
@@ -271,7 +299,7 @@ def save(ctx: LabContext, name: str, note: Callable[[str], None] = lambda _: Non
 
 
 def _capture(ctx: LabContext, name: str, labels: dict[str, str], running: list[str],
-             services: dict[str, list[str] | None]) -> list[NodeRecord]:
+             services: dict[str, list[str] | None], etc: dict[str, dict[str, str]]) -> list[NodeRecord]:
     """Commit every (stopped) node and copy its volumes; the records of what was taken."""
     docker = ctx.docker
 
@@ -285,7 +313,7 @@ def _capture(ctx: LabContext, name: str, labels: dict[str, str], running: list[s
         vols = [VolumeCopy(vol, target, snapshot_volume(ctx.project, node.name, name) + (f"-{i}" if i else ""))
                 for i, (vol, target) in enumerate(docker.named_volumes(node))]
         return NodeRecord(node.name, node.role.value, ref, node.name in running, services.get(node.name),
-                          vols, max(0, docker.image_size(ref) - docker.image_size(base)))
+                          vols, max(0, docker.image_size(ref) - docker.image_size(base)), etc.get(node.name, {}))
 
     nodes = list(ctx.topology.nodes)
     with ThreadPoolExecutor(max_workers=len(nodes)) as pool:
@@ -322,11 +350,13 @@ def check_restorable(ctx: LabContext, name: str) -> Manifest:
     mismatch = shape_mismatch(manifest.shape, shape_of(ctx.topology))
     if mismatch:
         raise LabError(f"snapshot {name!r} cannot be restored here: {mismatch}; bring the lab back to that "
-                       f"shape (`pgha-lab up` with the same --db-nodes/--etcd-nodes/--haproxy-nodes) or save a new one.")
+                       "shape (`pgha-lab up` with the same "
+                       "--db-nodes/--etcd-nodes/--haproxy-nodes) or save a new one.")
     lost = missing_parts(ctx, manifest)
     if lost:
         raise LabError(f"snapshot {name!r} is incomplete: the engine no longer has {', '.join(lost[:3])}"
-                       f"{' and more' if len(lost) > 3 else ''}; `pgha-lab snapshot delete {name}` removes what is left.")
+                       f"{' and more' if len(lost) > 3 else ''}; `pgha-lab "
+                       f"snapshot delete {name}` removes what is left.")
     return manifest
 
 
@@ -340,6 +370,9 @@ def restore(ctx: LabContext, name: str, note: Callable[[str], None] = lambda _: 
     override = folder(ctx, name) / OVERRIDE
     override.write_text(yaml.safe_dump({"services": {n.name: {"image": n.image} for n in manifest.nodes}}))
     docker.compose("up", "--no-start", "--force-recreate", "--remove-orphans", over=override)
+    for record in manifest.nodes:
+        if record.etc:
+            docker.put_files(topo.node(record.name), record.etc)
     pairs = [(v.copy, v.volume) for n in manifest.nodes for v in n.volumes]
     if pairs:
         note(f"copying {len(pairs)} data volumes back")

@@ -128,8 +128,8 @@ def plan(topology: Topology) -> list[CertSpec]:
         specs.append(CertSpec(f"{db.name}-etcd-client", f"patroni@{db.name}", False, True, _names(topology, db) + ldns,
                               (str(db.address),) + lips, db.name, ETCD_CLIENT))
         # ctl section: patronictl, and Patroni itself when it calls another member's REST API.
-        specs.append(CertSpec(f"{db.name}-patronictl", f"patronictl@{db.name}", False, True, _names(topology, db) + ldns,
-                              (str(db.address),) + lips, db.name, PATRONICTL))
+        specs.append(CertSpec(f"{db.name}-patronictl", f"patronictl@{db.name}", False, True,
+                              _names(topology, db) + ldns, (str(db.address),) + lips, db.name, PATRONICTL))
     for proxy in topology.haproxies:
         specs.append(CertSpec(f"{proxy.name}-check", f"haproxy@{proxy.name}", False, True, _names(topology, proxy),
                               (str(proxy.address),), proxy.name, HAPROXY_CHECK, combined_pem=True))
@@ -158,7 +158,8 @@ def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
                              serialization.NoEncryption())
 
 
-def _make_ca(topology: Topology, now: dt.datetime, suffix: str = "") -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
+def _make_ca(topology: Topology, now: dt.datetime,
+             suffix: str = "") -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
     key = ec.generate_private_key(ec.SECP256R1())
     # A rotated CA gets its own name, so a bundle holding both tells them apart at a glance.
     name = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, ORG),
@@ -216,15 +217,20 @@ def _load_cert(path: Path) -> x509.Certificate | None:
         return None
 
 
-def _load_ca(certs: Path) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate] | None:
-    cert = _load_cert(certs / CA_CERT)
+def _load_ca(certs: Path, cert_file: str = CA_CERT,
+             key_file: str = CA_KEY) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate] | None:
+    """A CA's key and certificate (the lab's, or the next one a rotation staged), None unless both
+    load and belong together."""
+    cert = _load_cert(certs / cert_file)
     try:
-        key = serialization.load_pem_private_key((certs / CA_KEY).read_bytes(), password=None)
+        key = serialization.load_pem_private_key((certs / key_file).read_bytes(), password=None)
     except (OSError, ValueError, TypeError):
         return None
     if cert is None or not isinstance(key, ec.EllipticCurvePrivateKey):
         return None
-    if key.public_key().public_numbers() != cert.public_key().public_numbers():
+    public = cert.public_key()
+    if (not isinstance(public, ec.EllipticCurvePublicKey)
+            or key.public_key().public_numbers() != public.public_numbers()):
         return None
     return key, cert
 
@@ -246,7 +252,7 @@ def _read_state(certs: Path) -> dict:
 
 
 def _utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
+    return dt.datetime.now(dt.UTC)
 
 
 def _recorded(state: dict, topology: Topology, digests: dict[str, str]) -> dict[str, str] | None:
@@ -333,10 +339,10 @@ def ensure(paths: LabPaths, topology: Topology, *, rotate: bool = False, now: dt
     due = specs
     if not report.ca_renewed and recorded is None:
         report.reasons.append(f"{STATE_FILE} does not record how the certificates were made, so all are made again")
-    elif not report.ca_renewed:
+    elif not report.ca_renewed and recorded is not None:   # the branch above took recorded None
         why = {s.stem: _why_due(certs, s, digests[s.stem], recorded, ca_cert, now) for s in specs}
         due = [s for s in specs if why[s.stem]]
-        report.reasons.extend(why[s.stem] for s in due)
+        report.reasons.extend(reason for s in due if (reason := why[s.stem]))
     stale = _stale(certs, specs)
     report.reasons.extend(f"{stem} is no longer in the topology" for stem in dict.fromkeys(p.stem for p in stale))
     if report.ca_renewed or due or stale or state.get("certs") != digests:
@@ -410,6 +416,12 @@ def trusted_cas(paths: LabPaths) -> list[x509.Certificate]:
         return []
 
 
+def common_name(cert: x509.Certificate) -> str:
+    """The subject's CN: text in every certificate (bytes only for a few other attributes' types)."""
+    value = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value
+    return value if isinstance(value, str) else value.decode()
+
+
 def _pem(cert: x509.Certificate) -> bytes:
     return cert.public_bytes(serialization.Encoding.PEM)
 
@@ -421,7 +433,8 @@ def rotate_stage(paths: LabPaths, topology: Topology, stage: str, now: dt.dateti
     certs = paths.certs
     loaded = _load_ca(certs)
     if loaded is None:
-        raise LabError(f"the lab CA in {certs} is missing or unreadable; run `pgha-lab certs --rotate` on a stopped lab.")
+        raise LabError(f"the lab CA in {certs} is missing or unreadable; "
+                       "run `pgha-lab certs --rotate` on a stopped lab.")
     ca_key, ca_cert = loaded
     report = TlsReport(changed=False, ca_renewed=False, reasons=[f"rotation stage {stage}"])
 
@@ -435,8 +448,11 @@ def rotate_stage(paths: LabPaths, topology: Topology, stage: str, now: dt.dateti
         put(CA_NEXT_CERT, _pem(next_cert), CERT_MODE)
         put(CA_CERT, _pem(ca_cert) + _pem(next_cert), CERT_MODE)
     elif stage == "new-leaves":
-        next_cert = _load_cert(certs / CA_NEXT_CERT)
-        next_key = serialization.load_pem_private_key((certs / CA_NEXT_KEY).read_bytes(), password=None)
+        staged = _load_ca(certs, CA_NEXT_CERT, CA_NEXT_KEY)
+        if staged is None:
+            raise LabError(f"the next CA that the rotation staged in {certs} ({CA_NEXT_CERT}, {CA_NEXT_KEY}) is "
+                           "missing or unreadable; run `pgha-lab certs --rotate` on a stopped lab.")
+        next_key, next_cert = staged
         # The old CA is kept on record first, so an interrupted stage can be told apart.
         put(CA_PREVIOUS_CERT, _pem(ca_cert), CERT_MODE)
         put(CA_KEY, _key_pem(next_key), KEY_MODE)
@@ -511,7 +527,8 @@ def host_client(paths: LabPaths) -> ClientFiles:
     adopt_legacy(paths)
     files = ClientFiles(paths.certs / CA_CERT, paths.certs / f"{HOST_CLIENT}.crt", paths.certs / f"{HOST_CLIENT}.key")
     if not (files.ca.is_file() and files.cert.is_file() and files.key.is_file()):
-        raise LabError(f"the lab's certificates are not in {paths.certs}; run `pgha-lab certs` (or `pgha-lab up`) first.")
+        raise LabError(f"the lab's certificates are not in {paths.certs}; "
+                       "run `pgha-lab certs` (or `pgha-lab up`) first.")
     return files
 
 
@@ -539,7 +556,7 @@ def describe(paths: LabPaths, topology: Topology) -> list[CertInfo]:
             continue
         san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
         names = [*san.get_values_for_type(x509.DNSName), *(str(i) for i in san.get_values_for_type(x509.IPAddress))]
-        out.append(CertInfo(f"{spec.stem}.crt", cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value,
-                            spec.purpose, names, f"{cert.not_valid_after_utc:%Y-%m-%d}"))
+        out.append(CertInfo(f"{spec.stem}.crt", common_name(cert), spec.purpose, names,
+                            f"{cert.not_valid_after_utc:%Y-%m-%d}"))
     return out
 

@@ -8,10 +8,11 @@ from __future__ import annotations
 import enum
 import ipaddress
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field, fields, replace
-from typing import Any, Iterator
+from typing import Any
 
-from pgha_lab import gateway   # container and network names are the gateway's to give
+from pgha_lab import gateway  # container and network names are the gateway's to give
 
 SCHEMA = "pgha-lab/v1"
 DEFAULT_SUBNET = "192.168.56.0/24"   # VirtualBox's default host-only network
@@ -145,11 +146,13 @@ class Topology:
     def build(cls, *, db_nodes: int = 2, etcd_nodes: int = 3, subnet: str = DEFAULT_SUBNET,
               prefix: str = "", project: str = DEFAULT_PROJECT, published: Published | None = None,
               scope: str = DEFAULT_SCOPE, haproxy_nodes: int = 1, db_disk_size: int | None = None,
-              bare: bool = False) -> "Topology":
+              bare: bool = False) -> Topology:
         if db_nodes not in DB_NODE_RANGE:
-            raise TopologyError(f"db nodes must be between {DB_NODE_RANGE.start} and {DB_NODE_RANGE.stop - 1}, not {db_nodes}.")
+            raise TopologyError(f"db nodes must be between {DB_NODE_RANGE.start} "
+                                f"and {DB_NODE_RANGE.stop - 1}, not {db_nodes}.")
         if etcd_nodes not in ETCD_SIZES:
-            raise TopologyError(f"etcd members must be 1, 3 or 5 (an odd count keeps a clear majority), not {etcd_nodes}.")
+            raise TopologyError("etcd members must be 1, 3 or 5 (an odd count "
+                                f"keeps a clear majority), not {etcd_nodes}.")
         if isinstance(haproxy_nodes, bool) or haproxy_nodes not in HAPROXY_NODE_COUNTS:
             raise TopologyError(f"HAProxy nodes must be 1 or 2 (two share a virtual address through keepalived), "
                                 f"not {haproxy_nodes}.")
@@ -164,7 +167,8 @@ class Topology:
                                 "leave out --haproxy-nodes 2 and --disk-size.")
         check_project(project)
         if prefix and not re.match(r"^[a-z][a-z0-9-]{0,15}$", prefix):
-            raise TopologyError(f"name prefix {prefix!r} must start with a letter and hold only lowercase letters, digits and dashes (16 at most).")
+            raise TopologyError(f"name prefix {prefix!r} must start with a letter and hold "
+                                "only lowercase letters, digits and dashes (16 at most).")
         try:
             net = ipaddress.IPv4Network(subnet, strict=True)
         except ValueError as exc:
@@ -205,9 +209,11 @@ class Topology:
             if node.name in seen_names:
                 raise TopologyError(f"node name {node.name} is used twice; every node needs its own name.")
             if node.address in seen_addrs:
-                raise TopologyError(f"{node.name} and {seen_addrs[node.address].name} both have {node.address}; every node needs its own address.")
+                raise TopologyError(f"{node.name} and {seen_addrs[node.address].name} both "
+                                    f"have {node.address}; every node needs its own address.")
             if node.address not in self.subnet or node.address in reserved:
-                raise TopologyError(f"{node.name}'s address {node.address} is not a usable host address in {self.subnet} (.1 is the host's).")
+                raise TopologyError(f"{node.name}'s address {node.address} is not a usable "
+                                    f"host address in {self.subnet} (.1 is the host's).")
             seen_names[node.name] = node
             seen_addrs[node.address] = node
         self.published.validate()
@@ -230,7 +236,7 @@ class Topology:
     def vip_reserved(self) -> ipaddress.IPv4Address | None:
         """The address a VIP has or would have (certificates name it either way, so growing to two
         HAProxy nodes re-issues no PostgreSQL certificate); None when the subnet is too small."""
-        return self.subnet[VIP_OFFSET] if VIP_OFFSET < self.subnet.num_addresses - 1 else None
+        return self.subnet[VIP_OFFSET] if self.subnet.num_addresses - 1 > VIP_OFFSET else None
 
     @property
     def entry_address(self) -> ipaddress.IPv4Address:
@@ -292,7 +298,7 @@ class Topology:
         }
 
     @classmethod
-    def from_dict(cls, doc: dict[str, Any]) -> "Topology":
+    def from_dict(cls, doc: dict[str, Any]) -> Topology:
         if not isinstance(doc, dict):
             raise TopologyError("a topology document must be a mapping of keys such as apiVersion and dbNodes.")
         if doc.get("apiVersion") != SCHEMA:
@@ -305,7 +311,8 @@ class Topology:
         try:
             return cls.build(db_nodes=_count(doc, "dbNodes", 2), etcd_nodes=_count(doc, "etcdNodes", 3),
                              subnet=str(doc.get("subnet", DEFAULT_SUBNET)), prefix=str(doc.get("prefix", "")),
-                             project=str(doc.get("project", DEFAULT_PROJECT)), scope=str(doc.get("scope", DEFAULT_SCOPE)),
+                             project=str(doc.get("project", DEFAULT_PROJECT)),
+                             scope=str(doc.get("scope", DEFAULT_SCOPE)),
                              published=replace(Published(), **pub), haproxy_nodes=_count(doc, "haproxyNodes", 1),
                              db_disk_size=_count(doc, "dbDiskSize", 0) or None, bare=doc.get("bare", False))
         except TopologyError:

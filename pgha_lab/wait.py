@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 INTERVAL_S = 0.25   # every wait polls at this pace: fine enough for sub-second figures, light on the lab
 

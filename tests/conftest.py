@@ -46,7 +46,7 @@ def built_images(docker_client):
     building them at once."""
     import fcntl
 
-    from pgha_lab.build import images
+    from pgha_lab.imaging import images
     from pgha_lab.gateway import IMAGES
     lock = REPO / ".cache" / "build.lock"
     lock.parent.mkdir(exist_ok=True)
@@ -130,6 +130,20 @@ def bare_images(built_images):
     images.ensure_built(LabPaths(home=REPO))
 
 
+BARE_LABS: list[BareLabUnderTest] = []   # the session's bare lab, once a test asked for it
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_teardown(item, nextitem):
+    """After a worker's last bare-lab test before others (xdist hands a group's tests out together),
+    put its bare lab away; a later bare test brings it up again (fresh_bare_lab, configured_bare_lab)."""
+    yield
+    if KEEP or nextitem is None or not BARE_LABS or BARE_LABS[0].removed:
+        return
+    if "bare_lab" in item.fixturenames and "bare_lab" not in nextitem.fixturenames:
+        BARE_LABS[0].put_away()
+
+
 @pytest.fixture(scope="session")
 def bare_lab(docker_client, bare_images):
     """The slot's bare lab, booted; tests that need it unconfigured or configured ask for
@@ -139,6 +153,8 @@ def bare_lab(docker_client, bare_images):
     paths = LabPaths(home=REPO, project=BARE_PROJECT)
     lab = BareLabUnderTest(paths, Topology.build(project=BARE_PROJECT, subnet=BARE_SUBNET, bare=True))
     lab.up()
+    BARE_LABS.append(lab)
     yield lab
+    BARE_LABS.remove(lab)
     if not KEEP:
         remove_leftovers(BARE_PROJECT)

@@ -97,9 +97,21 @@ class LabUnderTest:
 @dataclass
 class BareLabUnderTest(LabUnderTest):
     """The slot's bare lab: nodes booting systemd, nothing configured until a test runs the playbook."""
+    removed: bool = False   # put away after the worker's last bare test; the next one brings it up again
 
     def up(self) -> subprocess.CompletedProcess:
         return self.cli("up", "--bare", "--profile", "fast", "--subnet", BARE_SUBNET, "--publish-ports", "off")
+
+    def put_away(self) -> None:
+        """Remove the lab while the worker runs other tests: a cluster the playbook built (etcd, Patroni,
+        HAProxy) idling on the host would slow every other lab of the phase."""
+        remove_leftovers(self.paths.project)
+        self.removed = True
+
+    def ensure_up(self) -> None:
+        if self.removed:
+            self.up()
+            self.removed = False
 
     def sh(self, node: str, script: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess:
         """A shell command inside a node, as root (what `pgha-lab exec NODE -- sh -c ...` runs)."""

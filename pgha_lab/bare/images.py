@@ -4,15 +4,17 @@ again whenever those change or images/bare does."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable
 
-from pgha_lab.build import images as lab_images, wheelhouse
-from pgha_lab.build.progress import Lines, Progress, fmt_seconds
-from pgha_lab.build.recipes import context_tar, recipe_digest
-from pgha_lab.build.steps import StepTiming, docker_build, failures, is_work_step
 from pgha_lab.errors import LabError
-from pgha_lab.gateway import BARE_IMAGES, IMAGE_LABEL as LABEL, IMAGES, ROLE_IMAGES, Engine
+from pgha_lab.gateway import BARE_IMAGES, IMAGES, ROLE_IMAGES, Engine
+from pgha_lab.gateway import IMAGE_LABEL as LABEL
+from pgha_lab.imaging import images as lab_images
+from pgha_lab.imaging import wheelhouse
+from pgha_lab.imaging.progress import BuildProgress, Lines, fmt_seconds
+from pgha_lab.imaging.recipes import context_tar, recipe_digest
+from pgha_lab.imaging.steps import StepTiming, docker_build, failures, is_work_step
 from pgha_lab.paths import LabPaths
 
 FOLDER = "bare"                        # images/bare: one Dockerfile for every role
@@ -37,7 +39,7 @@ def outdated(client: Engine, paths: LabPaths) -> list[str]:
     return stale
 
 
-def build(paths: LabPaths, roles: list[str], progress: Progress) -> None:
+def build(paths: LabPaths, roles: list[str], progress: BuildProgress) -> None:
     """Build the bare images of `roles` side by side (the lab images must exist)."""
     client = lab_images.sdk()
     folder = paths.images / FOLDER
@@ -56,7 +58,8 @@ def build(paths: LabPaths, roles: list[str], progress: Progress) -> None:
             house = wheelhouse.prepare(lock_file, paths.cache, lab_images.engine_arch(client),
                                        log=logs / "wheelhouse.log")
             extra = {"wheelhouse": house, "patroni.lock": lock_file}
-        started, timings = time.monotonic(), []
+        started = time.monotonic()
+        timings: list[StepTiming] = []
         name = _role_label(role)
         docker_build(client, image=name, tag=BARE_IMAGES[role], context=context_tar(folder, extra),
                      dockerfile="Dockerfile", buildargs={"NODE": IMAGES[role], "ROLE": role},
@@ -86,7 +89,7 @@ def _prune(client: Engine) -> None:
             client.remove_image(img.id)
 
 
-def ensure_built(paths: LabPaths, *, pg_install: str = "auto", progress: Progress | None = None,
+def ensure_built(paths: LabPaths, *, pg_install: str = "auto", progress: BuildProgress | None = None,
                  announce: Callable[[list[str]], None] | None = None) -> list[str]:
     """The lab images first (the bare ones are made from them), then the bare images that are missing
     or out of date; the roles rebuilt."""

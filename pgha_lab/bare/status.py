@@ -19,12 +19,12 @@ def snapshot(ctx: LabContext) -> dict[str, Any]:
     readings = survey.read(ctx)
     topo = ctx.topology
     active = {role: any(r.active == "active" for r in readings if topo.node(r.node).role is role) for role in Role}
-    probe = ctx.probe if any(active.values()) else None
+    # ctx.probe (it needs the lab's certificates) is built only when a role it reads is active.
     return {
         "nodes": readings,
-        "etcd": probe.etcd() if active[Role.ETCD] else None,
-        "members": probe.members() if active[Role.DB] else None,
-        "haproxy": probe.haproxy() if active[Role.HAPROXY] else None,
+        "etcd": ctx.probe.etcd() if active[Role.ETCD] else None,
+        "members": ctx.probe.members() if active[Role.DB] else None,
+        "haproxy": ctx.probe.haproxy() if active[Role.HAPROXY] else None,
     }
 
 

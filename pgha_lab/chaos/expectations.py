@@ -1,21 +1,19 @@
-"""What Patroni, etcd and HAProxy should do after each fault, derived from the state that decides it
-(the /sync key, members' states, lag and tags, synchronous and failsafe settings: chaos/state.py,
-rules in chaos/rules.py), with a check that reads the cluster and says whether it has happened yet."""
+"""The checks that say whether what Patroni, etcd and HAProxy should do after a fault has happened
+yet, each reading the cluster; `from_plan` turns a rule's plan (chaos/rules.py, over the state of
+chaos/state.py) into one. Which plan follows which fault is the fault's own (chaos/catalogue.py)."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import datetime, timezone
-from typing import Callable
+from datetime import datetime
 
-from pgha_lab import health, node_paths
+from pgha_lab import health, node_paths, vip
 from pgha_lab.bare import survey
-from pgha_lab.chaos import rules, sql, state
-from pgha_lab.render.keepalived import failover_bound_s as vip_failover_bound_s
-from pgha_lab import vip
+from pgha_lab.chaos import rules, sql
 from pgha_lab.context import LabContext
-from pgha_lab.probes import Cluster
-from pgha_lab.topology import Node, Role, Topology
+from pgha_lab.render.keepalived import failover_bound_s as vip_failover_bound_s
+from pgha_lab.topology import Node, Topology
 from pgha_lab.wait import Verdict
 
 
@@ -49,11 +47,10 @@ def same_leader(ctx: LabContext, leader: str, timeline: int | None = None,
     # With a timeline, a leader that demoted and promoted again (a new timeline) does not count.
     # via_haproxy=False when HAProxy itself is the node that is down and cannot be asked.
     def check() -> Verdict:
-        cluster = ctx.cluster()
-        now = cluster.leader_name
-        if now != leader:
+        row = ctx.cluster().leader
+        now = row.name if row else None
+        if row is None or now != leader:
             return Verdict(False, f"the leader is {now or 'nobody'}, not {leader}")
-        row = cluster.leader
         if row.state != "running":
             return Verdict(False, f"{leader} is {row.state}")
         if timeline is not None and row.timeline != timeline:
@@ -61,6 +58,34 @@ def same_leader(ctx: LabContext, leader: str, timeline: int | None = None,
         if not via_haproxy:
             return Verdict(True, f"{leader} still leads on timeline {row.timeline}")
         return _routes_primary_to(ctx, leader)
+    return check
+
+
+def commits_after_standby_lost(ctx: LabContext, leader: str, timeline: int | None, lost: str,
+                               wait: bool) -> Callable[[], Verdict]:
+    """The whole outcome of losing a standby: `leader` still leads and, with `wait` False, Patroni no
+    longer lists `lost` as synchronous standby and a commit does not wait (non-strict mode drops it);
+    with `wait` True (synchronous_mode_strict) a commit waits for a synchronous standby."""
+    same = same_leader(ctx, leader, timeline)
+
+    def check() -> Verdict:
+        verdict = same()
+        if not verdict.ok:
+            return verdict
+        if not wait and lost in {m.name for m in ctx.cluster().sync_standbys}:
+            return Verdict(False, f"Patroni still lists {lost} as synchronous standby", lost)
+        outcome = sql.commit_wait(ctx)
+        if wait:
+            if outcome is None:
+                return Verdict(False, "a commit through HAProxy did not wait for a synchronous standby, though "
+                                      "synchronous_mode_strict is on", leader)
+            if "waited" not in outcome:
+                return Verdict(False, outcome, leader)
+            return Verdict(True, f"{leader} still leads and {outcome}: writes block, as expected")
+        if outcome is not None:
+            return Verdict(False, outcome, leader)
+        return Verdict(True, f"{leader} still leads, {lost} is no synchronous standby, and a commit through "
+                             f"HAProxy does not wait")
     return check
 
 
@@ -155,7 +180,8 @@ def no_primary(ctx: LabContext) -> Callable[[], Verdict]:
         up = health.servers_up(ctx.probe.haproxy())
         if up:
             return Verdict(False, f"HAProxy's 5432 still routes to {', '.join(up)}")
-        return Verdict(True, "no node accepts writes (each is read-only or powered off) and HAProxy's 5432 has no server")
+        return Verdict(True,
+                       "no node accepts writes (each is read-only or powered off) and HAProxy's 5432 has no server")
     return check
 
 
@@ -209,6 +235,24 @@ def _latched_hold(hold_s: float, read: Callable[[], str | None], breach: Callabl
             return Verdict(False, f"{waiting} ({left:.0f}s more to watch)")
         return done(leader)
     return check
+
+
+def streams_on(ctx: LabContext, node: str, leader: str | None, hold_s: float) -> Callable[[], Verdict]:
+    """`node` keeps streaming from `leader` for `hold_s` seconds (a fault that should change nothing)."""
+    def read() -> str:
+        cluster = ctx.cluster()
+        member = cluster.member(node)
+        return f"{cluster.leader_name or ''}|{member.state if member else ''}"
+
+    def breach(seen: str | None) -> str | None:
+        now, streaming = (seen or "|").split("|")
+        if now != (leader or ""):
+            return f"the leader changed to {now or 'nobody'}, against Patroni's rules as read before the fault"
+        if streaming != "streaming":
+            return f"{node} stopped streaming ({streaming or 'Patroni does not list it'})"
+        return None
+    return _latched_hold(hold_s, read, breach, f"{node} streams on, as expected",
+                         lambda _: Verdict(True, f"{node} streamed on for {hold_s:.0f}s: nothing changed, as expected"))
 
 
 def no_leader(ctx: LabContext, hold_s: float, old: str | None = None) -> Callable[[], Verdict]:
@@ -293,10 +337,14 @@ def takes_key(ctx: LabContext, node: str) -> Callable[[], Verdict]:
 def from_plan(ctx: LabContext, plan: rules.Plan) -> Expectation:
     """The Expectation a plan describes, with the check that reads the cluster for it."""
     kind = plan.kind
+    check: Callable[[], Verdict] | None
     if kind == rules.NEW_LEADER:
         check = new_leader(ctx, plan.node or "")
     elif kind == rules.SAME_LEADER:
         check = same_leader(ctx, plan.leader or "", plan.timeline, plan.via_haproxy) if plan.leader else None
+    elif kind in (rules.COMMITS_FLOW, rules.COMMITS_WAIT):
+        check = commits_after_standby_lost(ctx, plan.leader or "", plan.timeline, plan.node or "",
+                                           wait=kind == rules.COMMITS_WAIT)
     elif kind == rules.NO_LEADER:
         check = no_leader(ctx, plan.hold_s, plan.node)
     elif kind == rules.KEEPS_KEY:
@@ -319,106 +367,20 @@ def from_plan(ctx: LabContext, plan: rules.Plan) -> Expectation:
     return Expectation(plan.text, check, plan.deadline_s, holds=holds)
 
 
-def _cut_names(peers: str | None) -> set[str]:
+def cut_names(peers: str | None) -> set[str]:
     return {part.strip() for part in (peers or "").split(",") if part.strip()}
 
 
 def cuts_db_node(topo: Topology, peers: str | None) -> bool:
     """Whether a partition's --from names a db node (by name, or as leader/replica), not only etcd."""
-    return bool(_cut_names(peers) & ({n.name for n in topo.db} | {"leader", "replica"}))
+    return bool(cut_names(peers) & ({n.name for n in topo.db} | {"leader", "replica"}))
 
 
 def cuts_every_etcd_member(topo: Topology, peers: str | None) -> bool:
     """Whether a partition's --from leaves the node no etcd member. Patroni's client tries the members
     in turn, so one still reachable keeps the leader key renewed."""
-    names = _cut_names(peers)
+    names = cut_names(peers)
     return "etcd" in names or {n.name for n in topo.etcd} <= names
-
-
-def expectation_for(ctx: LabContext, action: str, node: Node, role: str, cluster: Cluster, *,
-                    peers: str | None = None, clear: bool = False,
-                    before: state.ClusterState | None = None) -> Expectation:
-    """What should follow `action` on `node`, derived from the cluster state (the /sync key, members,
-    tags, the dynamic configuration): `before`, read just before the fault, when the caller has it
-    (after a fault the settings may no longer be readable), else read now. Rules: rules.py."""
-    p = ctx.profile
-    leader = cluster.leader_name
-    timeline = cluster.timeline
-    killed_at = datetime.now(timezone.utc)   # the action has just run: a restart must come after it
-
-    losing = action in ("kill", "pause", "stop", "isolate") or (action == "partition" and not clear)
-    returning = action in ("start", "resume", "heal", "thaw-patroni", "release-postgres") or (
-        action == "partition" and clear)
-    hows = {"kill": "lost power", "pause": "froze", "stop": "was shut down", "isolate": "lost its network",
-            "partition": "was cut off from etcd"}
-
-    def current() -> state.ClusterState:
-        # Who is down is read now (the fault may just have taken a node); everything else from before.
-        now = state.read(ctx, cluster, config=None if before is None else before.config)
-        return now if before is None else replace(before, down=now.down)
-
-    if node.role is Role.DB:
-        st = current()
-        if losing and role == "leader" and (action != "partition" or cuts_every_etcd_member(ctx.topology, peers)):
-            return from_plan(ctx, rules.leader_lost(st, node.name, p, how=hows[action],
-                                                    reaches_members=action == "partition"
-                                                    and not cuts_db_node(ctx.topology, peers)))
-        if losing and role == "leader":   # a partition that leaves it etcd
-            # Unable to renew, it would have demoted within a loop and retry_timeout: watch past that.
-            hold = p.loop_wait + p.retry_timeout + 5
-            return Expectation(f"{node.name} still reaches etcd, so it keeps renewing the leader key and stays "
-                               f"leader (watched for {hold}s: a leader that cannot renew gives up within loop_wait "
-                               f"+ retry_timeout); only the links cut are lost (a replica cut off from it stops "
-                               f"streaming).", keeps_key(ctx, node.name, hold), hold + 15, holds=True)
-        if losing and leader:
-            return from_plan(ctx, rules.replica_lost(st, node.name, p, how=hows.get(action, "is cut off")))
-        if action == "freeze-patroni":
-            return from_plan(ctx, rules.patroni_frozen(st, node.name, p))
-        if action == "hang-postgres":
-            return from_plan(ctx, rules.postgres_hung(st, node.name, p))
-        if action == "fill-disk":
-            return from_plan(ctx, rules.disk_full(st, node.name, p))
-        if action == "free-disk":
-            planned = from_plan(ctx, rules.disk_freed(st, node.name, p))
-            if leader == node.name and planned.check is not None:
-                return replace(planned, check=writes_land(ctx, node.name, planned.check))
-            return planned
-        if returning:
-            return from_plan(ctx, rules.node_returns(st, node.name, p))
-        if action == "degrade" and clear and leader != node.name:
-            return Expectation(f"{node.name}'s link is whole again: it catches up with the leader and keeps streaming.",
-                               streams_as_replica(ctx, node.name), 120)
-        if action == "degrade":
-            if leader == node.name:
-                return Expectation(f"{node.name} still holds the leader key and carries on as leader.",
-                                   same_leader(ctx, node.name), 60)
-            return Expectation(f"{node.name} keeps working through the degraded link (TCP retransmits) and keeps "
-                               f"streaming, behind the leader when writes outpace a slow link.",
-                               streams_as_replica(ctx, node.name), 120)
-        if action == "kill-postgres":
-            planned = from_plan(ctx, rules.postgres_killed(st, node.name, p))
-            # Until Patroni's next loop the killed PostgreSQL still looks as it was: a restart comes first.
-            return replace(planned, check=restarted_since(ctx, node, killed_at, planned.check)) if planned.check \
-                else planned
-        if action == "flap":
-            return from_plan(ctx, rules.flapping(st, node.name, p))
-    if node.role is Role.ETCD:
-        total = len(ctx.topology.etcd)
-        if losing:
-            st = current()
-            return from_plan(ctx, rules.etcd_lost(st, etcd_running(ctx), total, p))
-        if returning:
-            return Expectation(f"{node.name} rejoins etcd; with a quorum Patroni holds or elects a leader and "
-                               f"HAProxy routes 5432 again.", healthy(ctx), p.failover_bound_s() + 60)
-    if node.role is Role.HAPROXY and ctx.topology.haproxy2 is not None:
-        return vip_expectation(ctx, node, role, losing=losing or action == "kill-haproxy")
-    if node.role is Role.HAPROXY:
-        if losing or action == "kill-haproxy":
-            return Expectation("Clients lose 5432 and 5433 until HAProxy is back (it is the single entry point: "
-                               "this lab has no second HAProxy); the cluster itself does not change.",
-                               same_leader(ctx, leader, timeline, via_haproxy=False) if leader else None, 30)
-        return Expectation("HAProxy routes 5432 to the leader and 5433 to the replicas again.", healthy(ctx), 60)
-    return Expectation("Nothing in particular: watch `pgha-lab status`.")
 
 
 def vip_expectation(ctx: LabContext, node: Node, role: str, *, losing: bool) -> Expectation:

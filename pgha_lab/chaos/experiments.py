@@ -12,22 +12,24 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import psycopg
 
 from pgha_lab import roles
 from pgha_lab.chaos import expectations as ex
+from pgha_lab.chaos import rules
 from pgha_lab.chaos.sql import connect
 from pgha_lab.context import LabContext
 from pgha_lab.errors import LabError, first_line
+from pgha_lab.rows import one_row
 from pgha_lab.topology import Node
 from pgha_lab.wait import Verdict, wait_until
 
 SYNC_TABLE = "pgha_chaos_sync"
 BLOCK_TABLE = "pgha_chaos_block"
-SYNC_CANCEL = "canceling wait for synchronous replication"
 
 
 @dataclass
@@ -58,7 +60,8 @@ def cancel_sync_wait(ctx: LabContext, leader: Node) -> Result:
         _on_node(ctx, leader, f"create table if not exists {SYNC_TABLE} (id bigserial primary key, "
                               f"at timestamptz not null default clock_timestamp())")
     except psycopg.Error as exc:
-        raise LabError(f"cannot write on {leader.name} before the experiment: {first_line(exc)}; nothing was changed.") from None
+        raise LabError(f"cannot write on {leader.name} before the experiment: {first_line(exc)}; "
+                       "nothing was changed.") from None
     # Frozen like a VM that stopped answering: its walreceiver neither confirms nor disconnects.
     ctx.docker.pause(standby)
     answer: dict[str, Any] = {}
@@ -70,7 +73,7 @@ def cancel_sync_wait(ctx: LabContext, leader: Node) -> Result:
             with connect(ctx, leader) as conn:
                 conn.add_notice_handler(lambda d: notices.append(d.message_primary or ""))
                 conn.execute("set application_name = 'pgha-cancel-sync-wait'")
-                answer["id"] = conn.execute(f"insert into {SYNC_TABLE} default values returning id").fetchone()[0]
+                answer["id"] = one_row(conn.execute(f"insert into {SYNC_TABLE} default values returning id"))[0]
         except psycopg.Error as exc:
             answer["error"] = first_line(exc)
         answer["notices"] = notices
@@ -99,13 +102,14 @@ def cancel_sync_wait(ctx: LabContext, leader: Node) -> Result:
                                        "from pg_stat_replication")
     finally:
         ctx.docker.unpause(standby)
-    warned = [n for n in answer.get("notices", []) if SYNC_CANCEL in n]
+    warned = [n for n in answer.get("notices", []) if rules.SYNC_CANCEL_TEXT in n]
     figures = {"row_id": row_id, "standby": standby.name, "waiting_commits": len(waiting),
                "cancelled": sum(1 for _, ok in cancelled if ok), "acknowledged": row_id is not None,
                "warning": warned[0] if warned else "", "visible_on_primary": visible,
                "commit_waited_s": round(answer.get("waited_s", 0.0), 3), "senders": [list(r) for r in replay]}
     if row_id is None:
-        raise LabError(f"the waiting commit was not acknowledged after the cancel ({answer.get('error', 'no answer')}); "
+        raise LabError("the waiting commit was not acknowledged after "
+                       f"the cancel ({answer.get('error', 'no answer')}); "
                        f"{standby.name} was thawed.")
     done = (f"{standby.name} (the synchronous standby) frozen; a commit on {leader.name} waited "
             f"{figures['commit_waited_s']:.1f}s for it; pg_cancel_backend cancelled {figures['cancelled']} waiting "
@@ -163,7 +167,8 @@ def block_switchover(ctx: LabContext, leader: Node) -> Result:
                "blocker": fate, "new_leader": change.new_leader}
     why = ("Patroni stops the old primary with a fast shutdown, which rolls the open transaction back and "
            "closes its session, so the lock did not hold the switchover up"
-           if fate != "still open" else "the session survived the switchover, which Patroni's fast shutdown should not allow")
+           if fate != "still open"
+           else "the session survived the switchover, which Patroni's fast shutdown should not allow")
     done = (f"an idle-in-transaction session (pid {pid}) held an ACCESS EXCLUSIVE lock on {leader.name} while a "
             f"switchover was asked for; writes landed on {change.new_leader} after {took:.1f}s "
             f"(bound {bound:.1f}s); the session {fate}")

@@ -26,13 +26,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from pgha_lab.chaos.state import ClusterState, MemberState
+from pgha_lab.chaos.state import ClusterState
+from pgha_lab.probes import Member, MemberRole
 from pgha_lab.profiles import Profile
 
 NO_SPACE_TEXT = "No space left on device"
+# The WARNING of a commit whose wait for a synchronous standby was cancelled (it stays committed locally).
+SYNC_CANCEL_TEXT = "canceling wait for synchronous replication"
 # What the check of a plan looks for (expectations.py maps each to a probe of the cluster).
 NEW_LEADER = "new-leader"        # someone other than `node` leads and HAProxy routes 5432 to it
 SAME_LEADER = "same-leader"      # `leader` still leads (on the same timeline)
+COMMITS_FLOW = "commits-flow"    # SAME_LEADER, Patroni no longer lists `node` as synchronous standby,
+                                 # and a commit through HAProxy does not wait for a standby
+COMMITS_WAIT = "commits-wait"    # SAME_LEADER, and a commit through HAProxy waits for a synchronous standby
 NO_LEADER = "no-leader"          # nobody leads for `hold_s`: the cluster stays read-only
 KEEPS_KEY = "keeps-key"          # `node` keeps the leader key for `hold_s` and nobody else leads
 FAILSAFE_PRIMARY = "failsafe-primary"   # `node` stays the only primary for `hold_s`, the key free or its own
@@ -51,16 +57,19 @@ class Plan:
     kind: str
     node: str | None = None            # the node the check is about (old leader, returning node...);
                                        # NO_LEADER: the lost leader, whose key may live on until its ttl
-    leader: str | None = None          # SAME_LEADER: who keeps leading
-    timeline: int | None = None        # SAME_LEADER: on which timeline (None: any)
+    leader: str | None = None          # SAME_LEADER, COMMITS_*: who keeps leading
+    timeline: int | None = None        # SAME_LEADER, COMMITS_*: on which timeline (None: any)
     via_haproxy: bool = True
     deadline_s: float = 60.0
     hold_s: float = 0.0                # NO_LEADER: how long nobody may lead
     candidates: tuple[str, ...] = field(default_factory=tuple)
 
 
-def why_not(state: ClusterState, m: MemberState, lost: str | None) -> str | None:
+def why_not(state: ClusterState, m: Member, lost: str | None) -> str | None:
     """Why `m` cannot take the leader key now (None: it can)."""
+    impaired = state.impairment(m.name)
+    if impaired:
+        return impaired
     if m.name in state.down:
         return f"{m.name} is down"
     if m.nofailover:
@@ -72,8 +81,8 @@ def why_not(state: ClusterState, m: MemberState, lost: str | None) -> str | None
     if state.synchronous_mode and state.sync_key and m.name not in state.sync_standbys and m.name != state.sync_leader:
         named = ", ".join(state.sync_standbys) or "none"
         return f"{m.name} is not the synchronous standby in /sync (sync_standby: {named})"
-    if m.lag is not None and m.lag > state.maximum_lag_on_failover:
-        return f"{m.name} lags {m.lag} bytes, over maximum_lag_on_failover ({state.maximum_lag_on_failover})"
+    if m.lag_bytes is not None and m.lag_bytes > state.maximum_lag_on_failover:
+        return f"{m.name} lags {m.lag_bytes} bytes, over maximum_lag_on_failover ({state.maximum_lag_on_failover})"
     if state.timeline is not None and m.timeline is not None and m.timeline < state.timeline:
         return f"{m.name} is on timeline {m.timeline}, behind the cluster's {state.timeline}"
     return None
@@ -132,6 +141,16 @@ def leader_lost(state: ClusterState, node: str, profile: Profile, *, how: str = 
     reasons = "; ".join(why) or "no other member"
     protects = (", which protects acknowledged writes: only a synchronous standby is sure to hold them"
                 if state.synchronous_mode else "")
+    if node in state.down and all(m.name in state.down for m in state.members):
+        # Nothing runs PostgreSQL: there is no replica left to serve reads, so "read-only" would be false.
+        only_old = ""
+        if state.synchronous_mode and not any(m.name in state.sync_standbys for m in state.members if m.name != node):
+            only_old = (f" Booting another db node does not bring writes back: /sync names no other member as "
+                        f"synchronous standby, so only {node} may take the key{protects}.")
+        return Plan(f"No failover: {node} was the leader and {how}, and no db node runs: the cluster is down. "
+                    f"No PostgreSQL answers, HAProxy has no server on 5432 or 5433, until a db node boots "
+                    f"(`pgha-lab chaos start {node}`).{only_old}", NO_LEADER, node=node, hold_s=hold,
+                    deadline_s=hold + 15)
     return Plan(f"No failover: {node} was the leader and {how}, and no replica may take the key ({reasons}). "
                 f"The cluster stays without a leader, read-only, HAProxy's 5432 without a server, until {node} "
                 f"returns{protects}.", NO_LEADER, node=node, hold_s=hold, deadline_s=hold + 15)
@@ -145,13 +164,16 @@ def replica_lost(state: ClusterState, node: str, profile: Profile, *, how: str =
     if is_sync and state.synchronous_mode and state.synchronous_mode_strict:
         text = (f"{node} was the synchronous standby and {how}. {leader} stays leader, but synchronous_mode_strict "
                 f"keeps every commit waiting until a synchronous standby is back: writes block, nothing is lost.")
-    elif is_sync and state.synchronous_mode:
+        return Plan(text, COMMITS_WAIT, node=node, leader=leader, timeline=state.timeline,
+                    deadline_s=profile.failover_bound_s() + 30)
+    if is_sync and state.synchronous_mode:
         text = (f"{node} was the synchronous standby and {how}. {leader} stays leader; commits wait until "
                 f"Patroni drops {node} from synchronous_standby_names (non-strict mode), at the latest once its "
                 f"member key expires (ttl {profile.ttl}s), then writes resume without a synchronous copy.")
     else:
         text = f"{node} was a replica and {how}. {leader} stays leader; no commit waits on {node}."
-    return Plan(text, SAME_LEADER, leader=leader, timeline=state.timeline, deadline_s=profile.failover_bound_s() + 30)
+    return Plan(text, COMMITS_FLOW, node=node, leader=leader, timeline=state.timeline,
+                deadline_s=profile.failover_bound_s() + 30)
 
 
 def node_returns(state: ClusterState, node: str, profile: Profile) -> Plan:
@@ -161,7 +183,7 @@ def node_returns(state: ClusterState, node: str, profile: Profile) -> Plan:
         return Plan(f"{node} still holds the leader key and carries on as leader.", SAME_LEADER, leader=node,
                     deadline_s=60)
     if state.leader is None:
-        m = state.member(node) or MemberState(node, "unknown", "starting")
+        m = state.member(node) or Member(node, "", MemberRole.UNKNOWN, "starting")
         blocked = m.nofailover or m.failover_priority == 0 or (
             state.synchronous_mode and state.sync_key and node != state.sync_leader and node not in state.sync_standbys)
         if not blocked:
@@ -194,8 +216,9 @@ def patroni_frozen(state: ClusterState, node: str, profile: Profile) -> Plan:
     if state.leader == node:
         plan = leader_lost(state, node, profile, how="its Patroni is frozen (PostgreSQL still runs)")
         extra = (" Its REST API stops answering, so HAProxy marks it down at once; its PostgreSQL keeps "
-                 "running as a primary nobody routes to" + (", and in synchronous mode its commits wait for a "
-                                                             "standby that no longer follows it" if state.synchronous_mode else "")
+                 "running as a primary nobody routes to"
+                 + (", and in synchronous mode its commits wait for a standby that no longer follows it"
+                    if state.synchronous_mode else "")
                  + ". On thaw Patroni finds the key lost and demotes it.")
         return Plan(plan.text + extra, plan.kind, node=plan.node, hold_s=plan.hold_s, deadline_s=plan.deadline_s,
                     candidates=plan.candidates)
@@ -216,7 +239,8 @@ def postgres_hung(state: ClusterState, node: str, profile: Profile) -> Plan:
                     KEEPS_KEY, node=node, hold_s=hold, deadline_s=hold + 15)
     if leader is not None:
         return leader_lost(state, node, profile,
-                           how="its PostgreSQL hangs (Patroni's query to it blocks, so the HA loop stops renewing the key)")
+                           how="its PostgreSQL hangs (Patroni's query to it "
+                               "blocks, so the HA loop stops renewing the key)")
     return replica_lost(state, node, profile, how="its PostgreSQL hangs (it stops replaying and acknowledging WAL)")
 
 

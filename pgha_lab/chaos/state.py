@@ -4,34 +4,21 @@ every member's role, state, timeline, lag and tags, and the settings Patroni rea
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
 from typing import Any
 
+from pgha_lab import dynamic_config
+from pgha_lab.chaos.nodes import CHAIN_IN, NodeReader, dropped_sources, is_patroni
+from pgha_lab.dynamic_config import DEFAULT_MAX_LAG
+from pgha_lab.gateway import ContainerState
 from pgha_lab.probes import Cluster, Member
-
-DEFAULT_MAX_LAG = 1048576   # Patroni's maximum_lag_on_failover default, in bytes
-
-
-@dataclass(frozen=True)
-class MemberState:
-    name: str
-    role: str                      # leader, sync_standby, replica, ...
-    state: str                     # running, streaming, stopped, starting, ...
-    timeline: int | None = None
-    lag: int | None = None         # bytes behind the leader; None when Patroni says "unknown"
-    nofailover: bool = False
-    failover_priority: int | None = None
-
-    @property
-    def may_promote(self) -> bool:
-        """What the member's own tags allow: nofailover, or failover_priority 0, forbid it."""
-        return not self.nofailover and self.failover_priority != 0
 
 
 @dataclass(frozen=True)
 class ClusterState:
     """One reading of everything Patroni's failover rules look at."""
-    members: tuple[MemberState, ...]
+    members: tuple[Member, ...]                # each member's lag in bytes (lag_bytes), or None
     leader: str | None
     sync_key: bool = False                     # the /sync key exists
     sync_leader: str | None = None             # /sync "leader": the primary the sync standby belongs to
@@ -42,9 +29,16 @@ class ClusterState:
     maximum_lag_on_failover: int = DEFAULT_MAX_LAG
     timeline: int | None = None
     down: frozenset[str] = field(default_factory=frozenset)   # db nodes known not to run (container state)
+    # db nodes that run but cannot take part, and why, from what the lab itself did to them (isolated,
+    # a frozen Patroni...): Patroni still lists them until their member key expires, so its view alone
+    # would name them as candidates for up to ttl after the fault.
+    impaired: tuple[tuple[str, str], ...] = ()
     config: dict[str, Any] = field(default_factory=dict, compare=False)   # Patroni's dynamic configuration as read
 
-    def member(self, name: str) -> MemberState | None:
+    def impairment(self, name: str) -> str | None:
+        return next((why for who, why in self.impaired if who == name), None)
+
+    def member(self, name: str) -> Member | None:
         return next((m for m in self.members if m.name == name), None)
 
     @property
@@ -52,23 +46,9 @@ class ClusterState:
         return [m.name for m in self.members]
 
 
-def parse_lag(value: Any) -> int | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str) and value.isdigit():
-        return int(value)
-    return None
-
-
-def member_state(m: Member) -> MemberState:
-    tags = m.tags or {}
-    priority = tags.get("failover_priority")
-    return MemberState(name=m.name, role=m.role.value, state=m.state, timeline=m.timeline,
-                       lag=parse_lag(m.lag if m.lag is not None else m.receive_lag),
-                       nofailover=bool(tags.get("nofailover", False)),
-                       failover_priority=int(priority) if isinstance(priority, (int, str)) and str(priority).isdigit() else None)
+def member_state(m: Member) -> Member:
+    """The member as the rules read it: its lag as a byte count (Patroni's "unknown" as None)."""
+    return replace(m, lag=m.lag_bytes)
 
 
 def parse_sync(value: str | None) -> tuple[bool, str | None, tuple[str, ...]]:
@@ -85,7 +65,7 @@ def parse_sync(value: str | None) -> tuple[bool, str | None, tuple[str, ...]]:
 
 
 def snapshot(cluster: Cluster, sync_value: str | None, config: dict[str, Any],
-             down: frozenset[str] = frozenset()) -> ClusterState:
+             down: frozenset[str] = frozenset(), impaired: tuple[tuple[str, str], ...] = ()) -> ClusterState:
     """The pure part: a ClusterState from what was read."""
     present, sync_leader, standbys = parse_sync(sync_value)
     lag = config.get("maximum_lag_on_failover")
@@ -96,7 +76,7 @@ def snapshot(cluster: Cluster, sync_value: str | None, config: dict[str, Any],
         synchronous_mode_strict=bool(config.get("synchronous_mode_strict", False)),
         failsafe_mode=bool(config.get("failsafe_mode", False)),
         maximum_lag_on_failover=int(lag) if isinstance(lag, int) else DEFAULT_MAX_LAG,
-        timeline=cluster.timeline, down=down, config=dict(config))
+        timeline=cluster.timeline, down=down, impaired=impaired, config=dict(config))
 
 
 def read(ctx, cluster: Cluster | None = None, config: dict[str, Any] | None = None) -> ClusterState:
@@ -105,18 +85,40 @@ def read(ctx, cluster: Cluster | None = None, config: dict[str, Any] | None = No
     answers, and which db containers run."""
     cluster = ctx.cluster() if cluster is None else cluster
     _, sync_value = ctx.probe.etcd_read(f"/service/{ctx.topology.scope}/sync")
-    if config is None:
-        # The /config key is what every Patroni reads; it stays readable with every db node down.
-        _, text = ctx.probe.etcd_read(f"/service/{ctx.topology.scope}/config")
-        try:
-            config = json.loads(text) if text else {}
-        except ValueError:
-            config = {}
     if not config:
-        for node in ctx.topology.db:
-            code, doc = ctx.probe.rest(node, "/config")
-            if code == 200 and isinstance(doc, dict):
-                config = doc
-                break
-    down = frozenset(n.name for n in ctx.topology.db if not ctx.docker.state(n).running)
-    return snapshot(cluster, sync_value, config, down)
+        # The /config key is what every Patroni reads; it stays readable with every db node down.
+        config = dynamic_config.read_any(ctx.probe, ctx.topology)
+    topo = ctx.topology
+    containers = ctx.docker.states(topo.db)
+    down = frozenset(name for name, c in containers.items() if not c.running)
+    reachable = [n for n in topo.db if containers[n.name].condition == "running"]
+    reader = NodeReader(ctx)
+    with ThreadPoolExecutor(max_workers=max(1, len(reachable))) as pool:
+        inside = dict(zip([n.name for n in reachable],
+                          pool.map(lambda n: (reader.procs(n), reader.rules(n, CHAIN_IN)), reachable), strict=True))
+    etcd = {str(n.address) for n in topo.etcd}
+    return snapshot(cluster, sync_value, config, down, impairments(containers, inside, etcd))
+
+
+def impairments(containers: dict[str, ContainerState],
+                inside: dict[str, tuple[list[tuple[int, int, str, str]], list[str]]] | None = None,
+                etcd: set[str] | None = None) -> tuple[tuple[str, str], ...]:
+    """What the lab's own faults leave a db node unable to do, whatever Patroni still lists: paused
+    (a frozen VM) and isolated (its cable pulled) nodes, from Docker; a frozen Patroni, a hung
+    PostgreSQL (processes in state T) and a cut from every etcd member (the partition chain's DROP
+    rules), from `inside`: each running node's processes and partition rules."""
+    out = []
+    for name, c in sorted(containers.items()):
+        if c.condition == "paused":
+            out.append((name, f"{name} is paused (frozen): it cannot reach etcd"))
+        elif c.condition == "isolated":
+            out.append((name, f"{name} is off the lab network (isolated): it cannot reach etcd"))
+        elif inside and name in inside:
+            procs, rules = inside[name]
+            if any(is_patroni(ppid, proc) and st == "T" for _, ppid, st, proc in procs):
+                out.append((name, f"{name}'s Patroni is frozen: it cannot take the leader key"))
+            elif any(proc == "postgres" and st == "T" for _, _, st, proc in procs):
+                out.append((name, f"{name}'s PostgreSQL hangs: its Patroni cannot promote it"))
+            elif etcd and etcd <= dropped_sources(rules):
+                out.append((name, f"{name} is cut off from every etcd member: it cannot take the leader key"))
+    return tuple(out)

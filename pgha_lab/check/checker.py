@@ -3,8 +3,9 @@ each, and the verdict that gathers them. No I/O here."""
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 from .history import APPEND, FAIL, PRIMARY, UNKNOWN, FinalState, HistoryError, Operation
 
@@ -21,8 +22,10 @@ class Kind:
 
 LOST = Kind("lost", False, "acknowledged, absent from the final primary state")
 PHANTOM = Kind("phantom", False, "the client was told it failed before sending, yet it is in the final primary state")
-UNKNOWN_PRESENT = Kind("unknown-present", True, "outcome unknown to the client, in the final primary state: it did commit")
-SINGLE_ACKER = Kind("single-acker", False, "two servers acknowledged operations whose intervals overlap: two primaries at once")
+UNKNOWN_PRESENT = Kind("unknown-present", True,
+                       "outcome unknown to the client, in the final primary state: it did commit")
+SINGLE_ACKER = Kind("single-acker", False,
+                    "two servers acknowledged operations whose intervals overlap: two primaries at once")
 DUPLICATE = Kind("duplicate", False, "a value stored more than once under one key on the primary")
 REORDERED = Kind("reordered", False, "a list element stored before one whose append was acknowledged before it started")
 VANISHED_READ = Kind("vanished-read", False, "a read saw a value the final primary state does not hold")
@@ -101,7 +104,8 @@ def single_acker(operations: Iterable[Operation]) -> Finding:
     client, and start is taken when the operation was sent (a client-side retry restarts it)."""
     acks = sorted((op for op in operations if _acknowledged_by_a_primary(op)), key=lambda op: op.start)
     active: list[Operation] = []
-    count, examples = 0, []
+    count = 0
+    examples: list[str] = []
     for op in acks:
         active = [earlier for earlier in active if earlier.end > op.start]
         for earlier in active:
@@ -122,13 +126,13 @@ def reordered(operations: Iterable[Operation], primary: FinalState) -> Finding:
     for op in operations:
         if op.op == APPEND:
             appends.setdefault(op.key, []).append(op)
-    cases = []
+    cases: list[str] = []
     for key, ops in appends.items():
-        misplaced = []
+        misplaced: list[str] = []
         position: dict[int, int] = {}
         for index, value in enumerate(primary.values(key)):
             position.setdefault(value, index)
-        placed = sorted((op for op in ops if op.value in position), key=lambda op: position[op.value])
+        placed = sorted((op for op in ops if op.value in position), key=lambda op: position[op.written])
         # Walking from the end of the list, the acknowledged append found so far that ended first.
         earliest_later: Operation | None = None
         for op in reversed(placed):

@@ -44,9 +44,10 @@ from __future__ import annotations
 import json
 import math
 import threading
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 WRITE, APPEND, READ, FINAL = "write", "append", "read", "final"
 UPDATES = (WRITE, APPEND)
@@ -137,6 +138,13 @@ class Operation:
         return self.op in UPDATES
 
     @property
+    def written(self) -> int:
+        """The int an update wrote: construction refused an update with any other value."""
+        if not isinstance(self.value, int):
+            raise TypeError(f"a {self.op} has no written value")
+        return self.value
+
+    @property
     def seen(self) -> tuple[int, ...]:
         """The values a read observed (none for a null register read or a read that failed)."""
         if self.op != READ or not self.ok or self.value is None:
@@ -178,7 +186,8 @@ class FinalState:
             if not isinstance(key, str) or not key:
                 raise HistoryError(f"rows of source {self.source!r}: a key must be a non-empty string, not {key!r}")
             if not isinstance(values, (list, tuple)) or not all(_is_int(v) for v in values):
-                raise HistoryError(f"rows of source {self.source!r}: key {key!r} must hold a list of ints, not {values!r}")
+                raise HistoryError(f"rows of source {self.source!r}: key {key!r} "
+                                   f"must hold a list of ints, not {values!r}")
             rows[key] = tuple(values)
         object.__setattr__(self, "rows", rows)
 
@@ -244,7 +253,7 @@ def load_history(path: str | Path) -> History:
         except HistoryError as exc:
             raise HistoryError(f"{where}: {exc}") from None
         if operation.is_update:
-            written = (operation.key, operation.value)
+            written = (operation.key, operation.written)
             if written in first_line_of:
                 raise HistoryError(f"{where}: value {operation.value} for key {operation.key!r} "
                                    f"was already written on line {first_line_of[written]}")

@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import argparse
 
-from pgha_lab.build import images, recipes
-from pgha_lab.build.pg_install import PG_INSTALL_CHOICES
-from pgha_lab.build.progress import Lines, fmt_seconds
 from pgha_lab.commands import summary
 from pgha_lab.commands._common import lab_paths
+from pgha_lab.imaging import images, recipes
+from pgha_lab.imaging.pg_install import PG_INSTALL_CHOICES
+from pgha_lab.imaging.progress import Lines, fmt_seconds
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -7,7 +7,8 @@ from contextlib import nullcontext
 from dataclasses import asdict
 
 from pgha_lab import roles
-from pgha_lab.chaos.actions import ACTIONS, NO_TARGET, Chaos, wait
+from pgha_lab.chaos import catalogue
+from pgha_lab.chaos.actions import Chaos, wait
 from pgha_lab.commands import summary
 from pgha_lab.commands._common import lab_context
 from pgha_lab.drill import outage
@@ -23,10 +24,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         p.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for writes on the new leader")
         p.set_defaults(func=cmd_role_change, kind=kind)
 
+    actions = [*catalogue.chaos_names(), catalogue.HEAL_ALL]   # the catalogue's, read when the parser is built
     c = sub.add_parser("chaos", help=summary("chaos"),
-                       description="ACTION is one of: " + ", ".join(ACTIONS) + ", heal-all. TARGET is a node name, "
+                       description="ACTION is one of: " + ", ".join(actions) + ". TARGET is a node name, "
                                    "or leader / replica resolved at the moment of the action.")
-    c.add_argument("action", choices=[*ACTIONS, "heal-all"])
+    c.add_argument("action", choices=actions)
     c.add_argument("target", nargs="?", help="node name, leader or replica")
     c.add_argument("--from", dest="peers", metavar="etcd|NODE[,NODE]", help="partition: whom to cut the node off from")
     c.add_argument("--clear", action="store_true", help="partition/degrade: restore the node's links")
@@ -68,13 +70,14 @@ def cmd_role_change(args: argparse.Namespace) -> int:
 
 def cmd_chaos(args: argparse.Namespace) -> int:
     chaos = Chaos(lab_context(args))
-    if args.action == "heal-all":
+    if args.action == catalogue.HEAL_ALL:
         if args.target:
             raise LabError("heal-all takes no target: it puts every node back.")
         done = chaos.heal_all()
         print("\n".join(done) if done else "nothing to heal: every node runs, connected, without network faults.")
         return 0
-    if not args.target and args.action not in NO_TARGET:
+    fault = catalogue.get(args.action)
+    if not args.target and fault is not None and catalogue.needs_target(fault):
         raise LabError(f"chaos {args.action} needs a TARGET: a node name, leader or replica.")
     outcome = chaos.run(args.action, args.target, peers=args.peers, clear=args.clear, loss=args.loss, delay=args.delay,
                         rate=args.rate, every=args.every, duration=args.duration, leave=args.leave)
@@ -86,7 +89,7 @@ def cmd_chaos(args: argparse.Namespace) -> int:
         if not args.json:
             print(outcome.verdict_line)
     if args.json:
-        doc = {k: v for k, v in asdict(outcome).items() if k != "expectation"}
+        doc = {k: v for k, v in asdict(outcome).items() if k != "expectation" and (k != "extra_targets" or v)}
         doc["expected"] = outcome.expectation.text
         print(json.dumps(doc, indent=2))
     return 0 if outcome.happened in (None, True) else EXIT_NOT_AS_EXPECTED

@@ -6,10 +6,10 @@ import json
 
 from pgha_lab import tls
 from pgha_lab.commands import summary
+from pgha_lab.commands._common import lab_context
 from pgha_lab.errors import LabError
 from pgha_lab.node_paths import TLS_MOUNT
 from pgha_lab.topology import UnknownNode
-from pgha_lab.commands._common import lab_context
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -23,7 +23,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_show(args: argparse.Namespace) -> int:
-    from pgha_lab.render import node_mounts   # the container paths come from the renderer, the text from disk
+    from pgha_lab.render import node_mounts  # the container paths come from the renderer, the text from disk
     ctx = lab_context(args)
     paths, topology = ctx.paths, ctx.topology
     try:

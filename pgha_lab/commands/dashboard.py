@@ -23,7 +23,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_dashboard(args: argparse.Namespace) -> int:
-    from pgha_lab.web.server import Dashboard, Settings, is_loopback   # the web stack loads only here
+    from pgha_lab.web.server import Dashboard, Settings, is_loopback  # the web stack loads only here
     if not 0 <= args.port <= 65535:
         raise LabError(f"--port takes a port number between 1 and 65535, not {args.port}.")
     paths = lab_paths(args)

@@ -5,18 +5,19 @@ import argparse
 import json
 import sys
 from dataclasses import replace
-from datetime import datetime, timezone
 from pathlib import Path
 
 from pgha_lab import profiles
 from pgha_lab.commands import summary
 from pgha_lab.commands._common import lab_context
-from pgha_lab.drill import campaign, report
+from pgha_lab.drill import campaign, launch, report
 from pgha_lab.drill.campaign import CATALOGUE
+from pgha_lab.drill.clock import stamp
 from pgha_lab.drill.ledger import WriterSettings
-from pgha_lab.drill.runner import DrillOptions, DrillResult, refuse_unfit, require_healthy, run_drill
+from pgha_lab.drill.runner import DrillOptions, DrillResult
+from pgha_lab.drill.scenarios import SCENARIOS
+from pgha_lab.drill.scenarios import get as get_scenario
 from pgha_lab.drill.workload import WorkloadSettings
-from pgha_lab.drill.scenarios import SCENARIOS, get as get_scenario
 from pgha_lab.errors import EXIT_NOT_AS_EXPECTED, LabError
 from pgha_lab.term.progress import Progress
 
@@ -25,15 +26,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "drill", help=summary("drill"),
         description="Scenarios: " + "; ".join(f"{s.name} ({s.summary})" for s in SCENARIOS.values()) + ". "
-                    f"Exits 0 when the drill found no problem and left the lab healthy, {EXIT_NOT_AS_EXPECTED} when it found one.")
+                    "Exits 0 when the drill found no problem and left the "
+                    f"lab healthy, {EXIT_NOT_AS_EXPECTED} when it found one.")
     p.add_argument("scenario", metavar="SCENARIO", help="one of: " + ", ".join(SCENARIOS)
                    + "; or `matrix` to run --scenarios across --replication/--failsafe/--profile settings")
-    m = p.add_argument_group("matrix", "`pgha-lab drill matrix`: the lab is re-configured between cells and put back after")
+    m = p.add_argument_group("matrix",
+                             "`pgha-lab drill matrix`: the lab is re-configured between cells and put back after")
     m.add_argument("--scenarios", metavar="A,B", help="matrix: the scenarios (rows)")
     m.add_argument("--replication", metavar="MODES", help="matrix: replication modes, e.g. sync,async,strict,quorum")
     m.add_argument("--failsafe", metavar="off,on", help="matrix: failsafe_mode values")
-    m.add_argument("--sync-count", type=int, default=None, metavar="N", help="matrix: synchronous_node_count for every cell")
-    p.add_argument("--repeat", type=int, default=1, metavar="N", help="run the drill N times; the report adds min/median/max")
+    m.add_argument("--sync-count", type=int, default=None, metavar="N",
+                   help="matrix: synchronous_node_count for every cell")
+    p.add_argument("--repeat", type=int, default=1, metavar="N",
+                   help="run the drill N times; the report adds min/median/max")
     p.add_argument("--profile", metavar="seed|fast|instant",
                    help="the timing profile the measurement assumes; refused when the lab runs another one "
                         "(matrix: the profiles to run, comma-separated)")
@@ -44,7 +49,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                                          "the history checker")
     c.add_argument("--minutes", type=float, default=10.0, help="campaign length (default 10)")
     c.add_argument("--seed", type=int, default=42, help="the schedule's seed: the same seed, the same schedule")
-    c.add_argument("--faults", metavar="NAME[,NAME]", help="faults to draw from (default: all): " + ", ".join(CATALOGUE))
+    c.add_argument("--faults", metavar="NAME[,NAME]",
+                   help="faults to draw from (default: all): " + ", ".join(CATALOGUE))
     c.add_argument("--dry-run", action="store_true", help="print the schedule and change nothing")
     p.set_defaults(func=cmd_drill)
 
@@ -79,8 +85,7 @@ def cmd_matrix(args: argparse.Namespace) -> int:
         raise LabError(f"there is no lab {ctx.paths.project!r} here; start one with `pgha-lab up`.")
     plan = matrix.plan(ctx, scenarios=args.scenarios, replication=args.replication, failsafe=args.failsafe,
                        profile=args.profile, repeat=args.repeat, sync_count=args.sync_count, options=opts)
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    folder = report.prepare_dir(Path(args.out).resolve() if args.out else ctx.paths.state / "drills" / f"{stamp}-matrix")
+    folder = report.prepare_dir(Path(args.out).resolve() if args.out else launch.drills_dir(ctx) / f"{stamp()}-matrix")
     progress = Progress(stream=sys.stderr)
     before_settings, before_profile = ctx.settings, ctx.profile.name
 
@@ -113,9 +118,7 @@ def cmd_drill(args: argparse.Namespace) -> int:
     # Every refusal comes before anything is touched.
     scenario = get_scenario(args.scenario)
     opts = drill_options(args)
-    refuse_unfit(scenario, opts)
-    if args.repeat < 1:
-        raise LabError(f"--repeat takes a count of 1 or more, not {args.repeat}.")
+    launch.refuse_options(scenario, opts, args.repeat)
     ctx = lab_context(args)
     paths = ctx.paths
     if not paths.topology_file.exists():
@@ -128,29 +131,10 @@ def cmd_drill(args: argparse.Namespace) -> int:
             # only measures, so it refuses rather than silently comparing against the wrong timings.
             raise LabError(f"lab {paths.project!r} runs the {running} profile, not {args.profile}; run "
                            f"`pgha-lab up --profile {args.profile}` first, or drop --profile.")
-    if scenario.requires is not None:   # a lab whose shape cannot take the scenario (e.g. one HAProxy)
-        scenario.requires(ctx)
     profile = profiles.get(running)
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    out = report.refuse_occupied(Path(args.out).resolve() if args.out else paths.state / "drills" / f"{stamp}-{scenario.name}")
-    require_healthy(ctx)   # before the report folder exists: a refusal leaves nothing behind
-    folder = report.prepare_dir(out)
-
-    progress = Progress(stream=sys.stderr)
-    results: list[DrillResult] = []
-    for k in range(args.repeat):
-        if args.repeat > 1:
-            progress.info(f"run {k + 1} of {args.repeat}")
-        run_id = f"{stamp}-{scenario.name}-{k + 1}"
-        result = run_drill(ctx, scenario, run_id, opts, progress=progress)
-        target = folder / f"run-{k + 1:02d}" if args.repeat > 1 else folder
-        target.mkdir(exist_ok=True)
-        report.write(result, target)
-        results.append(result)
-        if not result.healthy_after:
-            progress.info(f"the lab did not return to health ({result.health_note}); stopping the repeats")
-            break
-    summary = report.write_summary(scenario.name, results, folder) if args.repeat > 1 else None
+    drill = launch.prepare(ctx, scenario, opts, repeat=args.repeat, out=Path(args.out).resolve() if args.out else None)
+    folder = drill.folder
+    results, summary = drill.run(Progress(stream=sys.stderr))
 
     if args.json:
         doc = {"scenario": scenario.name, "folder": str(folder), "profile": profile.name,
@@ -177,7 +161,8 @@ def _human(results: list[DrillResult], folder: Path, summary: dict | None) -> st
         down = figs["write_downtime_s"]
         lines.append(f"{r.run}: write downtime {down if down is not None else '—'}s{bound}, "
                      f"{figs['lost_writes']} lost, {figs['duplicate_writes']} duplicate, "
-                     f"{figs['non_leader_acks']} acked by a non-leader, {figs['split_brain_intervals']} split-brain interval(s); "
+                     f"{figs['non_leader_acks']} acked by a non-leader, "
+                     f"{figs['split_brain_intervals']} split-brain interval(s); "
                      f"timeline {figs['timeline_before']} -> {figs['timeline_after']}")
         lines += [f"  problem: {p}" for p in r.problems()]
     if summary:
@@ -212,13 +197,12 @@ def cmd_campaign(args: argparse.Namespace) -> int:
         if args.profile != running:
             raise LabError(f"lab {paths.project!r} runs the {running} profile, not {args.profile}; run "
                            f"`pgha-lab up --profile {args.profile}` first, or drop --profile.")
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    out = report.refuse_occupied(Path(args.out).resolve() if args.out else paths.state / "drills" / f"{stamp}-campaign")
-    require_healthy(ctx, "campaign")
-    folder = report.prepare_dir(out)
-    result = campaign.run_campaign(ctx, args.seed, minutes, faults, f"{stamp}-campaign-{args.seed}", folder,
+    run_stamp = stamp()
+    folder = launch.report_folder(ctx, run_stamp, "campaign", "campaign",
+                                  Path(args.out).resolve() if args.out else None)
+    result = campaign.run_campaign(ctx, args.seed, minutes, faults, f"{run_stamp}-campaign-{args.seed}", folder,
                                    progress=Progress(stream=sys.stderr))
-    files = campaign.write_report(result, folder)
+    files = report.write_campaign(result, folder)
     if args.json:
         print(json.dumps({**result.as_dict(), "folder": str(folder)}, indent=2))
     else:

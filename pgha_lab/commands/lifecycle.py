@@ -6,12 +6,12 @@ import json
 import sys
 from dataclasses import replace
 
-from pgha_lab import disks, lifecycle, settings as lab_settings
-from pgha_lab.bare import lifecycle as bare_lifecycle
-from pgha_lab.build.pg_install import PG_INSTALL_CHOICES
+from pgha_lab import bare_lifecycle, disks, lifecycle
+from pgha_lab import settings as lab_settings
 from pgha_lab.commands import summary
 from pgha_lab.commands._common import lab_context
 from pgha_lab.errors import LabError
+from pgha_lab.imaging.pg_install import PG_INSTALL_CHOICES
 from pgha_lab.profiles import PROFILES
 from pgha_lab.term.progress import Progress
 from pgha_lab.term.tables import members_table
@@ -21,7 +21,8 @@ from pgha_lab.topology import Published, Topology, TopologyError
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("up", help=summary("up"))
     p.add_argument("--profile", choices=list(PROFILES), default=None,
-                   help="Patroni/HAProxy timings: seed = Patroni's defaults (ttl 30, loop_wait 10), fast = the smallest (default: the lab's last, else seed)")
+                   help="Patroni/HAProxy timings: seed = Patroni's defaults (ttl 30, loop_wait "
+                        "10), fast = the smallest (default: the lab's last, else seed)")
     # Settings: not argparse choices, so a bad value gets the lab's one-sentence refusal.
     p.add_argument("--replication", metavar="sync|async|strict|quorum", default=None,
                    help="Patroni's synchronous_mode: sync = on, async = off, strict = on + synchronous_mode_strict, "
@@ -29,7 +30,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--sync-count", type=int, default=None, metavar="N",
                    help="synchronous_node_count: standbys a commit waits for (at most the replicas)")
     p.add_argument("--failsafe", metavar="on|off", default=None,
-                   help="Patroni's failsafe_mode: the primary stays up through a DCS outage while it reaches every member")
+                   help="Patroni's failsafe_mode: the primary stays up "
+                        "through a DCS outage while it reaches every member")
     p.add_argument("--max-lag", type=int, default=None, metavar="BYTES",
                    help="maximum_lag_on_failover: a replica further behind may not be promoted (default 1048576)")
     p.add_argument("--rewind", metavar="on|off", default=None, help="use_pg_rewind for a returning old primary")
@@ -46,18 +48,21 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="nodes that boot systemd like freshly installed Ubuntu VMs, software installed and nothing "
                         "configured: build the cluster yourself, or with `pgha-lab export ansible` (README "
                         "\"Build it yourself\"); 'off' for the ready lab (default: the lab's last, else off)")
-    p.add_argument("--subnet", default=None, help="lab network (default 192.168.56.0/24, like a VirtualBox host-only network)")
+    p.add_argument("--subnet", default=None,
+                   help="lab network (default 192.168.56.0/24, like a VirtualBox host-only network)")
     p.add_argument("--publish-ports", default=None, metavar="PRIMARY,REPLICAS,STATS",
                    help="host ports on 127.0.0.1 for HAProxy (default 5432,5433,8404); 'off' publishes nothing")
     p.add_argument("--pg-install", choices=PG_INSTALL_CHOICES, default="auto",
                    help="how images that are missing get PostgreSQL (default auto)")
-    p.add_argument("--timeout", type=float, default=lifecycle.UP_DEADLINE_S, help="seconds to wait for health (default %(default)s)")
+    p.add_argument("--timeout", type=float, default=lifecycle.UP_DEADLINE_S,
+                   help="seconds to wait for health (default %(default)s)")
     p.add_argument("--json", action="store_true", help="print the outcome as JSON")
     p.set_defaults(func=cmd_up)
 
     d = sub.add_parser("down", help=summary("down"))
     d.add_argument("--volumes", action="store_true",
-                   help="also delete etcd and PostgreSQL data (a bare lab: its nodes too; without it they are only shut down)")
+                   help="also delete etcd and PostgreSQL data (a bare lab: "
+                        "its nodes too; without it they are only shut down)")
     d.set_defaults(func=cmd_down)
 
 

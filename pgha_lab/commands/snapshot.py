@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from typing import Any
 
 from pgha_lab import disks, snapshots
 from pgha_lab.commands import summary
@@ -74,7 +75,7 @@ def cmd_delete(args: argparse.Namespace) -> int:
 
 def cmd_list(args: argparse.Namespace) -> int:
     ctx = lab_context(args)
-    rows = []
+    rows: list[dict[str, Any]] = []   # JSON's rows, printed as a table below
     for m in snapshots.list_all(ctx):
         missing = snapshots.missing_parts(ctx, m)
         rows.append({"name": m.name, "created": m.created, "nodes": len(m.nodes), "bytes": m.bytes,

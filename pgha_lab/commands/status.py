@@ -13,7 +13,8 @@ from rich.console import Console
 from rich.live import Live
 from rich.text import Text
 
-from pgha_lab import reading, settings as lab_settings, vip
+from pgha_lab import reading, vip
+from pgha_lab import settings as lab_settings
 from pgha_lab.bare import status as bare_status
 from pgha_lab.commands import summary
 from pgha_lab.commands._common import lab_context

@@ -28,6 +28,11 @@ class Exported:
         return [f"inventory/{t.name}.yml" for t in self.targets]
 
 
+# The README's one long line, kept whole there (a command and its note) and cut here.
+STEP_COMMAND = ("    ansible-playbook -i inventory/lab.yml site.yml --tags etcd      "
+                "one step (hosts, tls, etcd, postgres, patroni, haproxy, verify)")
+
+
 def default_out(ctx: LabContext) -> Path:
     """pgha-lab's own copy of a lab's project (run_playbook writes it again at every run)."""
     return ctx.paths.state / "ansible"
@@ -101,7 +106,7 @@ hosts); the lab's bare nodes run the very same tasks.
 
 ## The steps
 
-    ansible-playbook -i inventory/lab.yml site.yml --tags etcd      one step (hosts, tls, etcd, postgres, patroni, haproxy, verify)
+{STEP_COMMAND}
 
 1. `hosts`: each node's name, every node in /etc/hosts, the software where it is missing;
 2. `tls`: the CA and each node's certificates, the keys readable by the service's user alone;

@@ -13,11 +13,12 @@ from typing import Any
 
 import yaml
 
-from pgha_lab import node_paths as NP, render, secrets, tls
-from pgha_lab.build import wheelhouse
+from pgha_lab import node_paths as NP
+from pgha_lab import render, secrets, tls
 from pgha_lab.context import LabContext
 from pgha_lab.deploy import targets
 from pgha_lab.errors import LabError
+from pgha_lab.imaging import wheelhouse
 from pgha_lab.paths import LabPaths
 from pgha_lab.render import systemd
 from pgha_lab.render.common import RenderedFile
@@ -173,7 +174,11 @@ def inventory(topology: Topology, target: str, connection: dict[str, Any],
 
 def lab_target(ctx: LabContext) -> Target:
     topo = ctx.topology
-    connection = {"ansible_connection": "community.docker.docker", "ansible_user": "root", "ansible_become": False}
+    # The nodes' images run `docker exec` as root. No ansible_user: with one the plugin asks the engine
+    # its version (two `docker version` runs) for every task on every node. A remote_tmp without `~`
+    # spares each file copy the round trip that expands it.
+    connection = {"ansible_connection": "community.docker.docker", "ansible_become": False,
+                  "ansible_remote_tmp": "/root/.ansible/tmp"}
     host = {n.name: {"ansible_host": topo.container_name(n)} for n in topo.nodes}
     return Target(targets.LAB, topo, ctx.paths, inventory(topo, targets.LAB, connection, host))
 

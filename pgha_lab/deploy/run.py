@@ -9,9 +9,12 @@ import re
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
-from typing import Callable
+
+import yaml
 
 from pgha_lab.context import LabContext
 from pgha_lab.deploy import export as exporting
@@ -61,7 +64,8 @@ def parse_recap(output: str) -> dict[str, HostStats]:
         m = _RECAP.match(line.strip())
         if m:
             counts = dict(pair.split("=") for pair in m["counts"].split())
-            hosts[m["host"]] = HostStats(**{k: int(v) for k, v in counts.items() if k in HostStats.__dataclass_fields__})
+            known = HostStats.__dataclass_fields__
+            hosts[m["host"]] = HostStats(**{k: int(v) for k, v in counts.items() if k in known})
     return hosts
 
 
@@ -76,6 +80,20 @@ def first_failure(output: str) -> str:
             msg = re.search(r'"msg": "((?:[^"\\]|\\.)*)"', line)
             return f"task {task!r} on {m['host']}" + (f": {msg.group(1)[:300]}" if msg else "")
     return ""
+
+
+def tag_plays(tag: str) -> list[tuple[str, list[str]]]:
+    """What one step of site.yml does, in its own words: (play name, its task names) for each play the
+    tag selects (the plays tagged `always` run with every tag but belong to no step)."""
+    if tag not in TAGS:
+        raise LabError(f"unknown playbook step {tag!r}; the steps are {', '.join(TAGS)}.")
+    site = yaml.safe_load(resources.files("pgha_lab.deploy").joinpath("ansible", "site.yml").read_text())
+    out = []
+    for play in site:
+        tags = play.get("tags", [])
+        if tag in ([tags] if isinstance(tags, str) else tags):
+            out.append((str(play.get("name", "")), [str(t.get("name", "")) for t in play.get("tasks", [])]))
+    return out
 
 
 def run_playbook(ctx: LabContext, tags: list[str] | None = None, *, check: bool = True,
@@ -105,6 +123,7 @@ def run_playbook(ctx: LabContext, tags: list[str] | None = None, *, check: bool 
         # A run that hangs prints nothing: the deadline is kept by a timer, not by reading.
         deadline = threading.Timer(timeout_s, proc.kill)
         deadline.start()
+        assert proc.stdout is not None   # stdout=PIPE above
         try:
             for line in proc.stdout:
                 fh.write(line)

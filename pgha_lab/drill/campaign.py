@@ -1,4 +1,4 @@
-"""`drill campaign`: a randomized, seed-reproducible schedule of faults from the chaos catalogue,
+"""`drill campaign`: a randomized, seed-reproducible schedule of the catalogue's campaign faults,
 overlapping where that is realistic (a fault while another heals), against a continuous workload
 of several clients (one register per writer, one list appender, a reader), each operation recorded
 in a JSONL history. At the end every fault is healed, the lab waits for health, the final rows are
@@ -6,26 +6,39 @@ read from the primary and from every replica directly, and the independent check
 gives its verdict beside the per-fault timeline."""
 from __future__ import annotations
 
-import json
 import random
 import threading
 import time
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import psycopg
 
-from pgha_lab import roles
-from pgha_lab.chaos.actions import Chaos, Outcome
+from pgha_lab.chaos import catalogue
+from pgha_lab.chaos.actions import Chaos
+from pgha_lab.chaos.fault import Fault, Outcome
 from pgha_lab.chaos.sql import connect as node_connect
 from pgha_lab.check import checker
-from pgha_lab.check.history import APPEND, FAIL, OK, READ, UNKNOWN, WRITE, FinalState, HistoryWriter, Operation
+from pgha_lab.check.history import (
+    APPEND,
+    FAIL,
+    OK,
+    READ,
+    UNKNOWN,
+    WRITE,
+    FinalState,
+    HistoryWriter,
+    Operation,
+)
 from pgha_lab.context import LabContext
+from pgha_lab.drill import sampler
 from pgha_lab.drill.clock import Clock
-from pgha_lab.drill.ledger import quick_connect
+from pgha_lab.drill.ledger import WriterSettings, open_session
 from pgha_lab.drill.runner import require_healthy
 from pgha_lab.errors import LabError, first_line
+from pgha_lab.rows import one_row
 from pgha_lab.term.progress import Progress
 from pgha_lab.topology import Topology
 from pgha_lab.wait import Verdict, wait_until
@@ -38,15 +51,15 @@ DDL = (f"create table if not exists {TABLE} (id bigserial primary key, run text 
 WARMUP_S = 8.0      # steady writes before the first fault
 TAIL_S = 15.0       # no fault starts in the last seconds: the last heal must fit in the campaign
 INSTANT_S = 3.0     # the room an instant fault (switchover, kill-postgres...) takes in the schedule
-
-
-# A fault that takes the leader away lasts past the fast profile's failover bound (~29 s), so the
-# expected failover can happen before the heal undoes the fault.
-LEADER_LOST_S = (32.0, 45.0)
+# The drill writer's session policy; a 2 s connect deadline, as the campaign's clients always had.
+SESSION = WriterSettings(connect_timeout_s=2.0)
+# Roles, the leader key and HAProxy's server read twice a second: a campaign's faults are seconds apart.
+SAMPLE_INTERVAL_S = 0.5
 
 
 @dataclass(frozen=True)
 class FaultKind:
+    """A campaign fault as the schedule sees it (its definition: chaos/catalogue.py)."""
     name: str
     summary: str
     duration: tuple[float, float]     # seconds the fault stays before its heal; (0, 0): instant
@@ -54,27 +67,35 @@ class FaultKind:
     min_db: int = 2                   # db nodes the fault needs
     min_etcd: int = 1                 # etcd members it needs (losing one keeps a quorum only from 3)
     needs_disks: bool = False         # a lab whose db nodes have their own disks (`up --disk-size`)
-    by_default: bool = True           # drawn when --faults is not given (new faults join only when named,
-                                      # so every seed's default schedule stays what it was)
+    by_default: bool = True           # drawn when --faults is not given
+    picks_etcd: bool = False          # the seed picks which etcd member it strikes
+    timed: bool = False               # told its own length
 
 
-CATALOGUE: dict[str, FaultKind] = {k.name: k for k in (
-    FaultKind("kill-leader", "power cut on the leader, booted again at its heal", LEADER_LOST_S),
-    FaultKind("kill-replica", "power cut on a replica, booted again at its heal", (15, 30), overlaps=True),
-    FaultKind("pause-leader", "the leader's VM frozen, thawed at its heal", LEADER_LOST_S),
-    FaultKind("freeze-patroni", "SIGSTOP to the leader's Patroni, SIGCONT at its heal", LEADER_LOST_S),
-    FaultKind("hang-postgres", "SIGSTOP to the leader's PostgreSQL, SIGCONT at its heal", LEADER_LOST_S),
-    FaultKind("partition-leader", "the leader cut off from etcd, reconnected at its heal", LEADER_LOST_S),
-    FaultKind("kill-postgres", "the leader's postmaster killed (Patroni restarts it)", (0, 0), overlaps=True),
-    FaultKind("switchover", "a planned switchover", (0, 0)),
-    FaultKind("cancel-sync-wait", "a commit's synchronous-replication wait cancelled", (0, 0), overlaps=True),
-    FaultKind("kill-haproxy", "the single entry point killed, started at its heal", (3, 10), overlaps=True, min_db=1),
-    FaultKind("flap-replica", "a replica cut off from etcd and back every 3 s", (9, 15), overlaps=True),
-    FaultKind("kill-etcd", "power cut on one etcd member, booted at its heal", (10, 25), overlaps=True,
-              min_db=1, min_etcd=3),
-    FaultKind("fill-disk-leader", "the leader's data disk filled, freed at its heal", LEADER_LOST_S, needs_disks=True,
-              by_default=False),
-)}
+def _kind(fault: Fault) -> FaultKind:
+    c = fault.campaign
+    assert c is not None
+    return FaultKind(fault.name, c.summary or fault.summary, c.duration, c.overlaps, c.min_db, c.min_etcd,
+                     c.needs_disks, c.by_default, c.picks_etcd, c.timed)
+
+
+class _Kinds(Mapping[str, FaultKind]):
+    """Name -> FaultKind in draw order, read from the catalogue on every use."""
+
+    def _faults(self) -> dict[str, Fault]:
+        return {f.name: f for f in catalogue.campaign_faults()}
+
+    def __getitem__(self, name: str) -> FaultKind:
+        return _kind(self._faults()[name])
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._faults())
+
+    def __len__(self) -> int:
+        return len(self._faults())
+
+
+CATALOGUE: Mapping[str, FaultKind] = _Kinds()
 
 
 @dataclass(frozen=True)
@@ -87,13 +108,17 @@ class Step:
 
 def parse_faults(text: str | None, topology: Topology | None = None) -> tuple[str, ...]:
     """The catalogue names chosen (all when none), each checked against what the topology can take."""
-    names = (tuple(dict.fromkeys(n.strip() for n in text.split(",") if n.strip())) if text
+    asked = (tuple(dict.fromkeys(n.strip() for n in text.split(",") if n.strip())) if text
              else tuple(k.name for k in CATALOGUE.values() if k.by_default))
-    if not names:
+    if not asked:
         raise LabError("--faults takes a comma-separated list of faults such as kill-leader,kill-haproxy.")
-    for name in names:
-        if name not in CATALOGUE:
-            raise LabError(f"unknown fault {name!r}; choose from: {', '.join(CATALOGUE)}.")
+    names = []
+    for given in asked:
+        fault = catalogue.campaign_fault(given)   # an earlier spelling (partition-leader) names the same fault
+        if fault is None:
+            raise LabError(f"unknown fault {given!r}; choose from: {', '.join(CATALOGUE)}.")
+        name = fault.name
+        names.append(name)
         kind = CATALOGUE[name]
         if topology is not None and (len(topology.db) < kind.min_db or len(topology.etcd) < kind.min_etcd):
             raise LabError(f"{name} needs {kind.min_db} db node(s) and {kind.min_etcd} etcd member(s); this lab has "
@@ -101,7 +126,7 @@ def parse_faults(text: str | None, topology: Topology | None = None) -> tuple[st
         if topology is not None and kind.needs_disks and topology.db_disk_size is None:
             raise LabError(f"{name} needs db nodes with their own disks (`pgha-lab down --volumes`, then `up "
                            f"--disk-size 2G`): filling this lab's would fill the host's; leave it out of --faults.")
-    return names
+    return tuple(dict.fromkeys(names))
 
 
 def check_minutes(minutes: float) -> float:
@@ -124,7 +149,7 @@ def schedule(seed: int, minutes: float, faults: tuple[str, ...], settle_s: tuple
         if end > total - TAIL_S:
             break
         steps.append(Step(round(t, 1), kind.name, round(t + length, 1) if length else None,
-                          etcd=rng.randrange(3) if kind.name == "kill-etcd" else 0))
+                          etcd=rng.randrange(3) if kind.picks_etcd else 0))
         # Overlap where it is realistic: the next fault strikes while this one heals.
         if kind.overlaps or rng.random() < overlap_chance:
             t = end + rng.uniform(1, 5)
@@ -137,7 +162,7 @@ def format_schedule(steps: list[Step]) -> str:
     lines = [f"{'at':>7}  {'heal':>7}  fault"]
     for s in steps:
         heal = f"{s.heal_s:7.1f}" if s.heal_s is not None else f"{'-':>7}"
-        extra = f" (etcd{s.etcd + 1})" if s.fault == "kill-etcd" else ""
+        extra = f" (etcd{s.etcd + 1})" if CATALOGUE[s.fault].picks_etcd else ""
         lines.append(f"{s.at_s:7.1f}  {heal}  {s.fault}{extra}: {CATALOGUE[s.fault].summary}")
     return "\n".join(lines)
 
@@ -165,10 +190,7 @@ class Client:
         self._thread.join(timeout_s)
 
     def _open(self) -> psycopg.Connection:
-        conn = quick_connect(self.dsn, 2.0, password=self.password, application_name=f"pgha-campaign-{self.name}",
-                             keepalives="1", keepalives_idle="2", keepalives_interval="1", keepalives_count="3")
-        conn.autocommit = True
-        return conn
+        return open_session(self.dsn, self.password, f"pgha-campaign-{self.name}", SESSION)
 
     def _one(self, value: int) -> Operation:
         start = self.clock.now()
@@ -180,11 +202,12 @@ class Client:
             start = self.clock.now()   # the operation starts on the connection that answers it
         try:
             if self.op == READ:
-                row = self.conn.execute(f"select (select value from {TABLE} where run = %s and key = %s order by id desc "
-                                        f"limit 1), host(inet_server_addr())", (self.run, self.key)).fetchone()
+                row = one_row(self.conn.execute(f"select (select value from {TABLE} where "
+                                                "run = %s and key = %s order by id desc "
+                                                f"limit 1), host(inet_server_addr())", (self.run, self.key)))
                 return self._op(row[0], start, OK, row[1] or "")
-            row = self.conn.execute(f"insert into {TABLE} (run, key, value) values (%s, %s, %s) "
-                                    f"returning host(inet_server_addr())", (self.run, self.key, value)).fetchone()
+            row = one_row(self.conn.execute(f"insert into {TABLE} (run, key, value) values (%s, %s, %s) "
+                                            f"returning host(inet_server_addr())", (self.run, self.key, value)))
             return self._op(value, start, OK, row[0] or "")
         except psycopg.Error as exc:
             try:
@@ -252,6 +275,8 @@ class CampaignResult:
     counts: dict[str, int] = field(default_factory=dict)
     duration_s: float = 0.0
     events: list[tuple[float, str]] = field(default_factory=list)
+    samples: list[sampler.Sample] = field(default_factory=list)   # the drill's readings of roles, key, HAProxy
+    clock: Clock | None = None
 
     def problems(self) -> list[str]:
         out = []
@@ -279,44 +304,22 @@ class CampaignResult:
 
 
 def _inject(lab: LabContext, step: Step) -> tuple[str, Outcome | None, str]:
-    """(target, the chaos outcome when there is one, done text)."""
-    chaos = Chaos(lab)
-    name = step.fault
-    simple = {"kill-leader": ("kill", "leader"), "kill-replica": ("kill", "replica"), "pause-leader": ("pause", "leader"),
-              "freeze-patroni": ("freeze-patroni", "leader"), "hang-postgres": ("hang-postgres", "leader"),
-              "kill-postgres": ("kill-postgres", "leader"), "cancel-sync-wait": ("cancel-sync-wait", "leader"),
-              "kill-haproxy": ("kill-haproxy", None), "fill-disk-leader": ("fill-disk", "leader")}
-    if name in simple:
-        action, target = simple[name]
-        out = chaos.run(action, target)
-    elif name == "partition-leader":
-        out = chaos.run("partition", "leader", peers="etcd")
-    elif name == "flap-replica":
-        length = (step.heal_s or step.at_s) - step.at_s
-        out = chaos.run("flap", "replica", peers="etcd", every=3, duration=max(3.0, length))
-    elif name == "kill-etcd":
-        out = chaos.run("kill", lab.topology.etcd[step.etcd % len(lab.topology.etcd)].name)
-    elif name == "switchover":
-        change = roles.request_change(lab, "switchover", None)
-        return change.old_leader or "", None, f"switchover requested from {change.old_leader}"
-    else:
-        raise LabError(f"unknown fault {name!r}.")
+    """(target, the chaos outcome, done text)."""
+    kind = CATALOGUE[step.fault]
+    etcd = lab.topology.etcd
+    target = etcd[step.etcd % len(etcd)].name if kind.picks_etcd else None
+    options = {"duration": max(3.0, (step.heal_s or step.at_s) - step.at_s)} if kind.timed else {}
+    out = Chaos(lab).run(step.fault, target, **options)
     return out.node, out, out.done
 
 
-HEALS = {"kill-leader": "start", "kill-replica": "start", "kill-etcd": "start", "pause-leader": "resume",
-         "freeze-patroni": "thaw-patroni", "hang-postgres": "release-postgres", "kill-haproxy": "start-haproxy",
-         "fill-disk-leader": "free-disk"}
-
-
 def _heal(lab: LabContext, rec: FaultRecord) -> str:
-    name = rec.step.fault
-    chaos = Chaos(lab)
-    if name == "partition-leader":
-        return chaos.run("partition", rec.target, clear=True).done
-    if name in HEALS:
-        return chaos.run(HEALS[name], rec.target).done
-    return ""
+    fault = catalogue.get(rec.step.fault)
+    heal = catalogue.heal_of(fault) if fault is not None else None
+    if heal is None:
+        return ""
+    name, options = heal
+    return Chaos(lab).run(name, rec.target, **options).done
 
 
 def _final_rows(lab: LabContext, run: str, deadline_s: float) -> list[FinalState]:
@@ -328,15 +331,15 @@ def _final_rows(lab: LabContext, run: str, deadline_s: float) -> list[FinalState
         raise LabError("no leader after healing; cannot read the final state.")
     query = f"select key, value from {TABLE} where run = %s order by id"
 
-    def rows_of(name: str) -> dict[str, list[int]]:
+    def rows_of(name: str) -> dict[str, tuple[int, ...]]:
         with node_connect(lab, lab.topology.node(name)) as conn:
             out: dict[str, list[int]] = {}
             for key, value in conn.execute(query, (run,)).fetchall():
                 out.setdefault(key, []).append(int(value))
-            return out
+            return {key: tuple(values) for key, values in out.items()}
 
     with node_connect(lab, lab.topology.node(leader)) as conn:
-        target_lsn = conn.execute("select pg_current_wal_lsn()::text").fetchone()[0]
+        target_lsn = one_row(conn.execute("select pg_current_wal_lsn()::text"))[0]
     finals = [FinalState("primary", rows_of(leader))]
     for node in lab.topology.db:
         if node.name == leader:
@@ -345,7 +348,7 @@ def _final_rows(lab: LabContext, run: str, deadline_s: float) -> list[FinalState
         def caught_up(n=node) -> Verdict:
             try:
                 with node_connect(lab, n) as conn:
-                    ok = conn.execute("select pg_last_wal_replay_lsn() >= %s::pg_lsn", (target_lsn,)).fetchone()[0]
+                    ok = one_row(conn.execute("select pg_last_wal_replay_lsn() >= %s::pg_lsn", (target_lsn,)))[0]
             except psycopg.Error as exc:
                 return Verdict(False, first_line(exc))
             return Verdict(bool(ok), "replayed" if ok else "replaying")
@@ -370,6 +373,8 @@ def run_campaign(lab: LabContext, seed: int, minutes: float, faults: tuple[str, 
 
     folder.mkdir(parents=True, exist_ok=True)
     clock = Clock()
+    result.clock = clock
+    readings = sampler.Sampler(lab.probe, clock, SAMPLE_INTERVAL_S)
     history = HistoryWriter(folder / "history.jsonl")
     primary, replicas = lab.dsn(), lab.dsn(replica=True)
     clients = [Client(f"w{i}", WRITE, f"w{i}", primary, password, run, clock, history) for i in (1, 2, 3)]
@@ -383,6 +388,7 @@ def run_campaign(lab: LabContext, seed: int, minutes: float, faults: tuple[str, 
     total = minutes * 60
     records = [FaultRecord(s) for s in steps]
     result.records = records
+    readings.start()
     for c in clients:
         c.start()
     try:
@@ -431,7 +437,7 @@ def run_campaign(lab: LabContext, seed: int, minutes: float, faults: tuple[str, 
                         rec.happened = False
                         watching.remove(item)
                 time.sleep(0.25)   # the schedule's pace: faults are due at set times, not on readiness
-            for rec, check, _ in watching:   # still waiting at the end: judged by their last reading
+            for rec, _check, _ in watching:   # still waiting at the end: judged by their last reading
                 rec.happened = False
         with progress.step("Healing every fault"):
             healed = Chaos(lab).heal_all()
@@ -456,7 +462,9 @@ def run_campaign(lab: LabContext, seed: int, minutes: float, faults: tuple[str, 
     finally:
         for c in clients:
             c.stop()
+        readings.stop()
         history.close()
+    result.samples = readings.snapshot()
     result.duration_s = clock.now()
     operations = [op for c in clients for op in c.ops]
     result.operations = len(operations)
@@ -465,70 +473,3 @@ def run_campaign(lab: LabContext, seed: int, minutes: float, faults: tuple[str, 
         result.finals = _final_rows(lab, run, 120)
     result.verdict = checker.check(operations, result.finals)
     return result
-
-
-def write_report(result: CampaignResult, folder: Path) -> dict[str, Path]:
-    from pgha_lab.check.history import write_finals
-    paths = {"json": folder / "campaign.json", "report": folder / "report.md", "finals": folder / "finals.json",
-             "png": folder / "timeline.png"}
-    paths["json"].write_text(json.dumps(result.as_dict(), indent=1) + "\n")
-    write_finals(paths["finals"], result.finals)
-    paths["report"].write_text(markdown(result))
-    plot_timeline(result, paths["png"], folder / "history.jsonl")
-    return paths
-
-
-def markdown(result: CampaignResult) -> str:
-    v = result.verdict
-    lines = [f"# Campaign {result.run}", "",
-             f"Seed {result.seed}, {result.minutes:g} minutes, profile {result.profile}, faults: {', '.join(result.faults)}.",
-             f"{result.operations} operations ({result.counts.get(OK, 0)} ok, {result.counts.get(FAIL, 0)} failed, "
-             f"{result.counts.get(UNKNOWN, 0)} unknown); lab healthy after healing: {'yes' if result.healthy_after else 'NO'}.",
-             "", "## Checker verdict", "", "```", v.table() if v else "not checked", "```", "",
-             "## Faults", "", "| at (s) | fault | target | healed (s) | expected | outcome |", "|---|---|---|---|---|---|"]
-    for r in result.records:
-        if r.skipped:
-            lines.append(f"| {r.step.at_s:.1f} | {r.step.fault} | - | - | skipped: {r.skipped} | - |")
-            continue
-        got = ("happened" + (f" after {r.happened_s:.1f}s" if r.happened_s is not None else "") if r.happened
-               else "NOT seen" if r.happened is False else "-")
-        healed = f"{r.healed_s:.1f}" if r.healed_s is not None else "-"
-        lines.append(f"| {r.injected_s:.1f} | {r.step.fault} | {r.target} | {healed} | {r.expected or r.done} | "
-                     f"{got}: {r.outcome} |")
-    lines += ["", "## Problems", ""] + ([f"- {p}" for p in result.problems()] or ["none"])
-    lines += ["", "## Surprises", ""] + ([f"- {s}" for s in result.surprises()] or ["none"])
-    lines += ["", "![timeline](timeline.png)", ""]
-    return "\n".join(lines)
-
-
-def plot_timeline(result: CampaignResult, path: Path, history_path: Path) -> None:
-    """One bar per fault (injection to heal) above the acknowledged and failed operations per second."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from pgha_lab.check.history import load_history
-    ops = load_history(history_path).operations if history_path.exists() else ()
-    end = max([result.duration_s, *(op.end for op in ops)] or [1.0])
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(12, 6), sharex=True, gridspec_kw={"height_ratios": [2, 1]})
-    shown = [r for r in result.records if not r.skipped and r.injected_s is not None]
-    for i, r in enumerate(shown):
-        stop = r.healed_s if r.healed_s is not None else r.injected_s + 1.5
-        colour = "#1b7837" if r.happened else "#b2182b" if r.happened is False else "#969696"
-        top.broken_barh([(r.injected_s, max(0.5, stop - r.injected_s))], (i - 0.4, 0.8), color=colour)
-        top.text(r.injected_s, i, f" {r.step.fault} {r.target}", va="center", fontsize=8)
-    top.set_yticks([])
-    top.set_title(f"campaign seed {result.seed}: faults (green: expected outcome seen, red: not seen)")
-    buckets = int(end) + 1
-    ok = [0] * buckets
-    bad = [0] * buckets
-    for op in ops:
-        if op.op == READ:
-            continue
-        (ok if op.ok else bad)[min(buckets - 1, int(op.start))] += 1
-    bottom.bar(range(buckets), ok, width=1.0, color="#2166ac", label="acknowledged writes/s")
-    bottom.bar(range(buckets), bad, width=1.0, bottom=ok, color="#fdb863", label="failed or unknown/s")
-    bottom.set_xlabel("seconds since the campaign started")
-    bottom.legend(loc="upper right", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)

@@ -1,8 +1,17 @@
-"""One time base for everything a drill records: seconds since the drill started."""
+"""One time base for everything a drill records: seconds since the drill started; and the one
+spelling of the wall time a run is named by (its report folder, its rows in the ledger)."""
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+STAMP_FORMAT = "%Y%m%dT%H%M%SZ"   # sorts as it reads: 20260101T120000Z
+
+
+def stamp() -> str:
+    """Now in UTC, as runs and report folders are named."""
+    return datetime.now(UTC).strftime(STAMP_FORMAT)
 
 
 @dataclass(frozen=True)

@@ -11,8 +11,9 @@ Desktop that is the VM the lab runs in, not the machine running pgha-lab.
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any
 
 from pgha_lab.errors import LabError
 

@@ -7,16 +7,16 @@ import csv
 import select
 import threading
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Callable, Iterable
 
 import psycopg
 from psycopg import pq
 from psycopg.conninfo import make_conninfo
 
-from pgha_lab.errors import first_line
 from pgha_lab.drill.clock import Clock
+from pgha_lab.errors import first_line
 
 TABLE = "pgha_drill_writes"
 # No unique key on (run, id), on purpose: a write that reached the table twice (a retried commit,
@@ -87,11 +87,13 @@ def quick_connect(conninfo: str, timeout_s: float, **params: str) -> psycopg.Con
             pgconn.finish()
             raise psycopg.errors.ConnectionTimeout("connection timeout expired")
         fd = pgconn.socket
-        ready = select.select([fd], [], [], left) if status == pq.PollingStatus.READING else select.select([], [fd], [], left)
+        reading = status == pq.PollingStatus.READING
+        ready = select.select([fd], [], [], left) if reading else select.select([], [fd], [], left)
         if not any(ready):
             pgconn.finish()
             raise psycopg.errors.ConnectionTimeout("connection timeout expired")
-    message = pgconn.get_error_message() if hasattr(pgconn, "get_error_message") else pgconn.error_message.decode(errors="replace")
+    message = (pgconn.get_error_message() if hasattr(pgconn, "get_error_message")
+               else pgconn.error_message.decode(errors="replace"))
     pgconn.finish()
     raise psycopg.OperationalError(message.strip() or "connection failed")
 
@@ -102,10 +104,29 @@ class WriterSettings:
     connect_timeout_s: float = 1.0  # client-side, see quick_connect (a healthy TLS + SCRAM login takes ~0.1 s)
     statement_timeout_ms: int = 2000
     # A session whose peer vanished (the HAProxy it went through killed, the VIP moved to another MAC)
-    # acknowledges nothing: without this the attempt waits out TCP's retransmissions for minutes
-    # (seen: one attempt 336 s in the VIP drill). Applies only to unacknowledged data, so a commit
-    # waiting on PostgreSQL (a frozen primary, a synchronous standby) is bounded by statement_timeout.
+    # ends within seconds (dead_peer_params); a commit waiting on PostgreSQL (a frozen primary, a
+    # synchronous standby) has a live peer and is bounded by statement_timeout.
     tcp_user_timeout_ms: int = 3000
+
+
+def dead_peer_params(tcp_user_timeout_ms: int = 3000) -> dict[str, str]:
+    """libpq settings that end a session whose peer is gone within seconds. tcp_user_timeout covers
+    data the peer never acknowledged; TCP keepalives cover a query the old VIP holder acknowledged
+    whose result never comes back (its address moved away mid-query): without them the client waits
+    on an idle socket forever (seen: 336 s in the VIP drill, ended only by the drill's stop)."""
+    return {"tcp_user_timeout": str(tcp_user_timeout_ms), "keepalives": "1", "keepalives_idle": "1",
+            "keepalives_interval": "1", "keepalives_count": "2"}
+
+
+def open_session(dsn: str, password: str, name: str, settings: WriterSettings = WriterSettings()) -> psycopg.Connection:
+    """A workload client's session, as every drill client opens it (the writer, the bulk load, the
+    campaign's clients): a short client-side connect deadline, dead-peer detection, a statement
+    timeout, autocommit."""
+    conn = quick_connect(dsn, settings.connect_timeout_s, password=password, application_name=name,
+                         **dead_peer_params(settings.tcp_user_timeout_ms),
+                         options=f"-c statement_timeout={settings.statement_timeout_ms}")
+    conn.autocommit = True
+    return conn
 
 
 class Writer:
@@ -153,7 +174,7 @@ class Writer:
         conn = self._connect(self.dsn, password=self.password,
                              connect_timeout=self.settings.connect_timeout_s,
                              application_name="pgha-lab-drill",
-                             tcp_user_timeout=str(self.settings.tcp_user_timeout_ms),
+                             **dead_peer_params(self.settings.tcp_user_timeout_ms),
                              options=f"-c statement_timeout={self.settings.statement_timeout_ms}")
         # Keep every notice: a commit whose synchronous-replication wait was cancelled comes back
         # as a success with a WARNING, and the report must show that rather than hide it.

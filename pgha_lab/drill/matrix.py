@@ -6,11 +6,13 @@ from __future__ import annotations
 import itertools
 import json
 import statistics
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-from pgha_lab import health, lifecycle, profiles, roles, settings as lab_settings
+from pgha_lab import health, profiles, roles
+from pgha_lab import settings as lab_settings
 from pgha_lab.context import LabContext
 from pgha_lab.drill import report
 from pgha_lab.drill.runner import DrillOptions, DrillResult, refuse_unfit, run_drill
@@ -20,8 +22,6 @@ from pgha_lab.probes import Cluster
 from pgha_lab.term.progress import Progress
 from pgha_lab.wait import wait_until
 
-LEADER_CUT = {"kill-leader", "pause-leader", "stop-leader", "isolate-leader", "isolate-leader-lagging",
-              "partition-leader-from-etcd"}
 FIGURES = ("write_downtime_s", "lost_writes", "hung_writes", "non_leader_acks", "split_brain_intervals")
 FIGURE_TITLES = {"write_downtime_s": "downtime s", "lost_writes": "lost", "hung_writes": "hung",
                  "non_leader_acks": "non-leader acks", "split_brain_intervals": "split brain"}
@@ -67,7 +67,8 @@ def plan(ctx: LabContext, *, scenarios: str | None, replication: str | None, fai
         raise LabError(f"--repeat takes a count of 1 or more, not {repeat}.")
     base = ctx.settings
     modes = _split(replication or base.replication, "replication mode")
-    switches = [lab_settings.on_off(x, "--failsafe") for x in _split(failsafe or ("on" if base.failsafe else "off"), "failsafe value")]
+    switches = [lab_settings.on_off(x, "--failsafe")
+                for x in _split(failsafe or ("on" if base.failsafe else "off"), "failsafe value")]
     profile_names = _split(profile or ctx.profile.name, "profile")
     for p in profile_names:
         profiles.get(p)
@@ -119,35 +120,21 @@ def expected(scenario: str, cell: Cell, db_nodes: int) -> Expected:
         d = [r.get("write_downtime_s") for r in runs]
         return (all(x is None or x <= 3.0 for x in d), f"write downtime {d} (failsafe should keep writes going)")
 
-    if scenario == "etcd-quorum-loss" and s.failsafe:
-        return Expected(f"failsafe on: the primary keeps accepting writes through the etcd outage while it reaches "
-                        f"every member (write downtime at most 3 s); 0 lost; {safe}",
-                        both(writable, zero_lost, no_split))
-    if scenario == "partition-leader-from-etcd" and s.failsafe:
-        return Expected("failsafe on: the leader cut off from etcd still reaches every member, so it keeps running "
-                        "as primary without the leader key (its writes are keyless acks: nobody holds the key) and "
-                        f"no member takes over (write downtime at most 3 s); 0 lost; {safe}",
-                        both(writable, zero_lost, no_split))
-    if scenario == "etcd-quorum-loss-member-cut":
-        def stopped(runs: list[dict[str, Any]]) -> tuple[bool, str]:
-            d = [r.get("write_downtime_s") for r in runs]
-            return (all(x is not None and x >= p.retry_timeout for x in d), f"write downtime {d}")
-        return Expected(f"etcd quorum lost and a replica cut off: the primary cannot reach every member, so even with "
-                        f"failsafe {'on' if s.failsafe else 'off'} it demotes (writes stop for at least retry_timeout "
-                        f"{p.retry_timeout} s); 0 lost; {safe}", both(stopped, zero_lost, no_split))
-    if scenario == "etcd-quorum-loss":
-        def stopped(runs: list[dict[str, Any]]) -> tuple[bool, str]:
-            d = [r.get("write_downtime_s") for r in runs]
-            return (all(x is not None and x >= p.retry_timeout for x in d), f"write downtime {d}")
-        return Expected(f"failsafe off: without an etcd quorum the primary demotes within ttl ({p.ttl} s); writes stop "
-                        f"until etcd returns; 0 lost; {safe}", both(stopped, zero_lost, no_split))
-    if scenario == "kill-replica" and s.replication == "strict":
-        def hung(runs: list[dict[str, Any]]) -> tuple[bool, str]:
-            h = [r.get("hung_writes") or 0 for r in runs]
-            return (all(x > 0 for x in h), f"hung writes {h}")
-        return Expected("strict: with the synchronous standby gone commits wait (hang) until it is back; 0 lost; "
-                        + safe, both(hung, zero_lost, no_split))
-    if s.replication == "async" and scenario in LEADER_CUT:
+    def stopped(runs: list[dict[str, Any]]) -> tuple[bool, str]:
+        d = [r.get("write_downtime_s") for r in runs]
+        return (all(x is not None and x >= p.retry_timeout for x in d), f"write downtime {d}")
+
+    def hung(runs: list[dict[str, Any]]) -> tuple[bool, str]:
+        h = [r.get("hung_writes") or 0 for r in runs]
+        return (all(x > 0 for x in h), f"hung writes {h}")
+
+    known = SCENARIOS.get(scenario)
+    own = known.in_matrix(s.failsafe, s.replication, p) if known else None
+    if own:
+        writes = {"flow": writable, "stop": stopped, "hang": hung}[own.writes]
+        return Expected(f"{own.text}; 0 lost; {safe}", both(writes, zero_lost, no_split))
+    cuts_leader = bool(known and known.cuts_leader)
+    if s.replication == "async" and cuts_leader:
         def bounded(runs: list[dict[str, Any]]) -> tuple[bool, str]:
             over = [r for r in runs if (r.get("lost_writes") or 0) > (r.get("async_loss_bound_writes") or 0)
                     or (r.get("bulk_bytes_lost") or 0) > (r.get("async_loss_bound_bytes") or 0)]
@@ -156,7 +143,7 @@ def expected(scenario: str, cell: Cell, db_nodes: int) -> Expected:
         return Expected(f"async: acknowledged writes not yet streamed may be lost, within Patroni's documented bound "
                         f"(maximum_lag_on_failover {s.max_lag} bytes plus what was written in the last ttl "
                         f"{p.ttl} s); {safe}", both(bounded, no_split))
-    if s.replication == "quorum" and scenario in LEADER_CUT and db_nodes >= 3:
+    if s.replication == "quorum" and cuts_leader and db_nodes >= 3:
         return Expected("quorum: the majority side elects a new leader, the cut-off minority stops; 0 lost; " + safe,
                         both(zero_lost, no_split))
     if s.replication == "async":
@@ -222,7 +209,7 @@ def repair(ctx: LabContext) -> str | None:
         return None
     notes = []
     for name in stuck:
-        log = lifecycle.diverged_line(ctx.docker.logs_tail(name, lifecycle.DIVERGED_TAIL_LINES))
+        log = health.diverged_line(ctx.docker.logs_tail(name, health.DIVERGED_TAIL_LINES))
         member = ctx.cluster().member(name)
         why = log[:160] if log else (member.state if member else "not registered")
         try:

@@ -6,12 +6,12 @@ within the writers' intervals."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import psycopg
 
 from pgha_lab.context import LabContext
-from pgha_lab.drill.clock import Clock
+from pgha_lab.drill.clock import Clock, stamp
 from pgha_lab.drill.ledger import Attempt, Writer, WriterSettings, ensure_table
 from pgha_lab.drill.reconcile import Gap, longest_gap
 from pgha_lab.errors import LabError, first_line
@@ -37,7 +37,7 @@ class Outage:
         return next(a for a in self.attempts if a.id == ident and a.ok)
 
     def _at(self, t_s: float) -> str:
-        return datetime.fromtimestamp(self.wall0 + t_s, timezone.utc).strftime("%H:%M:%S.%f")[:-3]
+        return datetime.fromtimestamp(self.wall0 + t_s, UTC).strftime("%H:%M:%S.%f")[:-3]
 
     def text(self, action: str) -> str:
         every = f"a write through HAProxy's 5432 every {self.interval_s * 1000:.0f} ms"
@@ -57,12 +57,12 @@ class OutageMeter:
     def __init__(self, ctx: LabContext, run_prefix: str, interval_s: float = WriterSettings().interval_s) -> None:
         self.ctx = ctx
         self.settings = WriterSettings(interval_s=interval_s)
-        self.run = run_prefix + datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+        self.run = run_prefix + stamp()
         self.clock = Clock()
         self.mark_s: float | None = None
         self.writer: Writer | None = None
 
-    def __enter__(self) -> "OutageMeter":
+    def __enter__(self) -> OutageMeter:
         dsn, password = self.ctx.dsn(), self.ctx.secrets.superuser_password
         try:
             with psycopg.connect(dsn, password=password, connect_timeout=3, autocommit=True) as conn:
@@ -70,10 +70,10 @@ class OutageMeter:
         except psycopg.Error as exc:
             raise LabError(f"cannot write through HAProxy's 5432 to measure the downtime: {first_line(exc)}.") from None
         addresses = {str(n.address): n.name for n in self.ctx.topology.db}
-        self.writer = Writer(dsn, password, self.run, addresses, self.clock, self.settings)
-        self.writer.start()
-        if not wait_until(lambda: any(a.ok for a in self.writer.snapshot()), FIRST_ACK_DEADLINE_S).ok:
-            self.writer.stop(timeout_s=5)
+        self.writer = writer = Writer(dsn, password, self.run, addresses, self.clock, self.settings)
+        writer.start()
+        if not wait_until(lambda: any(a.ok for a in writer.snapshot()), FIRST_ACK_DEADLINE_S).ok:
+            writer.stop(timeout_s=5)
             raise LabError("no write through HAProxy's 5432 was acknowledged before the change; "
                            "`pgha-lab status` shows who takes writes.")
         return self
@@ -84,8 +84,12 @@ class OutageMeter:
 
     def settle(self, on: str | None, deadline_s: float = 30.0) -> None:
         """Wait until a few writes landed after the mark (on node `on`, when given), so the gap is closed."""
+        writer = self.writer
+        if writer is None:
+            raise RuntimeError("settle() is for inside the meter's `with`, where the writer runs")
+
         def landed() -> Verdict:
-            after = [a for a in self.writer.snapshot() if a.ok and a.end_s > (self.mark_s or 0)
+            after = [a for a in writer.snapshot() if a.ok and a.end_s > (self.mark_s or 0)
                      and (on is None or a.server == on)]
             return Verdict(len(after) >= SETTLE_ACKS, f"{len(after)} writes acknowledged after the change")
         wait_until(landed, deadline_s)

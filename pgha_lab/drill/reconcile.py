@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import bisect
 import statistics
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
-from typing import Any, Iterable
+from itertools import pairwise
+from typing import Any
 
+from pgha_lab.chaos.rules import SYNC_CANCEL_TEXT
 from pgha_lab.drill.ledger import Attempt
 from pgha_lab.drill.sampler import ETCD, HAPROXY, PATRONI, Sample
-
-SYNC_CANCEL = "canceling wait for synchronous replication"
 
 
 # -- write downtime -------------------------------------------------------------------------
@@ -36,7 +37,7 @@ def acks(attempts: Iterable[Attempt]) -> list[Attempt]:
 
 def ack_gaps(attempts: Iterable[Attempt]) -> list[Gap]:
     done = acks(attempts)
-    return [Gap(a.end_s, b.end_s, a.id, b.id) for a, b in zip(done, done[1:])]
+    return [Gap(a.end_s, b.end_s, a.id, b.id) for a, b in pairwise(done)]
 
 
 def outages(attempts: Iterable[Attempt]) -> list[Gap]:
@@ -178,7 +179,9 @@ class Overlap:
 
 def _runs(points: list[tuple[float, bool]]) -> list[tuple[float, float]]:
     """Maximal runs of consecutive True readings, as (first, last) reading times."""
-    runs, start, last = [], None, None
+    runs: list[tuple[float, float]] = []
+    start: float | None = None
+    last = 0.0   # the run's latest reading, set whenever start is
     for t, flag in points:
         if flag:
             start = t if start is None else start
@@ -247,10 +250,11 @@ def haproxy_two_primaries(samples: Iterable[Sample]) -> list[Overlap]:
         before = [s for s in mine if s.t_s <= start][-1:]
         return any(s.says_primary for s in before + [s for s in mine if start < s.t_s <= end])
 
-    out, run = [], []
-    for s in [*readings, None]:
-        if s is not None and len(s.up_servers) >= 2:
-            run.append(s)
+    out: list[Overlap] = []
+    run: list[Sample] = []
+    for reading in [*readings, None]:   # None: the end closes the last run
+        if reading is not None and len(reading.up_servers) >= 2:
+            run.append(reading)
             continue
         if run:
             nodes = tuple(sorted({n for r in run for n in r.up_servers}))
@@ -356,7 +360,8 @@ class Findings:
             out.append(f"{len(wrong)} write(s) acknowledged by a node that was not the leader of record "
                        f"(ids {_ids([n.id for n in wrong])})")
         if self.split_brain:
-            spans = ", ".join(f"{o.source} {'+'.join(o.nodes)} {o.start_s:.2f}-{o.end_s:.2f}s" for o in self.split_brain)
+            spans = ", ".join(f"{o.source} {'+'.join(o.nodes)} {o.start_s:.2f}-{o.end_s:.2f}s"
+                              for o in self.split_brain)
             union = merged(self.split_brain)
             out.append(f"split brain: two primaries at once, {len(union)} interval(s), "
                        f"{sum(b - a for a, b in union):.2f}s in all (seen as {spans})")
@@ -387,7 +392,8 @@ class Findings:
 
     def as_dict(self) -> dict[str, Any]:
         doc = asdict(self)
-        doc["downtime"] = None if self.downtime is None else {**asdict(self.downtime), "seconds": round(self.downtime.seconds, 3)}
+        doc["downtime"] = (None if self.downtime is None
+                           else {**asdict(self.downtime), "seconds": round(self.downtime.seconds, 3)})
         doc["problems"] = self.problems()
         doc["figures"] = self.figures()
         return doc
@@ -420,7 +426,7 @@ def reconcile(attempts: Iterable[Attempt], samples: Iterable[Sample], table: dic
         non_leader_acks=non_leader_acks(attempts, samples), unjudged_acks=unjudged_acks(attempts, samples),
         split_brain=two_primaries(samples),
         haproxy_lag=[o for o in haproxy_two_primaries(samples) if not o.confirmed],
-        sync_cancelled=with_notice(attempts, SYNC_CANCEL), with_notices=with_notice(attempts),
+        sync_cancelled=with_notice(attempts, SYNC_CANCEL_TEXT), with_notices=with_notice(attempts),
         phases=phases(attempts, samples, fault_s, old_leader, downtime),
         timeline_before=before, timeline_after=after, servers=servers, unresumed=open_gap(attempts),
         failsafe=failsafe)
@@ -430,7 +436,7 @@ def reconcile(attempts: Iterable[Attempt], samples: Iterable[Sample], table: dic
 def summarize(runs: list[dict[str, Any]]) -> dict[str, dict[str, float | None]]:
     """min / median / max of every figure over repeated runs (a figure missing in a run is skipped)."""
     names = list(dict.fromkeys(k for r in runs for k in r))
-    out = {}
+    out: dict[str, dict[str, float | None]] = {}
     for name in names:
         values = [r[name] for r in runs if isinstance(r.get(name), (int, float))]
         out[name] = ({"min": min(values), "median": statistics.median(values), "max": max(values), "n": len(values)}
@@ -452,4 +458,4 @@ def writes_flowing(attempts: Iterable[Attempt], now_s: float, window_s: float) -
     if not recent or not all(a.ok for a in recent):
         return False
     moments = [start, *sorted(a.end_s for a in recent), now_s]
-    return max(b - a for a, b in zip(moments, moments[1:])) <= FLOWING_STRETCH_SHARE * window_s
+    return max(b - a for a, b in pairwise(moments)) <= FLOWING_STRETCH_SHARE * window_s

@@ -7,10 +7,12 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from pgha_lab.errors import LabError
+from pgha_lab.check.history import FAIL, OK, UNKNOWN, load_history, write_finals
 from pgha_lab.drill import ledger, sampler
+from pgha_lab.drill.campaign import CampaignResult
 from pgha_lab.drill.reconcile import summarize
 from pgha_lab.drill.runner import DrillResult
+from pgha_lab.errors import LabError
 
 FILES = {"markdown": "report.md", "json": "report.json", "ledger": "ledger.csv", "samples": "samples.csv",
          "timeline": "timeline.png"}
@@ -69,7 +71,8 @@ def as_json(result: DrillResult) -> dict[str, Any]:
         "scenario": result.scenario.name, "summary": result.scenario.summary, "project": result.project,
         "run": result.run, "started": result.started, "profile": result.profile.as_dict(),
         "fault": {"target": result.fault.target, "role_before": result.fault.role_before, "done": result.fault.done,
-                  "expected": result.fault.expected, "also": result.fault.extra_targets, "at_s": round(result.fault_s, 3)},
+                  "expected": result.fault.expected, "also": result.fault.extra_targets,
+                  "at_s": round(result.fault_s, 3)},
         "old_leader": result.old_leader,
         "bound": {"seconds": result.bound_s, "derivation": result.scenario.bound_text, "within": result.within_bound,
                   "note": result.bound_note},
@@ -128,7 +131,8 @@ def markdown(result: DrillResult) -> str:
         f"# Drill `{result.scenario.name}` — {verdict}",
         "",
         f"{result.scenario.summary}. Lab `{result.project}`, {p.name} profile (ttl {p.ttl}s, loop_wait {p.loop_wait}s, "
-        f"retry_timeout {p.retry_timeout}s, HAProxy inter {p.check_inter_ms}ms fall {p.check_fall} rise {p.check_rise}); "
+        f"retry_timeout {p.retry_timeout}s, HAProxy inter "
+        f"{p.check_inter_ms}ms fall {p.check_fall} rise {p.check_rise}); "
         f"started {result.started}, run id `{result.run}`.",
         "",
         f"- **Settings**: {_settings_text(result.settings)}.",
@@ -161,8 +165,10 @@ def markdown(result: DrillResult) -> str:
                                                    f"{keyless}, never two primaries."]
     if f.haproxy_lag:
         spans = ", ".join(f"{'+'.join(o.nodes)} {o.start_s:.2f}-{o.end_s:.2f}s" for o in f.haproxy_lag)
-        lines += ["", f"HAProxy kept a node that no longer answered as primary UP behind 5432 next to the new one ({spans}): "
-                      f"its checks need {p.check_fall} failures to mark a server down but {p.check_rise} passes to mark one up, "
+        lines += ["", "HAProxy kept a node that no longer answered as "
+                      f"primary UP behind 5432 next to the new one ({spans}): "
+                      f"its checks need {p.check_fall} failures to mark a "
+                      f"server down but {p.check_rise} passes to mark one up, "
                       f"so new sessions may still reach the old node and fail. Routing lag, not a second primary."]
     ph = f.phases
     lines += ["", "## Phases (seconds after the fault)", "", "| phase | at | detail |", "|---|---|---|",
@@ -179,7 +185,8 @@ def markdown(result: DrillResult) -> str:
               "", f"Timeline {_fmt(f.timeline_before)} → {_fmt(f.timeline_after)}.", ""]
     d = f.downtime
     if d is not None and d.open:
-        lines.append(f"The longest gap since the fault starts at write #{d.last_id} ({d.start_s:.2f}s) and was still open "
+        lines.append("The longest gap since the fault starts at write "
+                     f"#{d.last_id} ({d.start_s:.2f}s) and was still open "
                      f"at the last attempt, #{d.first_id} ({d.end_s:.2f}s).")
     elif d is not None:
         lines.append(f"The longest gap since the fault runs from write #{d.last_id} ({d.start_s:.2f}s) "
@@ -189,15 +196,19 @@ def markdown(result: DrillResult) -> str:
               + ", ".join(f"{k or '?'} ({v})" for k, v in sorted(f.servers.items())) + "."]
     if f.unacknowledged_commits:
         lines.append(f"{len(f.unacknowledged_commits)} attempt(s) failed for the client yet committed "
-                     f"(ids {', '.join(map(str, f.unacknowledged_commits[:10]))}): an application that retries them writes twice.")
+                     f"(ids {', '.join(map(str, f.unacknowledged_commits[:10]))}): "
+                     "an application that retries them writes twice.")
     if f.sync_cancelled:
-        lines.append(f"{len(f.sync_cancelled)} write(s) came back as success with PostgreSQL's WARNING that the wait for "
+        lines.append(f"{len(f.sync_cancelled)} write(s) came back as "
+                     "success with PostgreSQL's WARNING that the wait for "
                      f"synchronous replication was cancelled: committed locally, maybe not on the standby "
                      f"(ids {', '.join(map(str, f.sync_cancelled[:10]))}).")
     lines += ["", "## Events (drill time, s)", ""] + [f"- {e.t_s:.2f} {e.label}" for e in result.events]
     lines += ["", "## Files", "",
-              "- `ledger.csv`: one row per write attempt (id, start_s, end_s, ok, server, error, notice, latency_ms, start_epoch)",
-              "- `samples.csv`: one row per reading (t_s, source patroni/etcd/haproxy, node, value, state, timeline, error, epoch)",
+              "- `ledger.csv`: one row per write attempt (id, start_s, "
+              "end_s, ok, server, error, notice, latency_ms, start_epoch)",
+              "- `samples.csv`: one row per reading (t_s, source "
+              "patroni/etcd/haproxy, node, value, state, timeline, error, epoch)",
               "- `report.json`: everything above for scripts; `timeline.png`: latency, errors and roles over time", ""]
     return "\n".join(lines)
 
@@ -221,7 +232,7 @@ def write_summary(scenario: str, results: list[DrillResult], folder: Path) -> di
     """min / median / max of every figure over the runs of a --repeat."""
     runs = [r.figures() for r in results]
     summary = summarize(runs)
-    doc = {"scenario": scenario, "runs": len(results), "profile": results[0].profile.name,
+    doc: dict[str, Any] = {"scenario": scenario, "runs": len(results), "profile": results[0].profile.name,
            "summary": summary, "per_run": runs,
            "problems": {r.run: r.problems() for r in results if r.problems()}}
     (folder / "summary.json").write_text(json.dumps(doc, indent=2) + "\n")
@@ -236,3 +247,43 @@ def write_summary(scenario: str, results: list[DrillResult], folder: Path) -> di
         lines += ["## Problems", ""] + [f"- {run}: {p}" for run, ps in doc["problems"].items() for p in ps]
     (folder / "summary.md").write_text("\n".join(lines) + "\n")
     return doc
+
+
+# -- the campaign's report: its checker verdict and fault timeline beside the drill's readings --------
+def write_campaign(result: CampaignResult, folder: Path) -> dict[str, Path]:
+    from pgha_lab.drill import plot
+    paths = {"json": folder / "campaign.json", "report": folder / "report.md", "finals": folder / "finals.json",
+             "png": folder / "timeline.png", "samples": folder / "samples.csv"}
+    paths["json"].write_text(json.dumps(result.as_dict(), indent=1) + "\n")
+    write_finals(paths["finals"], result.finals)
+    sampler.write_csv(result.samples, paths["samples"], result.clock)
+    paths["report"].write_text(campaign_markdown(result))
+    history = folder / "history.jsonl"
+    plot.campaign_timeline(result, load_history(history).operations if history.exists() else (), paths["png"])
+    return paths
+
+
+def campaign_markdown(result: CampaignResult) -> str:
+    v = result.verdict
+    lines = [f"# Campaign {result.run}", "",
+             f"Seed {result.seed}, {result.minutes:g} minutes, profile "
+             f"{result.profile}, faults: {', '.join(result.faults)}.",
+             f"{result.operations} operations ({result.counts.get(OK, 0)} ok, {result.counts.get(FAIL, 0)} failed, "
+             f"{result.counts.get(UNKNOWN, 0)} unknown); lab healthy "
+             f"after healing: {'yes' if result.healthy_after else 'NO'}.",
+             "", "## Checker verdict", "", "```", v.table() if v else "not checked", "```", "",
+             "## Faults", "", "| at (s) | fault | target | healed (s) | expected | outcome |",
+             "|---|---|---|---|---|---|"]
+    for r in result.records:
+        if r.skipped:
+            lines.append(f"| {r.step.at_s:.1f} | {r.step.fault} | - | - | skipped: {r.skipped} | - |")
+            continue
+        got = ("happened" + (f" after {r.happened_s:.1f}s" if r.happened_s is not None else "") if r.happened
+               else "NOT seen" if r.happened is False else "-")
+        healed = f"{r.healed_s:.1f}" if r.healed_s is not None else "-"
+        lines.append(f"| {r.injected_s:.1f} | {r.step.fault} | {r.target} | {healed} | {r.expected or r.done} | "
+                     f"{got}: {r.outcome} |")
+    lines += ["", "## Problems", ""] + ([f"- {p}" for p in result.problems()] or ["none"])
+    lines += ["", "## Surprises", ""] + ([f"- {s}" for s in result.surprises()] or ["none"])
+    lines += ["", "![timeline](timeline.png)", ""]
+    return "\n".join(lines)

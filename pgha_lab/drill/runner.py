@@ -2,21 +2,24 @@
 then reconciliation of the ledger against the table."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
-from typing import Any, Callable
+from datetime import UTC, datetime
+from typing import Any
 
 import psycopg
 
+from pgha_lab import settings as lab_settings
+from pgha_lab import vip
 from pgha_lab.chaos.actions import Chaos
 from pgha_lab.context import LabContext
-from pgha_lab.drill import hostcpu, reconcile as rc
+from pgha_lab.drill import hostcpu
+from pgha_lab.drill import reconcile as rc
 from pgha_lab.drill.clock import Clock
 from pgha_lab.drill.ledger import Attempt, Writer, WriterSettings, ensure_table, table_counts
 from pgha_lab.drill.sampler import Sample, Sampler
 from pgha_lab.drill.scenarios import Fault, Scenario
 from pgha_lab.drill.workload import BulkWriter, WorkloadSettings
-from pgha_lab import settings as lab_settings, vip
 from pgha_lab.errors import LabError, first_line
 from pgha_lab.profiles import Profile
 from pgha_lab.term.progress import Progress
@@ -67,7 +70,7 @@ class DrillResult:
     writer_settings: WriterSettings = field(default_factory=WriterSettings)
     settings: dict[str, Any] = field(default_factory=dict)   # lab settings Patroni ran (settings.LabSettings)
     workload: dict[str, Any] = field(default_factory=dict)   # the background load, and what it wrote
-    node_logs: dict[str, str] = field(default_factory=dict)  # db node -> its log since the drill began, if unhealthy after
+    node_logs: dict[str, str] = field(default_factory=dict)  # db node -> its log since the drill began, if unhealthy
     cpu_at_fault: hostcpu.CpuTimes | None = None       # the host's CPU counters when the fault came ...
     cpu_at_recovery: hostcpu.CpuTimes | None = None    # ... and when the wait for recovery ended
 
@@ -114,7 +117,7 @@ class DrillResult:
 
     @property
     def started(self) -> str:
-        return datetime.fromtimestamp(self.clock.wall0, timezone.utc).isoformat(timespec="seconds")
+        return datetime.fromtimestamp(self.clock.wall0, UTC).isoformat(timespec="seconds")
 
     def problems(self) -> list[str]:
         """What a DBA must look at: the findings' problems, a recovery that never came, a downtime
@@ -231,9 +234,10 @@ def run_drill(lab: LabContext, scenario: Scenario, run: str, opts: DrillOptions 
         with progress.step(f"Writing through HAProxy for {opts.pre_fault_s:.0f}s before the fault"):
             ok = _poll(lambda: clock.now() >= opts.pre_fault_s and flowing(), opts.pre_fault_s + 30)
             if not ok:
-                last = writer.snapshot()[-1:]
+                latest = writer.snapshot()[-1:]
                 raise LabError("writes through HAProxy's 5432 do not succeed steadily before the fault"
-                               + (f" ({last[0].error})" if last and last[0].error else "") + "; nothing was broken.")
+                               + (f" ({latest[0].error})" if latest and latest[0].error else "")
+                               + "; nothing was broken.")
 
         result.cpu_at_fault = hostcpu.read(lab.docker, lab.topology.nodes)
         with progress.step(f"Fault: {scenario.summary}"):
@@ -287,7 +291,8 @@ def run_drill(lab: LabContext, scenario: Scenario, run: str, opts: DrillOptions 
                 result.recovery_note = (f"{watched:.0f}s after the fault was in place, {result.fault.expected!r} "
                                         f"had not happened{seen}{late}")
             elif scenario.hold:
-                result.recovery_note = f"held the fault for {observe:.0f}s (no recovery expected before healing){seen}{late}"
+                result.recovery_note = (f"held the fault for {observe:.0f}s (no recovery expected before healing)"
+                                        f"{seen}{late}")
             elif result.recovered and result.fault.holds:
                 result.recovery_note = f"held as expected ({result.fault.expected})"
             elif result.recovered:
@@ -336,9 +341,13 @@ def _heal_and_settle(lab: LabContext, result: DrillResult, opts: DrillOptions, p
             if v.ok and lab.topology.vip is not None and vip.holders(lab) != [lab.topology.haproxy.name]:
                 # A healed haproxy takes the VIP back (the higher VRRP priority): settled once it has.
                 v = Verdict(False, f"the VIP {lab.topology.vip} is not back on {lab.topology.haproxy.name} yet")
+            moving = flowing()
+            if v.ok and not moving:   # the lab looks healthy, yet the workload's writes do not get through
+                v = Verdict(False, f"{v.reason}, but the workload's writes are not flowing (not "
+                                   f"every attempt of the last {opts.flowing_window_s:g}s was acknowledged)")
             result.health_note = v.reason
             progress.detail(v.reason)
-            return v.ok and flowing()
+            return v.ok
         result.healthy_after = _poll(settled, opts.health_deadline_s)
         mark("healthy" if result.healthy_after else "health deadline")
     if not result.healthy_after:

@@ -5,13 +5,13 @@ from __future__ import annotations
 import csv
 import threading
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Callable, Iterable
 
 from pgha_lab import health
-from pgha_lab.probes import LabProbe
 from pgha_lab.drill.clock import Clock
+from pgha_lab.probes import LabProbe
 
 PATRONI, ETCD, HAPROXY = "patroni", "etcd", "haproxy"
 PRIMARY_ROLES = ("primary", "master")
@@ -22,7 +22,8 @@ class Sample:
     t_s: float              # seconds since the drill began, when the answer came back
     source: str             # patroni | etcd | haproxy
     node: str = ""          # patroni: the db node asked
-    value: str = ""         # patroni: its role; etcd: the leader key's holder ("" = no key); haproxy: primary servers UP, "+"-joined
+    # patroni: its role; etcd: the leader key's holder ("" = no key); haproxy: primary servers UP, "+"-joined
+    value: str = ""
     state: str = ""         # patroni: PostgreSQL's state as Patroni reports it
     timeline: int | None = None
     error: str = ""         # non-empty when the source did not answer; `value` then means nothing

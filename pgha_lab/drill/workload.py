@@ -11,7 +11,7 @@ from typing import Any
 
 import psycopg
 
-from pgha_lab.drill.ledger import quick_connect
+from pgha_lab.drill.ledger import WriterSettings, open_session
 from pgha_lab.errors import LabError
 
 TABLE = "pgha_drill_bulk"
@@ -24,6 +24,8 @@ INSERT = (f"insert into {TABLE} (run, batch, n, payload) "
           f"select %s, %s, g, repeat(md5(random()::text), %s) from generate_series(1, %s) g")
 MAX_ROW_BYTES = 1024 * 1024
 MAX_ROWS_PER_S = 10000
+# A batch carries more than one write: more room than the writer's 2 s before it is cancelled.
+BULK_SESSION = WriterSettings(statement_timeout_ms=5000)
 
 
 @dataclass(frozen=True)
@@ -32,7 +34,7 @@ class WorkloadSettings:
     row_bytes: int = 8192       # payload per bulk row
     batches_per_s: float = 10.0  # rows go in this many transactions a second
 
-    def validate(self) -> "WorkloadSettings":
+    def validate(self) -> WorkloadSettings:
         if not 0 <= self.rows_per_s <= MAX_ROWS_PER_S:
             raise LabError(f"--bulk-rate takes 0 to {MAX_ROWS_PER_S} rows a second, not {self.rows_per_s:g}.")
         if not 32 <= self.row_bytes <= MAX_ROW_BYTES:
@@ -82,9 +84,7 @@ class BulkWriter:
             batch += 1
             try:
                 if conn is None or conn.closed:
-                    conn = quick_connect(self.dsn, 1.0, password=self.password, application_name="pgha-lab-bulk",
-                                         options="-c statement_timeout=5000")
-                    conn.autocommit = True
+                    conn = open_session(self.dsn, self.password, "pgha-lab-bulk", BULK_SESSION)
                 conn.execute(INSERT, (self.run, batch, repeats, s.rows_per_batch))
                 self.acked_batches[batch] = s.rows_per_batch
             except psycopg.Error:
@@ -109,7 +109,8 @@ class BulkWriter:
         if not self.settings.enabled:
             return
         try:
-            with psycopg.connect(self.dsn, password=password or self.password, connect_timeout=5, autocommit=True) as conn:
+            with psycopg.connect(self.dsn, password=password or self.password, connect_timeout=5,
+                                 autocommit=True) as conn:
                 rows = conn.execute(f"select batch, count(*) from {TABLE} where run = %s group by batch",
                                     (self.run,)).fetchall()
                 conn.execute(f"delete from {TABLE} where run = %s", (self.run,))

@@ -12,20 +12,21 @@ from __future__ import annotations
 
 import json
 import re
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import psycopg
 
-from pgha_lab import health, render
+from pgha_lab import dynamic_config, health, render
 from pgha_lab.context import LabContext
 from pgha_lab.errors import first_line
 from pgha_lab.gateway import volume_name
 from pgha_lab.lessons import sql
 from pgha_lab.render import patroni as patroni_render
 from pgha_lab.rolling import staleness
+from pgha_lab.rows import one_row
 from pgha_lab.wait import Verdict
 
 # How each difference is undone (reset.py acts on these).
@@ -74,24 +75,6 @@ def expected_parameters(ctx: LabContext, node: str, config: dict[str, Any] | Non
     dynamic = ((config or baseline_config(ctx)).get("postgresql") or {}).get("parameters") or {}
     local = patroni_settings(ctx, node)["postgresql"].get("parameters") or {}
     return {k: str(v) for k, v in {**dynamic, **local}.items()}
-
-
-def config_patch(live: dict[str, Any], wanted: dict[str, Any]) -> dict[str, Any]:
-    """The PATCH /config body that turns `live` into `wanted`: changed keys set, extra keys nulled
-    (Patroni removes a key patched to null, as `patronictl edit-config` does when a line is deleted)."""
-    patch: dict[str, Any] = {}
-    for key, value in wanted.items():
-        have = live.get(key)
-        if isinstance(value, dict) and isinstance(have, dict):
-            sub = config_patch(have, value)
-            if sub:
-                patch[key] = sub
-        elif have != value:
-            patch[key] = value
-    for key in live:
-        if key not in wanted:
-            patch[key] = None
-    return patch
 
 
 def effective_tags(tags: dict[str, Any]) -> dict[str, Any]:
@@ -157,7 +140,7 @@ def member(ctx: LabContext, name: str, config: dict[str, Any] | None) -> list[Di
                                         (list(wanted),)).fetchall())
             sources = dict(conn.execute("select name, coalesce(sourcefile, source) from pg_settings "
                                         "where name = any(%s)", (list(wanted),)).fetchall())
-            rules = hba_lines(conn.execute("select pg_read_file('pg_hba.conf')").fetchone()[0])
+            rules = hba_lines(one_row(conn.execute("select pg_read_file('pg_hba.conf')"))[0])
     except psycopg.Error as exc:
         return [Difference(f"{name}'s PostgreSQL does not answer ({first_line(exc)})", WAIT, name)]
     if auto:
@@ -248,12 +231,14 @@ def differences(ctx: LabContext, config: dict[str, Any] | None = None) -> list[D
     at once; a reading costs its slowest source."""
     topo, probe = ctx.topology, ctx.probe
     with ThreadPoolExecutor(max_workers=len(topo.db) + 12, thread_name_prefix="baseline") as pool:
-        jobs = {"states": pool.submit(ctx.docker.states, list(topo.nodes)), "volumes": pool.submit(ctx.docker.volumes),
-                "files": pool.submit(host_files, ctx), "etcd": pool.submit(probe.etcd),
-                "cluster": pool.submit(probe.cluster), "haproxy": pool.submit(probe.haproxy),
-                "config": pool.submit(probe.rest, topo.db[0], "/config"),
-                "running": pool.submit(running_files, ctx, None), "roles": pool.submit(role_settings, ctx),
-                "keys": pool.submit(etcd_keys, ctx), "tables": pool.submit(_stray_tables, ctx)}
+        # Each source its own type: the reading below picks each one out by name.
+        jobs: dict[str, Future[Any]] = {
+            "states": pool.submit(ctx.docker.states, list(topo.nodes)), "volumes": pool.submit(ctx.docker.volumes),
+            "files": pool.submit(host_files, ctx), "etcd": pool.submit(probe.etcd),
+            "cluster": pool.submit(probe.cluster), "haproxy": pool.submit(probe.haproxy),
+            "config": pool.submit(dynamic_config.read_member, probe, topo.db[0]),
+            "running": pool.submit(running_files, ctx, None), "roles": pool.submit(role_settings, ctx),
+            "keys": pool.submit(etcd_keys, ctx), "tables": pool.submit(_stray_tables, ctx)}
         members = [pool.submit(member, ctx, n.name, config) for n in topo.db]
         got = {name: job.result() for name, job in jobs.items()}
         per_member = [job.result() for job in members]
@@ -278,11 +263,13 @@ def differences(ctx: LabContext, config: dict[str, Any] | None = None) -> list[D
         out.append(Difference(f"{cluster.leader_name} leads, not {first}", ROLES, cluster.leader_name))
     elif second not in [m.name for m in cluster.sync_standbys]:
         out.append(Difference(f"{second} is not the synchronous standby", WAIT, second))
-    code, live = got["config"]
-    patch = config_patch(live, config or baseline_config(ctx)) if code == 200 else {"(unreadable)": None}
+    live = got["config"]
+    patch = dynamic_config.patch_replacing(live, config or baseline_config(ctx)) if live is not None \
+        else {"(unreadable)": None}
     if patch:
         out.append(Difference(f"Patroni's dynamic configuration differs from the baseline in "
-                              f"{', '.join(sorted(patch))} (`patronictl show-config`)", CONFIG if code == 200 else WAIT))
+                              f"{', '.join(sorted(patch))} (`patronictl show-config`)",
+                              CONFIG if live is not None else WAIT))
     for found in per_member:
         out += found
     return out + tags(ctx, cluster) + files + got["running"] + got["roles"] + got["keys"] + got["tables"]

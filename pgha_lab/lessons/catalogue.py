@@ -2,9 +2,19 @@
 from __future__ import annotations
 
 from pgha_lab.errors import LabError
-from pgha_lab.lessons import (l01_read_the_cluster, l02_certificates, l03_switchover, l04_power_cut,
-                              l05_frozen_vm, l06_pulled_cable, l07_etcd_quorum, l08_settings_order, l09_client_failover,
-                              l10_reinit, l11_grow)
+from pgha_lab.lessons import (
+    l01_read_the_cluster,
+    l02_certificates,
+    l03_switchover,
+    l04_power_cut,
+    l05_frozen_vm,
+    l06_pulled_cable,
+    l07_etcd_quorum,
+    l08_settings_order,
+    l09_client_failover,
+    l10_reinit,
+    l11_grow,
+)
 from pgha_lab.lessons.model import Lesson
 
 LESSONS: tuple[Lesson, ...] = tuple(sorted(

@@ -2,14 +2,14 @@
 refusing bad requests before changing anything, and keeping the lab's progress file."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from pgha_lab.context import LabContext
 from pgha_lab.errors import LabError
 from pgha_lab.lessons import catalogue, progress, reset
 from pgha_lab.lessons.model import CheckReport, Lesson
-from pgha_lab.lessons.progress import Current, Progress
+from pgha_lab.lessons.progress import Current, LearnerRecord
 
 
 @dataclass
@@ -86,7 +86,8 @@ def hint(ctx: LabContext, lesson_id: str | None) -> Hint:
     before = prog.hints_shown.get(lesson.id, 0)
     if before >= len(lesson.hints):
         return Hint(lesson, len(lesson.hints), f"No hint left: all {len(lesson.hints)} were shown. `pgha-lab lesson "
-                                               f"check` says what is still missing; `pgha-lab lesson solve {lesson.id}` "
+                                               "check` says what is still missing; "
+                                               f"`pgha-lab lesson solve {lesson.id}` "
                                                "prints the reference solution.", True)
     prog.hints_shown[lesson.id] = before + 1
     progress.save(ctx.paths, prog)
@@ -110,5 +111,5 @@ def reset_lab(ctx: LabContext, note: Callable[[str], None] = lambda _: None) -> 
     return done
 
 
-def status(ctx: LabContext) -> Progress:
+def status(ctx: LabContext) -> LearnerRecord:
     return progress.load(ctx.paths)

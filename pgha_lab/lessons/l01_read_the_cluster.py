@@ -7,6 +7,7 @@ from pgha_lab.context import LabContext
 from pgha_lab.lessons import sql
 from pgha_lab.lessons.model import Lesson, State, Task, TaskResult
 from pgha_lab.lessons.observe import READ_ERRORS, unreadable
+from pgha_lab.rows import one_row
 
 ID = 1
 QUESTIONS = {   # task key -> the questions it answers
@@ -40,7 +41,7 @@ def truth(ctx: LabContext) -> dict[str, str]:
     etcd_leader = next((ep.name for ep in ctx.probe.etcd() if ep.is_leader), "")
     backends = ctx.probe.haproxy()
     with sql.connect(ctx, replica=True) as conn:
-        in_recovery = conn.execute("select pg_is_in_recovery()").fetchone()[0]
+        in_recovery = one_row(conn.execute("select pg_is_in_recovery()"))[0]
     return {
         "leader": leader.name if leader else "",
         "sync_standby": ",".join(m.name for m in cluster.sync_standbys),
@@ -101,7 +102,8 @@ LESSON = Lesson(
         "on a standby."),
     tasks=(
         Task("patroni", "With `pgha-lab exec dbnode1 -- patronictl -c /etc/patroni/config.yml list`, find the leader, "
-                        "the synchronous standby and the timeline; record them as answers leader, sync_standby, timeline."),
+                        "the synchronous standby and the timeline; record "
+                        "them as answers leader, sync_standby, timeline."),
         Task("etcd", "With `pgha-lab exec etcd1 -- ectl endpoint status -w table`, find etcd's own leader; record it "
                      "as etcd_leader (the member name, e.g. etcd2)."),
         Task("haproxy", "On HAProxy's stats page (port 8404) find which server is UP behind 'primary' (5432) and "

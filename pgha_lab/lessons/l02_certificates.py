@@ -3,8 +3,8 @@ PostgreSQL certificate names HAProxy, and verify-full fails loudly with a wrong 
 from __future__ import annotations
 
 from cryptography import x509
-from cryptography.x509.oid import NameOID
 
+from pgha_lab import tls
 from pgha_lab.context import LabContext
 from pgha_lab.lessons import observe, sql
 from pgha_lab.lessons.model import Lesson, State, Task, TaskResult
@@ -36,7 +36,7 @@ def _cert(ctx: LabContext, stem: str) -> x509.Certificate:
 
 
 def _cn(cert: x509.Certificate) -> str:
-    return cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value
+    return tls.common_name(cert)
 
 
 def truth(ctx: LabContext) -> dict[str, str]:

@@ -69,7 +69,8 @@ LESSON = Lesson(
         "while it happens."),
     tasks=(
         Task("failover", "Cut the leader's power with `pgha-lab chaos kill leader`; watch `ectl get "
-                         "/service/18/main/leader` until another member holds the key. It must lead on a new timeline."),
+                         "/service/18/main/leader` until another member holds the key. "
+                         "It must lead on a new timeline."),
         Task("haproxy", "See HAProxy mark the dead server DOWN and route 5432 to the new leader."),
         Task("rejoin", "Boot the old leader (`pgha-lab chaos start NODE`) and watch it rejoin as a standby "
                        "(`patronictl list`; `pgha-lab logs NODE` shows pg_rewind when it was needed)."),

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pgha_lab.context import LabContext
 from pgha_lab.lessons import observe, sql
 from pgha_lab.lessons.model import Lesson, State, Task, TaskResult
+from pgha_lab.rows import one_row
 
 ID = 5
 REJOIN_DEADLINE_S = 120.0
@@ -36,7 +37,7 @@ def demoted(ctx: LabContext, key: str, name: str) -> TaskResult:
     if state.status != "running":
         return TaskResult(key, False, f"{name} is {state.status}; resume it (`pgha-lab chaos resume {name}`)")
     with sql.connect_node(ctx, name) as conn:
-        in_recovery = conn.execute("select pg_is_in_recovery()").fetchone()[0]
+        in_recovery = one_row(conn.execute("select pg_is_in_recovery()"))[0]
     if not in_recovery:
         return TaskResult(key, False, f"{name} still runs as a primary (pg_is_in_recovery() is false)")
     return TaskResult(key, True, f"{name} is read-only now: pg_is_in_recovery() is true")

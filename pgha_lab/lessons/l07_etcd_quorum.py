@@ -42,13 +42,15 @@ def check_demoted(ctx: LabContext, state: State) -> TaskResult:
     db_restarted = [n for n in observe.db_names(ctx) if observe.powered_off(ctx, n, state["since"])]
     if db_restarted:
         return TaskResult("leader_demoted", False, f"the timeline moved, but {', '.join(db_restarted)} was stopped or "
-                                                   f"restarted since the lesson began: the leader changed for that, not "
+                                                   "restarted since the lesson began: "
+                                                   "the leader changed for that, not "
                                                    f"for etcd's quorum; stop etcd members only (`pgha-lab chaos stop "
                                                    f"etcd1`)")
     if len(rebooted_etcd(ctx, state["since"])) < lost_needed(ctx):
-        return TaskResult("leader_demoted", False, "the timeline moved, but etcd never lost its quorum since the lesson "
-                                                   "began: the leader changed for another reason (a switchover?); "
-                                                   "stop two etcd members")
+        return TaskResult("leader_demoted", False,
+                          "the timeline moved, but etcd never lost its quorum since the lesson "
+                          "began: the leader changed for another reason (a switchover?); "
+                          "stop two etcd members")
     return TaskResult("leader_demoted", True, f"timeline {timeline} -> {now}: the leader demoted without "
                                               "quorum and a leader was elected again when it returned")
 

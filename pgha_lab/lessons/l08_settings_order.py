@@ -3,15 +3,15 @@ configuration in etcd (patronictl edit-config), a parameter that needs a restart
 bootstrap section of the local file, which a running cluster no longer reads."""
 from __future__ import annotations
 
-import json
-
 import yaml
 
+from pgha_lab import dynamic_config
 from pgha_lab.context import LabContext
 from pgha_lab.errors import LabError
 from pgha_lab.lessons import observe, sql
 from pgha_lab.lessons.model import Lesson, State, Task, TaskResult
 from pgha_lab.node_paths import PATRONI_CONFIG
+from pgha_lab.rows import one_row
 from pgha_lab.wait import Verdict, wait_until
 
 ID = 8
@@ -26,11 +26,10 @@ def start(ctx: LabContext) -> State:
 
 
 def _live_config(ctx: LabContext) -> dict:
-    for node in ctx.topology.db:
-        code, doc = ctx.probe.rest(node, "/config")
-        if code == 200:
-            return doc
-    raise LabError("no db node's REST API answers GET /config")
+    live = dynamic_config.read_first(ctx.probe, ctx.topology.db)
+    if live is None:
+        raise LabError("no db node's REST API answers GET /config")
+    return live
 
 
 def _file_bootstrap_ttl(ctx: LabContext, node: str) -> int:
@@ -57,8 +56,7 @@ def check_timings(ctx: LabContext) -> TaskResult:
                                                 "configuration with `patronictl edit-config`")
         return TaskResult("timings", False, f"Patroni's dynamic configuration has ttl {live.get('ttl')} and "
                                             f"loop_wait {live.get('loop_wait')}, not {TTL} and {LOOP_WAIT}")
-    answered, raw = ctx.probe.etcd_read(f"/service/{ctx.topology.scope}/config")
-    stored = json.loads(raw) if answered and raw else {}
+    stored = dynamic_config.read_stored(ctx.probe, ctx.topology.scope)[1]
     if (stored.get("ttl"), stored.get("loop_wait")) != (TTL, LOOP_WAIT):
         return TaskResult("timings", False, "etcd's /config key does not hold the new timings yet")
     return TaskResult("timings", True, f"ttl {TTL} and loop_wait {LOOP_WAIT} are in etcd, every member reads them")
@@ -69,8 +67,8 @@ def altered_by_hand(ctx: LabContext) -> list[str]:
     out = []
     for node in observe.db_names(ctx):
         with sql.connect_node(ctx, node) as conn:
-            if conn.execute("select count(*) from pg_file_settings where name = 'shared_buffers' and sourcefile "
-                            "like '%/postgresql.auto.conf'").fetchone()[0]:
+            if one_row(conn.execute("select count(*) from pg_file_settings where name = 'shared_buffers' "
+                                    "and sourcefile like '%/postgresql.auto.conf'"))[0]:
                 out.append(node)
     return out
 

@@ -4,7 +4,7 @@ leader, and a libpq multi-host DSN with target_session_attrs=read-write finds th
 from __future__ import annotations
 
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import psycopg
 
@@ -37,7 +37,7 @@ def start(ctx: LabContext) -> State:
                      "client text not null default host(inet_client_addr()), at timestamptz not null default now())")
         conn.execute(f"delete from {SESSIONS}")
     return {"leader": cluster.leader_name, "timeline": cluster.timeline,
-            "since": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
+            "since": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")}
 
 
 def _cut_message(given: dict[str, str], question: str) -> str | None:

@@ -3,7 +3,7 @@ clones itself from a running member tagged clonefrom, and streams as an asynchro
 from __future__ import annotations
 
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from pgha_lab import lifecycle
 from pgha_lab.context import LabContext
@@ -30,7 +30,7 @@ def start(ctx: LabContext) -> State:
     ctx.docker.remove_node(new)   # a data volume an earlier growth left would skip the clone being taught
     sql.prepare_answers(ctx, ID)
     return {"db_nodes_before": size, "new_node": new.name, "leader": ctx.cluster().leader_name,
-            "since": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
+            "since": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")}
 
 
 def check_grown(ctx: LabContext, state: State) -> TaskResult:

@@ -2,8 +2,9 @@
 on a live lab (start, check, solve), plus the per-task result a check returns."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from pgha_lab.context import LabContext
 

@@ -3,8 +3,8 @@ result with its reason; a lab caught mid-change yields a failed task, never an e
 one shape of a fault lesson's reference solution (fault, outcome, bring back, every task passes)."""
 from __future__ import annotations
 
-from datetime import datetime, timezone
-from typing import Callable
+from collections.abc import Callable
+from datetime import UTC, datetime
 
 import psycopg
 
@@ -18,14 +18,13 @@ from pgha_lab.node_paths import PATRONI_CONFIG
 from pgha_lab.topology import Role
 from pgha_lab.wait import Verdict, wait_until
 
-
 READ_ERRORS = (psycopg.Error, LabError)
 STAMP = "%Y-%m-%dT%H:%M:%S"   # UTC; the first 19 characters of Docker's StartedAt
 
 
 def now_stamp() -> str:
     """When a lesson starts, in the form Docker's StartedAt begins with (what `rebooted` compares)."""
-    return datetime.now(timezone.utc).strftime(STAMP)
+    return datetime.now(UTC).strftime(STAMP)
 
 
 def rebooted(ctx: LabContext, names: list[str], since: str | None) -> list[str]:
@@ -108,7 +107,16 @@ def new_leader(ctx: LabContext, key: str, old: str, old_timeline: int) -> TaskRe
 def streams(ctx: LabContext, key: str, name: str, sync: bool) -> TaskResult:
     member = ctx.cluster().member(name)
     if member is None:
-        return TaskResult(key, False, f"{name} is not registered with Patroni (is it running?)")
+        # Docker knows what Patroni cannot say: a powered-off, frozen or cut-off node has no member key.
+        state = ctx.docker.state(name)
+        if state.condition == "missing":   # a node this lab never created (lesson 11's dbnode3 before it grows)
+            return TaskResult(key, False, f"{name} is not registered with Patroni: no such node runs in this lab yet "
+                                          f"(`pgha-lab status`)")
+        if state.condition != "running":
+            return TaskResult(key, False, f"{name} is {state.text()}, so Patroni does not list it: it can stream "
+                                          f"only once it runs on the lab network again (`pgha-lab status`)")
+        return TaskResult(key, False, f"{name} runs but has not registered with Patroni yet "
+                                      f"(`pgha-lab logs {name}` says what Patroni is doing)")
     if not member.role.is_replica or member.state != "streaming":
         wanted = "the synchronous standby" if sync else "a replica"
         why = (f"`pgha-lab logs {name}` says why PostgreSQL does not start" if member.state == "start failed"

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from pgha_lab.errors import LabError
 from pgha_lab.fsutil import write_if_changed
-from pgha_lab.paths import LabPaths
+from pgha_lab.paths import TRACK_FILE, LabPaths  # TRACK_FILE: the hand-build track's record, same shape
 
 FILE = "lessons.json"
-TRACK_FILE = "track.json"   # the hand-build track's record, same shape (track/course.py)
+__all__ = ["FILE", "TRACK_FILE", "Current", "LearnerRecord", "forget", "load", "now", "path", "save"]
 
 
 @dataclass
@@ -24,7 +24,9 @@ class Current:
 
 
 @dataclass
-class Progress:
+class LearnerRecord:
+    """A learner's record of one course (the lessons, or the hand-build track): the lesson started,
+    which passed and when, the hints revealed."""
     current: Current | None = None
     passed: dict[int, str] = field(default_factory=dict)        # lesson id -> when its check first passed
     hints_shown: dict[int, int] = field(default_factory=dict)   # lesson id -> hints revealed so far
@@ -35,7 +37,7 @@ class Progress:
                 "hints_shown": {str(k): v for k, v in self.hints_shown.items()}}
 
     @classmethod
-    def from_dict(cls, doc: dict[str, Any]) -> "Progress":
+    def from_dict(cls, doc: dict[str, Any]) -> LearnerRecord:
         cur = doc.get("current")
         return cls(current=Current(int(cur["lesson"]), str(cur["started_at"]), dict(cur.get("state") or {}))
                    if cur else None,
@@ -44,20 +46,20 @@ class Progress:
 
 
 def now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def path(paths: LabPaths, file: str = FILE) -> Path:
     return paths.state / file
 
 
-def load(paths: LabPaths, file: str = FILE) -> Progress:
+def load(paths: LabPaths, file: str = FILE) -> LearnerRecord:
     """`file`: the lessons' record by default; the hand-build track keeps its own (track/course.py)."""
     f = path(paths, file)
     if not f.exists():
-        return Progress()
+        return LearnerRecord()
     try:
-        return Progress.from_dict(json.loads(f.read_text()))
+        return LearnerRecord.from_dict(json.loads(f.read_text()))
     except (ValueError, KeyError, TypeError):
         raise LabError(f"{f} is not a progress file pgha-lab wrote; remove it to start the lessons afresh.") from None
 
@@ -67,7 +69,7 @@ def forget(paths: LabPaths, file: str) -> None:
     path(paths, file).unlink(missing_ok=True)
 
 
-def save(paths: LabPaths, progress: Progress, file: str = FILE) -> None:
+def save(paths: LabPaths, progress: LearnerRecord, file: str = FILE) -> None:
     f = path(paths, file)
     f.parent.mkdir(parents=True, exist_ok=True)
     write_if_changed(f, json.dumps(progress.as_dict(), indent=2) + "\n")

@@ -17,19 +17,21 @@ lesson began.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import psycopg
 from psycopg.sql import SQL, Identifier
 
-from pgha_lab import health, lifecycle, roles
+from pgha_lab import dynamic_config, health, lifecycle, roles
 from pgha_lab.chaos.actions import Chaos
 from pgha_lab.context import LabContext, load_topology
 from pgha_lab.errors import LabError, first_line
 from pgha_lab.fsutil import write_in_place
-from pgha_lab.lessons import baseline, progress as lesson_progress, sql
-from pgha_lab.lessons.baseline import baseline_config, config_patch
+from pgha_lab.lessons import baseline, sql
+from pgha_lab.lessons import progress as lesson_progress
+from pgha_lab.lessons.baseline import baseline_config
 from pgha_lab.profiles import PATRONI_MIN_LOOP_WAIT
 from pgha_lab.term.progress import Progress
 from pgha_lab.topology import Role, Topology
@@ -56,11 +58,6 @@ class ResetReport:
                 "seconds": round(self.seconds, 1), "verdict": self.verdict}
 
 
-def _leader_node(ctx: LabContext):
-    name = ctx.cluster().leader_name
-    return ctx.topology.node(name) if name else None
-
-
 def _has_leader(ctx: LabContext) -> Verdict:
     leader = ctx.cluster().leader
     if leader is None or leader.state != "running":
@@ -77,41 +74,21 @@ def reset_config(ctx: LabContext) -> dict[str, Any]:
 
 
 def patch_config(ctx: LabContext, wanted: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """PATCH /config to `wanted` through the leader, then wake every other member with the same
-    (now empty) PATCH: Patroni runs a member's HA loop at once on any PATCH /config it receives,
-    so each reads the change now rather than after its current loop_wait. (The patch sent, the
-    configuration it was computed from.)"""
-    node = _leader_node(ctx)
-    if node is None:
-        raise LabError("no leader to restore Patroni's configuration through.")
-    answer: list = []
-    # One slow answer on a loaded machine is not a lab that needs re-creating: ask for a few seconds.
-    read = wait_until(lambda: bool(answer.append(ctx.probe.rest(node, "/config", timeout=5)) or answer[-1][0] == 200),
-                      CONFIG_READ_DEADLINE_S, interval_s=1.0)
-    code, live = answer[-1]
-    if not read.ok:
-        raise LabError(f"could not read Patroni's configuration from {node.name} (HTTP {code}).")
-    patch = config_patch(live, wanted)
-    if not patch:
-        return {}, live
-    r = ctx.probe.rest_change(node, "PATCH", "/config", patch, ctx.restapi_auth, timeout=10)
-    if r.status_code != 200:
-        raise LabError(f"Patroni refused to restore its configuration: {r.text.strip() or r.status_code}.")
-    for other in ctx.topology.db:
-        if other.name != node.name:
-            try:
-                ctx.probe.rest_change(other, "PATCH", "/config", patch, ctx.restapi_auth, timeout=5)
-            except LabError:
-                pass   # a member that does not answer reads the change on its own next loop
-    return patch, live
+    """PATCH /config to `wanted` through the leader, every other member woken to read it at once.
+    (The patch sent, the configuration it was computed from.)"""
+    return dynamic_config.change(ctx, lambda live: dynamic_config.patch_replacing(live, wanted),
+                                 "Patroni refused to restore its configuration: {why}.",
+                                 no_leader="no leader to restore Patroni's configuration through.",
+                                 wake_all=True, read_deadline_s=CONFIG_READ_DEADLINE_S)
 
 
 def restore_config(ctx: LabContext) -> tuple[list[str], list[str]]:
     """PATCH /config back to the baseline (with the reset's quick loop); (what was done, the
     PostgreSQL parameters it changed)."""
     patch, live = patch_config(ctx, reset_config(ctx))
-    drifted = config_patch(live, baseline_config(ctx))   # what a learner changed, not the reset's quick loop
-    parameters = sorted(((patch.get("postgresql") or {}).get("parameters") or {}))
+    # What a learner changed, not the reset's quick loop.
+    drifted = dynamic_config.patch_replacing(live, baseline_config(ctx))
+    parameters = sorted((patch.get("postgresql") or {}).get("parameters") or {})
     return ([f"restored Patroni's dynamic configuration ({', '.join(sorted(drifted))})"] if drifted else []), parameters
 
 
@@ -256,6 +233,7 @@ def restore_files(ctx: LabContext) -> list[str]:
             ctx.probe.rest_change(node, "POST", "/reload", {}, ctx.restapi_auth, timeout=30)
             done.append(f"reloaded {name}'s Patroni, which reads its file again")
     for diff in baseline.running_files(ctx, states):
+        assert diff.node is not None   # running_files names the node of every difference
         ctx.docker.restart(ctx.topology.node(diff.node))
         done.append(f"restarted {diff.node}, which ran other files than the host's")
     return done
@@ -309,6 +287,7 @@ def reload_tags(ctx: LabContext) -> list[str]:
     """A member whose tags differ from its (rendered) patroni.yml reads the file again (POST /reload)."""
     done = []
     for diff in baseline.tags(ctx, ctx.cluster()):
+        assert diff.node is not None   # tags names the member of every difference
         node = ctx.topology.node(diff.node)
         ctx.probe.rest_change(node, "POST", "/reload", {}, ctx.restapi_auth, timeout=30)
         done.append(f"reloaded {node.name}'s Patroni ({diff.text.split(' (')[0]})")

@@ -2,12 +2,13 @@
 marker writes before and after a role change, and the answers table a learner fills in."""
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 import psycopg
 
 from pgha_lab.context import LabContext
+from pgha_lab.rows import one_row
 
 # Every table a lesson creates starts with this prefix, so `lesson reset` knows what is stray.
 TABLE_PREFIX = "lesson_"
@@ -25,7 +26,7 @@ def connect(ctx: LabContext, replica: bool = False, timeout_s: float = 3.0) -> I
 
 def server_name(ctx: LabContext, conn: psycopg.Connection) -> str:
     """The db node behind a connection, from inet_server_addr() as the learner reads it."""
-    addr = conn.execute("select host(inet_server_addr())").fetchone()[0]
+    addr: str = one_row(conn.execute("select host(inet_server_addr())"))[0]   # a TCP session: never null
     return {str(n.address): n.name for n in ctx.topology.db}.get(addr, addr)
 
 
@@ -35,14 +36,14 @@ def write_marker(ctx: LabContext, label: str) -> tuple[int, str]:
         conn.execute(f"create table if not exists {WRITES} (id bigserial primary key, label text not null, "
                      "server text not null, at timestamptz not null default now())")
         node = server_name(ctx, conn)
-        row_id = conn.execute(f"insert into {WRITES} (label, server) values (%s, %s) returning id",
-                              (label, node)).fetchone()[0]
+        row_id = one_row(conn.execute(f"insert into {WRITES} (label, server) values (%s, %s) returning id",
+                                      (label, node)))[0]
     return int(row_id), node
 
 
 def marker_present(ctx: LabContext, row_id: int) -> bool:
     with connect(ctx) as conn:
-        return conn.execute(f"select count(*) from {WRITES} where id = %s", (row_id,)).fetchone()[0] == 1
+        return one_row(conn.execute(f"select count(*) from {WRITES} where id = %s", (row_id,)))[0] == 1
 
 
 def prepare_answers(ctx: LabContext, lesson_id: int) -> None:
@@ -58,7 +59,7 @@ def prepare_answers(ctx: LabContext, lesson_id: int) -> None:
 def answers(ctx: LabContext, lesson_id: int) -> dict[str, str]:
     """question -> the newest answer recorded for it."""
     with connect(ctx, replica=False) as conn:
-        exists = conn.execute("select to_regclass(%s) is not null", (ANSWERS,)).fetchone()[0]
+        exists = one_row(conn.execute("select to_regclass(%s) is not null", (ANSWERS,)))[0]
         if not exists:
             return {}
         rows = conn.execute(f"select question, answer from {ANSWERS} where lesson = %s order by id",

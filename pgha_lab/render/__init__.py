@@ -8,13 +8,16 @@ from pathlib import Path
 
 import yaml
 
-from pgha_lab import profiles, secrets, settings as lab_settings, tls
+from pgha_lab import profiles, secrets, tls
+from pgha_lab import settings as lab_settings
 from pgha_lab.errors import LabError
 from pgha_lab.fsutil import write_if_changed
 from pgha_lab.paths import LabPaths
-from pgha_lab.render import etcd as render_etcd, haproxy as render_haproxy, keepalived as render_keepalived, \
-    patroni as render_patroni
 from pgha_lab.profiles import Profile
+from pgha_lab.render import etcd as render_etcd
+from pgha_lab.render import haproxy as render_haproxy
+from pgha_lab.render import keepalived as render_keepalived
+from pgha_lab.render import patroni as render_patroni
 from pgha_lab.render.common import RenderedFile
 from pgha_lab.topology import Node, Role, Topology
 
@@ -63,9 +66,9 @@ def node_mounts(node: Node, topology: Topology | None = None) -> list[tuple[str,
     role, for compose to mount read-only; the TLS folder ("tls") goes to node_paths.TLS_MOUNT.
     An HAProxy node of a two-HAProxy `topology` also mounts its keepalived.conf."""
     files = {Role.ETCD: render_etcd.FILES, Role.DB: render_patroni.FILES, Role.HAPROXY: render_haproxy.FILES}
-    mounts = [tuple(pair) for pair in files[node.role]]
+    mounts = [(name, path) for name, path in files[node.role]]
     if node.role is Role.HAPROXY and topology is not None and topology.haproxy2 is not None:
-        mounts += [tuple(pair) for pair in render_keepalived.FILES]
+        mounts += [(name, path) for name, path in render_keepalived.FILES]
     return mounts
 
 
@@ -83,7 +86,8 @@ def write_lab(paths: LabPaths, topology: Topology, profile: Profile, *, rotate_c
     tell whether containers need recreating. Bad input is refused before anything is written.
     """
     if topology.project != paths.project:
-        raise LabError(f"the topology is for lab {topology.project!r} but the paths are for {paths.project!r}; use one project name.")
+        raise LabError(f"the topology is for lab {topology.project!r} but the "
+                       f"paths are for {paths.project!r}; use one project name.")
     profile.validate()
     settings.validate(len(topology.db))
     bootstrap = bootstrap_profile(paths, profile)

@@ -11,8 +11,8 @@ from typing import Any
 
 import yaml
 
-from pgha_lab import disks, node_paths as NP
-from pgha_lab import tls
+from pgha_lab import disks, tls
+from pgha_lab import node_paths as NP
 from pgha_lab.fsutil import write_if_changed
 from pgha_lab.gateway import BARE_IMAGES, IMAGES, LABEL_NODE, LABEL_PROJECT, LABEL_ROLE, edge_network_name, volume_key
 from pgha_lab.paths import LabPaths

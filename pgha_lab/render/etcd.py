@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import yaml
 
-from pgha_lab import node_paths, tls as certs
+from pgha_lab import node_paths
+from pgha_lab import tls as certs
 from pgha_lab.profiles import Profile
 from pgha_lab.render.common import RenderedFile, header
 from pgha_lab.topology import Node, Topology

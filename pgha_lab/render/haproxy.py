@@ -5,7 +5,8 @@ health checks against Patroni's REST API are TLS, with HAProxy's own client cert
 """
 from __future__ import annotations
 
-from pgha_lab import node_paths, tls as certs
+from pgha_lab import node_paths
+from pgha_lab import tls as certs
 from pgha_lab.profiles import Profile
 from pgha_lab.render.common import RenderedFile, header
 from pgha_lab.topology import Node, Topology

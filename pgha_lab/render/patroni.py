@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import yaml
 
-from pgha_lab import node_paths, tls as certs
+from pgha_lab import node_paths
+from pgha_lab import tls as certs
 from pgha_lab.profiles import Profile
 from pgha_lab.render import callback
 from pgha_lab.render.common import RenderedFile, header
-from pgha_lab.settings import DEFAULT as DEFAULT_SETTINGS, LabSettings
 from pgha_lab.secrets import REPLICATION_USER, REWIND_USER, SUPERUSER
+from pgha_lab.settings import DEFAULT as DEFAULT_SETTINGS
+from pgha_lab.settings import LabSettings
 from pgha_lab.topology import Node, Topology
 
 TLS = node_paths.PATRONI_TLS
@@ -22,7 +24,9 @@ PGPASS = f"{node_paths.PG_HOME}/.pgpass_patroni"   # Patroni rewrites it; postgr
 
 
 def _hba(kind: str, db: str, user: str, address: str, method: str) -> str:
-    return f"{kind:<8}{db:<13}{user:<13}{address:<17}{method}".rstrip() if address else f"{kind:<8}{db:<13}{user:<30}{method}"
+    if address:
+        return f"{kind:<8}{db:<13}{user:<13}{address:<17}{method}".rstrip()
+    return f"{kind:<8}{db:<13}{user:<30}{method}"
 
 
 def pg_hba(topology: Topology) -> list[str]:

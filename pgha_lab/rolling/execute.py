@@ -4,12 +4,12 @@ that does not come back."""
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from itertools import takewhile
-from typing import Iterator
 
-from pgha_lab import roles as role_changes
+from pgha_lab import dynamic_config, roles
 from pgha_lab.context import LabContext
 from pgha_lab.errors import LabError
 from pgha_lab.rolling import staleness
@@ -22,7 +22,7 @@ from pgha_lab.wait import Verdict, wait_until
 BARE = ("a bare lab's nodes run what you (or the playbook) installed, and a roll would replace them; restart a "
         "service on its node instead (`pgha-lab exec NODE -- systemctl restart patroni`), or run the playbook again.")
 
-STEP_DEADLINE_S = 180.0   # one node back (etcd rejoin, PostgreSQL recovery and streaming), seed timings on a busy laptop
+STEP_DEADLINE_S = 180.0   # one node back (etcd rejoin, PostgreSQL recovery, streaming), seed timings, a busy laptop
 REST_TIMEOUT_S = 10.0
 
 
@@ -63,7 +63,8 @@ def require_rollable(ctx: LabContext, what: str) -> None:
     for node in ctx.topology.nodes:
         state = ctx.docker.state(node)
         if state.status == "paused":
-            raise LabError(f"{node.name} is paused; resume it first (`pgha-lab chaos heal-all`), then run {what} again.")
+            raise LabError(f"{node.name} is paused; resume it first (`pgha-lab "
+                           f"chaos heal-all`), then run {what} again.")
         if not state.running:
             raise LabError(f"{node.name} is {state.status}; bring it back first (`pgha-lab up` or "
                            f"`pgha-lab chaos heal-all`), then run {what} again.")
@@ -123,7 +124,8 @@ def _restart(ctx: LabContext, step: Step, deadline_s: float, progress: Progress)
     if not (step.role is Role.HAPROXY and _reload_haproxy_tls(ctx, step, progress)):
         ctx.docker.recreate(step.node)
     since = time.time()   # wall clock: Patroni reports dcs_last_seen as a Unix time
-    verdict = wait_until(lambda: _node_back(ctx, step, since), deadline_s, on_verdict=lambda v: progress.detail(v.reason))
+    verdict = wait_until(lambda: _node_back(ctx, step, since), deadline_s,
+                         on_verdict=lambda v: progress.detail(v.reason))
     if not verdict.ok:
         raise LabError(f"{step.node} did not come back within {deadline_s:.0f}s of its restart ({verdict.reason}); "
                        f"the steps after it were not run: `pgha-lab logs {verdict.culprit or step.node}` shows why, "
@@ -139,11 +141,12 @@ def _switchover(ctx: LabContext, step: Step, deadline_s: float, progress: Progre
               [m.name for m in cluster.replicas if m.state == "streaming"]
     if not targets:
         raise LabError(f"no streaming replica to switch over to from {step.node}; `pgha-lab status` shows the lab.")
-    change = role_changes.request_change(ctx, "switchover", targets[0])
-    role_changes.wait_for_writes(ctx, change, deadline_s)
+    change = roles.request_change(ctx, "switchover", targets[0])
+    roles.wait_for_writes(ctx, change, deadline_s)
     verdict = wait_until(ctx.health, deadline_s, on_verdict=lambda v: progress.detail(v.reason))
     if not verdict.ok:
-        raise LabError(f"after the switchover to {change.new_leader} the lab did not become healthy ({verdict.reason}); "
+        raise LabError(f"after the switchover to {change.new_leader} the "
+                       f"lab did not become healthy ({verdict.reason}); "
                        f"`pgha-lab status` shows it, and `pgha-lab roll` resumes once it is fixed.")
 
 
@@ -159,15 +162,14 @@ def _members_paused(ctx: LabContext, paused: bool) -> Verdict:
 
 def _set_maintenance(ctx: LabContext, paused: bool, deadline_s: float, progress: Progress) -> None:
     """`patronictl pause`/`resume` through the REST API, then wait until every member has read it."""
-    leader = ctx.cluster().leader_name
-    node = ctx.topology.node(leader) if leader else ctx.topology.db[0]
+    node = dynamic_config.leader_node(ctx) or ctx.topology.db[0]
     # null drops the key again, so the lab's dynamic configuration ends as it began.
-    r = ctx.probe.rest_change(node, "PATCH", "/config", {"pause": True if paused else None}, ctx.restapi_auth,
-                              timeout=REST_TIMEOUT_S)
-    if r.status_code != 200:
-        raise LabError(f"Patroni refused to {'pause' if paused else 'resume'} ({r.text.strip() or r.status_code}); "
-                       f"`pgha-lab status` shows the lab.")
-    verdict = wait_until(lambda: _members_paused(ctx, paused), deadline_s, on_verdict=lambda v: progress.detail(v.reason))
+    dynamic_config.send(ctx, node, {"pause": True if paused else None},
+                        f"Patroni refused to {'pause' if paused else 'resume'} "
+                        f"({{why}}); `pgha-lab status` shows the lab.",
+                        timeout=REST_TIMEOUT_S)
+    verdict = wait_until(lambda: _members_paused(ctx, paused), deadline_s,
+                         on_verdict=lambda v: progress.detail(v.reason))
     if not verdict.ok:
         raise LabError(f"{verdict.reason} within {deadline_s:.0f}s; `pgha-lab logs {verdict.culprit}` shows why"
                        + ("" if paused else ", and `patronictl resume` ends maintenance mode by hand") + ".")
@@ -183,8 +185,8 @@ def _maintenance_for_etcd(ctx: LabContext, steps: list[Step], deadline_s: float,
     if not any(s.role is Role.ETCD and s.action == RESTART for s in steps) or not ctx.topology.db:
         yield
         return
-    code, config = ctx.probe.rest(ctx.topology.db[0], "/config")
-    if code == 200 and config.get("pause"):   # the user's own maintenance mode: leave it alone
+    config = dynamic_config.read_member(ctx.probe, ctx.topology.db[0])
+    if config is not None and config.get("pause"):   # the user's own maintenance mode: leave it alone
         yield
         return
     with progress.step("Patroni into maintenance mode while etcd members restart (no demotion on a lost lock)"):

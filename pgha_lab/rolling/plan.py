@@ -42,7 +42,8 @@ def plan(topology: Topology, nodes: list[str], roles: Roles) -> list[Step]:
     etcd = [n.name for n in topology.etcd if n.name in wanted]
     etcd.sort(key=lambda name: (name == roles.etcd_leader, name))
     for name in etcd:
-        steps.append(Step(RESTART, name, Role.ETCD, "wait until it rejoins and every etcd member answers with one leader"))
+        steps.append(Step(RESTART, name, Role.ETCD,
+                          "wait until it rejoins and every etcd member answers with one leader"))
     db = [n.name for n in topology.db if n.name in wanted]
     replicas = [n for n in db if n != roles.db_leader]
     replicas.sort(key=lambda name: (name in roles.sync_standbys, name))

@@ -7,8 +7,8 @@ import time
 from dataclasses import dataclass, field
 
 from pgha_lab import tls
-from pgha_lab.errors import LabError
 from pgha_lab.context import LabContext
+from pgha_lab.errors import LabError
 from pgha_lab.rolling import execute, staleness
 from pgha_lab.rolling.plan import plan, plan_text
 from pgha_lab.term.progress import Progress

@@ -37,7 +37,9 @@ class NodeFiles:
     def text(self) -> str:
         if self.unknown:
             return f"{self.node}: {self.unknown}"
-        return f"{self.node} runs older {', '.join(self.stale)} than the host's" if self.stale else f"{self.node}: current"
+        if self.stale:
+            return f"{self.node} runs older {', '.join(self.stale)} than the host's"
+        return f"{self.node}: current"
 
 
 def _sha(path: Path) -> str | None:
@@ -141,8 +143,8 @@ def survey(ctx: LabContext, nodes: list[Node] | None = None,
     doubtful = [n for n in nodes if not current(n)]
     recreate = ctx.docker.compose_would_recreate() if doubtful and ctx.paths.compose_file.exists() else set()
     with ThreadPoolExecutor(max_workers=max(1, len(doubtful))) as pool:
-        checked = dict(zip([n.name for n in doubtful],
-                           pool.map(lambda n: check_node(ctx, n, states[n.name].status, built_for, recreate), doubtful)))
+        found = pool.map(lambda n: check_node(ctx, n, states[n.name].status, built_for, recreate), doubtful)
+        checked = dict(zip([n.name for n in doubtful], found, strict=True))
     return [checked.get(n.name) or NodeFiles(n.name) for n in nodes]
 
 

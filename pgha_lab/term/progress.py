@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator, TextIO
+from typing import TextIO
 
 from rich.console import Console, ConsoleOptions, RenderableType, RenderResult
 from rich.live import Live
@@ -18,6 +19,12 @@ from rich.text import Text
 from pgha_lab.term.console import console_for
 
 SPINNER = "dots"
+
+
+def spinner_frame(spinner: Spinner, console: Console) -> Text:
+    """The spinner's frame now. rich types render() as any renderable; one without text is a Text."""
+    frame = spinner.render(console.get_time())
+    return frame if isinstance(frame, Text) else Text(str(frame))
 
 
 class Progress:
@@ -42,7 +49,7 @@ class Progress:
             self.console.print(Text.assemble(" ", ("•", "cyan"), f" {text}"))
 
     @contextmanager
-    def step(self, title: str) -> Iterator["Progress"]:
+    def step(self, title: str) -> Iterator[Progress]:
         started = time.monotonic()
         self._detail = ""
         # A step inside a step keeps the outer spinner; rich draws one live display per console.
@@ -92,5 +99,5 @@ class _RunningStep:
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
         detail = f" — {self.progress.latest_detail}" if self.progress.latest_detail else ""
         elapsed = time.monotonic() - self.started
-        yield Text.assemble(" ", self.spinner.render(console.get_time()),
+        yield Text.assemble(" ", spinner_frame(self.spinner, console),
                             f" {self.title} ({elapsed:.0f}s){detail}", no_wrap=True, overflow="ellipsis")

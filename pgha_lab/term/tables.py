@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import io
-from typing import Any, Collection, Sequence
+from collections.abc import Collection, Sequence
+from typing import Any
 
 from rich import box
 from rich.table import Table
@@ -43,7 +44,8 @@ def _titled(text: str, title: str) -> str:
     return top[0] + label + top[1 + len(label):] + "\n" + rest
 
 
-def _size(n: int) -> str:
+def _size(size: int) -> str:
+    n = float(size)
     for unit in ("B", "kB", "MB", "GB"):
         if n < 1024 or unit == "GB":
             break
@@ -73,7 +75,7 @@ def members_table(members: list[Member], scope: str) -> str:
 
 
 def etcd_table(endpoints: list[EtcdEndpoint]) -> str:
-    rows = []
+    rows: list[list[Any]] = []
     for e in endpoints:
         if e.error:
             rows.append([e.endpoint, e.name, "", "", "", e.error, ""])

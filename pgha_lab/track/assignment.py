@@ -57,7 +57,7 @@ class Assignment:
     certificates: tuple[CertDuty, ...]
 
     @classmethod
-    def of(cls, topo: Topology) -> "Assignment":
+    def of(cls, topo: Topology) -> Assignment:
         nodes = tuple(NodeSpec(n.name, n.role.value, str(n.address)) for n in topo.nodes)
         p = topo.ports
         return cls(nodes, topo.scope, str(topo.subnet), p.etcd_client, p.etcd_peer, p.postgres, p.restapi,

@@ -76,7 +76,8 @@ def hosts_entries(text: str) -> list[tuple[int, str, list[str]]]:
     return out
 
 
-def latest_sign(text: str, signs: tuple[tuple[str, str, str], ...], tail: int | None = None) -> tuple[str, str, str] | None:
+def latest_sign(text: str, signs: tuple[tuple[str, str, str], ...],
+                tail: int | None = None) -> tuple[str, str, str] | None:
     """The latest log line matching one of `signs` ((pattern, diagnosis, meaning), in order of
     precedence on a line): (diagnosis, meaning, the line)."""
     lines = text.splitlines()

@@ -3,13 +3,14 @@ progress record (the lessons' record, in its own file). Each refuses bad request
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from pgha_lab.context import LabContext
 from pgha_lab.errors import LabError
 from pgha_lab.lessons import progress
-from pgha_lab.lessons.progress import Progress
+from pgha_lab.lessons.progress import LearnerRecord
 from pgha_lab.track import catalogue
 from pgha_lab.track.assignment import Assignment
 from pgha_lab.track.model import Readings, Step, StepVerdict
@@ -76,11 +77,16 @@ def check(ctx: LabContext, refs: Iterable[str | int] | None = None,
         verdict, _ = grade_step(step, reader, assignment)
         report.verdicts.append(verdict)
         on_step(verdict)
-    for v in report.verdicts:
-        if v.passed:
-            prog.passed.setdefault(v.step, progress.now())
-    save(ctx, prog)
+    record_passed(ctx, [v.step for v in report.verdicts if v.passed], prog)
     return report
+
+
+def record_passed(ctx: LabContext, steps: Iterable[int], prog: LearnerRecord | None = None) -> None:
+    """Steps just seen passing, in the lab's record (the first time each passed stays)."""
+    prog = prog or load(ctx)
+    for step in steps:
+        prog.passed.setdefault(step, progress.now())
+    save(ctx, prog)
 
 
 def first_failing_before(ctx: LabContext, step: Step) -> StepVerdict | None:
@@ -110,9 +116,9 @@ def hint(ctx: LabContext, ref: str | int | None) -> tuple[Step, int, str]:
     return step, shown, step.hints[shown - 1]
 
 
-def load(ctx: LabContext) -> Progress:
+def load(ctx: LabContext) -> LearnerRecord:
     return progress.load(ctx.paths, PROGRESS_FILE)
 
 
-def save(ctx: LabContext, prog: Progress) -> None:
+def save(ctx: LabContext, prog: LearnerRecord) -> None:
     progress.save(ctx.paths, prog, PROGRESS_FILE)

@@ -3,8 +3,9 @@ readings its check takes (each naming where it came from), and the verdict a gra
 what was confirmed, and for a failure what is wrong and where to look."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -37,7 +38,7 @@ class Reading:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, doc: dict[str, Any]) -> "Reading":
+    def from_dict(cls, doc: dict[str, Any]) -> Reading:
         return cls(Source(**doc["source"]), doc["ok"], doc.get("value"), doc.get("error", ""))
 
 
@@ -49,7 +50,7 @@ class Readings(dict):
         return {k: r.as_dict() for k, r in self.items()}
 
     @classmethod
-    def from_dict(cls, doc: dict[str, Any]) -> "Readings":
+    def from_dict(cls, doc: dict[str, Any]) -> Readings:
         return cls({k: Reading.from_dict(v) for k, v in doc.items()})
 
 

@@ -10,8 +10,9 @@ import shlex
 import socket
 import ssl
 import struct
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from pgha_lab.context import LabContext
 from pgha_lab.errors import LabError
@@ -132,7 +133,8 @@ class Reader:
         args = json.dumps({"url": url, "ca": ca, "cert": cert, "key": key, "method": method, "body": body,
                            "timeout": NET_TIMEOUT})
         r = self.run(node, f"python3 -c {shlex.quote(HTTPS_CLIENT)} {shlex.quote(args)}", what=what or
-                     f"curl --cacert {ca} {f'--cert {cert} --key {key} ' if cert else ''}{'-X ' + method + ' ' if method != 'GET' else ''}{url}")
+                     f"curl --cacert {ca} {f'--cert {cert} --key {key} ' if cert else ''}"
+                     f"{'-X ' + method + ' ' if method != 'GET' else ''}{url}")
         if not r.ok:
             return r
         try:

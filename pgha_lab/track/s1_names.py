@@ -3,6 +3,7 @@ that node's lab address from /etc/hosts, as VMs on a host-only network must (the
 from __future__ import annotations
 
 import shlex
+from functools import partial
 
 from pgha_lab.track import configs
 from pgha_lab.track.assignment import Assignment
@@ -27,7 +28,7 @@ def read(reader: Reader, assignment: Assignment) -> Readings:
         out[key(node, "resolve")] = got["cmd:resolve"]
         for p in ("/etc/hostname", "/etc/hosts"):
             out[key(node, p)] = got[f"text:{p}"]
-    reader.many({n: (lambda n=n: visit(n)) for n in names})
+    reader.many({n: partial(visit, n) for n in names})
     return out
 
 

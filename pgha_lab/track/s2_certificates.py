@@ -4,6 +4,7 @@ allowing the usages its role needs, with a key that belongs to it and only its s
 from __future__ import annotations
 
 import datetime as dt
+from functools import partial
 
 from pgha_lab import tls
 from pgha_lab.track import configs
@@ -19,7 +20,7 @@ def read(reader: Reader, a: Assignment) -> Readings:
         duties = [d for d in a.certificates if d.node == node]
         got = reader.files(node, certs=[a.ca_path(node)] + [d.cert for d in duties], keys=[d.key for d in duties])
         out.update({f"{node}:{k}": r for k, r in got.items()})
-    reader.many({n.name: (lambda n=n.name: visit(n)) for n in a.nodes})
+    reader.many({n.name: partial(visit, n.name) for n in a.nodes})
     return out
 
 
@@ -27,15 +28,18 @@ def _ca(a: Assignment, r: Readings, node: str) -> tuple[configs.CertFacts | None
     path = a.ca_path(node)
     reading = r[f"{node}:cert:{path}"]
     if not reading.ok:
-        return None, Finding(f"there is no CA certificate at {path} on {node}", f"on {node}: ls -l {path.rsplit('/', 1)[0]}",
+        return None, Finding(f"there is no CA certificate at {path} on {node}",
+                             f"on {node}: ls -l {path.rsplit('/', 1)[0]}",
                              "missing-file")
     facts = configs.cert_facts(reading.value["text"])
     if facts is None:
-        return None, Finding(f"{path} on {node} holds no PEM certificate", f"on {node}: openssl x509 -in {path} -noout -text",
+        return None, Finding(f"{path} on {node} holds no PEM certificate",
+                             f"on {node}: openssl x509 -in {path} -noout -text",
                              "not-a-certificate")
     if not facts.is_ca:
         return None, Finding(f"the certificate in {path} on {node} is not a CA (its basicConstraints say CA:FALSE), "
-                             f"so nothing it signed verifies", f"on {node}: openssl x509 -in {path} -noout -ext basicConstraints",
+                             f"so nothing it signed verifies",
+                             f"on {node}: openssl x509 -in {path} -noout -ext basicConstraints",
                              "ca-not-ca")
     return facts, None
 
@@ -44,7 +48,8 @@ def _duty(d: CertDuty, r: Readings, ca: configs.CertFacts, now: dt.datetime) -> 
     reading = r[f"{d.node}:cert:{d.cert}"]
     show = f"on {d.node}: openssl x509 -in {d.cert} -noout"
     if not reading.ok:
-        return [Finding(f"{d.purpose} is missing on {d.node} ({d.cert})", f"on {d.node}: ls -l {d.cert.rsplit('/', 1)[0]}",
+        return [Finding(f"{d.purpose} is missing on {d.node} ({d.cert})",
+                        f"on {d.node}: ls -l {d.cert.rsplit('/', 1)[0]}",
                         "missing-file")]
     facts = configs.cert_facts(reading.value["text"])
     if facts is None:
@@ -56,7 +61,8 @@ def _duty(d: CertDuty, r: Readings, ca: configs.CertFacts, now: dt.datetime) -> 
                            f"{show} -issuer; openssl verify -CAfile {d.cert.rsplit('/', 1)[0]}/{tls.CA_CERT} {d.cert}",
                            "wrong-ca"))
     if facts.not_after <= now or facts.not_before > now:
-        out.append(Finding(f"{d.purpose} on {d.node} ({d.cert}) is not valid now (valid {facts.not_before:%Y-%m-%d %H:%M} "
+        out.append(Finding(f"{d.purpose} on {d.node} ({d.cert}) is not valid "
+                           f"now (valid {facts.not_before:%Y-%m-%d %H:%M} "
                            f"to {facts.not_after:%Y-%m-%d %H:%M} UTC)", f"{show} -dates", "expired"))
     for name in d.names:
         if not facts.names_cover(name):
@@ -83,7 +89,8 @@ def _duty(d: CertDuty, r: Readings, ca: configs.CertFacts, now: dt.datetime) -> 
         out.append(Finding(f"{d.key} on {d.node} holds no private key openssl can read",
                            f"on {d.node}: sudo openssl pkey -in {d.key} -noout", "not-a-key"))
     elif not configs.same_public_key(key.value["text"], facts.public_key):
-        out.append(Finding(f"the key {d.key} on {d.node} does not belong to the certificate {d.cert} (another key pair)",
+        out.append(Finding(f"the key {d.key} on {d.node} does not belong "
+                           f"to the certificate {d.cert} (another key pair)",
                            f"on {d.node}: compare `openssl x509 -in {d.cert} -noout -pubkey` with "
                            f"`sudo openssl pkey -in {d.key} -pubout`", "key-mismatch"))
     mode = int(key.value["mode"] or "0", 8)
@@ -95,23 +102,23 @@ def _duty(d: CertDuty, r: Readings, ca: configs.CertFacts, now: dt.datetime) -> 
 
 
 def grade(a: Assignment, r: Readings, now: dt.datetime | None = None) -> StepVerdict:
-    now = now or dt.datetime.now(dt.timezone.utc)
+    now = now or dt.datetime.now(dt.UTC)
     verdict = StepVerdict(2, False)
     cas: dict[str, configs.CertFacts] = {}
     for node in a.nodes:
         facts, problem = _ca(a, r, node.name)
         if problem:
             verdict.findings.append(problem)
-        else:
+        elif facts is not None:   # _ca gives the facts or the problem
             cas[node.name] = facts
     if cas:
         first_node, first = next(iter(cas.items()))
-        for node, facts in cas.items():
+        for name, facts in cas.items():
             if facts.fingerprint != first.fingerprint:
                 verdict.findings.append(Finding(
-                    f"{node}'s {a.ca_path(node)} is another CA than {first_node}'s ({facts.subject}, valid from "
+                    f"{name}'s {a.ca_path(name)} is another CA than {first_node}'s ({facts.subject}, valid from "
                     f"{facts.not_before:%Y-%m-%d %H:%M} UTC): certificates signed by one are not trusted by nodes "
-                    f"holding the other", f"on {node} and {first_node}: openssl x509 -in CA_FILE -noout -fingerprint",
+                    f"holding the other", f"on {name} and {first_node}: openssl x509 -in CA_FILE -noout -fingerprint",
                     "two-cas"))
     for duty in a.certificates:
         if duty.node in cas:

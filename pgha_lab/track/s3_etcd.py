@@ -7,6 +7,7 @@ import json
 import re
 import shlex
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from pgha_lab.track import configs
@@ -38,7 +39,9 @@ def read(reader: Reader, a: Assignment) -> Readings:
             "proc": (PROC, "cat /proc/$(pidof etcd)/cmdline"),
             "journal": (f"journalctl -u {UNIT} -n 300 --no-pager -o short-iso", f"journalctl -u {UNIT}"),
             "alias": (f"grep -Hn 'alias ectl=' {ALIAS_FILES} 2>/dev/null", "grep -n 'alias ectl' ~/.bashrc"),
-            "ectl": ("HOME=/root bash -ic 'ectl endpoint status -w json' 2>&1 | grep -v 'job control\\|terminal process group'",
+            "ectl-path": ("HOME=/root bash -ic 'type -P ectl' 2>/dev/null", "type -a ectl"),
+            "ectl": ("HOME=/root bash -ic 'ectl endpoint status -w json' "
+                     "2>&1 | grep -v 'job control\\|terminal process group'",
                      "ectl endpoint status -w table"),
         })
         for k, r in first.items():
@@ -46,8 +49,7 @@ def read(reader: Reader, a: Assignment) -> Readings:
         if _props(first["cmd:show"]).get("ActiveState") != "active":
             return   # nothing answers on the network: the grader stops at the service and its log
         member = member_settings(a, node, out)
-        extra = [member.config] if member.config and member.config not in CONFIG_CANDIDATES else []
-        if extra:
+        if member.config and member.config not in CONFIG_CANDIDATES:
             out[f"{node.name}:text:{member.config}"] = reader.file(node.name, member.config)
             member = member_settings(a, node, out)
         url = member.client_url_for(node.address, a.etcd_client_port)
@@ -64,7 +66,7 @@ def read(reader: Reader, a: Assignment) -> Readings:
             method="POST", body="{}", what=f"curl ... -X POST {url}/v3/maintenance/status -d '{{}}'")
         out[f"{node.name}:tls-client"] = reader.handshake(node.address, a.etcd_client_port)
         out[f"{node.name}:tls-peer"] = reader.handshake(node.address, a.etcd_peer_port)
-    reader.many({n.name: (lambda n=n: visit(n)) for n in a.etcd})
+    reader.many({n.name: partial(visit, n) for n in a.etcd})
     return out
 
 
@@ -83,7 +85,7 @@ def dcs_read(reader: Reader, a: Assignment, prefix: str) -> Readings:
         ctl = f"ETCDCTL_API=3 etcdctl --endpoints={url} {member.etcdctl_tls()} --command-timeout=4s"
         return reader.files(node.name, commands={"dcs": (f"{ctl} get --prefix {shlex.quote(prefix)} -w json",
                                                          f"etcdctl get --prefix {prefix}")})["cmd:dcs"]
-    answers = reader.many({n.name: (lambda n=n: ask(n)) for n in a.etcd})
+    answers = reader.many({n.name: partial(ask, n) for n in a.etcd})
     good = [r for r in answers.values() if r.ok and r.value["rc"] == 0]
     return Readings({"dcs": good[0] if good else list(answers.values())[0]})
 
@@ -193,7 +195,8 @@ JOURNAL_SIGNS = (
      "package's default member); etcd logs 'cluster ID mismatch'"),
     (r"member .* has already been bootstrapped|has already been bootstrapped", "initial-cluster-state",
      "its data directory already holds a member of this cluster, and it was asked to bootstrap a new one"),
-    (r"could not retrieve cluster information|error validating peerURLs|cannot fetch cluster info", "initial-cluster-state",
+    (r"could not retrieve cluster information|error validating peerURLs|cannot fetch cluster info",
+     "initial-cluster-state",
      "initial-cluster-state says `existing` for a cluster that does not exist yet, so it waits for members to "
      "ask for the cluster's information"),
     (r"couldn't find local name", "member-name",
@@ -310,10 +313,13 @@ def grade(a: Assignment, r: Readings) -> StepVerdict:
                              "etcd-http" if any(u.startswith("http:") for u in m.get("peerURLs", [])) else "peer-urls"))
         if want_client not in m.get("clientURLs", []):
             f.append(Finding(f"{node.name} advertises client URLs {', '.join(m.get('clientURLs', [])) or 'none'}, not "
-                             f"TLS on its lab address", members[node.name].where("advertise-client-urls", "its settings"),
-                             "etcd-http" if any(u.startswith("http:") for u in m.get("clientURLs", [])) else "client-urls"))
+                             f"TLS on its lab address",
+                             members[node.name].where("advertise-client-urls", "its settings"),
+                             "etcd-http" if any(u.startswith("http:") for u in m.get("clientURLs", []))
+                             else "client-urls"))
     if len({leaders[n] for n in leaders}) != 1 or "0" in leaders.values():
-        f.append(Finding(f"the members do not agree on one leader ({', '.join(f'{k}: {v}' for k, v in leaders.items())})",
+        f.append(Finding("the members do not agree on one leader "
+                         f"({', '.join(f'{k}: {v}' for k, v in leaders.items())})",
                          "on any etcd node: etcdctl endpoint status -w table (IS LEADER)", "no-leader"))
     if f:
         return v
@@ -326,7 +332,8 @@ def grade(a: Assignment, r: Readings) -> StepVerdict:
             label = "client" if port_key == "tls-client" else "peer"
             if not hs.ok:
                 f.append(Finding(f"etcd on {n.name} does not speak TLS on its {label} port {port} ({hs.error})",
-                                 f"{hs.source.look()}; listen-{label}-urls in {m.where(f'listen-{label}-urls', 'its settings')}",
+                                 f"{hs.source.look()}; listen-{label}-urls in "
+                                 f"{m.where(f'listen-{label}-urls', 'its settings')}",
                                  "etcd-http"))
                 continue
             facts = configs.cert_facts(hs.value["cert"])
@@ -361,16 +368,21 @@ def grade(a: Assignment, r: Readings) -> StepVerdict:
                              f"the member down", f"on {n.name}: systemctl is-enabled etcd", "not-enabled"))
     if f:
         return v
-    # 6. The ectl alias, as in the course.
+    # 6. The ectl alias, as in the course (or an `ectl` script on PATH, as the playbook installs: it is
+    # typed and works the same).
     for n in a.etcd:
         alias = r.get(f"{n.name}:cmd:alias")
         defined = alias.value["out"].strip().splitlines()[:1] if alias and alias.ok else []
-        where = defined[0].split(":alias", 1)[0] if defined else "~/.bashrc (no `alias ectl=` found)"
+        found = r.get(f"{n.name}:cmd:ectl-path")
+        script = found.value["out"].strip().splitlines()[:1] if found and found.ok else []
         doc = _json(r.get(f"{n.name}:cmd:ectl"))
-        if not defined:
-            f.append(Finding(f"there is no ectl alias on {n.name}", f"on {n.name}: alias ectl; {ALIAS_FILES.split()[0]}",
+        if not defined and not script:
+            f.append(Finding(f"there is no ectl alias on {n.name}",
+                             f"on {n.name}: alias ectl; {ALIAS_FILES.split()[0]}",
                              "ectl-missing"))
             continue
+        where = defined[0].split(":alias", 1)[0] if defined else script[0]
+        line = defined[0] if defined else ""   # a script's text is not read: only what it answers
         if not isinstance(doc, list) or len(doc) != len(a.etcd):
             said = r.get(f"{n.name}:cmd:ectl")
             text = " ".join(said.value["out"].split())[-200:] if said and said.ok else ""
@@ -378,13 +390,15 @@ def grade(a: Assignment, r: Readings) -> StepVerdict:
             # etcd 3.4 closes a TLS connection that shows no certificate; etcdctl then only says "connection
             # closed" and times out, so the alias itself is read as a grader would read it.
             if (re.search(r"certificate required|bad certificate|authentication handshake failed", text)
-                    or not re.search(r"--cert[= ]|ETCDCTL_CERT=", defined[0])):
-                why, diagnosis = ": it shows etcd no client certificate (--cert/--key), which etcd requires", "ectl-no-cert"
-            elif "http://" in defined[0] or "malformed HTTP" in text or "first record" in text:
+                    or (line and not re.search(r"--cert[= ]|ETCDCTL_CERT=", line))):
+                why = ": it shows etcd no client certificate (--cert/--key), which etcd requires"
+                diagnosis = "ectl-no-cert"
+            elif "http://" in line or "malformed HTTP" in text or "first record" in text:
                 why, diagnosis = ": it speaks plain HTTP to etcd's TLS port", "ectl-http"
             elif isinstance(doc, list):
                 why = f": it reaches {len(doc)} of the {len(a.etcd)} members (--endpoints)"
-            f.append(Finding(f"`ectl endpoint status` does not work on {n.name}{why}" + (f" ({text})" if text and not why else ""),
+            f.append(Finding(f"`ectl endpoint status` does not work on {n.name}{why}"
+                             + (f" ({text})" if text and not why else ""),
                              f"{where} on {n.name}", diagnosis))
     if not f:
         v.passed = True

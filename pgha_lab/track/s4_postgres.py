@@ -3,6 +3,8 @@ cluster on 5432 to get in Patroni's way, the postgres account, and an empty data
 with the mode PostgreSQL insists on."""
 from __future__ import annotations
 
+from functools import partial
+
 from pgha_lab import node_paths as NP
 from pgha_lab.track.assignment import Assignment
 from pgha_lab.track.model import Finding, Readings, Step, StepVerdict, Task
@@ -22,7 +24,8 @@ LISTENER = ("pids=$(ss -ltnpH 'sport = :5432' | grep -o 'pid=[0-9]*' | cut -d= -
             "[ -n \"$d\" ] && [ \"$(sed -n 4p \"$d/postmaster.pid\" 2>/dev/null)\" != 5432 ] && continue; "
             "pids=\"$pids $p\"; done; fi; "
             "for pid in $pids; do echo \"$pid $(ps -o unit= -p $pid) $(tr '\\0' ' ' </proc/$pid/cmdline)\"; done")
-CLUSTERS = "ls -d /etc/postgresql/*/* 2>/dev/null; systemctl list-units 'postgresql*' --all --plain --no-legend 2>/dev/null"
+CLUSTERS = ("ls -d /etc/postgresql/*/* 2>/dev/null; "
+            "systemctl list-units 'postgresql*' --all --plain --no-legend 2>/dev/null")
 
 
 def read(reader: Reader, a: Assignment) -> Readings:
@@ -39,7 +42,7 @@ def read(reader: Reader, a: Assignment) -> Readings:
                      f"sudo ls -ld {NP.PG_HOME} {PARENT} {DATA}"),
         })
         out.update({f"{node}:{k}": r for k, r in got.items()})
-    reader.many({n.name: (lambda n=n.name: visit(n)) for n in a.db})
+    reader.many({n.name: partial(visit, n.name) for n in a.db})
     return out
 
 
@@ -91,7 +94,8 @@ def grade(a: Assignment, r: Readings) -> StepVerdict:
             f.append(Finding(f"the data directory {DATA} on {n} belongs to {owner}: PostgreSQL runs as postgres and "
                              f"must own it", f"on {n}: sudo ls -ld {DATA}", "data-dir-owner"))
         if mode not in ("700", "750"):
-            f.append(Finding(f"the data directory {DATA} on {n} has mode {int(mode, 8):04o}: PostgreSQL refuses to start "
+            f.append(Finding(f"the data directory {DATA} on {n} has mode "
+                             f"{int(mode, 8):04o}: PostgreSQL refuses to start "
                              f"on a data directory others may read (0700 or 0750)", f"on {n}: sudo ls -ld {DATA}",
                              "data-dir-mode"))
     if not f:

@@ -6,8 +6,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import re
-import shlex
+from functools import partial
 from typing import Any
 
 from pgha_lab import node_paths as NP
@@ -22,7 +21,8 @@ VENV = NP.PATRONI_VENV
 PATRONICTL = f"{VENV}/bin/patronictl"
 UNIT = "patroni"
 PSQL = (f"sudo -u postgres {NP.PG_BIN}/psql -XAtq -h {NP.PG_RUN} -d postgres -c "
-        "\"select pg_is_in_recovery(), current_setting('listen_addresses'), current_setting('synchronous_standby_names')\""
+        "\"select pg_is_in_recovery(), current_setting('listen_addresses'), "
+        "current_setting('synchronous_standby_names')\""
         " -c \"select application_name, state, sync_state from pg_stat_replication\"")
 SHOW = ("ActiveState", "SubState", "UnitFileState", "ExecStart", "User", "Result", "LoadState", "MainPID")
 
@@ -35,7 +35,8 @@ def read(reader: Reader, a: Assignment) -> Readings:
             # What pip installed, read from the venv's metadata (an import costs a Python start per node).
             "venv": (f"test -x {VENV}/bin/patroni && cd {VENV}/lib/python3*/site-packages && "
                      "ls -d patroni-*.dist-info python_etcd-*.dist-info psycopg-*.dist-info", f"{VENV}/bin/pip list"),
-            "show": (f"systemctl show {UNIT} --no-pager " + " ".join(f"-p {p}" for p in SHOW), f"systemctl status {UNIT}"),
+            "show": (f"systemctl show {UNIT} --no-pager " + " ".join(f"-p {p}" for p in SHOW),
+                     f"systemctl status {UNIT}"),
             "journal": (f"journalctl -u {UNIT} -n 300 --no-pager -o short-iso", f"journalctl -u {UNIT}"),
             "listen": ("ss -ltnH", "sudo ss -ltn"),
             "sql": (PSQL, "sudo -u postgres psql -c 'select pg_is_in_recovery()' ..."),
@@ -52,7 +53,7 @@ def read(reader: Reader, a: Assignment) -> Readings:
         out[f"{n.name}:rest"] = reader.https(n.name, f"{scheme}://{n.address}:{a.restapi_port}/patroni", ca=ca,
                                              cert=ctl.get("certfile"), key=ctl.get("keyfile"))
         out[f"{n.name}:tls-rest"] = reader.handshake(n.address, a.restapi_port)
-    reader.many({n.name: (lambda n=n: visit(n)) for n in a.db})
+    reader.many({n.name: partial(visit, n) for n in a.db})
     if any(_props(out.get(f"{n.name}:cmd:show")).get("ActiveState") == "active" for n in a.db):
         out.update(s3_etcd.dcs_read(reader, a, namespace(_config(out, a.db[0].name), a)))
     return out
@@ -119,7 +120,8 @@ def hba_replication_covers(lines: list[Any], user: str, address: str) -> bool:
         if who not in ("all", user) and user not in who.split(","):
             continue
         try:
-            if where in ("all", "0.0.0.0/0") or ipaddress.ip_address(address) in ipaddress.ip_network(where, strict=False):
+            if (where in ("all", "0.0.0.0/0")
+                    or ipaddress.ip_address(address) in ipaddress.ip_network(where, strict=False)):
                 return True
         except ValueError:
             continue
@@ -181,7 +183,8 @@ def _config_findings(a: Assignment, n, conf: configs.Yaml, journal: Reading | No
     sync = conf.get("bootstrap", "dcs", "synchronous_mode", default=None)
     if sync not in (True, "on", "true", "quorum"):
         misplaced = next((p for p in (("synchronous_mode",), ("postgresql", "synchronous_mode"),
-                                      ("bootstrap", "synchronous_mode"), ("bootstrap", "dcs", "postgresql", "synchronous_mode"))
+                                      ("bootstrap", "synchronous_mode"),
+                                      ("bootstrap", "dcs", "postgresql", "synchronous_mode"))
                           if conf.has(*p)), None)
         if misplaced:
             f.append(Finding(f"synchronous_mode on {n.name} is under `{'.'.join(misplaced[:-1]) or 'the top level'}`, "
@@ -253,7 +256,8 @@ def grade(a: Assignment, r: Readings) -> StepVerdict:
                              f"on {n.name}: journalctl -u patroni" + (f": {sign[2]}" if sign else ""),
                              sign[0] if sign else "not-running"))
         if show.get("UnitFileState") != "enabled":
-            f.append(Finding(f"patroni on {n.name} is not enabled at boot (unit file state {show.get('UnitFileState')})",
+            f.append(Finding(f"patroni on {n.name} is not enabled at boot "
+                             f"(unit file state {show.get('UnitFileState')})",
                              f"on {n.name}: systemctl is-enabled patroni", "not-enabled"))
         if show.get("User") not in ("postgres",):
             f.append(Finding(f"the patroni unit on {n.name} runs as {show.get('User') or 'root'}, not postgres "
@@ -277,7 +281,8 @@ def grade(a: Assignment, r: Readings) -> StepVerdict:
         signs = [journal_sign(r.get(f"{n.name}:cmd:journal")) for n in a.db]
         sign = next((s for s in signs if s), None)
         if f"{ns}initialize" in keys and sign and sign[0] == "stale-initialize":
-            f.append(Finding(f"no member leads: {sign[1]}", f"etcdctl get {ns}initialize; journalctl -u patroni: {sign[2]}",
+            f.append(Finding(f"no member leads: {sign[1]}",
+                             f"etcdctl get {ns}initialize; journalctl -u patroni: {sign[2]}",
                              "stale-initialize"))
         else:
             f.append(Finding("no member holds the leader key" + (f": {sign[1]}" if sign else ""),
@@ -329,7 +334,8 @@ def grade(a: Assignment, r: Readings) -> StepVerdict:
         row = replication.get(n.name)
         if row is None or row[0] != "streaming":
             f.append(Finding(f"PostgreSQL on {leader} does not stream to {n.name} (pg_stat_replication)",
-                             f"on {leader}: sudo -u postgres psql -c 'select * from pg_stat_replication'", "not-streaming"))
+                             f"on {leader}: sudo -u postgres psql -c 'select * from pg_stat_replication'",
+                             "not-streaming"))
         elif row[1] not in ("sync", "quorum"):
             f.append(Finding(f"{n.name} streams from {leader} asynchronously (sync_state {row[1]})",
                              f"on {leader}: sudo -u postgres psql -c 'select application_name, sync_state from "
@@ -353,7 +359,8 @@ def grade(a: Assignment, r: Readings) -> StepVerdict:
             ctl = conf.get("ctl", default={}) or {}
             if "CERTIFICATE_VERIFY_FAILED" in text or "certificate verify failed" in text or not ctl.get("cacert"):
                 f.append(Finding(f"patronictl on {n.name} cannot reach the members' REST API over TLS: it has no CA to "
-                                 f"verify their certificates (ctl has no cacert)", _at(conf.line("ctl") or None, n.name),
+                                 f"verify their certificates (ctl has no cacert)",
+                                 _at(conf.line("ctl") or None, n.name),
                                  "patronictl-no-ca"))
             else:
                 f.append(Finding(f"`patronictl version` on {n.name} fails: {' '.join(text.split())[-200:]}",
@@ -377,7 +384,8 @@ def _listen_diagnosis(a: Assignment, r: Readings, confs: dict[str, configs.Yaml]
             continue
         listen = conf.get("postgresql", "listen")
         stray = next((p for p in (("postgresql", "parameters", "listen_addresses"),
-                                  ("bootstrap", "dcs", "postgresql", "parameters", "listen_addresses")) if conf.has(*p)), None)
+                                  ("bootstrap", "dcs", "postgresql", "parameters", "listen_addresses"))
+                      if conf.has(*p)), None)
         text = (f"PostgreSQL on {n.name} does not listen on its lab address {n.address}, so the other member cannot "
                 f"reach it: Patroni sets listen_addresses from postgresql.listen ({listen!r})")
         if stray:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from pgha_lab import node_paths as NP
 from pgha_lab.probes import parse_haproxy_csv
+from pgha_lab.rows import one_row
 from pgha_lab.track import configs, s5_patroni
 from pgha_lab.track.assignment import Assignment
 from pgha_lab.track.model import Finding, Reading, Readings, Source, Step, StepVerdict, Task
@@ -32,7 +33,8 @@ def read(reader: Reader, a: Assignment) -> Readings:
     both = reader.many({
         "haproxy": lambda: reader.files(hp.name, texts=[CFG], commands={
             "check": (f"haproxy -c -f {CFG}", f"sudo haproxy -c -f {CFG}"),
-            "show": (f"systemctl show {UNIT} --no-pager " + " ".join(f"-p {p}" for p in SHOW), f"systemctl status {UNIT}"),
+            "show": (f"systemctl show {UNIT} --no-pager " + " ".join(f"-p {p}" for p in SHOW),
+                     f"systemctl status {UNIT}"),
             "journal": (f"journalctl -u {UNIT} -n 80 --no-pager -o short-iso", f"journalctl -u {UNIT}")}),
         "secret": lambda: reader.files(db, texts=[s5_patroni.CONFIG], certs=[a.ca_path(db)],
                                        commands={"password": (CREDENTIALS, "the superuser's password")})})
@@ -91,7 +93,7 @@ def sql_through(host: str, port: int, user: str, password: str | None, ca_pem: s
             with psycopg.connect(host=host, port=port, user=user, password=password or "", dbname="postgres",
                                  sslmode="verify-full", sslrootcert=str(ca), connect_timeout=int(NET_TIMEOUT),
                                  autocommit=True) as conn:
-                row = conn.execute(query).fetchone()
+                row = one_row(conn.execute(query))
         except psycopg.Error as exc:
             return Reading(source, False, error=" ".join(str(exc).split())[:300])
     return Reading(source, True, [str(x) for x in row])
@@ -122,7 +124,8 @@ def grade(a: Assignment, r: Readings) -> StepVerdict:
         return v
     check = r[f"{hp}:cmd:check"]
     if check.ok and check.value["rc"] != 0:
-        alert = next((line for line in check.value["out"].splitlines() if "[ALERT]" in line), check.value["out"].strip())
+        alert = next((line for line in check.value["out"].splitlines() if "[ALERT]" in line),
+                     check.value["out"].strip())
         m = re.search(rf"{re.escape(CFG)}:(\d+)", alert)
         diagnosis = "haproxy-verify" if "no CA file" in alert or "verify is enabled" in alert else "haproxy-config"
         meaning = (": check-ssl verifies Patroni's certificate and no CA file is given (ca-file), nor `verify none`"
@@ -165,7 +168,8 @@ def grade(a: Assignment, r: Readings) -> StepVerdict:
     if not primary.ok:
         f.append(_sql_finding(a, primary, a.haproxy_primary_port, "the primary"))
     elif primary.value[1] != "False":
-        f.append(Finding(f"port {a.haproxy_primary_port} on {hp} led to {a.name_of(primary.value[0]) or primary.value[0]},"
+        f.append(Finding(f"port {a.haproxy_primary_port} on {hp} led to "
+                         f"{a.name_of(primary.value[0]) or primary.value[0]},"
                          f" a server in recovery (a replica): its backend's check does not tell the primary apart",
                          f"{CFG} on {hp}: the http-check of the section binding {a.haproxy_primary_port}",
                          "primary-check"))
@@ -179,7 +183,8 @@ def grade(a: Assignment, r: Readings) -> StepVerdict:
     if not f:
         v.passed = True
         v.confirmed = [f"{a.haproxy_primary_port} reaches the primary ({a.name_of(primary.value[0])}) and "
-                       f"{a.haproxy_replicas_port} a replica ({a.name_of(replicas.value[0])}), with verify-full from the host",
+                       f"{a.haproxy_replicas_port} a replica "
+                       f"({a.name_of(replicas.value[0])}), with verify-full from the host",
                        f"health checks over TLS; stats on {a.haproxy_stats_port}", "enabled at boot"]
     return v
 

@@ -8,6 +8,7 @@ import datetime as dt
 import json
 import re
 from dataclasses import dataclass
+from functools import partial
 
 from pgha_lab.track import configs, s3_etcd, s5_patroni, s6_haproxy
 from pgha_lab.track.assignment import Assignment
@@ -35,7 +36,7 @@ def read(reader: Reader, a: Assignment) -> Readings:
     def visit(node: str) -> None:
         got = reader.files(node, commands={"events": (JOURNAL, "journalctl -u patroni")})
         out[f"{node}:events"] = got["cmd:events"]
-    reader.many({n.name: (lambda n=n.name: visit(n)) for n in a.db})
+    reader.many({n.name: partial(visit, n.name) for n in a.db})
     out.update(s3_etcd.dcs_read(reader, a, s5_patroni.namespace(conf, a)))
     su = ((conf.get("postgresql", "authentication", default={}) or {}).get("superuser") or {})
     password = su.get("password")
@@ -136,17 +137,17 @@ def takeovers(evs: list[Event], history: list | None = None, since: str = "") ->
                 changes.append((e.node, e.at, previous))
                 previous = e.node
     start = _seconds(since) if since else None
+
+    def demoted_on_request(e: Event, node: str, old: str | None, t: float | None) -> bool:
+        when = _seconds(e.at)
+        return (e.kind == "demote" and e.node != node and (old is None or e.node == old)
+                and t is not None and when is not None and -CLOCK_SLACK_S <= t - when <= PLANNED_WITHIN_S)
     out = []
     for node, at, old in changes:
         t = _seconds(at)
         if start is not None and t is not None and t < start:
             continue   # during the build, before step 6 passed: not one of the course's tests
-
-        def demoted_on_request(e: Event) -> bool:
-            when = _seconds(e.at)
-            return (e.kind == "demote" and e.node != node and (old is None or e.node == old)
-                    and t is not None and when is not None and -CLOCK_SLACK_S <= t - when <= PLANNED_WITHIN_S)
-        out.append(Takeover(node, at, any(demoted_on_request(e) for e in evs)))
+        out.append(Takeover(node, at, any(demoted_on_request(e, node, old, t) for e in evs)))
     return out
 
 
@@ -184,7 +185,7 @@ def replicas_gone(evs: list[Event], since: str = "") -> list[Gone]:
     def leader_stayed(g: Gone) -> bool:
         t = _seconds(g.at)
         return not any(e.node == g.leader and e.kind in ("stopped", "started") and t is not None
-                       and _seconds(e.at) is not None and abs(_seconds(e.at) - t) <= LAB_WIDE_S for e in evs)
+                       and (when := _seconds(e.at)) is not None and abs(when - t) <= LAB_WIDE_S for e in evs)
     return [g for g in out if g.at >= max(last_takeover, since) and leader_stayed(g)]
 
 
@@ -222,7 +223,8 @@ def grade(a: Assignment, r: Readings) -> StepVerdict:
             when = f"was stopped at {g.at[11:19]}" if g.how == "stopped" else f"lost power (back at {g.at[11:19]})"
             f.append(Finding(f"no failover yet: {g.node}, which {when}, was a replica: the leader "
                              f"{leader} kept its key and the timeline stayed {timeline}; a failover happens when the "
-                             f"leader goes", f"patronictl -c {s5_patroni.CONFIG} list (who leads) before stopping a node; "
+                             f"leader goes",
+                             f"patronictl -c {s5_patroni.CONFIG} list (who leads) before stopping a node; "
                              f"journalctl -u patroni on {g.node} ('Lock owner: ...; I am {g.node}')", "replica-killed"))
         else:
             f.append(Finding(f"no failover yet: every change of leader in the history (timeline {timeline} now) was a "

@@ -1,22 +1,24 @@
 """The page's buttons, on the library the CLI uses: chaos through Chaos(ctx).run and wait(outcome),
-switchover/failover through roles, drills through drill.runner.run_drill and drill.report. A refusal
+switchover/failover through roles, drills through drill.launch (the CLI's start sequence). A refusal
 (LabError) comes back before anything changed; the slow part runs in a thread and ends in a verdict."""
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
-from datetime import datetime, timezone
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from pgha_lab import roles
-from pgha_lab.chaos.actions import ACTIONS, Chaos, wait
+from pgha_lab.chaos import catalogue as faults
+from pgha_lab.chaos.actions import Chaos, wait
 from pgha_lab.context import LabContext
-from pgha_lab.drill import report
-from pgha_lab.drill.runner import DrillOptions, require_healthy, run_drill
+from pgha_lab.drill import launch, report
+from pgha_lab.drill.runner import DrillOptions
+from pgha_lab.drill.scenarios import SCENARIOS
+from pgha_lab.drill.scenarios import get as get_scenario
 from pgha_lab.drill.workload import WorkloadSettings
-from pgha_lab.drill.scenarios import SCENARIOS, get as get_scenario
 from pgha_lab.errors import LabError
 from pgha_lab.term.progress import Progress
 from pgha_lab.web.hub import Hub, Task
@@ -71,7 +73,10 @@ class Controls:
     # -- catalogue -----------------------------------------------------------------------------
     def catalogue(self) -> dict[str, Any]:
         topo = self.ctx.topology
-        return {"actions": [*ACTIONS, "heal-all"], "roles": ["switchover", "failover"],
+        return {"actions": [*(f.name for f in faults.page_faults()), faults.HEAL_ALL],
+                "faults": {f.name: {"summary": f.summary, "takes": f.takes, "buttons": [asdict(b) for b in f.buttons]}
+                           for f in faults.page_faults()},
+                "roles": ["switchover", "failover"],
                 "scenarios": {name: s.summary for name, s in SCENARIOS.items()},
                 "nodes": [{"name": n.name, "kind": n.role.value, "address": str(n.address)} for n in topo.nodes],
                 "ports": {"primary": topo.ports.haproxy_primary, "replicas": topo.ports.haproxy_replicas}}
@@ -85,19 +90,24 @@ class Controls:
               loss: str | None = None, delay: str | None = None, rate: str | None = None) -> Task:
         self._not_during_drill()
         chaos = Chaos(self.ctx)
-        if action == "heal-all":
+        if action == faults.HEAL_ALL:
             done = chaos.heal_all()
             text = "; ".join(done) if done else "nothing to heal: every node runs, connected, without network faults"
             self.hub.log("chaos", f"heal-all: {text}")
             self.after_action()
             return self.hub.new_task("heal-all", "heal-all", status="done", done=text)
-        if not target:
+        fault = faults.get(action)
+        if fault is None or not fault.chaos:
+            names = ", ".join([*(f.name for f in faults.page_faults()), faults.HEAL_ALL])
+            raise LabError(f"unknown chaos action {action!r}; choose one of: {names}.")
+        if not target and faults.needs_target(fault):
             raise LabError(f"chaos {action} needs a TARGET: a node name, leader or replica.")
         outcome = chaos.run(action, target, peers=peers, clear=clear, loss=loss, delay=delay, rate=rate)
         self.hub.log("chaos", outcome.done)
         self.after_action()
         title = f"chaos {action} {target}" + (f" --from {peers}" if peers else "") + (" --clear" if clear else "")
-        task = self.hub.new_task("chaos", title, done=f"{outcome.done}.", expected=f"Expected: {outcome.expectation.text}")
+        task = self.hub.new_task("chaos", title, done=f"{outcome.done}.",
+                                 expected=f"Expected: {outcome.expectation.text}")
 
         def verdict() -> None:
             wait(outcome)
@@ -133,29 +143,26 @@ class Controls:
 
     # -- drills -----------------------------------------------------------------------------------
     def drills_dir(self) -> Path:
-        return self.ctx.paths.state / "drills"
+        return launch.drills_dir(self.ctx)
 
     def drill(self, scenario_name: str) -> Task:
         scenario = get_scenario(scenario_name)
         if not self._drill_lock.acquire(blocking=False):
             raise LabError("a drill is already running; wait for its report.")
-        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+        opts = DrillOptions(workload=WorkloadSettings(rows_per_s=PAGE_BULK_ROWS_S)) if scenario.needs_bulk \
+            else DrillOptions()
         try:
-            require_healthy(self.ctx)   # refused at once, in the request's answer, like the CLI
-            folder = report.prepare_dir(self.drills_dir() / f"{stamp}-{scenario.name}")
+            drill = launch.prepare(self.ctx, scenario, opts)   # refused at once, in the request's answer, like the CLI
         except LabError:
             self._drill_lock.release()
             raise
+        folder = drill.folder
         task = self.hub.new_task("drill", f"drill {scenario.name}", done=scenario.summary)
         self.hub.log("drill", f"drill {scenario.name} started")
 
         def run() -> None:
             try:
-                opts = DrillOptions(workload=WorkloadSettings(rows_per_s=PAGE_BULK_ROWS_S)) if scenario.needs_bulk \
-                    else DrillOptions()
-                result = run_drill(self.ctx, scenario, f"{stamp}-{scenario.name}-1", opts,
-                                   progress=PageProgress(task, self.hub))
-                report.write(result, folder)
+                result = drill.run(PageProgress(task, self.hub))[0][0]
                 figs = result.figures()
                 down = figs.get("write_downtime_s")
                 task.verdict = (f"write downtime {down if down is not None else '—'}s, {figs.get('lost_writes')} lost, "

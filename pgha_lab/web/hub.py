@@ -116,7 +116,7 @@ class Hub:
             return
         try:
             await asyncio.wait_for(self._changed.wait(), timeout_s)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass
 
     def message(self, cursor: Cursor) -> dict[str, Any]:

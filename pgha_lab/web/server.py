@@ -134,7 +134,8 @@ class Dashboard:
         self.probe = WriteProbe(self.ctx)
         self.reader = LabReader(reader_ctx)
         self.controls = Controls(self.ctx, self.hub, after_action=self.reader.recheck_faults)
-        self.ticker = Ticker(self.reader, lambda view: self.hub.publish(view, self.probe.new_points(), self.probe.status()),
+        self.ticker = Ticker(self.reader,
+                             lambda view: self.hub.publish(view, self.probe.new_points(), self.probe.status()),
                              settings.interval_s)
         self.app = self._app()
         self._server: _Server | None = None
@@ -274,7 +275,8 @@ class Dashboard:
             sock.close()
             if exc.errno == errno.EADDRINUSE:
                 raise LabError(f"port {s.port} on {s.bind} is already in use; choose another with --port.") from None
-            raise LabError(f"cannot listen on {s.bind}:{s.port} ({exc.strerror}); choose another --bind or --port.") from None
+            raise LabError(f"cannot listen on {s.bind}:{s.port} ({exc.strerror}); "
+                           "choose another --bind or --port.") from None
         sock.listen(128)
         if s.port == 0:
             s.port = sock.getsockname()[1]
@@ -297,12 +299,12 @@ class Dashboard:
     def start_in_thread(self) -> str:
         """Serve from a thread (tests, benches); returns the URL once the server accepts requests."""
         sock = self.listen()
-        self._server = self._uvicorn()
-        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [sock]},
+        self._server = server = self._uvicorn()
+        self._thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]},
                                         name="dashboard-server", daemon=True)
         self._thread.start()
         from pgha_lab.wait import wait_until
-        if not wait_until(lambda: self._server.started, 30, 0.05).ok:
+        if not wait_until(lambda: server.started, 30, 0.05).ok:
             raise LabError("the dashboard server did not start within 30s.")
         return self.settings.url
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from pgha_lab import health
-from pgha_lab.chaos.actions import Chaos
+from pgha_lab.chaos.nodes import NodeReader
 from pgha_lab.context import LabContext
 from pgha_lab.errors import LabError
 from pgha_lab.gateway import ContainerState
@@ -67,7 +68,7 @@ class LabView:
     health: str = ""                        # health.assess_lab's reason, or Docker's word on a node that is down
     writes_ok: bool = False                 # health.write_path: somebody takes writes through 5432
     writes: str = ""                        # ... its sentence ("no leader: writes are refused (...)")
-    read_s: float = 0.0                     # how long the reading took (the page shows it; the bench splits delays with it)
+    read_s: float = 0.0                     # how long the reading took (shown; the bench splits delays with it)
 
     def node(self, name: str) -> NodeView | None:
         return next((n for n in self.nodes if n.name == name), None)
@@ -122,7 +123,8 @@ def changes(before: LabView | None, after: LabView) -> list[tuple[str, str]]:
         was = old_status.get((b["backend"], b["server"]))
         if was is not None and _up(was) != _up(b["status"]):
             port = ROUTE_PORTS.get(b["backend"], b["backend"])
-            out.append(("haproxy", f"HAProxy {port} ({b['backend']}): {b['server']} {'UP' if _up(b['status']) else 'DOWN'}"))
+            out.append(("haproxy",
+                        f"HAProxy {port} ({b['backend']}): {b['server']} {'UP' if _up(b['status']) else 'DOWN'}"))
     return out
 
 
@@ -141,7 +143,7 @@ class LabReader:
     def __init__(self, ctx: LabContext, faults_every_s: float = 5.0) -> None:
         self.ctx = ctx
         self.topo = ctx.topology
-        self.chaos = Chaos(ctx)
+        self.nodes = NodeReader(ctx)
         self.faults_every_s = faults_every_s
         self._faults: dict[str, list[str]] = {}
         self._faults_read_at = 0.0
@@ -165,7 +167,8 @@ class LabReader:
         project = self.ctx.project
         now = time.time()
         if not self.ctx.paths.topology_file.exists():
-            return LabView(now, project, False, f"there is no lab {project!r} here yet; start it with `{up_hint(project)}`.")
+            return LabView(now, project, False,
+                           f"there is no lab {project!r} here yet; start it with `{up_hint(project)}`.")
         # Docker's view and the services' are read at the same time; which nodes to ask comes from the
         # previous tick's Docker view (a tick costs the slower of the two, not their sum).
         inspect = self._pool.submit(self._states)
@@ -226,7 +229,8 @@ class LabReader:
             leader_key_read=key_read, timeline=cluster.timeline,
             etcd_leader=etcd_leaders[0] if len(etcd_leaders) == 1 else None,
             etcd_health=etcd_verdict.reason, etcd_ok=etcd_verdict.ok,
-            routes={port: health.servers_up(backends, backend) for backend, port in ROUTE_PORTS.items()} if backends else {},
+            routes=({port: health.servers_up(backends, backend) for backend, port in ROUTE_PORTS.items()}
+                    if backends else {}),
             backends=[{"backend": b.backend, "server": b.server, "status": b.status, "check": b.last_check}
                       for b in backends],
             healthy=verdict.ok, health=down or verdict.reason, writes_ok=writes.ok, writes=writes.reason,
@@ -265,7 +269,7 @@ class LabReader:
 
     def _faults_of(self, node: Node) -> list[str]:
         try:
-            return sorted(self.chaos.network_faults(node))
+            return sorted(self.nodes.network_faults(node))
         except LabError:   # the exec timed out: the node is busy or stuck; show no rule rather than stall
             return []
 

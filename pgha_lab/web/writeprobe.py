@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from typing import Any
 
 import psycopg
 
 from pgha_lab.context import LabContext
-from pgha_lab.drill.clock import Clock
+from pgha_lab.drill.clock import Clock, stamp
 from pgha_lab.drill.ledger import Attempt, Writer, WriterSettings, ensure_table
 from pgha_lab.drill.reconcile import outages
 from pgha_lab.errors import LabError, first_line
@@ -52,7 +51,7 @@ class WriteProbe:
                     ensure_table(conn)
             except psycopg.Error as exc:
                 raise LabError(f"cannot write through HAProxy's 5432 to start the probe: {first_line(exc)}.") from None
-            run = RUN_PREFIX + datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+            run = RUN_PREFIX + stamp()
             addresses = {str(n.address): n.name for n in self.ctx.topology.db}
             self._writer = Writer(dsn, password, run, addresses, Clock(), SETTINGS)
             self._seen = 0

@@ -19,6 +19,7 @@ def untouched(lab) -> bool:
 @pytest.fixture()
 def fresh_bare_lab(bare_lab):
     """The bare lab as `up --bare` leaves it; one a test has built on is made again from nothing."""
+    bare_lab.ensure_up()
     if not untouched(bare_lab):
         bare_lab.cli("down", "--volumes")
         bare_lab.up()
@@ -37,6 +38,7 @@ def configured_bare_lab(request, bare_lab, playbook_runs):
     (also in a run kept with PGHA_TEST_KEEP_LAB), else built now from a fresh bare lab."""
     from pgha_lab.deploy import run_playbook
     from pgha_lab.wait import wait_until
+    bare_lab.ensure_up()
     if not survey.configured(survey.read(bare_lab.ctx)):
         request.getfixturevalue("fresh_bare_lab")
         playbook_runs.append(run_playbook(bare_lab.ctx))

@@ -140,6 +140,25 @@ def test_down_shuts_the_nodes_down_and_up_boots_them_with_the_work_on_them(fresh
     lab.sh("dbnode1", "rm /root/work.txt")
 
 
+def test_a_snapshot_restore_gives_back_the_names_a_learner_gave_the_nodes(fresh_bare_lab):
+    # `docker commit` keeps only Docker's empty placeholders of /etc/hostname and /etc/hosts: before
+    # the fix a restored bare lab had nameless nodes (hostname = the container id), failing track step 1.
+    lab = fresh_bare_lab
+    lab.sh("etcd1", "echo etcd1 > /etc/hostname && hostname etcd1 && echo '10.0.0.11 etcd1-by-hand' >> /etc/hosts")
+    lab.cli("snapshot", "save", "named")
+    try:
+        lab.cli("snapshot", "restore", "named")
+        assert lab.sh("etcd1", "cat /etc/hostname").stdout == "etcd1\n"
+        assert lab.sh("etcd1", "hostname").stdout == "etcd1\n"
+        assert "10.0.0.11 etcd1-by-hand" in lab.sh("etcd1", "cat /etc/hosts").stdout
+        assert lab.sh("etcd2", "cat /etc/hostname").stdout == "ubuntu\n"   # an untouched node as it was
+    finally:
+        lab.cli("snapshot", "delete", "named", check=False)
+        # Back to the template's name, so the next test meets a fresh bare lab.
+        lab.sh("etcd1", "echo ubuntu > /etc/hostname && hostname ubuntu && sed -i '/etcd1-by-hand/d' /etc/hosts",
+               check=False)
+
+
 def test_a_bare_lab_cannot_turn_ready_in_place(fresh_bare_lab):
     proc = fresh_bare_lab.cli("up", "--bare", "off", check=False)
     assert proc.returncode != 0

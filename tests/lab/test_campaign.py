@@ -8,6 +8,7 @@ import pytest
 
 from pgha_lab.check import checker
 from pgha_lab.check.history import FinalState, load_finals, load_history
+from pgha_lab.drill import sampler
 
 pytestmark = [pytest.mark.docker, pytest.mark.lab]
 
@@ -35,6 +36,12 @@ def test_ci_campaign_loses_no_acknowledged_write_and_never_has_two_primaries(lab
     sources = {f["source"] for f in json.loads((out / "finals.json").read_text())}
     assert "primary" in sources and len(sources) == len(lab.topo.db), sources
     assert (out / "timeline.png").stat().st_size > 10_000
+    # The drill's readings over the whole campaign: every db node's role, and a leader change the
+    # faults forced (the frozen leader Patroni) seen in the leader key.
+    samples = sampler.read_csv(out / "samples.csv")
+    assert {s.node for s in samples if s.source == sampler.PATRONI} == {n.name for n in lab.topo.db}
+    holders = {s.value for s in samples if s.source == sampler.ETCD and s.answered and s.value}
+    assert len(holders) >= 2, holders
     assert "## Checker verdict" in (out / "report.md").read_text()
 
     # The verdict comes from the real history: one acknowledged write taken out of the primary's

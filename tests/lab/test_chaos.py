@@ -321,8 +321,13 @@ def test_killing_the_synchronous_standby_lets_writes_continue(lab):
     # synchronous_standby_names, so commits stop waiting for it and writes go on.
     sync = next(m.name for m in lab.probe().members() if m.role == "sync_standby")
     lead = leader(lab)
+    # The check behind the verdict judges the whole outcome: before the fault it fails on /sync.
+    whole = expectations.commits_after_standby_lost(lab.ctx, lead, None, sync, wait=False)
+    before = whole()
+    assert not before.ok and before.reason == f"Patroni still lists {sync} as synchronous standby", before
     out = chaos(lab, "kill", sync, "--wait")
     assert out["happened"] is True
+    assert out["verdict"].endswith(f"{sync} is no synchronous standby, and a commit through HAProxy does not wait"), out
     assert write_through_haproxy(lab, timeout=5) == lead
     with psycopg.connect(lab.dsn(), password=lab.password()) as conn:
         assert conn.execute("show synchronous_standby_names").fetchone()[0] in ("", "''")

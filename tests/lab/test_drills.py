@@ -11,6 +11,7 @@ import psycopg
 import pytest
 
 from pgha_lab import health
+from pgha_lab import settings as lab_settings
 from pgha_lab.drill import ledger
 from pgha_lab.drill.scenarios import SCENARIOS
 
@@ -180,6 +181,31 @@ def test_kill_leader_drill(lab, tmp_path):
     # loaded machine etcd expires leases late and the sampler reads late (22.8 s was seen at load 80).
     assert 20 / 2 < ph["leader_key_gone"] <= 20 + 10
     assert doc["figures"]["timeline_after"] > doc["figures"]["timeline_before"]
+    assert_lab_healthy(lab)
+
+
+def test_drill_matrix_sets_each_cell_judges_it_and_gives_the_lab_back(lab, tmp_path):
+    """Two cells (failsafe off, on) of one switchover: each run happened under its cell's settings (as
+    Patroni reported them during the run, not as asked), each judged held, the report and heat map
+    written, and the lab runs what it ran before."""
+    before = lab_settings.read_live(lab.probe(), lab.topo)
+    assert before is not None and before.failsafe is False
+    out = tmp_path / "matrix"
+    proc = lab.cli("drill", "matrix", "--scenarios", "switchover", "--replication", "sync", "--failsafe", "off,on",
+                   "--profile", "fast", "--json", "--out", str(out), check=False, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    doc = json.loads(proc.stdout)
+    assert [c["name"] for c in doc["cells"]] == ["sync-failsafe-off-fast", "sync-failsafe-on-fast"]
+    assert len(doc["results"]) == 2
+    for r in doc["results"]:
+        assert r["held"] is True, r
+        assert len(r["folders"]) == 1 and r["runs"][0]["write_downtime_s"] <= SWITCHOVER_S, r
+        run = json.loads((out / r["folders"][0] / "report.json").read_text())
+        assert run["settings"]["failsafe"] is r["cell"].startswith("sync-failsafe-on"), run["settings"]
+    assert "| switchover |" in (out / "matrix.md").read_text()
+    assert (out / "heatmap.png").stat().st_size > 5_000
+    after = lab_settings.read_live(lab.probe(), lab.topo)
+    assert after == before
     assert_lab_healthy(lab)
 
 

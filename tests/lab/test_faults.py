@@ -73,6 +73,8 @@ def test_issue_cases_no_failover_without_a_sync_standby_then_the_old_leader_take
     assert verdict.ok, sync_key(lab)
     out = chaos(lab, "kill", old)
     assert out["expected"].startswith("No failover"), out["expected"]
+    # Both db nodes are off: the cluster is down, and /sync no longer names the replica.
+    assert "the cluster is down" in out["expected"] and f"only {old} may take the key" in out["expected"], out
     assert "protects acknowledged writes" in out["expected"]
     # The cluster stays without a leader once the dead leader's key has expired (ttl).
     key = lab.probe().leader_key_path
@@ -87,6 +89,23 @@ def test_issue_cases_no_failover_without_a_sync_standby_then_the_old_leader_take
     assert "takes the key back" in start_old["expected"], start_old
     assert start_old["happened"] is True, start_old
     assert leader(lab) == old
+
+
+@pytest.mark.parametrize("first, because", [
+    ("isolate", "{replica} is off the lab network (isolated): it cannot reach etcd"),
+    ("freeze-patroni", "{replica}'s Patroni is frozen: it cannot take the leader key"),
+])
+def test_the_leader_lost_after_the_lab_impaired_its_replica_is_no_failover(lab, first, because):
+    # Issue 26: Patroni still lists the impaired replica as streaming until its member key expires,
+    # so its view alone named it the new leader; it cannot take the key.
+    old = leader(lab)
+    replica = next(m.name for m in lab.probe().cluster().members if m.name != old)
+    chaos(lab, first, replica)
+    out = chaos(lab, "kill", old, "--wait")
+    assert out["expected"].startswith("No failover"), out["expected"]
+    assert because.format(replica=replica) in out["expected"], out
+    assert out["happened"] is True, out
+    assert leader(lab) in (None, old)   # the dead leader's key may outlive it by up to ttl, nobody else's
 
 
 def test_a_full_disk_on_the_leader_fails_its_writes_without_a_failover_and_freeing_it_ends_that(lab):

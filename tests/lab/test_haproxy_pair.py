@@ -4,12 +4,15 @@ followed to the other node, and the refusals of a one-HAProxy lab."""
 from __future__ import annotations
 
 import json
+import threading
+import time
 from pathlib import Path
 
 import psycopg
 import pytest
 
 from pgha_lab import vip
+from pgha_lab.drill.ledger import dead_peer_params
 from pgha_lab.render import keepalived
 
 pytestmark = [pytest.mark.docker, pytest.mark.lab]
@@ -75,9 +78,27 @@ def test_killing_the_vip_holder_moves_the_vip_and_writes_resume(pair_lab, tmp_pa
     # keepalived's gratuitous ARP moved the host's entry: nothing but the new MAC would reach haproxy2.
     assert host_arp_mac(vip_address) == node_mac(lab, "haproxy2")
 
+    # A query in flight through haproxy2 when the VIP moves back: haproxy2 can no longer send its
+    # result from an address it lost, so without keepalives the drill's writer waited on it for
+    # minutes (seen 336 s in CI; 90 s and more here with tcp_user_timeout alone). Its session ends within seconds.
+    conn = psycopg.connect(lab.dsn(), password=lab.password(), connect_timeout=3, autocommit=True, **dead_peer_params())
+    ended: dict[str, float] = {}
+
+    def in_flight() -> None:
+        t0 = time.monotonic()
+        try:
+            conn.execute("select pg_sleep(6)")
+        except psycopg.Error:
+            pass   # closed under it, as intended; returning at all is what is checked
+        ended["s"] = time.monotonic() - t0
+    query = threading.Thread(target=in_flight, daemon=True)
+    query.start()
     back = json.loads(lab.cli("chaos", "start-haproxy", "--wait", "--json").stdout)
     assert back["node"] == "haproxy" and back["happened"] is True, back
     assert vip.holders(ctx) == ["haproxy"]   # the higher priority takes it back
+    query.join(30)
+    conn.close()
+    assert not query.is_alive(), "a query through the old VIP holder still waits 30 s after the VIP moved back"
 
     # The drill: the holder killed under the write workload, downtime through the VIP within its bound.
     proc = lab.cli("drill", "kill-haproxy-vip", "--json", "--out", str(tmp_path / "vip"), check=False, timeout=600)

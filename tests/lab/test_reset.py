@@ -13,8 +13,9 @@ import pytest
 import yaml
 
 from pgha_lab.chaos.actions import Chaos
+from pgha_lab.dynamic_config import patch_replacing
 from pgha_lab.lessons import course, observe, sql
-from pgha_lab.lessons.baseline import config_patch, patroni_settings
+from pgha_lab.lessons.baseline import patroni_settings
 from pgha_lab.lessons.reset import baseline_verdict
 from pgha_lab.wait import Verdict, wait_until
 
@@ -170,7 +171,7 @@ def assert_real_baseline(ctx) -> None:
         assert "nofailover" not in patroni_file(ctx, node.name).read_text()
         assert "    ttl: 20\n" in patroni_file(ctx, node.name).read_text()
     shown = yaml.safe_load(observe.patronictl(ctx, "dbnode1", "show-config"))
-    assert config_patch(shown, base["bootstrap"]["dcs"]) == {}, shown   # what patronictl shows is the baseline
+    assert patch_replacing(shown, base["bootstrap"]["dcs"]) == {}, shown   # what patronictl shows is the baseline
     with sql.connect(ctx) as conn:
         assert conn.execute("select count(*) from pg_db_role_setting").fetchone()[0] == 0
     assert not [k for k in ctx.probe.etcd_keys() if not k.startswith("/service/")]

@@ -11,6 +11,7 @@ import psycopg
 import pytest
 
 from pgha_lab import health
+from pgha_lab.chaos import expectations
 from pgha_lab.wait import Verdict, wait_until
 
 pytestmark = [pytest.mark.docker, pytest.mark.lab]
@@ -103,8 +104,13 @@ def test_strict_blocks_writes_with_the_standby_stopped_until_it_returns(lab):
     doc = config(lab)
     assert doc["synchronous_mode"] is True and doc["synchronous_mode_strict"] is True
     standby = replica(lab)
-    lab.cli("chaos", "stop", standby)
     ctx = lab.ctx
+    # The verdict's check wants a commit that waits: with the standby streaming, none does.
+    blocks = expectations.commits_after_standby_lost(ctx, leader(lab), None, standby, wait=True)
+    before = blocks()
+    assert not before.ok and "did not wait for a synchronous standby" in before.reason, before
+    out = json.loads(lab.cli("chaos", "stop", standby, "--wait", "--json").stdout)
+    assert out["happened"] is True and "writes block, as expected" in out["verdict"], out
     gone = wait_until(lambda: Verdict(not any(m.name == standby and m.state == "streaming" for m in ctx.probe.members()),
                                       f"{standby} still streaming"), 60)
     assert gone.ok, gone.reason

@@ -1,4 +1,5 @@
-"""The house rules that keep the package readable: no import cycles, and Docker reached from one module."""
+"""The house rules that keep the package readable: no import cycles, no upward arrow between folders,
+and Docker reached from one module."""
 from __future__ import annotations
 
 import ast
@@ -85,6 +86,86 @@ def test_the_package_has_no_import_cycle():
     assert "pgha_lab.chaos.expectations" in graph["pgha_lab.chaos.actions"]   # the walk sees real edges
     cycle = find_cycle(graph)
     assert cycle is None, "import cycle: " + " -> ".join(cycle)
+
+
+# The folders of the package from the bottom up: a module imports from its own folder or from a
+# folder on a lower line, never from one on its own line or above. Top-level modules are placed by
+# what they import: the graph of folders and top-level modules has no cycle (below), so a folder
+# cannot reach up through one (drill/matrix.py importing lifecycle.py, which rolls with rolling/,
+# which measures with drill/).
+LAYERS: tuple[tuple[str, ...], ...] = (
+    ("term", "check", "render"),
+    ("imaging",),
+    ("bare",),
+    ("chaos",),
+    ("drill",),
+    ("rolling",),
+    ("lessons",),
+    ("deploy",),            # below track/: `track solve --apply` runs the playbook's steps
+    ("track", "web"),
+    ("commands",),
+)
+
+
+def folder_of(module: str, folders: set[str]) -> str | None:
+    """The folder (subpackage) a module lives in, None for a top-level module."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 and parts[1] in folders else None
+
+
+def package_folders() -> set[str]:
+    return {p.parent.name for p in PACKAGE.glob("*/__init__.py")}
+
+
+def upward_arrows(graph: dict[str, set[str]], layers: tuple[tuple[str, ...], ...], folders: set[str]) -> list[str]:
+    """Imports from a folder into a folder on its own line or a higher one."""
+    rank = {name: i for i, line in enumerate(layers) for name in line}
+    out = []
+    for a, targets in sorted(graph.items()):
+        fa = folder_of(a, folders)
+        for b in sorted(targets):
+            fb = folder_of(b, folders)
+            if fa and fb and fa != fb and rank[fb] >= rank[fa]:
+                out.append(f"{a} -> {b} ({fa}/ is not above {fb}/)")
+    return out
+
+
+def unit_graph(graph: dict[str, set[str]], folders: set[str]) -> dict[str, set[str]]:
+    """The import graph with each folder as one node (its modules' imports merged)."""
+    def unit(m: str) -> str:
+        f = folder_of(m, folders)
+        return f + "/" if f else m
+    out: dict[str, set[str]] = {}
+    for a, targets in graph.items():
+        out.setdefault(unit(a), set()).update(unit(b) for b in targets if unit(b) != unit(a))
+    return out
+
+
+def test_the_layer_check_finds_an_upward_arrow_and_a_cycle_through_a_top_level_module():
+    folders = {"low", "high"}
+    layers = (("low",), ("high",))
+    assert upward_arrows({"p.high.a": {"p.low.b"}}, layers, folders) == []
+    assert upward_arrows({"p.low.b": {"p.high.a"}}, layers, folders) == ["p.low.b -> p.high.a (low/ is not above high/)"]
+    # low/ imports a top-level module that imports high/: no arrow between folders, but a cycle of units.
+    graph = {"p.high.a": {"p.low.b"}, "p.low.b": {"p.top"}, "p.top": {"p.high.a"}}
+    assert find_cycle(unit_graph(graph, folders)) is not None
+
+
+def test_every_folder_has_its_line_in_the_layers():
+    placed = [name for line in LAYERS for name in line]
+    assert sorted(placed) == sorted(package_folders()), "add the new folder to LAYERS, above what it imports"
+
+
+def test_no_folder_imports_a_folder_on_its_own_line_or_above():
+    graph = import_graph()
+    assert "pgha_lab.chaos.actions" in graph["pgha_lab.drill.scenarios"]   # the walk sees real edges
+    arrows = upward_arrows(graph, LAYERS, package_folders())
+    assert arrows == [], "upward arrows:\n" + "\n".join(arrows)
+
+
+def test_folders_and_top_level_modules_import_without_a_cycle():
+    cycle = find_cycle(unit_graph(import_graph(), package_folders()))
+    assert cycle is None, "a cycle through folders: " + " -> ".join(cycle)
 
 
 def docker_uses(path: Path) -> list[str]:

@@ -1,7 +1,7 @@
 """The base-image decision: local ubuntu:24.04, reuse of an earlier bootstrap, pull, debootstrap."""
 import pytest
 
-from pgha_lab.build.baseimage import BOOTSTRAPPED_REF, UBUNTU_REF, Choice, Facts, Source, decide
+from pgha_lab.imaging.baseimage import BOOTSTRAPPED_REF, UBUNTU_REF, Choice, Facts, Source, decide
 from pgha_lab.errors import LabError
 
 

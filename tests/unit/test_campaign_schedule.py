@@ -73,3 +73,30 @@ def test_dry_run_prints_the_schedule_and_needs_no_lab(tmp_path):
     assert "campaign seed 42" in first.stdout and "kill-" in first.stdout
     bad = subprocess.run(cmd[:-1] + ["--faults", "nope", "--dry-run"], capture_output=True, text=True)
     assert bad.returncode != 0 and "unknown fault 'nope'" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_the_report_carries_the_drills_readings_and_timeline(tmp_path):
+    """Pure: a finished campaign's result, written. The readings go to samples.csv in the drill's
+    format and the timeline draws them (role bands) beside the faults and the write rates."""
+    from pgha_lab.check.history import HistoryWriter, Operation
+    from pgha_lab.drill import report, sampler
+    from pgha_lab.drill.clock import Clock
+
+    steps = campaign.schedule(6, 2.5, tuple(campaign.CATALOGUE))
+    result = campaign.CampaignResult(6, 2.5, tuple(campaign.CATALOGUE), "r1", "fast", steps, clock=Clock())
+    result.records = [campaign.FaultRecord(s, injected_s=s.at_s, healed_s=s.heal_s, target="dbnode1",
+                                           happened=True) for s in steps]
+    result.duration_s = 150.0
+    result.samples = [sampler.Sample(t / 2, sampler.PATRONI, node, "primary" if (node == "dbnode1") == (t < 100)
+                                     else "replica", "running") for t in range(300) for node in ("dbnode1", "dbnode2")]
+    result.samples += [sampler.Sample(t / 2, sampler.ETCD, value="dbnode1" if t < 100 else "dbnode2")
+                       for t in range(300)]
+    with HistoryWriter(tmp_path / "history.jsonl") as history:
+        for i in range(300):
+            history.record(Operation("write", "w1", "w1", i, i / 2, i / 2 + 0.01, "ok" if i % 50 else "fail"))
+    paths = report.write_campaign(result, tmp_path)
+    back = sampler.read_csv(paths["samples"])
+    assert len(back) == len(result.samples) and {s.value for s in back if s.source == sampler.ETCD} == {
+        "dbnode1", "dbnode2"}
+    assert paths["png"].stat().st_size > 10_000
+    assert "## Checker verdict" in paths["report"].read_text()

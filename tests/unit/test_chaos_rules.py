@@ -6,17 +6,23 @@ import pytest
 from pgha_lab import profiles
 from pgha_lab.chaos import rules, state
 from pgha_lab.chaos.actions import parse_rate, slow_rate
-from pgha_lab.chaos.state import ClusterState, MemberState
+from pgha_lab.chaos.state import ClusterState, impairments
 from pgha_lab.errors import LabError
+from pgha_lab.gateway import ContainerState
 from pgha_lab.probes import Cluster, Member
 
 FAST = profiles.get("fast")
 
 
+def member(name: str, role: str, state: str, timeline: int | None = None, lag: int | None = None, **tags) -> Member:
+    """A member as the rules read it (tags: nofailover, failover_priority)."""
+    return Member(name, "", role, state, timeline, lag=lag, tags=tags)
+
+
 def two_nodes(*, sync: tuple[str, ...] = ("dbnode2",), replica_state: str = "streaming", lag: int | None = 0,
               leader: str | None = "dbnode1", down: frozenset[str] = frozenset(), **settings) -> ClusterState:
-    members = (MemberState("dbnode1", "leader" if leader == "dbnode1" else "replica", "running" if "dbnode1" not in down else "stopped", 3),
-               MemberState("dbnode2", "sync_standby" if "dbnode2" in sync else "replica", replica_state, 3, lag,
+    members = (member("dbnode1", "leader" if leader == "dbnode1" else "replica", "running" if "dbnode1" not in down else "stopped", 3),
+               member("dbnode2", "sync_standby" if "dbnode2" in sync else "replica", replica_state, 3, lag,
                            nofailover=settings.pop("nofailover", False),
                            failover_priority=settings.pop("failover_priority", None)))
     return ClusterState(members=members, leader=leader, sync_key=True, sync_leader="dbnode1", sync_standbys=sync,
@@ -76,7 +82,7 @@ def test_tags_lag_state_and_timeline_each_block_a_failover():
         assert plan.kind == rules.NO_LEADER, why
         assert why in plan.text, (why, plan.text)
     behind = two_nodes()
-    behind = ClusterState(members=(behind.members[0], MemberState("dbnode2", "sync_standby", "streaming", 2, 0)),
+    behind = ClusterState(members=(behind.members[0], member("dbnode2", "sync_standby", "streaming", 2, 0)),
                           leader="dbnode1", sync_key=True, sync_leader="dbnode1", sync_standbys=("dbnode2",),
                           synchronous_mode=True, timeline=3)
     assert "behind the cluster's 3" in rules.leader_lost(behind, "dbnode1", FAST).text
@@ -89,9 +95,10 @@ def test_asynchronous_mode_lets_any_healthy_replica_take_over():
 
 def test_losing_the_sync_standby_strict_and_not_strict():
     plain = rules.replica_lost(two_nodes(), "dbnode2", FAST)
-    assert plain.kind == rules.SAME_LEADER and "drops dbnode2 from synchronous_standby_names" in plain.text
+    assert plain.kind == rules.COMMITS_FLOW and "drops dbnode2 from synchronous_standby_names" in plain.text
+    assert (plain.node, plain.leader) == ("dbnode2", "dbnode1")   # the whole outcome is checked, not the leader alone
     strict = rules.replica_lost(two_nodes(synchronous_mode_strict=True), "dbnode2", FAST)
-    assert "writes block" in strict.text
+    assert "writes block" in strict.text and strict.kind == rules.COMMITS_WAIT
 
 
 def test_etcd_quorum_loss_with_and_without_failsafe():
@@ -115,14 +122,14 @@ def test_freezing_patroni_or_hanging_postgres_on_the_leader_follow_the_failover_
     assert rules.patroni_frozen(two_nodes(), "dbnode1", FAST).kind == rules.NEW_LEADER
     assert rules.patroni_frozen(two_nodes(sync=()), "dbnode1", FAST).kind == rules.NO_LEADER
     assert rules.postgres_hung(two_nodes(), "dbnode1", FAST).kind == rules.NEW_LEADER
-    assert rules.postgres_hung(two_nodes(), "dbnode2", FAST).kind == rules.SAME_LEADER
+    assert rules.postgres_hung(two_nodes(), "dbnode2", FAST).kind == rules.COMMITS_FLOW
 
 
 def test_a_leader_hung_while_its_postgres_was_still_starting_keeps_its_key():
     # Seen in a campaign: kill-postgres on the leader, then hang-postgres 4 s later, while Patroni was
     # still starting PostgreSQL again: it kept renewing the key (handle_starting_instance), no failover.
     st = two_nodes()
-    starting = ClusterState(members=(MemberState("dbnode1", "leader", "starting", 3), st.members[1]),
+    starting = ClusterState(members=(member("dbnode1", "leader", "starting", 3), st.members[1]),
                             leader="dbnode1", sync_key=True, sync_leader="dbnode1", sync_standbys=("dbnode2",),
                             synchronous_mode=True, timeline=3)
     plan = rules.postgres_hung(starting, "dbnode1", FAST)
@@ -142,7 +149,8 @@ def test_a_full_disk_on_the_leader_is_no_failover_and_names_who_would_take_over_
 def test_a_full_disk_on_a_replica_is_a_lost_replica_and_freeing_it_returns_the_node():
     for strict, words in ((False, "commits wait until Patroni drops dbnode2"), (True, "writes block")):
         plan = rules.disk_full(two_nodes(synchronous_mode_strict=strict), "dbnode2", FAST)
-        assert plan.kind == rules.SAME_LEADER and plan.leader == "dbnode1" and words in plan.text
+        kind = rules.COMMITS_WAIT if strict else rules.COMMITS_FLOW
+        assert plan.kind == kind and plan.leader == "dbnode1" and words in plan.text
         assert "its disk is full" in plan.text
     assert rules.disk_freed(two_nodes(), "dbnode1", FAST).kind == rules.SAME_LEADER
     # After a WAL PANIC the old leader lost its key: once freed it rejoins like any returning node.
@@ -219,3 +227,59 @@ def test_demoted_needs_every_node_to_say_so_or_be_powered_off():
     for answer in ("f", ""):
         cut = judge_demoted([RoleReading("dbnode1", "running", console_in_recovery=answer), read_only])
         assert not cut.ok and "console" in cut.reason, cut
+
+
+def test_the_leader_lost_with_no_other_db_node_running_is_a_cluster_down_not_read_only():
+    # Issue 26: the replica powered off first, then the leader: no PostgreSQL answers at all.
+    st = two_nodes(down=frozenset({"dbnode1", "dbnode2"}), replica_state="stopped")
+    plan = rules.leader_lost(st, "dbnode1", FAST, how="lost power")
+    assert plan.kind == rules.NO_LEADER
+    assert "read-only" not in plan.text
+    assert "no db node runs: the cluster is down" in plan.text
+    assert "HAProxy has no server on 5432 or 5433" in plan.text
+    assert "only dbnode1 may take the key" not in plan.text   # dbnode2 is still the standby in /sync
+    # The standby dropped from /sync before the leader went: only the old leader may lead again.
+    emptied = rules.leader_lost(two_nodes(sync=(), down=frozenset({"dbnode1", "dbnode2"}), replica_state="stopped"),
+                                "dbnode1", FAST, how="lost power")
+    assert "the cluster is down" in emptied.text and "only dbnode1 may take the key" in emptied.text
+    assert "protects acknowledged writes" in emptied.text
+    # With the replica still running (only unable to take the key) the cluster stays read-only.
+    blocked = rules.leader_lost(two_nodes(sync=(), down=frozenset({"dbnode1"})), "dbnode1", FAST, how="lost power")
+    assert "read-only" in blocked.text and "the cluster is down" not in blocked.text
+
+
+def test_a_replica_the_lab_has_isolated_or_paused_is_no_candidate_though_patroni_still_lists_it():
+    # Issue 26: the replica cut off first, the leader lost within ttl: Patroni still shows the replica
+    # streaming, but it cannot reach etcd to take the key.
+    containers = {"dbnode1": ContainerState("exited", True, exit_code=137),
+                  "dbnode2": ContainerState("running", False)}
+    st = two_nodes(down=frozenset({"dbnode1"}), impaired=impairments(containers))
+    plan = rules.leader_lost(st, "dbnode1", FAST, how="lost power")
+    assert plan.kind == rules.NO_LEADER, plan
+    assert "dbnode2 is off the lab network (isolated): it cannot reach etcd" in plan.text
+    paused = impairments({"dbnode2": ContainerState("paused", True)})
+    assert paused == (("dbnode2", "dbnode2 is paused (frozen): it cannot reach etcd"),)
+    assert impairments({"dbnode2": ContainerState("running", True)}) == ()
+    # Nothing impaired: the same state fails over to the synchronous standby.
+    assert rules.leader_lost(two_nodes(down=frozenset({"dbnode1"})), "dbnode1", FAST).kind == rules.NEW_LEADER
+
+
+def test_a_replica_with_a_frozen_patroni_a_hung_postgres_or_cut_from_all_etcd_is_no_candidate():
+    running = {"dbnode2": ContainerState("running", True)}
+    etcd = {"10.0.0.11", "10.0.0.12", "10.0.0.13"}
+
+    def why(procs, rules=()):
+        return impairments(running, {"dbnode2": (procs, list(rules))}, etcd)
+    assert why([(1, 0, "S", "systemd"), (40, 1, "T", "python3")]) == (
+        ("dbnode2", "dbnode2's Patroni is frozen: it cannot take the leader key"),)
+    assert why([(40, 1, "S", "python3"), (50, 40, "T", "postgres")]) == (
+        ("dbnode2", "dbnode2's PostgreSQL hangs: its Patroni cannot promote it"),)
+    cut_all = [f"-A PGHA_CHAOS_IN -s {a}/32 -j DROP" for a in sorted(etcd)]
+    assert why([(40, 1, "S", "python3")], cut_all) == (
+        ("dbnode2", "dbnode2 is cut off from every etcd member: it cannot take the leader key"),)
+    # One etcd member still reachable, or nothing stopped: Patroni's client carries on, no impairment.
+    assert why([(40, 1, "S", "python3")], cut_all[:2]) == ()
+    assert why([(40, 1, "S", "python3"), (50, 40, "S", "postgres")]) == ()
+    frozen = two_nodes(down=frozenset({"dbnode1"}), impaired=why([(40, 1, "T", "python3")]))
+    plan = rules.leader_lost(frozen, "dbnode1", FAST, how="lost power")
+    assert plan.kind == rules.NO_LEADER and "dbnode2's Patroni is frozen" in plan.text

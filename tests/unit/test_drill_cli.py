@@ -60,15 +60,15 @@ def test_an_occupied_output_folder_is_refused(tmp_path, capsys):
 
 def test_the_exit_code_follows_the_reports_problems(tmp_path, capsys, monkeypatch):
     # A drill whose findings are clean but that never recovered: report.md and the exit code agree.
-    from pgha_lab.commands import drill as command
+    from pgha_lab.drill import launch   # the start sequence the CLI calls
     from test_drill_report import synthetic_result
     fake_lab(tmp_path)
     results = {"recovered": synthetic_result(), "stuck": synthetic_result()}
     results["stuck"].recovered = False
     results["stuck"].recovery_note = "did not recover within 85s; healed anyway"
     for name, code in (("recovered", 0), ("stuck", 3)):
-        monkeypatch.setattr(command, "run_drill", lambda *a, r=results[name], **k: r)
-        monkeypatch.setattr(command, "require_healthy", lambda *a, **k: None)   # no lab here: the report is the point
+        monkeypatch.setattr(launch, "run_drill", lambda *a, r=results[name], **k: r)
+        monkeypatch.setattr(launch, "require_healthy", lambda *a, **k: None)   # no lab here: the report is the point
         out = tmp_path / name
         assert run(tmp_path, "switchover", "--out", str(out)) == code
         verdict = (out / "report.md").read_text().splitlines()[0]
@@ -77,12 +77,12 @@ def test_the_exit_code_follows_the_reports_problems(tmp_path, capsys, monkeypatc
 
 
 def test_a_repeat_prints_whole_medians_of_whole_figures(tmp_path, capsys, monkeypatch):
-    from pgha_lab.commands import drill as command
+    from pgha_lab.drill import launch   # the start sequence the CLI calls
     from test_drill_report import varied_runs
     fake_lab(tmp_path)
     runs = iter(varied_runs())
-    monkeypatch.setattr(command, "run_drill", lambda *a, **k: next(runs))
-    monkeypatch.setattr(command, "require_healthy", lambda *a, **k: None)
+    monkeypatch.setattr(launch, "run_drill", lambda *a, **k: next(runs))
+    monkeypatch.setattr(launch, "require_healthy", lambda *a, **k: None)
     assert run(tmp_path, "switchover", "--repeat", "4", "--out", str(tmp_path / "out")) == 3
     table = {line.split()[0]: line.split()[1:] for line in capsys.readouterr().out.splitlines() if line.strip()}
     assert table["write_downtime_s"] == ["0.65", "0.85", "1.15"]

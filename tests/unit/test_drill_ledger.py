@@ -50,6 +50,7 @@ def test_attempts_ids_servers_notices_and_reconnects():
         opened.append(conn)
         assert kw["connect_timeout"] == 1.0 and "statement_timeout=2000" in kw["options"]
         assert kw["tcp_user_timeout"] == "3000"   # a vanished peer (a killed HAProxy) ends the attempt
+        assert kw["keepalives"] == "1" and kw["keepalives_idle"] == "1"   # so does a reply that never comes
         return conn
 
     w = Writer("host=x", "pw", "run1", {"10.0.0.10": "dbnode1", "10.0.0.20": "dbnode2"}, Clock(),

@@ -6,8 +6,8 @@ import tarfile
 import pytest
 
 from pgha_lab import gateway
-from pgha_lab.build import images, pg_install, recipes, steps
-from pgha_lab.build.progress import Lines, shorten
+from pgha_lab.imaging import images, pg_install, recipes, steps
+from pgha_lab.imaging.progress import Lines, shorten
 from pgha_lab.errors import LabError
 from pgha_lab.gateway import ImageInfo
 from pgha_lab.paths import LabPaths

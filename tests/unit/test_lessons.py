@@ -10,10 +10,10 @@ import pytest
 
 from pgha_lab.errors import LabError
 from pgha_lab.lessons import catalogue, progress
-from pgha_lab.lessons.progress import Current, Progress
+from pgha_lab.lessons.progress import Current, LearnerRecord
 from pgha_lab.context import LabContext
 from pgha_lab.lessons import l09_client_failover as l09, l11_grow as l11
-from pgha_lab.lessons.baseline import config_patch
+from pgha_lab.dynamic_config import patch_replacing
 from pgha_lab.lessons.reset import grown_from
 from pgha_lab.paths import LabPaths
 from pgha_lab.topology import Topology
@@ -43,16 +43,16 @@ def test_config_patch_sets_changed_keys_and_nulls_extra_ones():
     wanted = {"ttl": 20, "loop_wait": 1, "postgresql": {"parameters": {"shared_buffers": "128MB", "work_mem": "4MB"}}}
     live = {"ttl": 40, "loop_wait": 1, "pause": True,
             "postgresql": {"parameters": {"shared_buffers": "192MB", "work_mem": "4MB", "log_min_duration_statement": 0}}}
-    assert config_patch(live, wanted) == {
+    assert patch_replacing(live, wanted) == {
         "ttl": 20, "pause": None,
         "postgresql": {"parameters": {"shared_buffers": "128MB", "log_min_duration_statement": None}}}
-    assert config_patch(wanted, wanted) == {}
+    assert patch_replacing(wanted, wanted) == {}
 
 
 def test_progress_round_trips_through_the_labs_file(tmp_path):
     paths = LabPaths(home=tmp_path, project="p")
-    assert progress.load(paths) == Progress()
-    prog = Progress(current=Current(3, "2026-01-01T00:00:00+00:00", {"leader": "dbnode1", "timeline": 2}),
+    assert progress.load(paths) == LearnerRecord()
+    prog = LearnerRecord(current=Current(3, "2026-01-01T00:00:00+00:00", {"leader": "dbnode1", "timeline": 2}),
                     passed={1: "2026-01-01T00:00:00+00:00"}, hints_shown={3: 2})
     progress.save(paths, prog)
     assert (tmp_path / "labs" / "p" / "lessons.json").exists()
@@ -139,7 +139,7 @@ def test_reset_shrinks_only_a_lab_the_started_lesson_grew(tmp_path):
     paths = LabPaths(home=tmp_path, project="p")
     grown = LabContext(paths, Topology.build(project="p", db_nodes=3))
     assert grown_from(grown) is None   # grown by its user: theirs to keep
-    progress.save(paths, Progress(current=Current(11, "2026-01-01T00:00:00+00:00", {"db_nodes_before": 2})))
+    progress.save(paths, LearnerRecord(current=Current(11, "2026-01-01T00:00:00+00:00", {"db_nodes_before": 2})))
     assert grown_from(grown) == 2
     assert grown_from(LabContext(paths, Topology.build(project="p", db_nodes=2))) is None
 

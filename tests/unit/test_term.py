@@ -4,7 +4,7 @@ import re
 
 import pytest
 
-from pgha_lab.build.progress import Lines
+from pgha_lab.imaging.progress import Lines
 from pgha_lab.probes import Backend, EtcdEndpoint, Member
 from pgha_lab.term.console import console_for, has_colour
 from pgha_lab.term.progress import Progress

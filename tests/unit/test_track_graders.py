@@ -531,6 +531,24 @@ def test_an_ectl_alias_without_a_client_certificate_as_etcd_3_4_answers_it():
     assert "client certificate" in f[0].problem
 
 
+
+def test_an_ectl_script_on_path_counts_as_the_alias_and_none_at_all_is_missing():
+    """The playbook installs /usr/local/bin/ectl (a wrapper) rather than an alias: typed the same, it
+    passes when it answers for every member, and is named by its path when it does not."""
+    r = etcd_readings()
+    for n in TOPO.etcd:
+        r[f"{n.name}:cmd:alias"] = cmd(n.name, "", rc=1)
+        r[f"{n.name}:cmd:ectl-path"] = cmd(n.name, "/usr/local/bin/ectl\n")
+    assert s3_etcd.grade(A, r).passed
+    r["etcd3:cmd:ectl"] = cmd("etcd3", "ectl: /etc/etcd/ectl.env is missing; this node has no rendered etcdctl settings",
+                              rc=1)
+    f = s3_etcd.grade(A, r).findings
+    assert [x.diagnosis for x in f] == ["ectl-broken"] and f[0].where == "/usr/local/bin/ectl on etcd3", f
+    r["etcd3:cmd:ectl-path"] = cmd("etcd3", "", rc=1)
+    f = s3_etcd.grade(A, r).findings
+    assert [x.diagnosis for x in f] == ["ectl-missing"] and f[0].problem == "there is no ectl alias on etcd3"
+
+
 # -- step 5: the running cluster, as etcd and PostgreSQL tell it ----------------------------------
 import base64  # noqa: E402
 

@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 from packaging.version import Version
 
-from pgha_lab.build import wheelhouse
+from pgha_lab.imaging import wheelhouse
 from pgha_lab.errors import LabError
 
 REPO = Path(__file__).resolve().parents[2]

@@ -321,33 +321,44 @@ function select(name) {
   h.querySelector("b").textContent = name; h.querySelector("span").textContent = `${node.kind} ${node.address}`;
   box.append(h);
   const row = (buttons) => { const r = document.createElement("div"); r.className = "row"; r.append(...buttons); box.append(r); return r; };
-  const btn = (label, body, danger = false) => {
-    const b = document.createElement("button"); b.textContent = label; b.dataset.action = body.action + (body.clear ? "-clear" : "");
-    if (danger) b.className = "danger";
-    b.addEventListener("click", () => act(`chaos ${label} ${name}`, "/api/chaos", { target: name, ...body() }));
-    return b;
-  };
-  const simple = (a, danger) => btn(a, Object.assign(() => ({ action: a }), { action: a }), danger);
-  row(["kill", "pause", "stop", "isolate"].map((a) => simple(a, true)));
-  row(["resume", "start", "heal"].map((a) => simple(a)).concat(node.kind === "dbnode" ? [simple("kill-postgres", true)] : []));
-  const from = document.createElement("select"); from.id = "partition-from";
-  from.append(new Option("etcd", "etcd"), ...page.catalogue.nodes.filter((n) => n.name !== name).map((n) => new Option(n.name, n.name)));
-  const part = btn("partition", Object.assign(() => ({ action: "partition", peers: from.value }), { action: "partition" }), true);
-  const partClear = btn("partition --clear", Object.assign(() => ({ action: "partition", clear: true }), { action: "partition", clear: true }));
-  const lbl = document.createElement("label"); lbl.append("from ", from);
-  row([part, lbl, partClear]);
-  const loss = document.createElement("input"); loss.value = "10%"; loss.size = 4; loss.id = "degrade-loss";
-  const deg = btn("degrade", Object.assign(() => ({ action: "degrade", loss: loss.value }), { action: "degrade" }), true);
-  const degClear = btn("degrade --clear", Object.assign(() => ({ action: "degrade", clear: true }), { action: "degrade", clear: true }));
-  const l2 = document.createElement("label"); l2.append("loss ", loss);
-  row([deg, l2, degClear]);
-  if (node.kind !== "haproxy") {
-    const rate = document.createElement("input"); rate.value = "2mbit"; rate.size = 6; rate.id = "degrade-rate";
-    const slow = btn("slow link", Object.assign(() => ({ action: "degrade", rate: rate.value }), { action: "degrade-rate" }), true);
-    const l3 = document.createElement("label"); l3.append("rate ", rate);
-    row([slow, l3]);
+  // The buttons are the fault catalogue's (chaos/catalogue.py): each fault says its rows, labels and inputs.
+  const rows = new Map();
+  for (const [action, f] of Object.entries(page.catalogue.faults || {})) {
+    for (const b of f.buttons) {
+      if (b.kinds.length && !b.kinds.includes(node.kind)) continue;
+      if (!rows.has(b.row)) rows.set(b.row, []);
+      rows.get(b.row).push(...faultButton(action, b, name));
+    }
   }
+  for (const r of [...rows.keys()].sort((a, b) => a - b)) row(rows.get(r));
   setControls(page.controls, $("#access").textContent);
+}
+
+function faultButton(action, b, name) {
+  const out = [];
+  let input = null;
+  if (b.option === "peers") {   // whom to cut the node off from: etcd, or one other node
+    input = document.createElement("select");
+    input.append(new Option("etcd", "etcd"), ...page.catalogue.nodes.filter((n) => n.name !== name).map((n) => new Option(n.name, n.name)));
+  } else if (b.option) {
+    input = document.createElement("input"); input.value = b.value; input.size = Math.max(4, b.value.length);
+  }
+  const btn = document.createElement("button"); btn.textContent = b.label;
+  btn.dataset.action = b.tag || action + (b.clear ? "-clear" : "");
+  if (b.danger) btn.className = "danger";
+  btn.addEventListener("click", () => {
+    const body = { action, target: name };
+    if (b.clear) body.clear = true;
+    if (input) body[b.option] = input.value;
+    act(`chaos ${b.label} ${name}`, "/api/chaos", body);
+  });
+  out.push(btn);
+  if (input) {
+    if (b.input_id) input.id = b.input_id;
+    const lbl = document.createElement("label"); lbl.append(`${b.input_label} `, input);
+    out.push(lbl);
+  }
+  return out;
 }
 
 async function act(title, path, body) {

@@ -1,14 +1,18 @@
 """`up --bare`: the nodes powered on like fresh VMs, as ordered steps over one run (the ready lab's
-`up` is lifecycle.py). Certificates, secrets and configs are made on the host for the exported
+`up` is lifecycle.py, whose waits it reuses: so it sits beside it, above bare/, whose images and
+survey it starts and reads). Certificates, secrets and configs are made on the host for the exported
 playbook to install (deploy/); nothing of them reaches a node. A lab the playbook has configured
 boots its enabled units, so `up` then also waits for the lab's health, as the ready lab's does."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
-from pgha_lab import lifecycle as lab_lifecycle, profiles, render, settings as lab_settings
+from pgha_lab import lifecycle as lab_lifecycle
+from pgha_lab import profiles, render
+from pgha_lab import settings as lab_settings
 from pgha_lab.bare import images, survey
 from pgha_lab.context import LabContext
 from pgha_lab.errors import LabError
@@ -29,9 +33,16 @@ class BareUpRun:
     deadline_s: float
     settings_request: dict[str, Any] = field(default_factory=dict)
     started: float = field(default_factory=time.monotonic)
-    profile: profiles.Profile | None = None
+    chosen_profile: profiles.Profile | None = None   # set by the first step, _refuse
     settings: lab_settings.LabSettings = lab_settings.DEFAULT
     readings: list[survey.NodeReading] = field(default_factory=list)
+
+    @property
+    def profile(self) -> profiles.Profile:
+        """The profile _refuse chose, which every later step reads."""
+        if self.chosen_profile is None:
+            raise RuntimeError("a step read the profile before _refuse chose it")
+        return self.chosen_profile
 
 
 @dataclass
@@ -50,7 +61,8 @@ class BareUpOutcome:
         if not self.configured:
             lines += [
                 "Build it by hand on the nodes (`pgha-lab exec etcd1 -- bash`), or let Ansible build it:",
-                f"  pgha-lab --project {t.project} export ansible" if t.project != "pgha-lab" else "  pgha-lab export ansible",
+                (f"  pgha-lab --project {t.project} export ansible" if t.project != "pgha-lab"
+                 else "  pgha-lab export ansible"),
             ]
         return "\n".join(lines)
 
@@ -63,7 +75,7 @@ def _refuse(run: BareUpRun) -> None:
     Engine.connect()
     require_compose()
     lab_lifecycle.check_ports_free(run.ctx)
-    run.profile = profiles.get(run.profile_request or run.ctx.saved_profile or profiles.DEFAULT)
+    run.chosen_profile = profiles.get(run.profile_request or run.ctx.saved_profile or profiles.DEFAULT)
     run.settings = lab_settings.requested(run.ctx.settings, **run.settings_request).validate(len(run.ctx.topology.db))
 
 

@@ -3,8 +3,8 @@ addr` shows it on a VM) and the check that it has settled on a node and carries 
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from pgha_lab import health
 from pgha_lab.context import LabContext
@@ -28,11 +28,11 @@ def addresses(ctx: LabContext, node: Node) -> set[ipaddress.IPv4Address]:
     if not ctx.docker.state(node).running:
         return set()
     proc = ctx.docker.exec(node, "ip", "-o", "-4", "addr", "show", "dev", INTERFACE, check=False, timeout=10)
-    found = set()
+    found: set[ipaddress.IPv4Address] = set()
     for line in proc.stdout.splitlines():   # "2: eth0    inet 10.56.57.32/24 scope global secondary eth0 ..."
         words = line.split()
         if "inet" in words:
-            found.add(ipaddress.ip_interface(words[words.index("inet") + 1]).ip)
+            found.add(ipaddress.IPv4Interface(words[words.index("inet") + 1]).ip)   # `ip -4`: IPv4 only
     return found
 
 
@@ -47,7 +47,7 @@ def holders(ctx: LabContext) -> list[str]:
 
 def write_through_vip(ctx: LabContext, timeout_s: float = 3.0) -> Verdict:
     """One write through the VIP's 5432 (txid_current() assigns a transaction id: a standby refuses)."""
-    import psycopg   # here, not at the top: `status` reads this module and needs no SQL driver
+    import psycopg  # here, not at the top: `status` reads this module and needs no SQL driver
     try:
         with psycopg.connect(ctx.dsn(), password=ctx.secrets.superuser_password, autocommit=True,
                              connect_timeout=max(2, int(timeout_s))) as conn:

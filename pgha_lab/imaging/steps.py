@@ -9,9 +9,9 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 
-from pgha_lab.build.progress import Progress
 from pgha_lab.errors import LabError
 from pgha_lab.gateway import Engine
+from pgha_lab.imaging.progress import BuildProgress
 
 LOG_TAIL_LINES = 25
 WORK_INSTRUCTIONS = {"RUN", "COPY", "ADD"}
@@ -49,7 +49,7 @@ class BuildFailed(Exception):
 
 def docker_build(client: Engine, *, image: str, tag: str, context: io.BytesIO, dockerfile: str,
                  buildargs: dict[str, str], labels: dict[str, str], nocache: bool,
-                 log: Path, progress: Progress, timings: list[StepTiming]) -> str:
+                 log: Path, progress: BuildProgress, timings: list[StepTiming]) -> str:
     """Build with the engine's classic builder, reporting each Dockerfile step; image id."""
     log.parent.mkdir(parents=True, exist_ok=True)
     step, started, cached, image_id = "", time.monotonic(), False, ""

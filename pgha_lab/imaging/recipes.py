@@ -8,7 +8,8 @@ import tarfile
 from pathlib import Path
 from typing import Any
 
-from pgha_lab.gateway import BASE_IMAGE, IMAGE_LABEL as LABEL, IMAGES, Engine
+from pgha_lab.gateway import BASE_IMAGE, IMAGES, Engine
+from pgha_lab.gateway import IMAGE_LABEL as LABEL
 from pgha_lab.paths import LabPaths
 
 ROLES = tuple(IMAGES)

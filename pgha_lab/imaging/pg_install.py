@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from pgha_lab.errors import LabError
-from pgha_lab.gateway import BASE_IMAGE, IMAGE_LABEL as LABEL, Engine
+from pgha_lab.gateway import BASE_IMAGE, Engine
+from pgha_lab.gateway import IMAGE_LABEL as LABEL
 
 PG_INSTALL_CHOICES = ("auto", "pgdg", "source")
 PGDG_PROBE_TIMEOUT = 120.0            # seconds for the whole probe container

@@ -66,7 +66,8 @@ def machine_for(engine_arch: str) -> str:
     try:
         return _MACHINE[engine_arch.lower()]
     except KeyError:
-        raise LabError(f"the Docker engine runs on {engine_arch}, but the lab's images are built for amd64 and arm64 only.") from None
+        raise LabError(f"the Docker engine runs on {engine_arch}, but the lab's "
+                       "images are built for amd64 and arm64 only.") from None
 
 
 def platform_tags(engine_arch: str) -> list[str]:
@@ -130,4 +131,5 @@ def _run(cmd: list[str], log: Path | None) -> None:
             fh.write(f"$ {' '.join(cmd)}\n{proc.stdout}{proc.stderr}\n")
     if proc.returncode != 0:
         tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-12:])
-        raise LabError(f"pip could not prepare the Patroni wheelhouse (pip must reach a package index from this host):\n{tail}")
+        raise LabError("pip could not prepare the Patroni wheelhouse (pip "
+                       f"must reach a package index from this host):\n{tail}")

@@ -3,18 +3,20 @@ concurrently, each step reported; `ensure_built` builds only when the images are
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-from pgha_lab.build import baseimage, wheelhouse
-from pgha_lab.build.pg_install import PG_INSTALL_CHOICES, choose_pg_install, pgdg_probe, remember_pgdg
-from pgha_lab.build.progress import Lines, Progress, Silent, fmt_seconds
-from pgha_lab.build.recipes import context_tar, outdated, prune_superseded, recipe_digest
-from pgha_lab.build.steps import BuildFailed, StepTiming, docker_build, failures, is_work_step
 from pgha_lab.errors import LabError
-from pgha_lab.gateway import BASE_IMAGE, BUILD_READ_TIMEOUT, IMAGE_LABEL as LABEL, IMAGES, Engine
+from pgha_lab.gateway import BASE_IMAGE, BUILD_READ_TIMEOUT, IMAGES, Engine
+from pgha_lab.gateway import IMAGE_LABEL as LABEL
+from pgha_lab.imaging import baseimage, wheelhouse
+from pgha_lab.imaging.pg_install import PG_INSTALL_CHOICES, choose_pg_install, pgdg_probe, remember_pgdg
+from pgha_lab.imaging.progress import BuildProgress, Lines, Silent, fmt_seconds
+from pgha_lab.imaging.recipes import context_tar, outdated, prune_superseded, recipe_digest
+from pgha_lab.imaging.steps import BuildFailed, StepTiming, docker_build, failures, is_work_step
 from pgha_lab.paths import LabPaths
 
 
@@ -45,7 +47,7 @@ class _Plan:
     pg_install: str
     pg_source_url: str | None
     no_cache: bool
-    progress: Progress
+    progress: BuildProgress
     timings: list[StepTiming] = field(default_factory=list)
 
     @property
@@ -108,7 +110,7 @@ def _build_role(plan: _Plan, role: str, buildargs: dict[str, str], extra: dict[s
 
 
 def build(paths: LabPaths, *, pg_install: str = "auto", pg_source_url: str | None = None,
-          no_cache: bool = False, progress: Progress | None = None) -> BuildResult:
+          no_cache: bool = False, progress: BuildProgress | None = None) -> BuildResult:
     """Build (or refresh from the cache) the base and every node image.
 
     Order: the Ubuntu base, then the lab base; then etcd, haproxy and dbnode concurrently, so
@@ -150,7 +152,10 @@ def _build_all(plan: _Plan, client: Engine, arch: str, lock_file: Path, started:
             raise
         except Exception as exc:   # the engine went away, an import or pull broke: still one sentence
             raise LabError(f"preparing the Ubuntu base failed: {type(exc).__name__}: {exc}.") from None
-        base_id = client.image(BASE_IMAGE).id
+        base = client.image(BASE_IMAGE)
+        if base is None:   # the build above tags it; only something removing it at once gets here
+            raise LabError(f"{BASE_IMAGE} is gone right after its build; run `pgha-lab build` again.")
+        base_id = base.id
         node_args = {"BASE": BASE_IMAGE}
 
         def dbnode() -> str:
@@ -176,7 +181,8 @@ def _build_all(plan: _Plan, client: Engine, arch: str, lock_file: Path, started:
                     raise
             # The repository answered the probe but the install failed: auto means "whatever
             # works here", so fall back to the tarball and say so.
-            reason = "auto: installing from the PostgreSQL apt repository failed, so it is built from the release tarball"
+            reason = ("auto: installing from the PostgreSQL apt repository failed, "
+                      "so it is built from the release tarball")
             plan.progress.info(f"PostgreSQL 18: {reason}")
             result_meta["pg_install"], result_meta["reason"] = "source", reason
             remember_pgdg(paths.cache, base_id, False)   # so the next build does not retry at once
@@ -197,7 +203,7 @@ def _build_all(plan: _Plan, client: Engine, arch: str, lock_file: Path, started:
                        steps=list(plan.timings), seconds=time.monotonic() - started)
 
 
-def ensure_built(paths: LabPaths, *, pg_install: str = "auto", progress: Progress | None = None,
+def ensure_built(paths: LabPaths, *, pg_install: str = "auto", progress: BuildProgress | None = None,
                  announce: Callable[[list[str]], None] | None = None) -> list[str]:
     """Build when any image is missing or out of date (told to `announce` first); the roles that
     were. An up-to-date set costs one image lookup per role; a rebuild reuses the build cache for

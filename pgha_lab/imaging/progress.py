@@ -15,12 +15,13 @@ from rich.spinner import Spinner
 from rich.text import Text
 
 from pgha_lab.term.console import console_for, has_colour
-from pgha_lab.term.progress import SPINNER, spinner_live
+from pgha_lab.term.progress import SPINNER, spinner_frame, spinner_live
 
 TITLE_WIDTH = 64
 
 
-class Progress(Protocol):
+class BuildProgress(Protocol):
+    """What an image build reports to as it goes (the terminal's Lines, or Silent)."""
     def info(self, message: str) -> None: ...
     def start(self, image: str, step: str) -> None: ...
     def done(self, image: str, step: str, seconds: float, cached: bool = False) -> None: ...
@@ -70,7 +71,7 @@ class Lines:
             self._live = spinner_live(self.console, _RunningBuilds(self))
             self._live.start()
 
-    # -- the Progress protocol --------------------------------------------------------------
+    # -- the BuildProgress protocol --------------------------------------------------------------
     def info(self, message: str) -> None:
         self.console.print(Text.assemble(("•", "cyan"), f" {message}"))
 
@@ -118,5 +119,5 @@ class _RunningBuilds:
         now = time.monotonic()
         parts = " | ".join(f"{image} {shorten(step, 28)} {fmt_seconds(now - started)}"
                            for image, step, started in running)
-        yield Text.assemble(self.spinner.render(console.get_time()), f" {parts}",
+        yield Text.assemble(spinner_frame(self.spinner, console), f" {parts}",
                             no_wrap=True, overflow="ellipsis")
