@@ -9,6 +9,7 @@ can hand the terminal over to the user.
 from __future__ import annotations
 
 import io
+import ipaddress
 import json
 import os
 import shutil
@@ -20,6 +21,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 from pgha_lab.errors import LabError
 
@@ -50,6 +53,7 @@ LABEL_PROJECT = "pgha-lab.project"  # on every node container: which lab
 LABEL_NODE = "pgha-lab.node"        # ... which node of it
 LABEL_ROLE = "pgha-lab.role"        # ... which role
 COMPOSE_PROJECT_LABEL = "com.docker.compose.project"   # compose puts it on containers, networks, volumes
+COMPOSE_NETWORK_LABEL = "com.docker.compose.network"   # ... and on a network its key in the file
 
 
 def container_name(project: str, node: str) -> str:
@@ -555,12 +559,36 @@ class LabDocker:
     def compose(self, *args: str, check: bool = True, over: Path | None = None) -> subprocess.CompletedProcess:
         """A compose command on the lab's file; `over`: a second file compose merges over it (the second wins)."""
         files = ["-f", str(self.compose_file), *(["-f", str(over)] if over else [])]
+        if args[:1] == ("up",) and "--dry-run" not in args:
+            self._fixed_subnets_first()
         proc = subprocess.run(["docker", "compose", "-p", self.project, *files, *args],
                               capture_output=True, text=True)
         if check and proc.returncode != 0:
             tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-15:])
             raise LabError(f"docker compose {args[0]} failed:\n{tail}")
         return proc
+
+    def _fixed_subnets_first(self) -> None:
+        """Create the compose file's networks of a fixed subnet (the lab's bridge) before `compose up`
+        does, as compose would: with its labels, so compose adopts them and `down` removes them.
+        Compose creates a project's networks in no fixed order, and when the edge network (an
+        automatic subnet) came first the engine could hand it a pool holding the lab's subnet
+        (192.168.48.0/20 around 192.168.56.0/24 on a host with many networks): the lab's bridge then
+        failed with "Pool overlaps". Made first, it is in use, and the engine's pick avoids it."""
+        doc = yaml.safe_load(self.compose_file.read_text()) or {}
+        for key, net in (doc.get("networks") or {}).items():
+            pools = ((net or {}).get("ipam") or {}).get("config") or []
+            name = (net or {}).get("name") or f"{self.project}_{key}"
+            if not pools or net.get("external") or _exists("network", name):
+                continue
+            cmd = ["docker", "network", "create", "--driver", net.get("driver", "bridge"),
+                   "--label", f"{COMPOSE_PROJECT_LABEL}={self.project}", "--label", f"{COMPOSE_NETWORK_LABEL}={key}"]
+            cmd += ["--internal"] if net.get("internal") else []
+            for pool in pools:
+                cmd += ["--subnet", pool["subnet"], *(["--gateway", pool["gateway"]] if "gateway" in pool else [])]
+            proc = _run([*cmd, name], 60, "docker network create")
+            if proc.returncode != 0:
+                raise LabError(_network_refused(name, [pool["subnet"] for pool in pools], proc.stderr or proc.stdout))
 
     def recreate(self, node: Any) -> None:
         """Replace one node's container with one made from the current compose file, image and
@@ -598,6 +626,29 @@ class LabDocker:
             last = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
             raise LabError(f"docker {args[0]} failed: {last[0]}")
         return proc.stdout
+
+
+def _exists(kind: str, name: str) -> bool:
+    return subprocess.run(["docker", kind, "inspect", name], capture_output=True).returncode == 0
+
+
+def _network_refused(name: str, subnets: list[str], error: str) -> str:
+    """The engine's refusal of a lab network in one sentence: which existing network holds the subnet
+    (what "Pool overlaps with other one on this address space" leaves out) and the two ways out."""
+    wanted = [ipaddress.ip_network(s, strict=False) for s in subnets]
+    ids = subprocess.run(["docker", "network", "ls", "-q"], capture_output=True, text=True).stdout.split()
+    each = "{{.Name}} {{range .IPAM.Config}}{{.Subnet}} {{end}}"
+    listing = subprocess.run(["docker", "network", "inspect", "-f", each, *ids],
+                             capture_output=True, text=True).stdout if ids else ""
+    for line in listing.splitlines():
+        other, *theirs = line.split()
+        for subnet in theirs:
+            held = ipaddress.ip_network(subnet, strict=False)
+            if any(w.version == held.version and w.overlaps(held) for w in wanted):
+                return (f"the lab's subnet {', '.join(subnets)} overlaps Docker network {other!r} ({held}): "
+                        f"remove that network (`docker network rm {other}`) or bring the lab up on another --subnet.")
+    last = error.strip().splitlines()[-1:] or ["no output"]
+    return f"Docker refused to create the lab's network {name} ({', '.join(subnets)}): {last[0]}"
 
 
 def _run(args: list[str], timeout: float, what: str) -> subprocess.CompletedProcess:
