@@ -10,9 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from pgha_lab import lifecycle as lab_lifecycle
-from pgha_lab import profiles, render
-from pgha_lab import settings as lab_settings
+from pgha_lab import lab_settings, lifecycle, profiles, render
 from pgha_lab.bare import images, survey
 from pgha_lab.context import LabContext
 from pgha_lab.errors import LabError
@@ -74,7 +72,7 @@ class BareUpOutcome:
 def _refuse(run: BareUpRun) -> None:
     Engine.connect()
     require_compose()
-    lab_lifecycle.check_ports_free(run.ctx)
+    lifecycle.check_ports_free(run.ctx)
     run.chosen_profile = profiles.get(run.profile_request or run.ctx.saved_profile or profiles.DEFAULT)
     run.settings = lab_settings.requested(run.ctx.settings, **run.settings_request).validate(len(run.ctx.topology.db))
 
@@ -122,11 +120,11 @@ def _wait_configured(run: BareUpRun) -> None:
     ctx = run.ctx
     if not survey.configured(run.readings):
         return
-    waits = [lab_lifecycle.Wait("Waiting for the enabled units to start",
+    waits = [lifecycle.Wait("Waiting for the enabled units to start",
                                 lambda: survey.services_started(survey.read(ctx))),
-             *lab_lifecycle.health_waits(ctx.probe, [n.name for n in ctx.topology.db],
+             *lifecycle.health_waits(ctx.probe, [n.name for n in ctx.topology.db],
                                          run.settings.expects_sync_standby)]
-    lab_lifecycle.wait_for(run.progress, waits, ctx, max(60.0, run.deadline_s - (time.monotonic() - run.started)))
+    lifecycle.wait_for(run.progress, waits, ctx, max(60.0, run.deadline_s - (time.monotonic() - run.started)))
 
 
 BARE_UP_STEPS: tuple[Callable[[BareUpRun], None], ...] = (
@@ -134,7 +132,7 @@ BARE_UP_STEPS: tuple[Callable[[BareUpRun], None], ...] = (
 
 
 def bring_up(ctx: LabContext, *, profile: str | None, pg_install: str, progress: Progress,
-             deadline_s: float = lab_lifecycle.UP_DEADLINE_S, settings: dict[str, Any] | None = None) -> BareUpOutcome:
+             deadline_s: float = lifecycle.UP_DEADLINE_S, settings: dict[str, Any] | None = None) -> BareUpOutcome:
     if not ctx.topology.bare:
         raise LabError("bring_up of bare/ is for a bare lab; the ready lab's `up` is lifecycle.bring_up.")
     run = BareUpRun(ctx, progress, profile, pg_install, deadline_s, settings_request=settings or {})

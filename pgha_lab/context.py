@@ -8,8 +8,7 @@ from pathlib import Path
 
 import yaml
 
-from pgha_lab import health, profiles, secrets, tls
-from pgha_lab import settings as lab_settings
+from pgha_lab import health, lab_settings, profiles, secrets, tls
 from pgha_lab.errors import LabError
 from pgha_lab.gateway import LabDocker
 from pgha_lab.paths import LabPaths, default_home

@@ -9,8 +9,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pgha_lab import disks, dynamic_config, health, node_paths, profiles, render, roles, vip
-from pgha_lab import settings as lab_settings
+from pgha_lab import disks, dynamic_config, health, lab_settings, node_paths, profiles, render, roles, vip
 from pgha_lab.context import LabContext, load_topology
 from pgha_lab.errors import LabError
 from pgha_lab.gateway import Engine, require_compose, volume_name
@@ -18,8 +17,7 @@ from pgha_lab.imaging import images, recipes
 from pgha_lab.paths import TRACK_FILE
 from pgha_lab.probes import LabProbe, Member
 from pgha_lab.render import compose
-from pgha_lab.rolling import execute as rolling
-from pgha_lab.rolling import staleness
+from pgha_lab.rolling import execute, staleness
 from pgha_lab.term.progress import Progress
 from pgha_lab.wait import Verdict, held_for, wait_until
 
@@ -281,7 +279,7 @@ def _restart_changed(run: UpRun) -> None:
     names = [f.node for f in stale]
     verdict = ctx.health()
     if verdict.ok:
-        rolling.roll(ctx, names, run.progress, what="`pgha-lab up`")
+        execute.roll(ctx, names, run.progress, what="`pgha-lab up`")
     else:
         run.progress.info(f"the lab is not healthy ({verdict.reason}), so there is no service to keep: "
                           f"replacing {', '.join(names)} together")

@@ -8,8 +8,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from pgha_lab import disks, health, vip
-from pgha_lab import settings as lab_settings
+from pgha_lab import disks, health, lab_settings, vip
 from pgha_lab.context import LabContext
 from pgha_lab.gateway import ContainerState
 from pgha_lab.probes import Backend, Cluster, EtcdEndpoint, Member, freshest

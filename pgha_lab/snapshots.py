@@ -22,8 +22,7 @@ from typing import Any
 
 import yaml
 
-from pgha_lab import disks, render
-from pgha_lab import settings as lab_settings
+from pgha_lab import disks, lab_settings, render
 from pgha_lab.context import PROFILE_FILE, LabContext
 from pgha_lab.errors import LabError
 from pgha_lab.gateway import (

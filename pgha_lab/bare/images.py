@@ -10,8 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pgha_lab.errors import LabError
 from pgha_lab.gateway import BARE_IMAGES, IMAGES, ROLE_IMAGES, Engine
 from pgha_lab.gateway import IMAGE_LABEL as LABEL
-from pgha_lab.imaging import images as lab_images
-from pgha_lab.imaging import wheelhouse
+from pgha_lab.imaging import images, wheelhouse
 from pgha_lab.imaging.progress import BuildProgress, Lines, fmt_seconds
 from pgha_lab.imaging.recipes import context_tar, recipe_digest
 from pgha_lab.imaging.steps import StepTiming, docker_build, failures, is_work_step
@@ -41,7 +40,7 @@ def outdated(client: Engine, paths: LabPaths) -> list[str]:
 
 def build(paths: LabPaths, roles: list[str], progress: BuildProgress) -> None:
     """Build the bare images of `roles` side by side (the lab images must exist)."""
-    client = lab_images.sdk()
+    client = images.sdk()
     folder = paths.images / FOLDER
     if not (folder / "Dockerfile").is_file():
         raise LabError(f"{folder / 'Dockerfile'} is missing; the checkout is incomplete.")
@@ -55,7 +54,7 @@ def build(paths: LabPaths, roles: list[str], progress: BuildProgress) -> None:
             raise LabError(f"{IMAGES[role]} is missing; `pgha-lab build` makes it.")
         extra = {}
         if role == "dbnode":
-            house = wheelhouse.prepare(lock_file, paths.cache, lab_images.engine_arch(client),
+            house = wheelhouse.prepare(lock_file, paths.cache, images.engine_arch(client),
                                        log=logs / "wheelhouse.log")
             extra = {"wheelhouse": house, "patroni.lock": lock_file}
         started = time.monotonic()
@@ -94,8 +93,8 @@ def ensure_built(paths: LabPaths, *, pg_install: str = "auto", progress: BuildPr
     """The lab images first (the bare ones are made from them), then the bare images that are missing
     or out of date; the roles rebuilt."""
     progress = progress or Lines()
-    lab_images.ensure_built(paths, pg_install=pg_install, progress=progress, announce=announce)
-    stale = outdated(lab_images.sdk(), paths)
+    images.ensure_built(paths, pg_install=pg_install, progress=progress, announce=announce)
+    stale = outdated(images.sdk(), paths)
     if stale:
         if announce:
             announce([_role_label(r) for r in stale])

@@ -6,7 +6,7 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from pgha_lab import node_paths as NP
+from pgha_lab import node_paths
 from pgha_lab.context import LabContext
 from pgha_lab.topology import Node, Role
 from pgha_lab.wait import Verdict
@@ -15,10 +15,11 @@ from pgha_lab.wait import Verdict
 # what says it is configured: a file only the builder writes (Ubuntu's own haproxy.cfg has no listener).
 UNITS = {Role.ETCD: "etcd.service", Role.DB: "patroni.service", Role.HAPROXY: "haproxy.service"}
 CONFIGURED = {
-    Role.ETCD: (f"test -s {NP.ETCD_CONFIG}", f"no {NP.ETCD_CONFIG}"),
-    Role.DB: (f"test -x {NP.PATRONI_VENV}/bin/patroni && test -s {NP.PATRONI_CONFIG}",
-              f"no Patroni in {NP.PATRONI_VENV} or no {NP.PATRONI_CONFIG}"),
-    Role.HAPROXY: (f"grep -Eq '^(listen|frontend) ' {NP.HAPROXY_CONFIG}", f"no listener in {NP.HAPROXY_CONFIG}"),
+    Role.ETCD: (f"test -s {node_paths.ETCD_CONFIG}", f"no {node_paths.ETCD_CONFIG}"),
+    Role.DB: (f"test -x {node_paths.PATRONI_VENV}/bin/patroni && test -s {node_paths.PATRONI_CONFIG}",
+              f"no Patroni in {node_paths.PATRONI_VENV} or no {node_paths.PATRONI_CONFIG}"),
+    Role.HAPROXY: (f"grep -Eq '^(listen|frontend) ' {node_paths.HAPROXY_CONFIG}",
+                   f"no listener in {node_paths.HAPROXY_CONFIG}"),
 }
 NOT_CONFIGURED = "not configured yet"
 

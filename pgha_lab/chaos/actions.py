@@ -7,8 +7,7 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 
 from pgha_lab import disks, vip
-from pgha_lab.chaos import catalogue, expectations
-from pgha_lab.chaos import state as cluster_state
+from pgha_lab.chaos import catalogue, cluster_state, expectations
 from pgha_lab.chaos.catalogue import NO_OWN_DISK
 from pgha_lab.chaos.fault import DB_NODE, HAPROXY_NODE, NO_NODE, Act, Done, Options, Outcome
 from pgha_lab.chaos.fault import wait as wait  # re-exported: the front ends import it from here

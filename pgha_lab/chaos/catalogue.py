@@ -21,8 +21,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 
 from pgha_lab import disks, roles, vip
-from pgha_lab.chaos import expectations as ex
-from pgha_lab.chaos import experiments, rules, sql
+from pgha_lab.chaos import expectations, experiments, rules, sql
 from pgha_lab.chaos.expectations import Expectation
 from pgha_lab.chaos.fault import (
     DB_NODE,
@@ -55,15 +54,17 @@ HEAL_ALL = "heal-all"
 def _haproxy_expectation(act: Act, *, losing: bool) -> Expectation:
     ctx, node = act.ctx, act.n
     if ctx.topology.haproxy2 is not None:
-        return ex.vip_expectation(ctx, node, act.role, losing=losing)
+        return expectations.vip_expectation(ctx, node, act.role, losing=losing)
     if losing:
         cluster = act.cluster or ctx.cluster()
         leader = cluster.leader_name
         return Expectation("Clients lose 5432 and 5433 until HAProxy is back (it is the single entry point: "
                            "this lab has no second HAProxy); the cluster itself does not change.",
-                           ex.same_leader(ctx, leader, cluster.timeline, via_haproxy=False) if leader else None,
+                           expectations.same_leader(ctx, leader, cluster.timeline, via_haproxy=False)
+                           if leader else None,
                            30)
-    return Expectation("HAProxy routes 5432 to the leader and 5433 to the replicas again.", ex.healthy(ctx), 60)
+    return Expectation("HAProxy routes 5432 to the leader and 5433 to the replicas again.",
+                       expectations.healthy(ctx), 60)
 
 
 def _leader_name(act: Act) -> str | None:
@@ -76,13 +77,14 @@ def lost(how: str) -> Callable[[Act], Expectation]:
         node, p = act.n, act.ctx.profile
         if node.role is Role.DB:
             if act.role == "leader":
-                return ex.from_plan(act.ctx, rules.leader_lost(act.now(), node.name, p, how=how, reaches_members=False))
+                return expectations.from_plan(
+                    act.ctx, rules.leader_lost(act.now(), node.name, p, how=how, reaches_members=False))
             if _leader_name(act):
-                return ex.from_plan(act.ctx, rules.replica_lost(act.now(), node.name, p, how=how))
+                return expectations.from_plan(act.ctx, rules.replica_lost(act.now(), node.name, p, how=how))
             return Expectation(NOTHING)
         if node.role is Role.ETCD:
-            running, total = ex.etcd_running(act.ctx), len(act.ctx.topology.etcd)
-            return ex.from_plan(act.ctx, rules.etcd_lost(act.now(), running, total, p))
+            running, total = expectations.etcd_running(act.ctx), len(act.ctx.topology.etcd)
+            return expectations.from_plan(act.ctx, rules.etcd_lost(act.now(), running, total, p))
         return _haproxy_expectation(act, losing=True)
     return expect
 
@@ -91,10 +93,10 @@ def returned(act: Act) -> Expectation:
     """A node back (booted, thawed, plugged in, uncut): what it rejoins as."""
     node, p = act.n, act.ctx.profile
     if node.role is Role.DB:
-        return ex.from_plan(act.ctx, rules.node_returns(act.now(), node.name, p))
+        return expectations.from_plan(act.ctx, rules.node_returns(act.now(), node.name, p))
     if node.role is Role.ETCD:
         return Expectation(f"{node.name} rejoins etcd; with a quorum Patroni holds or elects a leader and "
-                           f"HAProxy routes 5432 again.", ex.healthy(act.ctx), p.failover_bound_s() + 60)
+                           f"HAProxy routes 5432 again.", expectations.healthy(act.ctx), p.failover_bound_s() + 60)
     return _haproxy_expectation(act, losing=False)
 
 
@@ -103,7 +105,7 @@ def _db_plan(plan: Callable[..., rules.Plan]) -> Callable[[Act], Expectation]:
     def expect(act: Act) -> Expectation:
         if act.n.role is not Role.DB:
             return Expectation(NOTHING)
-        return ex.from_plan(act.ctx, plan(act.now(), act.n.name, act.ctx.profile))
+        return expectations.from_plan(act.ctx, plan(act.now(), act.n.name, act.ctx.profile))
     return expect
 
 
@@ -113,25 +115,26 @@ def _expect_partition(act: Act) -> Expectation:
     node, p, topo, peers = act.n, act.ctx.profile, act.ctx.topology, act.opts.peers
     how = "was cut off from etcd"
     if node.role is Role.DB:
-        if act.role == "leader" and ex.cuts_every_etcd_member(topo, peers):
-            return ex.from_plan(act.ctx, rules.leader_lost(act.now(), node.name, p, how=how,
-                                                           reaches_members=not ex.cuts_db_node(topo, peers)))
+        if act.role == "leader" and expectations.cuts_every_etcd_member(topo, peers):
+            return expectations.from_plan(act.ctx, rules.leader_lost(act.now(), node.name, p, how=how,
+                                                           reaches_members=not expectations.cuts_db_node(topo, peers)))
         if act.role == "leader":   # a partition that leaves it etcd
             # Unable to renew, it would have demoted within a loop and retry_timeout: watch past that.
             hold = p.loop_wait + p.retry_timeout + 5
             return Expectation(f"{node.name} still reaches etcd, so it keeps renewing the leader key and stays "
                                f"leader (watched for {hold}s: a leader that cannot renew gives up within loop_wait "
                                f"+ retry_timeout); only the links cut are lost (a replica cut off from it stops "
-                               f"streaming).", ex.keeps_key(act.ctx, node.name, hold), hold + 15, holds=True)
-        if not ex.cuts_every_etcd_member(topo, peers) and not ex.cuts_db_node(topo, peers):
+                               f"streaming).", expectations.keeps_key(act.ctx, node.name, hold), hold + 15, holds=True)
+        if not expectations.cuts_every_etcd_member(topo, peers) and not expectations.cuts_db_node(topo, peers):
             hold = p.loop_wait + p.retry_timeout + 5
-            left = [n.name for n in topo.etcd if n.name not in ex.cut_names(peers)]
+            left = [n.name for n in topo.etcd if n.name not in expectations.cut_names(peers)]
             return Expectation(f"{node.name} still reaches etcd ({', '.join(left)}): Patroni's etcd client tries "
                                f"the members in turn, so it keeps its member key and streams on; nothing changes "
-                               f"(watched for {hold}s).", ex.streams_on(act.ctx, node.name, _leader_name(act), hold),
+                               f"(watched for {hold}s).",
+                               expectations.streams_on(act.ctx, node.name, _leader_name(act), hold),
                                hold + 15, holds=True)
         if _leader_name(act):
-            return ex.from_plan(act.ctx, rules.replica_lost(act.now(), node.name, p, how=how))
+            return expectations.from_plan(act.ctx, rules.replica_lost(act.now(), node.name, p, how=how))
         return Expectation(NOTHING)
     return lost(how)(act)
 
@@ -142,27 +145,28 @@ def _expect_degrade(act: Act) -> Expectation:
         return Expectation(NOTHING)
     if act.opts.clear and leader != node.name:
         return Expectation(f"{node.name}'s link is whole again: it catches up with the leader and keeps streaming.",
-                           ex.streams_as_replica(act.ctx, node.name), 120)
+                           expectations.streams_as_replica(act.ctx, node.name), 120)
     if leader == node.name:
         return Expectation(f"{node.name} still holds the leader key and carries on as leader.",
-                           ex.same_leader(act.ctx, node.name), 60)
+                           expectations.same_leader(act.ctx, node.name), 60)
     return Expectation(f"{node.name} keeps working through the degraded link (TCP retransmits) and keeps "
                        f"streaming, behind the leader when writes outpace a slow link.",
-                       ex.streams_as_replica(act.ctx, node.name), 120)
+                       expectations.streams_as_replica(act.ctx, node.name), 120)
 
 
 def _expect_kill_postgres(act: Act) -> Expectation:
     killed_at = datetime.now(UTC)   # the kill has just run: a restart must come after it
-    planned = ex.from_plan(act.ctx, rules.postgres_killed(act.now(), act.n.name, act.ctx.profile))
+    planned = expectations.from_plan(act.ctx, rules.postgres_killed(act.now(), act.n.name, act.ctx.profile))
     # Until Patroni's next loop the killed PostgreSQL still looks as it was: a restart comes first.
-    return replace(planned, check=ex.restarted_since(act.ctx, act.n, killed_at, planned.check)) if planned.check \
-        else planned
+    if not planned.check:
+        return planned
+    return replace(planned, check=expectations.restarted_since(act.ctx, act.n, killed_at, planned.check))
 
 
 def _expect_free_disk(act: Act) -> Expectation:
-    planned = ex.from_plan(act.ctx, rules.disk_freed(act.now(), act.n.name, act.ctx.profile))
+    planned = expectations.from_plan(act.ctx, rules.disk_freed(act.now(), act.n.name, act.ctx.profile))
     if _leader_name(act) == act.n.name and planned.check is not None:
-        return replace(planned, check=ex.writes_land(act.ctx, act.n.name, planned.check))
+        return replace(planned, check=expectations.writes_land(act.ctx, act.n.name, planned.check))
     return planned
 
 
@@ -356,7 +360,7 @@ def _switchover(act: Act) -> Done:
     change = roles.request_change(act.ctx, "switchover", None)
     old = change.old_leader or ""
     expected = Expectation("the leader stops PostgreSQL cleanly and releases the key; the synchronous standby "
-                           "promotes and HAProxy moves 5432 to it", ex.new_leader(act.ctx, old))
+                           "promotes and HAProxy moves 5432 to it", expectations.new_leader(act.ctx, old))
     return Done(f"switchover requested through {old}'s REST API (Patroni picks the candidate)",
                 expectation=expected, node=old, role="leader")
 
@@ -408,7 +412,7 @@ def _quorum_loss_member_cut(act: Act) -> Done:
         "no etcd quorum and a member unreachable: the primary cannot confirm every member, so it demotes even with "
         "failsafe_mode on; its fast shutdown waits for the walsender to the cut-off standby, up to "
         f"wal_sender_timeout ({WAL_SENDER_TIMEOUT_S:g} s) after that standby's last reply",
-        ex.no_primary(act.ctx), lost_etcd.expectation.deadline_s if lost_etcd.expectation else 60.0,
+        expectations.no_primary(act.ctx), lost_etcd.expectation.deadline_s if lost_etcd.expectation else 60.0,
         holds=lost_etcd.expectation.holds if lost_etcd.expectation else False)
     return replace(lost_etcd, text=f"{cut.done}; {lost_etcd.text}", expectation=expected,
                    extra_targets=[*lost_etcd.extra_targets, replica])
@@ -474,7 +478,7 @@ def _isolate_leader_lagging(act: Act) -> Done:
             rules.NEW_LEADER, node=leader.name, deadline_s=p.failover_bound_s() + 30)
     return Done(f"{standby}'s link slowed to {human_rate(bits)} (half the {wal_bytes_s / 1e6:.2f} MB/s of WAL "
                 f"written); {cut.done} with {standby} {lag / 1024:.0f} KiB behind",
-                expectation=ex.from_plan(lab, plan), node=leader.name, role="leader", extra_targets=[standby],
+                expectation=expectations.from_plan(lab, plan), node=leader.name, role="leader", extra_targets=[standby],
                 figures={"standby_lag_at_cut_bytes": lag, "slow_link_bits": bits, "wal_bytes_s": round(wal_bytes_s)})
 
 

@@ -1,6 +1,6 @@
 """The checks that say whether what Patroni, etcd and HAProxy should do after a fault has happened
 yet, each reading the cluster; `from_plan` turns a rule's plan (chaos/rules.py, over the state of
-chaos/state.py) into one. Which plan follows which fault is the fault's own (chaos/catalogue.py)."""
+chaos/cluster_state.py) into one. Which plan follows which fault is the fault's own (chaos/catalogue.py)."""
 from __future__ import annotations
 
 import time

@@ -19,8 +19,7 @@ from typing import Any
 import psycopg
 
 from pgha_lab import roles
-from pgha_lab.chaos import expectations as ex
-from pgha_lab.chaos import rules
+from pgha_lab.chaos import expectations, rules
 from pgha_lab.chaos.sql import connect
 from pgha_lab.context import LabContext
 from pgha_lab.errors import LabError, first_line
@@ -35,7 +34,7 @@ BLOCK_TABLE = "pgha_chaos_block"
 @dataclass
 class Result:
     done: str
-    expectation: ex.Expectation
+    expectation: expectations.Expectation
     figures: dict[str, Any] = field(default_factory=dict)
 
 
@@ -121,11 +120,11 @@ def cancel_sync_wait(ctx: LabContext, leader: Node) -> Result:
             f"{leader.name} died in that window, {standby.name}, still named in /sync, could have been promoted "
             f"without it: an acknowledged write lost. Now {standby.name} is thawed, it streams again and receives "
             f"row {row_id}.")
-    return Result(done, ex.Expectation(text, _row_reaches(ctx, standby, row_id), 60), figures)
+    return Result(done, expectations.Expectation(text, _row_reaches(ctx, standby, row_id), 60), figures)
 
 
 def _row_reaches(ctx: LabContext, standby: Node, row_id: int) -> Callable[[], Verdict]:
-    streams = ex.streams_as_replica(ctx, standby.name)
+    streams = expectations.streams_as_replica(ctx, standby.name)
 
     def check() -> Verdict:
         v = streams()
@@ -173,7 +172,7 @@ def block_switchover(ctx: LabContext, leader: Node) -> Result:
             f"switchover was asked for; writes landed on {change.new_leader} after {took:.1f}s "
             f"(bound {bound:.1f}s); the session {fate}")
     text = f"{why}. {leader.name} rejoins as a replica."
-    return Result(done, ex.Expectation(text, ex.streams_as_replica(ctx, leader.name), 120), figures)
+    return Result(done, expectations.Expectation(text, expectations.streams_as_replica(ctx, leader.name), 120), figures)
 
 
 def flap_timing(every: float | None, duration: float | None) -> tuple[float, float]:

@@ -10,7 +10,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from pgha_lab.chaos import state as cluster_state
+from pgha_lab.chaos import cluster_state
 from pgha_lab.chaos.expectations import Expectation
 from pgha_lab.chaos.network import Network
 from pgha_lab.chaos.nodes import NodeReader

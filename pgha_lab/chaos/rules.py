@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from pgha_lab.chaos.state import ClusterState
+from pgha_lab.chaos.cluster_state import ClusterState
 from pgha_lab.probes import Member, MemberRole
 from pgha_lab.profiles import Profile
 

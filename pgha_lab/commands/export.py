@@ -6,7 +6,7 @@ from pathlib import Path
 
 from pgha_lab.commands import summary
 from pgha_lab.commands._common import lab_context
-from pgha_lab.deploy import export as exporting
+from pgha_lab.deploy import export
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -20,7 +20,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     a.add_argument("--host", action="append", default=[], metavar="NAME=ADDRESS",
                    help="a real host's address for a node (repeat; default the course's 192.168.56.x); "
                         "its certificates are made for it")
-    a.add_argument("--ssh-user", default=exporting.DEFAULT_SSH_USER,
+    a.add_argument("--ssh-user", default=export.DEFAULT_SSH_USER,
                    help="the real hosts' login, with sudo (default %(default)s)")
     a.add_argument("--force", action="store_true", help="replace the project in a folder that holds one")
     a.set_defaults(func=cmd_export_ansible)
@@ -28,10 +28,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def cmd_export_ansible(args: argparse.Namespace) -> int:
     ctx = lab_context(args)
-    result = exporting.export(ctx, out=args.out, hosts=args.host, ssh_user=args.ssh_user, force=args.force)
+    result = export.export(ctx, out=args.out, hosts=args.host, ssh_user=args.ssh_user, force=args.force)
     print(f"Wrote the Ansible project of lab {ctx.project!r} to {result.out}")
     for inventory in result.inventories():
         print(f"  cd {result.out} && ansible-playbook -i {inventory} site.yml")
-    if exporting.ansible_playbook() is None:
-        print(exporting.INSTALL_HINT)
+    if export.ansible_playbook() is None:
+        print(export.INSTALL_HINT)
     return 0

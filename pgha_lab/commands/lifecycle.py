@@ -6,8 +6,7 @@ import json
 import sys
 from dataclasses import replace
 
-from pgha_lab import bare_lifecycle, disks, lifecycle
-from pgha_lab import settings as lab_settings
+from pgha_lab import bare_lifecycle, disks, lab_settings, lifecycle
 from pgha_lab.commands import summary
 from pgha_lab.commands._common import lab_context
 from pgha_lab.errors import LabError

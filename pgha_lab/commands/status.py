@@ -13,9 +13,8 @@ from rich.console import Console
 from rich.live import Live
 from rich.text import Text
 
-from pgha_lab import reading, vip
-from pgha_lab import settings as lab_settings
-from pgha_lab.bare import status as bare_status
+from pgha_lab import lab_settings, reading, vip
+from pgha_lab.bare import status
 from pgha_lab.commands import summary
 from pgha_lab.commands._common import lab_context
 from pgha_lab.context import LabContext
@@ -114,8 +113,8 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def show_bare(ctx: LabContext, args: argparse.Namespace) -> int:
     while True:
-        snap = bare_status.snapshot(ctx)
-        print(json.dumps(bare_status.as_dict(snap), indent=2) if args.json else bare_status.render_text(ctx, snap))
+        snap = status.snapshot(ctx)
+        print(json.dumps(status.as_dict(snap), indent=2) if args.json else status.render_text(ctx, snap))
         if not args.watch:
             return 0
         time.sleep(args.watch)   # a display refresh interval, not a wait for readiness

@@ -13,8 +13,7 @@ from typing import Any
 
 import yaml
 
-from pgha_lab import node_paths as NP
-from pgha_lab import render, secrets, tls
+from pgha_lab import node_paths, render, secrets, tls
 from pgha_lab.context import LabContext
 from pgha_lab.deploy import targets
 from pgha_lab.errors import LabError
@@ -30,7 +29,7 @@ ETCD_VERSION = "3.4.30"
 HAPROXY_VERSION = "2.8"
 PATRONI_LOCK = "/var/cache/pgha-lab/patroni.lock"   # where a bare db node carries it, beside its wheels
 SERVICE_USER = {Role.ETCD: "etcd", Role.DB: "postgres", Role.HAPROXY: "haproxy"}
-TLS_DIR = {Role.ETCD: NP.ETCD_TLS, Role.DB: NP.PATRONI_TLS, Role.HAPROXY: NP.HAPROXY_TLS}
+TLS_DIR = {Role.ETCD: node_paths.ETCD_TLS, Role.DB: node_paths.PATRONI_TLS, Role.HAPROXY: node_paths.HAPROXY_TLS}
 # How a running service takes new files: etcd reads them only at start, Patroni and HAProxy on reload.
 APPLY = {Role.ETCD: "restarted", Role.DB: "reloaded", Role.HAPROXY: "reloaded"}
 GROUPS = {Role.ETCD: "etcd", Role.DB: "dbnodes", Role.HAPROXY: "haproxy"}
@@ -91,11 +90,12 @@ def node_plan(topology: Topology, node: Node) -> tuple[dict[str, list], dict[str
     configs = [_file(name, dest) for name, dest in render.node_mounts(node, topology)]
     configs += [_file(f.name, f.container_path) for f in systemd.render(topology, node)]
     if node.role is Role.ETCD:
-        dirs["etcd"] = [_dir(NP.ETCD_DATA_ROOT, user, "0700")]
+        dirs["etcd"] = [_dir(node_paths.ETCD_DATA_ROOT, user, "0700")]
         configs.append(_file("ectl", "/usr/local/bin/ectl", mode="0755"))
     elif node.role is Role.DB:
-        dirs["tls"].insert(0, _dir(str(Path(NP.PATRONI_CONFIG).parent), user, "0750"))
-        dirs["postgres"] = [_dir(str(Path(NP.PG_DATA).parent), user, "0755"), _dir(NP.PG_DATA, user, "0700")]
+        dirs["tls"].insert(0, _dir(str(Path(node_paths.PATRONI_CONFIG).parent), user, "0750"))
+        dirs["postgres"] = [_dir(str(Path(node_paths.PG_DATA).parent), user, "0755"),
+                            _dir(node_paths.PG_DATA, user, "0700")]
         dirs["patroni"] = [_dir(str(Path(PATRONI_LOCK).parent), "root", "0755")]
         configs.insert(0, _file("patroni.lock", PATRONI_LOCK))
         configs.append(_file(systemd.PATRONI_ENV[0], systemd.PATRONI_ENV[1], mode="0600"))
@@ -142,9 +142,10 @@ def group_vars(ctx: LabContext) -> dict[str, Any]:
                        "restapi": topo.ports.restapi, "postgres": topo.ports.postgres,
                        "haproxy_primary": topo.ports.haproxy_primary, "haproxy_replicas": topo.ports.haproxy_replicas,
                        "haproxy_stats": topo.ports.haproxy_stats},
-        "pgha_versions": {"etcd": ETCD_VERSION, "haproxy": HAPROXY_VERSION, "postgresql": NP.PG_MAJOR,
+        "pgha_versions": {"etcd": ETCD_VERSION, "haproxy": HAPROXY_VERSION, "postgresql": node_paths.PG_MAJOR,
                           "patroni": patroni},
-        "pgha_paths": {"pg_bin": NP.PG_BIN, "patroni_venv": NP.PATRONI_VENV, "patroni_config": NP.PATRONI_CONFIG,
+        "pgha_paths": {"pg_bin": node_paths.PG_BIN, "patroni_venv": node_paths.PATRONI_VENV,
+                       "patroni_config": node_paths.PATRONI_CONFIG,
                        "patroni_lock": PATRONI_LOCK, "patroni_env": systemd.PATRONI_ENV[1]},
         "pgha_wait_retries": WAIT_RETRIES,
     }

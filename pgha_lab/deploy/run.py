@@ -17,7 +17,7 @@ from pathlib import Path
 import yaml
 
 from pgha_lab.context import LabContext
-from pgha_lab.deploy import export as exporting
+from pgha_lab.deploy import export
 from pgha_lab.errors import LabError
 
 TAGS = ("hosts", "tls", "etcd", "postgres", "patroni", "haproxy", "verify")   # site.yml's steps, in order
@@ -108,10 +108,10 @@ def run_playbook(ctx: LabContext, tags: list[str] | None = None, *, check: bool 
     if not ctx.topology.bare:
         raise LabError(f"lab {ctx.project!r} is not bare: its nodes come configured; the playbook builds "
                        f"a bare lab (`pgha-lab up --bare`).")
-    binary = exporting.ansible_playbook()
+    binary = export.ansible_playbook()
     if binary is None:
-        raise LabError(exporting.INSTALL_HINT)
-    result = exporting.export(ctx)
+        raise LabError(export.INSTALL_HINT)
+    result = export.export(ctx)
     log = result.out / "last-run.log"
     cmd = [binary, "-i", "inventory/lab.yml", "site.yml", *(["--tags", ",".join(tags)] if tags else [])]
     env = {**os.environ, "ANSIBLE_CONFIG": str(result.out / "ansible.cfg"), "ANSIBLE_FORCE_COLOR": "0",

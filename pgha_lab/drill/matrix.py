@@ -11,8 +11,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pgha_lab import health, profiles, roles
-from pgha_lab import settings as lab_settings
+from pgha_lab import health, lab_settings, profiles, roles
 from pgha_lab.context import LabContext
 from pgha_lab.drill import report
 from pgha_lab.drill.runner import DrillOptions, DrillResult, refuse_unfit, run_drill

@@ -9,12 +9,10 @@ from typing import Any
 
 import psycopg
 
-from pgha_lab import settings as lab_settings
-from pgha_lab import vip
+from pgha_lab import lab_settings, vip
 from pgha_lab.chaos.actions import Chaos
 from pgha_lab.context import LabContext
-from pgha_lab.drill import hostcpu
-from pgha_lab.drill import reconcile as rc
+from pgha_lab.drill import hostcpu, reconcile
 from pgha_lab.drill.clock import Clock
 from pgha_lab.drill.ledger import Attempt, Writer, WriterSettings, ensure_table, table_counts
 from pgha_lab.drill.sampler import Sample, Sampler
@@ -66,7 +64,7 @@ class DrillResult:
     attempts: list[Attempt] = field(default_factory=list)
     samples: list[Sample] = field(default_factory=list)
     table: dict[int, int] = field(default_factory=dict)
-    findings: rc.Findings | None = None
+    findings: reconcile.Findings | None = None
     writer_settings: WriterSettings = field(default_factory=WriterSettings)
     settings: dict[str, Any] = field(default_factory=dict)   # lab settings Patroni ran (settings.LabSettings)
     workload: dict[str, Any] = field(default_factory=dict)   # the background load, and what it wrote
@@ -221,7 +219,7 @@ def run_drill(lab: LabContext, scenario: Scenario, run: str, opts: DrillOptions 
     bulk = BulkWriter(dsn, password, run, opts.workload)
 
     def flowing() -> bool:
-        return rc.writes_flowing(writer.snapshot(), clock.now(), opts.flowing_window_s)
+        return reconcile.writes_flowing(writer.snapshot(), clock.now(), opts.flowing_window_s)
 
     def mark(label: str) -> None:
         result.events.append(Event(round(clock.now(), 3), label))
@@ -322,7 +320,7 @@ def run_drill(lab: LabContext, scenario: Scenario, run: str, opts: DrillOptions 
     result.samples = sampler.snapshot()
     with progress.step("Reconciling the ledger against the table"):
         result.table = _read_table(dsn, password, run, 60)
-        result.findings = rc.reconcile(result.attempts, result.samples, result.table, result.fault_s, old_leader,
+        result.findings = reconcile.reconcile(result.attempts, result.samples, result.table, result.fault_s, old_leader,
                                        failsafe=bool(result.settings.get("failsafe")))
         bulk.count_lost()
         result.workload = bulk.summary()

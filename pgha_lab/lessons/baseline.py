@@ -24,7 +24,7 @@ from pgha_lab.context import LabContext
 from pgha_lab.errors import first_line
 from pgha_lab.gateway import volume_name
 from pgha_lab.lessons import sql
-from pgha_lab.render import patroni as patroni_render
+from pgha_lab.render import patroni
 from pgha_lab.rolling import staleness
 from pgha_lab.rows import one_row
 from pgha_lab.wait import Verdict
@@ -61,7 +61,7 @@ def verdict(differences: list[Difference], ok_text: str) -> Verdict:
 # -- what the baseline is ------------------------------------------------------------------------
 def patroni_settings(ctx: LabContext, node: str) -> dict[str, Any]:
     """The Patroni configuration the lab renders for one db node, with the lessons' default settings."""
-    return patroni_render.settings(ctx.topology, ctx.topology.node(node), ctx.profile)
+    return patroni.settings(ctx.topology, ctx.topology.node(node), ctx.profile)
 
 
 def baseline_config(ctx: LabContext) -> dict[str, Any]:

@@ -29,8 +29,7 @@ from pgha_lab.chaos.actions import Chaos
 from pgha_lab.context import LabContext, load_topology
 from pgha_lab.errors import LabError, first_line
 from pgha_lab.fsutil import write_in_place
-from pgha_lab.lessons import baseline, sql
-from pgha_lab.lessons import progress as lesson_progress
+from pgha_lab.lessons import baseline, progress, sql
 from pgha_lab.lessons.baseline import baseline_config
 from pgha_lab.profiles import PATRONI_MIN_LOOP_WAIT
 from pgha_lab.term.progress import Progress
@@ -363,7 +362,7 @@ def parameters_read(ctx: LabContext, names: list[str]) -> Verdict:
 def grown_from(ctx: LabContext) -> int | None:
     """The db node count the started lesson grew the lab from (it keeps it as db_nodes_before),
     when the lab is bigger now; a lab the user grew themselves is theirs and keeps its size."""
-    current = lesson_progress.load(ctx.paths).current
+    current = progress.load(ctx.paths).current
     before = int(current.state.get("db_nodes_before") or 0) if current else 0
     return before if 0 < before < len(ctx.topology.db) else None
 
@@ -406,9 +405,9 @@ def reset(ctx: LabContext, note: Callable[[str], None] = lambda _: None, pg_inst
         note(f"could not restore in place ({exc}); re-creating the lab")
         report.steps.append(f"re-created the lab: {exc}")
         report.recreated = True
-        progress = recreate_progress or Progress(quiet=True)
-        lifecycle.take_down(ctx, volumes=True, progress=progress)
-        lifecycle.bring_up(ctx, profile=ctx.profile.name, pg_install=pg_install, progress=progress)
+        shown = recreate_progress or Progress(quiet=True)
+        lifecycle.take_down(ctx, volumes=True, progress=shown)
+        lifecycle.bring_up(ctx, profile=ctx.profile.name, pg_install=pg_install, progress=shown)
         _restore(ctx, report, note)   # a new cluster's first leader is whichever node won the race
     report.seconds = time.monotonic() - started
     return report

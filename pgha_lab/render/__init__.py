@@ -8,16 +8,12 @@ from pathlib import Path
 
 import yaml
 
-from pgha_lab import profiles, secrets, tls
-from pgha_lab import settings as lab_settings
+from pgha_lab import lab_settings, profiles, secrets, tls
 from pgha_lab.errors import LabError
 from pgha_lab.fsutil import write_if_changed
 from pgha_lab.paths import LabPaths
 from pgha_lab.profiles import Profile
-from pgha_lab.render import etcd as render_etcd
-from pgha_lab.render import haproxy as render_haproxy
-from pgha_lab.render import keepalived as render_keepalived
-from pgha_lab.render import patroni as render_patroni
+from pgha_lab.render import etcd, haproxy, keepalived, patroni
 from pgha_lab.render.common import RenderedFile
 from pgha_lab.topology import Node, Role, Topology
 
@@ -33,12 +29,12 @@ def node_files(topology: Topology, node: Node | str, profile: Profile,
     timings and settings the cluster was bootstrapped with (`bootstrap`, default `profile`)."""
     node = topology.node(node) if isinstance(node, str) else node
     if node.role is Role.ETCD:
-        return render_etcd.render(topology, node, profile)
+        return etcd.render(topology, node, profile)
     if node.role is Role.DB:
-        return render_patroni.render(topology, node, bootstrap or profile, bootstrap_settings)
-    files = render_haproxy.render(topology, profile, node)
+        return patroni.render(topology, node, bootstrap or profile, bootstrap_settings)
+    files = haproxy.render(topology, profile, node)
     if topology.haproxy2 is not None:   # keepalived only where there is a VIP to move
-        files += render_keepalived.render(topology, node)
+        files += keepalived.render(topology, node)
     return files
 
 
@@ -65,10 +61,10 @@ def node_mounts(node: Node, topology: Topology | None = None) -> list[tuple[str,
     """(file name in paths.node_dir(node), container path) for each rendered file of the node's
     role, for compose to mount read-only; the TLS folder ("tls") goes to node_paths.TLS_MOUNT.
     An HAProxy node of a two-HAProxy `topology` also mounts its keepalived.conf."""
-    files = {Role.ETCD: render_etcd.FILES, Role.DB: render_patroni.FILES, Role.HAPROXY: render_haproxy.FILES}
+    files = {Role.ETCD: etcd.FILES, Role.DB: patroni.FILES, Role.HAPROXY: haproxy.FILES}
     mounts = [(name, path) for name, path in files[node.role]]
     if node.role is Role.HAPROXY and topology is not None and topology.haproxy2 is not None:
-        mounts += [(name, path) for name, path in render_keepalived.FILES]
+        mounts += [(name, path) for name, path in keepalived.FILES]
     return mounts
 
 
@@ -112,7 +108,7 @@ def write_lab(paths: LabPaths, topology: Topology, profile: Profile, *, rotate_c
                 changed.append(target)
     # A lab back to one HAProxy must not keep a keepalived.conf that no longer applies.
     if topology.haproxy2 is None:
-        for name, _ in render_keepalived.FILES:
+        for name, _ in keepalived.FILES:
             stale_file = paths.node_dir(topology.haproxy.name) / name
             if stale_file.exists():
                 stale_file.unlink()

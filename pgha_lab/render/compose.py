@@ -11,8 +11,7 @@ from typing import Any
 
 import yaml
 
-from pgha_lab import disks, tls
-from pgha_lab import node_paths as NP
+from pgha_lab import disks, node_paths, tls
 from pgha_lab.fsutil import write_if_changed
 from pgha_lab.gateway import BARE_IMAGES, IMAGES, LABEL_NODE, LABEL_PROJECT, LABEL_ROLE, edge_network_name, volume_key
 from pgha_lab.paths import LabPaths
@@ -40,7 +39,7 @@ def _healthcheck(node: Node, topo: Topology) -> dict[str, Any]:
     # Each check speaks TLS with the node's *current* files (the live mount, not the copy the
     # entrypoint made at start), as a peer would: a node still serving certificates its peers no
     # longer trust turns unhealthy instead of looking fine while nobody can reach it.
-    current = NP.TLS_MOUNT
+    current = node_paths.TLS_MOUNT
     if node.role is Role.ETCD:
         # etcd's /health is 200 only while this member sees a leader (ectl would check them all).
         test = ["CMD", "curl", "-fsS", "-o", "/dev/null", "--cacert", f"{current}/{tls.CA_CERT}",
@@ -66,7 +65,7 @@ def _service(node: Node, topo: Topology, paths: LabPaths, compose_dir: Path) -> 
         return _bare_service(node, topo)
     node_dir = paths.node_dir(node.name)
     volumes = [f"{_rel(node_dir / name, compose_dir)}:{target}:ro" for name, target in node_mounts(node, topo)]
-    volumes.append(f"{_rel(node_dir / 'tls', compose_dir)}:{NP.TLS_MOUNT}:ro")
+    volumes.append(f"{_rel(node_dir / 'tls', compose_dir)}:{node_paths.TLS_MOUNT}:ro")
     networks: dict[str, Any] = {LAB_NET: {"ipv4_address": str(node.address)}}
     svc: dict[str, Any] = {
         "image": IMAGES[node.role.value],
@@ -80,10 +79,10 @@ def _service(node: Node, topo: Topology, paths: LabPaths, compose_dir: Path) -> 
         "healthcheck": _healthcheck(node, topo),
     }
     if node.role is Role.ETCD:
-        volumes.append(f"{volume_key(node.name)}:{NP.ETCD_DATA_ROOT}")
+        volumes.append(f"{volume_key(node.name)}:{node_paths.ETCD_DATA_ROOT}")
         svc["cap_add"] = ["NET_ADMIN"]   # chaos: iptables partitions and packet loss inside the node
     elif node.role is Role.DB:
-        volumes.append(f"{volume_key(node.name)}:{NP.PG_HOME}")
+        volumes.append(f"{volume_key(node.name)}:{node_paths.PG_HOME}")
         svc["cap_add"] = ["NET_ADMIN"]
         svc["env_file"] = [_rel(paths.secrets_file, compose_dir)]
         svc["shm_size"] = "256m"
@@ -126,9 +125,9 @@ def _bare_service(node: Node, topo: Topology) -> dict[str, Any]:
         "stop_grace_period": STOP_GRACE[node.role],
     }
     if node.role is Role.ETCD:
-        svc["volumes"] = [f"{volume_key(node.name)}:{NP.ETCD_DATA_ROOT}"]
+        svc["volumes"] = [f"{volume_key(node.name)}:{node_paths.ETCD_DATA_ROOT}"]
     elif node.role is Role.DB:
-        svc["volumes"] = [f"{volume_key(node.name)}:{NP.PG_HOME}"]
+        svc["volumes"] = [f"{volume_key(node.name)}:{node_paths.PG_HOME}"]
         svc["shm_size"] = "256m"
     else:
         ports = [f"{topo.published.bind}:{host}:{inner}" for host, inner in topo.published_pairs()]

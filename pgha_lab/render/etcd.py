@@ -3,8 +3,7 @@ from __future__ import annotations
 
 import yaml
 
-from pgha_lab import node_paths
-from pgha_lab import tls as certs
+from pgha_lab import node_paths, tls
 from pgha_lab.profiles import Profile
 from pgha_lab.render.common import RenderedFile, header
 from pgha_lab.topology import Node, Topology
@@ -25,8 +24,8 @@ def client_endpoints(topology: Topology) -> list[str]:
 def settings(topology: Topology, node: Node) -> dict:
     """The member's settings; keys are etcd 3.4's config-file names (the flag names without --)."""
     ports = topology.ports
-    tls = {"cert-file": f"{TLS}/{certs.crt(certs.ETCD)}", "key-file": f"{TLS}/{certs.key(certs.ETCD)}",
-           "trusted-ca-file": f"{TLS}/{certs.CA_CERT}", "client-cert-auth": True, "auto-tls": False}
+    transport = {"cert-file": f"{TLS}/{tls.crt(tls.ETCD)}", "key-file": f"{TLS}/{tls.key(tls.ETCD)}",
+                 "trusted-ca-file": f"{TLS}/{tls.CA_CERT}", "client-cert-auth": True, "auto-tls": False}
     return {
         "name": node.name,
         "data-dir": f"{node_paths.ETCD_DATA_ROOT}/{node.name}",
@@ -38,8 +37,8 @@ def settings(topology: Topology, node: Node) -> dict:
         "initial-cluster": ",".join(f"{m.name}={member_url(topology, m, ports.etcd_peer)}" for m in topology.etcd),
         "initial-cluster-token": f"{topology.project}-etcd",   # per lab: two labs never merge
         "initial-cluster-state": "new",
-        "client-transport-security": dict(tls),
-        "peer-transport-security": dict(tls),
+        "client-transport-security": dict(transport),
+        "peer-transport-security": dict(transport),
         # Patroni's etcd3 client speaks JSON to the gRPC gateway; with a config file etcd 3.4
         # leaves the gateway off unless asked (the flag defaults on, the file's zero value is off).
         "enable-grpc-gateway": True,
@@ -60,9 +59,9 @@ def render(topology: Topology, node: Node, profile: Profile) -> list[RenderedFil
     env = {
         "ETCDCTL_API": "3",
         "ETCDCTL_ENDPOINTS": ",".join(client_endpoints(topology)),
-        "ETCDCTL_CACERT": f"{TLS}/{certs.CA_CERT}",
-        "ETCDCTL_CERT": f"{TLS}/{certs.crt(certs.ETCDCTL)}",
-        "ETCDCTL_KEY": f"{TLS}/{certs.key(certs.ETCDCTL)}",
+        "ETCDCTL_CACERT": f"{TLS}/{tls.CA_CERT}",
+        "ETCDCTL_CERT": f"{TLS}/{tls.crt(tls.ETCDCTL)}",
+        "ETCDCTL_KEY": f"{TLS}/{tls.key(tls.ETCDCTL)}",
     }
     ectl = header("etcdctl settings for the `ectl` wrapper", topology.project) + \
         "".join(f"{k}={v}\n" for k, v in env.items())

@@ -5,15 +5,14 @@ health checks against Patroni's REST API are TLS, with HAProxy's own client cert
 """
 from __future__ import annotations
 
-from pgha_lab import node_paths
-from pgha_lab import tls as certs
+from pgha_lab import node_paths, tls
 from pgha_lab.profiles import Profile
 from pgha_lab.render.common import RenderedFile, header
 from pgha_lab.topology import Node, Topology
 
 TLS = node_paths.HAPROXY_TLS
-CA = f"{TLS}/{certs.CA_CERT}"
-CLIENT_PEM = f"{TLS}/{certs.pem(certs.HAPROXY_CHECK)}"     # certificate + key in one file, as `crt` wants it
+CA = f"{TLS}/{tls.CA_CERT}"
+CLIENT_PEM = f"{TLS}/{tls.pem(tls.HAPROXY_CHECK)}"     # certificate + key in one file, as `crt` wants it
 FILES = (("haproxy.cfg", node_paths.HAPROXY_CONFIG),)   # host name, container path
 STATS_SOCKET = "/run/haproxy/admin.sock"
 # The runtime API on the lab network (routing profile only): the lab network is internal, and this

@@ -7,18 +7,17 @@ from __future__ import annotations
 
 import yaml
 
-from pgha_lab import node_paths
-from pgha_lab import tls as certs
+from pgha_lab import node_paths, tls
+from pgha_lab.lab_settings import DEFAULT as DEFAULT_SETTINGS
+from pgha_lab.lab_settings import LabSettings
 from pgha_lab.profiles import Profile
 from pgha_lab.render import callback
 from pgha_lab.render.common import RenderedFile, header
 from pgha_lab.secrets import REPLICATION_USER, REWIND_USER, SUPERUSER
-from pgha_lab.settings import DEFAULT as DEFAULT_SETTINGS
-from pgha_lab.settings import LabSettings
 from pgha_lab.topology import Node, Topology
 
 TLS = node_paths.PATRONI_TLS
-CA = f"{TLS}/{certs.CA_CERT}"
+CA = f"{TLS}/{tls.CA_CERT}"
 FILES = (("patroni.yml", node_paths.PATRONI_CONFIG), callback.FILE)   # host name, container path
 PGPASS = f"{node_paths.PG_HOME}/.pgpass_patroni"   # Patroni rewrites it; postgres must own the folder
 
@@ -59,8 +58,8 @@ def settings(topology: Topology, node: Node, profile: Profile, lab: LabSettings 
         "restapi": {
             "listen": f"0.0.0.0:{ports.restapi}",
             "connect_address": f"{node.address}:{ports.restapi}",
-            "certfile": f"{TLS}/{certs.crt(certs.RESTAPI)}",
-            "keyfile": f"{TLS}/{certs.key(certs.RESTAPI)}",
+            "certfile": f"{TLS}/{tls.crt(tls.RESTAPI)}",
+            "keyfile": f"{TLS}/{tls.key(tls.RESTAPI)}",
             "cafile": CA,
             # Every caller shows a lab certificate: HAProxy's checks, patronictl, the other members.
             "verify_client": "required",
@@ -68,23 +67,23 @@ def settings(topology: Topology, node: Node, profile: Profile, lab: LabSettings 
         "ctl": {
             # patronictl's client certificate; Patroni also presents it when it calls another member.
             "insecure": False,
-            "certfile": f"{TLS}/{certs.crt(certs.PATRONICTL)}",
-            "keyfile": f"{TLS}/{certs.key(certs.PATRONICTL)}",
+            "certfile": f"{TLS}/{tls.crt(tls.PATRONICTL)}",
+            "keyfile": f"{TLS}/{tls.key(tls.PATRONICTL)}",
             "cacert": CA,
         },
         "etcd3": {
             "protocol": "https",
             "hosts": [f"{m.address}:{ports.etcd_client}" for m in topology.etcd],
             "cacert": CA,
-            "cert": f"{TLS}/{certs.crt(certs.ETCD_CLIENT)}",
-            "key": f"{TLS}/{certs.key(certs.ETCD_CLIENT)}",
+            "cert": f"{TLS}/{tls.crt(tls.ETCD_CLIENT)}",
+            "key": f"{TLS}/{tls.key(tls.ETCD_CLIENT)}",
         },
         "bootstrap": {
             "dcs": {
                 "ttl": profile.ttl,
                 "loop_wait": profile.loop_wait,
                 "retry_timeout": profile.retry_timeout,
-                # The lab's settings (pgha_lab/settings.py; the seed: one synchronous standby, not
+                # The lab's settings (pgha_lab/lab_settings.py; the seed: one synchronous standby, not
                 # strict, so a lone primary still takes writes). Later changes go through PATCH /config.
                 **{k: v for k, v in dcs.items() if k != "postgresql"},
                 "postgresql": {
@@ -125,8 +124,8 @@ def settings(topology: Topology, node: Node, profile: Profile, lab: LabSettings 
             "parameters": {
                 # Node-local: each node serves its own certificate (same paths on every node).
                 "ssl": "on",
-                "ssl_cert_file": f"{TLS}/{certs.crt(certs.POSTGRES)}",
-                "ssl_key_file": f"{TLS}/{certs.key(certs.POSTGRES)}",
+                "ssl_cert_file": f"{TLS}/{tls.crt(tls.POSTGRES)}",
+                "ssl_key_file": f"{TLS}/{tls.key(tls.POSTGRES)}",
                 "ssl_ca_file": CA,
                 "ssl_min_protocol_version": "TLSv1.2",
                 "password_encryption": "scram-sha-256",

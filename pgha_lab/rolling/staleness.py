@@ -9,15 +9,14 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pgha_lab import node_paths as NP
-from pgha_lab import tls
+from pgha_lab import node_paths, tls
 from pgha_lab.context import LabContext
 from pgha_lab.gateway import IMAGES, ContainerState
 from pgha_lab.render import node_mounts
 from pgha_lab.topology import Node, Role
 
 # Where each role's entrypoint copies the mounted TLS folder at start (images/*/entrypoint).
-TLS_DIRS = {Role.ETCD: NP.ETCD_TLS, Role.DB: NP.PATRONI_TLS, Role.HAPROXY: NP.HAPROXY_TLS}
+TLS_DIRS = {Role.ETCD: node_paths.ETCD_TLS, Role.DB: node_paths.PATRONI_TLS, Role.HAPROXY: node_paths.HAPROXY_TLS}
 
 CERTIFICATES, CONFIG, IMAGE, SETTINGS = "certificates", "config", "image", "compose settings"
 

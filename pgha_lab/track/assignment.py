@@ -5,12 +5,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pgha_lab import node_paths as NP
-from pgha_lab import tls
+from pgha_lab import node_paths, tls
 from pgha_lab.topology import Role, Topology
 
 SERVICE_USER = {Role.ETCD: "etcd", Role.DB: "postgres", Role.HAPROXY: "haproxy"}
-TLS_DIR = {Role.ETCD: NP.ETCD_TLS, Role.DB: NP.PATRONI_TLS, Role.HAPROXY: NP.HAPROXY_TLS}
+TLS_DIR = {Role.ETCD: node_paths.ETCD_TLS, Role.DB: node_paths.PATRONI_TLS, Role.HAPROXY: node_paths.HAPROXY_TLS}
 PURPOSE = {   # what each certificate is for, in the learner's words
     tls.ETCD: "etcd's client and peer certificate",
     tls.ETCDCTL: "etcdctl's client certificate",

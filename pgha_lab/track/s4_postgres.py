@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from functools import partial
 
-from pgha_lab import node_paths as NP
+from pgha_lab import node_paths
 from pgha_lab.track.assignment import Assignment
 from pgha_lab.track.model import Finding, Readings, Step, StepVerdict, Task
 from pgha_lab.track.readers import Reader
 
-DATA = NP.PG_DATA
+DATA = node_paths.PG_DATA
 PARENT = DATA.rsplit("/", 1)[0]
 # What listens on 5432 and which systemd unit started it (patroni.service, postgresql@18-main.service,
 # or none: started by hand).
@@ -33,13 +33,14 @@ def read(reader: Reader, a: Assignment) -> Readings:
 
     def visit(node: str) -> None:
         got = reader.files(node, commands={
-            "version": (f"{NP.PG_BIN}/postgres --version", f"{NP.PG_BIN}/postgres --version"),
+            "version": (f"{node_paths.PG_BIN}/postgres --version", f"{node_paths.PG_BIN}/postgres --version"),
             "listener": (LISTENER, "sudo ss -ltnp 'sport = :5432'"),
             "clusters": (CLUSTERS, "pg_lsclusters; systemctl list-units 'postgresql*'"),
             "account": ("getent passwd postgres", "getent passwd postgres"),
-            "dirs": (f"for d in {NP.PG_HOME} {PARENT} {DATA}; do if [ -d $d ]; then echo \"$d $(stat -c '%U %G %a' $d) "
-                     f"$(ls -A $d | wc -l)\"; else echo \"$d missing\"; fi; done",
-                     f"sudo ls -ld {NP.PG_HOME} {PARENT} {DATA}"),
+            "dirs": (f"for d in {node_paths.PG_HOME} {PARENT} {DATA}; do if [ -d $d ]; "
+                     f"then echo \"$d $(stat -c '%U %G %a' $d) $(ls -A $d | wc -l)\"; "
+                     f"else echo \"$d missing\"; fi; done",
+                     f"sudo ls -ld {node_paths.PG_HOME} {PARENT} {DATA}"),
         })
         out.update({f"{node}:{k}": r for k, r in got.items()})
     reader.many({n.name: partial(visit, n.name) for n in a.db})
@@ -55,8 +56,8 @@ def grade(a: Assignment, r: Readings) -> StepVerdict:
             f.append(Finding(f"{n} cannot be read: {version.error}", "`pgha-lab status`"))
             continue
         if version.value["rc"] != 0 or "18" not in version.value["out"]:
-            f.append(Finding(f"PostgreSQL 18 is not installed at {NP.PG_BIN} on {n}", f"on {n}: ls {NP.PG_BIN}",
-                             "no-postgres"))
+            f.append(Finding(f"PostgreSQL 18 is not installed at {node_paths.PG_BIN} on {n}",
+                             f"on {n}: ls {node_paths.PG_BIN}", "no-postgres"))
         for line in r[f"{n}:cmd:listener"].value["out"].splitlines():
             pid, _, rest = line.partition(" ")
             unit, _, args = rest.partition(" ")
@@ -77,8 +78,8 @@ def grade(a: Assignment, r: Readings) -> StepVerdict:
         account = r[f"{n}:cmd:account"].value["out"].strip().split(":")
         if len(account) < 7:
             f.append(Finding(f"there is no postgres account on {n}", f"on {n}: getent passwd postgres", "account"))
-        elif account[5] != NP.PG_HOME:
-            f.append(Finding(f"the postgres account's home on {n} is {account[5]}, not {NP.PG_HOME}",
+        elif account[5] != node_paths.PG_HOME:
+            f.append(Finding(f"the postgres account's home on {n} is {account[5]}, not {node_paths.PG_HOME}",
                              f"on {n}: getent passwd postgres", "account"))
         dirs = {}
         for line in r[f"{n}:cmd:dirs"].value["out"].splitlines():

@@ -9,18 +9,18 @@ import json
 from functools import partial
 from typing import Any
 
-from pgha_lab import node_paths as NP
+from pgha_lab import node_paths
 from pgha_lab.topology import DEFAULT_SCOPE
 from pgha_lab.track import configs, s3_etcd
 from pgha_lab.track.assignment import Assignment
 from pgha_lab.track.model import Finding, Reading, Readings, Step, StepVerdict, Task
 from pgha_lab.track.readers import Reader
 
-CONFIG = NP.PATRONI_CONFIG
-VENV = NP.PATRONI_VENV
+CONFIG = node_paths.PATRONI_CONFIG
+VENV = node_paths.PATRONI_VENV
 PATRONICTL = f"{VENV}/bin/patronictl"
 UNIT = "patroni"
-PSQL = (f"sudo -u postgres {NP.PG_BIN}/psql -XAtq -h {NP.PG_RUN} -d postgres -c "
+PSQL = (f"sudo -u postgres {node_paths.PG_BIN}/psql -XAtq -h {node_paths.PG_RUN} -d postgres -c "
         "\"select pg_is_in_recovery(), current_setting('listen_addresses'), "
         "current_setting('synchronous_standby_names')\""
         " -c \"select application_name, state, sync_state from pg_stat_replication\"")
@@ -173,9 +173,9 @@ def _config_findings(a: Assignment, n, conf: configs.Yaml, journal: Reading | No
     pg = conf.get("postgresql", default={}) or {}
     if not pg.get("bin_dir"):
         f.append(Finding(f"postgresql.bin_dir is not set on {n.name}: Patroni looks for initdb and pg_ctl on PATH, "
-                         f"and Ubuntu keeps them in {NP.PG_BIN}" + seen,
+                         f"and Ubuntu keeps them in {node_paths.PG_BIN}" + seen,
                          _at(conf.line("postgresql"), n.name), "bin-dir"))
-    if pg.get("data_dir") != NP.PG_DATA:
+    if pg.get("data_dir") != node_paths.PG_DATA:
         f.append(Finding(f"postgresql.data_dir on {n.name} is {pg.get('data_dir')!r}, not the data directory "
                          f"prepared in step 4", _at(conf.line("postgresql", "data_dir") or conf.line("postgresql"),
                                                     n.name), "data-dir"))

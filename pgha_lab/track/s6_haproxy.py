@@ -8,7 +8,7 @@ import re
 import tempfile
 from pathlib import Path
 
-from pgha_lab import node_paths as NP
+from pgha_lab import node_paths
 from pgha_lab.probes import parse_haproxy_csv
 from pgha_lab.rows import one_row
 from pgha_lab.track import configs, s5_patroni
@@ -16,7 +16,7 @@ from pgha_lab.track.assignment import Assignment
 from pgha_lab.track.model import Finding, Reading, Readings, Source, Step, StepVerdict, Task
 from pgha_lab.track.readers import NET_TIMEOUT, Reader
 
-CFG = NP.HAPROXY_CONFIG
+CFG = node_paths.HAPROXY_CONFIG
 UNIT = "haproxy"
 SHOW = ("ActiveState", "SubState", "UnitFileState", "Result", "LoadState")
 PASSWORD_VAR = "PATRONI_SUPERUSER_PASSWORD"
@@ -212,7 +212,7 @@ def _sql_finding(a: Assignment, reading: Reading, port: int, what: str) -> Findi
         return Finding(f"psql with sslmode=verify-full through HAProxy ({a.haproxy.address}:{port}) rejects the "
                        f"certificate PostgreSQL presents: it does not name HAProxy's address, the host the client "
                        f"dialled ({err[:160]})", f"{reading.source.look()}; on the db nodes: openssl x509 -in "
-                       f"{NP.PATRONI_TLS}/postgres.crt -noout -ext subjectAltName", "pg-cert-haproxy")
+                       f"{node_paths.PATRONI_TLS}/postgres.crt -noout -ext subjectAltName", "pg-cert-haproxy")
     return Finding(f"the host cannot reach {what} through HAProxy on {port}: {err[:200]}", reading.source.look(),
                    "sql-through-haproxy")
 

@@ -12,9 +12,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from pgha_lab import node_paths as NP
+from pgha_lab import node_paths
 from pgha_lab.context import LabContext
-from pgha_lab.deploy import run as deploy
+from pgha_lab.deploy import run
 from pgha_lab.errors import LabError
 from pgha_lab.topology import DEFAULT_PROJECT
 from pgha_lab.track import catalogue, course
@@ -25,8 +25,8 @@ from pgha_lab.wait import Verdict, wait_until
 # A step's slug is the playbook's tag that builds it, but `verify` only looks at the cluster: step 7 is
 # the course's commands instead.
 BY_COMMANDS = ("verify",)
-CTL = f"{NP.PATRONI_VENV}/bin/patronictl -c {NP.PATRONI_CONFIG}"
-TYPED_CTL = f"sudo patronictl -c {NP.PATRONI_CONFIG}"   # how the learner types it (the venv's link on PATH)
+CTL = f"{node_paths.PATRONI_VENV}/bin/patronictl -c {node_paths.PATRONI_CONFIG}"
+TYPED_CTL = f"sudo patronictl -c {node_paths.PATRONI_CONFIG}"   # how the learner types it (the venv's link on PATH)
 # A REST API with a password (PATRONI_RESTAPI_PASSWORD in the unit's EnvironmentFile, as the playbook
 # sets it) answers a switchover request without it "401, no auth header received": patronictl takes it
 # from the same environment, so the unit's files are read into the shell first.
@@ -65,14 +65,14 @@ class Applied:
     verdict: StepVerdict
     seconds: float
     done: list[str] = field(default_factory=list)    # what was run, with the names the lab gave
-    playbook: deploy.PlaybookResult | None = None
+    playbook: run.PlaybookResult | None = None
 
     def as_dict(self) -> dict[str, Any]:
         pb = self.playbook
-        run = None if pb is None else {"ok": pb.ok, "changed": pb.changed, "seconds": round(pb.seconds, 1),
+        played = None if pb is None else {"ok": pb.ok, "changed": pb.changed, "seconds": round(pb.seconds, 1),
                                        "log": str(pb.log) if pb.log else None}
         return {"step": self.plan.step.id, "tag": self.plan.tag, "seconds": round(self.seconds, 1), "done": self.done,
-                "playbook": run, "check": self.verdict.as_dict()}
+                "playbook": played, "check": self.verdict.as_dict()}
 
 
 def tag_of(step: Step) -> str | None:
@@ -85,7 +85,7 @@ def plan(ref: str | int, project: str = "NAME", ansible_dir: str = "labs/NAME/an
     step = catalogue.get(ref)
     tag = tag_of(step)
     if tag is not None:
-        plays = tuple((name, tuple(tasks)) for name, tasks in deploy.tag_plays(tag))
+        plays = tuple((name, tuple(tasks)) for name, tasks in run.tag_plays(tag))
         return Plan(step, tag, (
             Action("the host", "pgha-lab " + ("" if project == DEFAULT_PROJECT else f"--project {project} ")
                    + "export ansible", f"writes the lab's Ansible project to {ansible_dir}"),
@@ -132,7 +132,7 @@ def apply_ready(ctx: LabContext, step: Step, note: Callable[[str], None] = lambd
     started = time.monotonic()
     applied = Applied(the_plan, StepVerdict(step.id, False), 0.0)
     if the_plan.tag is not None:
-        applied.playbook = deploy.run_playbook(ctx, [the_plan.tag], echo=_task_notes(note))
+        applied.playbook = run.run_playbook(ctx, [the_plan.tag], echo=_task_notes(note))
         applied.done.append(f"ansible-playbook site.yml --tags {the_plan.tag}: {applied.playbook.changed} changed "
                             f"in {applied.playbook.seconds:.0f}s")
         applied.verdict = course.check(ctx, [step.id]).verdicts[0]

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from pgha_lab import roles
-from pgha_lab.chaos import catalogue as faults
+from pgha_lab.chaos import catalogue
 from pgha_lab.chaos.actions import Chaos, wait
 from pgha_lab.context import LabContext
 from pgha_lab.drill import launch, report
@@ -73,9 +73,9 @@ class Controls:
     # -- catalogue -----------------------------------------------------------------------------
     def catalogue(self) -> dict[str, Any]:
         topo = self.ctx.topology
-        return {"actions": [*(f.name for f in faults.page_faults()), faults.HEAL_ALL],
+        return {"actions": [*(f.name for f in catalogue.page_faults()), catalogue.HEAL_ALL],
                 "faults": {f.name: {"summary": f.summary, "takes": f.takes, "buttons": [asdict(b) for b in f.buttons]}
-                           for f in faults.page_faults()},
+                           for f in catalogue.page_faults()},
                 "roles": ["switchover", "failover"],
                 "scenarios": {name: s.summary for name, s in SCENARIOS.items()},
                 "nodes": [{"name": n.name, "kind": n.role.value, "address": str(n.address)} for n in topo.nodes],
@@ -90,17 +90,17 @@ class Controls:
               loss: str | None = None, delay: str | None = None, rate: str | None = None) -> Task:
         self._not_during_drill()
         chaos = Chaos(self.ctx)
-        if action == faults.HEAL_ALL:
+        if action == catalogue.HEAL_ALL:
             done = chaos.heal_all()
             text = "; ".join(done) if done else "nothing to heal: every node runs, connected, without network faults"
             self.hub.log("chaos", f"heal-all: {text}")
             self.after_action()
             return self.hub.new_task("heal-all", "heal-all", status="done", done=text)
-        fault = faults.get(action)
+        fault = catalogue.get(action)
         if fault is None or not fault.chaos:
-            names = ", ".join([*(f.name for f in faults.page_faults()), faults.HEAL_ALL])
+            names = ", ".join([*(f.name for f in catalogue.page_faults()), catalogue.HEAL_ALL])
             raise LabError(f"unknown chaos action {action!r}; choose one of: {names}.")
-        if not target and faults.needs_target(fault):
+        if not target and catalogue.needs_target(fault):
             raise LabError(f"chaos {action} needs a TARGET: a node name, leader or replica.")
         outcome = chaos.run(action, target, peers=peers, clear=clear, loss=loss, delay=delay, rate=rate)
         self.hub.log("chaos", outcome.done)

@@ -11,7 +11,7 @@ import psycopg
 import pytest
 
 from pgha_lab import health
-from pgha_lab import settings as lab_settings
+from pgha_lab import lab_settings
 from pgha_lab.drill import ledger
 from pgha_lab.drill.scenarios import SCENARIOS
 

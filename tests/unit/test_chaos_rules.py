@@ -4,9 +4,9 @@ from __future__ import annotations
 import pytest
 
 from pgha_lab import profiles
-from pgha_lab.chaos import rules, state
+from pgha_lab.chaos import cluster_state, rules
 from pgha_lab.chaos.actions import parse_rate, slow_rate
-from pgha_lab.chaos.state import ClusterState, impairments
+from pgha_lab.chaos.cluster_state import ClusterState, impairments
 from pgha_lab.errors import LabError
 from pgha_lab.gateway import ContainerState
 from pgha_lab.probes import Cluster, Member
@@ -162,12 +162,12 @@ def test_snapshot_reads_the_sync_key_tags_and_config():
     cluster = Cluster.of([Member("dbnode1", "", "leader", "running", 5),
                           Member("dbnode2", "", "replica", "streaming", 5, lag="unknown",
                                  tags={"nofailover": True})])
-    st = state.snapshot(cluster, '{"leader":"dbnode1","quorum":0,"sync_standby":null}',
+    st = cluster_state.snapshot(cluster, '{"leader":"dbnode1","quorum":0,"sync_standby":null}',
                         {"synchronous_mode": True, "failsafe_mode": True, "maximum_lag_on_failover": 10})
     assert st.sync_key and st.sync_leader == "dbnode1" and st.sync_standbys == ()
     assert st.failsafe_mode and st.maximum_lag_on_failover == 10 and st.timeline == 5
     assert st.member("dbnode2").nofailover and st.member("dbnode2").lag is None
-    assert state.snapshot(cluster, None, {}).sync_key is False
+    assert cluster_state.snapshot(cluster, None, {}).sync_key is False
 
 
 def test_a_partition_loses_etcd_only_when_every_member_is_cut():

@@ -13,7 +13,7 @@ from cryptography import x509
 
 from pgha_lab import render, secrets
 from pgha_lab.context import LabContext
-from pgha_lab.deploy import export as exporting, run, targets
+from pgha_lab.deploy import export, run, targets
 from pgha_lab.errors import LabError
 from pgha_lab.profiles import get as profile
 from pgha_lab.render import systemd
@@ -50,7 +50,7 @@ def sans(cert: Path) -> set[str]:
 
 
 def test_the_real_host_inventory_holds_the_seed_s_names_and_addresses(lab, tmp_path):
-    out = exporting.export(lab, out=tmp_path / "p").out
+    out = export.export(lab, out=tmp_path / "p").out
     inv = read_yaml(out / "inventory" / "hosts.yml")["all"]
     assert inv["vars"]["ansible_connection"] == "ssh" and inv["vars"]["ansible_become"] is True
     groups = inv["children"]
@@ -73,7 +73,7 @@ def test_the_real_host_inventory_holds_the_seed_s_names_and_addresses(lab, tmp_p
 
 
 def test_the_lab_inventory_reaches_the_bare_containers_with_docker_exec(lab, tmp_path):
-    out = exporting.export(lab, out=tmp_path / "p").out
+    out = export.export(lab, out=tmp_path / "p").out
     inv = read_yaml(out / "inventory" / "lab.yml")["all"]
     assert inv["vars"]["ansible_connection"] == "community.docker.docker"
     etcd1 = inv["children"]["etcd"]["hosts"]["etcd1"]
@@ -81,12 +81,12 @@ def test_the_lab_inventory_reaches_the_bare_containers_with_docker_exec(lab, tmp
 
 
 def test_a_ready_lab_exports_the_real_host_target_only(tmp_path):
-    out = exporting.export(make_lab(tmp_path, bare=False), out=tmp_path / "p").out
+    out = export.export(make_lab(tmp_path, bare=False), out=tmp_path / "p").out
     assert sorted(p.name for p in (out / "inventory").iterdir()) == ["hosts.yml"]
 
 
 def test_every_installed_file_is_pgha_lab_s_own_rendering(lab, tmp_path):
-    out = exporting.export(lab, out=tmp_path / "p").out
+    out = export.export(lab, out=tmp_path / "p").out
     topo, boot = lab.topology, profile("fast")
     for node in topo.nodes:
         folder = out / "files" / "lab" / node.name
@@ -111,7 +111,7 @@ def test_every_installed_file_is_pgha_lab_s_own_rendering(lab, tmp_path):
 
 
 def test_site_yml_runs_the_course_s_steps_in_order(lab, tmp_path):
-    out = exporting.export(lab, out=tmp_path / "p").out
+    out = export.export(lab, out=tmp_path / "p").out
     plays = read_yaml(out / "site.yml")
     order = []
     for play in plays:
@@ -124,7 +124,7 @@ def test_site_yml_runs_the_course_s_steps_in_order(lab, tmp_path):
 def test_host_re_issues_the_certificates_for_the_addresses_given(lab, tmp_path):
     work = {"etcd1": "10.20.2.1", "etcd2": "10.20.2.2", "etcd3": "10.20.2.3", "dbnode1": "10.20.0.5",
             "dbnode2": "10.20.0.6", "haproxy": "10.20.1.9"}
-    out = exporting.export(lab, out=tmp_path / "p", hosts=[f"{n}={a}" for n, a in work.items()]).out
+    out = export.export(lab, out=tmp_path / "p", hosts=[f"{n}={a}" for n, a in work.items()]).out
     hosts = read_yaml(out / "inventory/hosts.yml")["all"]["children"]
     assert hosts["dbnodes"]["hosts"]["dbnode1"]["ansible_host"] == "10.20.0.5"
     assert "10.20.0.5" in sans(out / "files/hosts/dbnode1/tls/postgres.crt")
@@ -138,8 +138,8 @@ def test_host_re_issues_the_certificates_for_the_addresses_given(lab, tmp_path):
 
 
 def test_a_second_export_makes_the_same_files(lab, tmp_path):
-    first = exporting.export(lab, out=tmp_path / "a").out
-    second = exporting.export(lab, out=tmp_path / "b").out
+    first = export.export(lab, out=tmp_path / "a").out
+    second = export.export(lab, out=tmp_path / "b").out
     files = sorted(p.relative_to(first) for p in first.rglob("*") if p.is_file())
     assert files and all((first / f).read_bytes() == (second / f).read_bytes() for f in files)
 
@@ -157,7 +157,7 @@ def test_a_second_export_makes_the_same_files(lab, tmp_path):
 ])
 def test_bad_hosts_are_refused_in_one_sentence_and_nothing_is_written(lab, tmp_path, hosts, sentence):
     with pytest.raises(LabError) as exc:
-        exporting.export(lab, out=tmp_path / "p", hosts=hosts)
+        export.export(lab, out=tmp_path / "p", hosts=hosts)
     assert str(exc.value) == sentence
     assert not (tmp_path / "p").exists() and not (lab.paths.certs / "hosts").exists()
 
@@ -167,16 +167,16 @@ def test_a_folder_that_holds_something_is_refused_without_force(lab, tmp_path):
     out.mkdir()
     (out / "notes.txt").write_text("mine")
     with pytest.raises(LabError, match=r"is not empty; give another --out, or --force"):
-        exporting.export(lab, out=out)
+        export.export(lab, out=out)
     assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]
-    exporting.export(lab, out=out, force=True)
+    export.export(lab, out=out, force=True)
     assert (out / "notes.txt").read_text() == "mine" and (out / "site.yml").is_file()
 
 
 def test_a_lab_never_created_cannot_be_exported(tmp_path):
     ctx = LabContext.open(tmp_path, "never")
     with pytest.raises(LabError, match=r"there is no lab 'never' to export .*create it with `pgha-lab up --bare`"):
-        exporting.export(ctx, out=tmp_path / "p")
+        export.export(ctx, out=tmp_path / "p")
     assert not (tmp_path / "p").exists() and not (tmp_path / "certs").exists()
 
 
@@ -188,10 +188,10 @@ def test_export_needs_no_ansible_and_running_without_it_says_how_to_install_it(l
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "q" / "site.yml").is_file()
-    monkeypatch.setattr(exporting, "ansible_playbook", lambda: None)   # as on a host without it
+    monkeypatch.setattr(export, "ansible_playbook", lambda: None)   # as on a host without it
     with pytest.raises(LabError) as exc:
         run.run_playbook(lab, ["etcd"])
-    assert str(exc.value) == exporting.INSTALL_HINT and str(exc.value).count(". ") == 0
+    assert str(exc.value) == export.INSTALL_HINT and str(exc.value).count(". ") == 0
 
 
 def test_an_unknown_step_is_refused(lab):

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from pgha_lab.drill import reconcile as rc
+from pgha_lab.drill import reconcile
 from pgha_lab.drill.ledger import Attempt
 from pgha_lab.drill.sampler import ETCD, HAPROXY, PATRONI, Sample
 
@@ -63,7 +63,7 @@ def clean_drill() -> tuple[list[Attempt], list[Sample], dict[int, int]]:
 # -- a clean drill --------------------------------------------------------------------------
 def test_a_clean_drill_fires_no_detector():
     attempts, samples, table = clean_drill()
-    f = rc.reconcile(attempts, samples, table, fault_s=2.0, old_leader="dbnode1")
+    f = reconcile.reconcile(attempts, samples, table, fault_s=2.0, old_leader="dbnode1")
     assert f.problems() == []
     assert f.lost == [] and f.duplicates == [] and f.non_leader_acks == [] and f.split_brain == []
     assert f.unacknowledged_commits == [] and f.unknown_rows == []
@@ -72,7 +72,7 @@ def test_a_clean_drill_fires_no_detector():
 
 def test_the_clean_drill_phases_and_timeline():
     attempts, samples, table = clean_drill()
-    f = rc.reconcile(attempts, samples, table, fault_s=2.0, old_leader="dbnode1")
+    f = reconcile.reconcile(attempts, samples, table, fault_s=2.0, old_leader="dbnode1")
     ph = f.phases
     assert ph.leader_key_gone == pytest.approx(0.2, abs=0.01)
     assert ph.new_leader == pytest.approx(0.4, abs=0.01) and ph.new_leader_name == "dbnode2"
@@ -85,7 +85,7 @@ def test_the_clean_drill_phases_and_timeline():
 # -- downtime ----------------------------------------------------------------------------------
 def test_the_longest_gap_runs_from_the_last_ack_before_to_the_first_after():
     attempts = ledger(100, gap=(1.0, 3.0))   # attempts 20..59 fail
-    gap = rc.longest_gap(attempts)
+    gap = reconcile.longest_gap(attempts)
     assert (gap.last_id, gap.first_id) == (19, 60)
     assert gap.seconds == pytest.approx(60 * 0.05 - 19 * 0.05)
 
@@ -95,18 +95,18 @@ def test_the_longest_of_several_gaps_is_the_downtime():
     for a in attempts:
         if 3.0 <= a.start_s < 4.0:
             a.ok, a.server, a.error = False, "", "timeout"
-    assert rc.longest_gap(attempts).seconds == pytest.approx(1.0, abs=0.06)
-    assert len([g for g in rc.ack_gaps(attempts) if g.seconds > 0.2]) == 2
+    assert reconcile.longest_gap(attempts).seconds == pytest.approx(1.0, abs=0.06)
+    assert len([g for g in reconcile.ack_gaps(attempts) if g.seconds > 0.2]) == 2
 
 
 def test_no_ack_at_all_means_no_downtime_figure():
     attempts = [Attempt(i, i * 0.05, i * 0.05 + 0.01, False, error="refused") for i in range(1, 10)]
-    assert rc.longest_gap(attempts) is None
+    assert reconcile.longest_gap(attempts) is None
 
 
 def test_writes_that_never_resume_leave_an_open_gap_and_a_problem():
     attempts = ledger(100, gap=(2.0, 99))   # attempts 40..100 fail: no ack after the fault
-    f = rc.reconcile(attempts, [], table_of(attempts), fault_s=2.0, old_leader="dbnode1")
+    f = reconcile.reconcile(attempts, [], table_of(attempts), fault_s=2.0, old_leader="dbnode1")
     assert f.downtime == f.unresumed and f.downtime.open
     assert (f.downtime.last_id, f.downtime.first_id) == (39, 100)
     assert f.figures()["write_downtime_s"] == pytest.approx(5.01 - 1.96)
@@ -117,25 +117,25 @@ def test_writes_that_never_resume_leave_an_open_gap_and_a_problem():
 def test_one_failed_last_attempt_is_not_an_outage():
     attempts = ledger(100)
     attempts[-1] = Attempt(100, 5.0, 5.01, False, error="server closed the connection")
-    f = rc.reconcile(attempts, [], table_of(attempts), fault_s=2.0, old_leader="dbnode1")
+    f = reconcile.reconcile(attempts, [], table_of(attempts), fault_s=2.0, old_leader="dbnode1")
     assert f.unresumed is None
     assert not any("had not resumed" in p for p in f.problems())
 
 
 def test_no_first_write_phase_when_writes_never_stopped():
     attempts = ledger(100)   # every 50 ms, all acknowledged: the longest gap is the writer's rhythm
-    f = rc.reconcile(attempts, [], table_of(attempts), fault_s=2.0, old_leader="dbnode1")
+    f = reconcile.reconcile(attempts, [], table_of(attempts), fault_s=2.0, old_leader="dbnode1")
     assert f.downtime is not None and f.downtime.seconds == pytest.approx(0.05)
     assert f.phases.first_write is None
     stalled = ledger(100, gap=(2.0, 2.3))   # 300 ms without an ack: writes did stop
-    assert rc.reconcile(stalled, [], table_of(stalled), fault_s=2.0, old_leader="dbnode1").phases.first_write \
+    assert reconcile.reconcile(stalled, [], table_of(stalled), fault_s=2.0, old_leader="dbnode1").phases.first_write \
         == pytest.approx(0.31, abs=0.01)
 
 
 def test_writes_that_resumed_leave_no_open_gap():
     attempts, samples, table = clean_drill()
-    assert rc.open_gap(attempts) is None
-    assert rc.reconcile(attempts, samples, table, fault_s=2.0, old_leader="dbnode1").unresumed is None
+    assert reconcile.open_gap(attempts) is None
+    assert reconcile.reconcile(attempts, samples, table, fault_s=2.0, old_leader="dbnode1").unresumed is None
 
 
 def test_the_downtime_is_the_longest_gap_ending_after_the_fault():
@@ -143,7 +143,7 @@ def test_the_downtime_is_the_longest_gap_ending_after_the_fault():
     for a in attempts:
         if 3.0 <= a.start_s < 3.5:
             a.ok, a.server, a.error = False, "", "timeout"
-    f = rc.reconcile(attempts, [], table_of(attempts), fault_s=2.0, old_leader="dbnode1")
+    f = reconcile.reconcile(attempts, [], table_of(attempts), fault_s=2.0, old_leader="dbnode1")
     assert (f.downtime.last_id, f.downtime.first_id) == (59, 70)
     assert f.figures()["write_downtime_s"] == pytest.approx(0.55)
     assert f.phases.first_write == pytest.approx(f.downtime.end_s - 2.0)
@@ -153,7 +153,7 @@ def test_the_downtime_is_the_longest_gap_ending_after_the_fault():
 def test_an_acknowledged_write_missing_from_the_table_is_lost():
     attempts, samples, table = clean_drill()
     del table[37]
-    f = rc.reconcile(attempts, samples, table, fault_s=2.0, old_leader="dbnode1")
+    f = reconcile.reconcile(attempts, samples, table, fault_s=2.0, old_leader="dbnode1")
     assert f.lost == [37]
     assert any("missing after recovery" in p and "37" in p for p in f.problems())
 
@@ -161,7 +161,7 @@ def test_an_acknowledged_write_missing_from_the_table_is_lost():
 def test_a_row_held_twice_is_a_duplicate():
     attempts, samples, table = clean_drill()
     table[12] = 2
-    f = rc.reconcile(attempts, samples, table, fault_s=2.0, old_leader="dbnode1")
+    f = reconcile.reconcile(attempts, samples, table, fault_s=2.0, old_leader="dbnode1")
     assert f.duplicates == [12]
     assert any("duplicated" in p for p in f.problems())
 
@@ -169,7 +169,7 @@ def test_a_row_held_twice_is_a_duplicate():
 def test_an_id_acknowledged_twice_in_the_ledger_is_a_duplicate():
     attempts = ledger(10)
     attempts.append(Attempt(5, 0.6, 0.61, True, server="dbnode1"))
-    assert rc.duplicate_writes(attempts, table_of(attempts)) == [5]
+    assert reconcile.duplicate_writes(attempts, table_of(attempts)) == [5]
 
 
 def test_a_failed_attempt_that_committed_is_reported_but_is_not_a_loss():
@@ -177,14 +177,14 @@ def test_a_failed_attempt_that_committed_is_reported_but_is_not_a_loss():
     table = table_of(attempts)
     failed = next(a.id for a in attempts if not a.ok)
     table[failed] = 1
-    f = rc.reconcile(attempts, [], table, fault_s=1.0, old_leader="dbnode1")
+    f = reconcile.reconcile(attempts, [], table, fault_s=1.0, old_leader="dbnode1")
     assert f.unacknowledged_commits == [failed] and f.lost == [] and f.problems() == []
 
 
 def test_a_row_nobody_attempted_is_flagged():
     attempts = ledger(10)
     table = table_of(attempts) | {999: 1}
-    assert rc.unknown_rows(attempts, table) == [999]
+    assert reconcile.unknown_rows(attempts, table) == [999]
 
 
 # -- non-leader acknowledgements -------------------------------------------------------------
@@ -192,7 +192,7 @@ def test_a_write_acknowledged_by_a_node_that_did_not_hold_the_key_is_flagged():
     attempts, samples, table = clean_drill()
     # attempt 80 (4.0 s) answered by the old leader long after the key moved to dbnode2
     attempts[79].server = "dbnode1"
-    f = rc.reconcile(attempts, samples, table, fault_s=2.0, old_leader="dbnode1")
+    f = reconcile.reconcile(attempts, samples, table, fault_s=2.0, old_leader="dbnode1")
     assert [(n.id, n.server, n.leader_before, n.leader_after) for n in f.non_leader_acks] == [(80, "dbnode1", "dbnode2", "dbnode2")]
     assert any("not the leader of record" in p for p in f.problems())
 
@@ -202,23 +202,23 @@ def test_an_ack_straddling_the_key_change_is_judged_against_both_sides():
     # 0.95 s has the old holder before it and the new one after it: not flagged.
     samples = key_readings([(0, "dbnode1"), (1.0, "dbnode2")], 3.0)
     straddling = [Attempt(1, 0.95, 1.05, True, server="dbnode2")]
-    assert rc.non_leader_acks(straddling, samples) == []
+    assert reconcile.non_leader_acks(straddling, samples) == []
     # ... but an ack from dbnode1 entirely after the change is flagged.
     late = [Attempt(2, 1.25, 1.28, True, server="dbnode1")]
-    assert [n.id for n in rc.non_leader_acks(late, samples)] == [2]
+    assert [n.id for n in reconcile.non_leader_acks(late, samples)] == [2]
 
 
 def test_an_ack_without_a_readable_key_on_one_side_is_not_judged_but_counted():
     samples = [Sample(0.0, ETCD, value="dbnode1"), Sample(0.1, ETCD, error="etcd unreadable"),
                Sample(0.3, ETCD, value="dbnode1")]
     acked = [Attempt(1, 0.12, 0.2, True, server="dbnode2"), Attempt(2, 0.31, 0.32, True, server="dbnode1")]
-    assert rc.non_leader_acks(acked, samples) == []
-    assert rc.unjudged_acks(acked, samples) == [1, 2]    # 2 has no reading after it
+    assert reconcile.non_leader_acks(acked, samples) == []
+    assert reconcile.unjudged_acks(acked, samples) == [1, 2]    # 2 has no reading after it
 
 
 def test_an_ack_while_nobody_holds_the_key_is_flagged():
     samples = key_readings([(0, "dbnode1"), (1.0, "")], 3.0)
-    found = rc.non_leader_acks([Attempt(1, 2.0, 2.02, True, server="dbnode1")], samples)
+    found = reconcile.non_leader_acks([Attempt(1, 2.0, 2.02, True, server="dbnode1")], samples)
     assert [(n.leader_before, n.leader_after, n.keyless) for n in found] == [("", "", True)]
 
 
@@ -227,11 +227,11 @@ def test_with_failsafe_on_keyless_acks_are_counted_but_an_ack_under_another_hold
     samples = key_readings([(0, "dbnode1"), (1.0, ""), (2.0, "dbnode2")], 3.0)
     keyless, under_dbnode2 = Attempt(1, 1.3, 1.32, True, server="dbnode1"), Attempt(2, 2.5, 2.52, True, server="dbnode1")
     for failsafe, problem in ((False, True), (True, False)):
-        f = rc.reconcile([keyless], samples, {1: 1}, fault_s=0.5, old_leader="dbnode1", failsafe=failsafe)
+        f = reconcile.reconcile([keyless], samples, {1: 1}, fault_s=0.5, old_leader="dbnode1", failsafe=failsafe)
         assert f.figures()["non_leader_acks"] == f.figures()["keyless_acks"] == 1
         assert f.figures()["wrong_acks"] == int(problem)   # the figure the matrix judges cells by
         assert any("not the leader of record" in p for p in f.problems()) is problem
-    f = rc.reconcile([keyless, under_dbnode2], samples, {1: 1, 2: 1}, fault_s=0.5, old_leader="dbnode1", failsafe=True)
+    f = reconcile.reconcile([keyless, under_dbnode2], samples, {1: 1, 2: 1}, fault_s=0.5, old_leader="dbnode1", failsafe=True)
     assert (f.figures()["non_leader_acks"], f.figures()["keyless_acks"], f.figures()["wrong_acks"]) == (2, 1, 1)
     assert any("1 write(s) acknowledged by a node that was not the leader of record (ids 2)" in p for p in f.problems())
 
@@ -239,7 +239,7 @@ def test_with_failsafe_on_keyless_acks_are_counted_but_an_ack_under_another_hold
 # -- split brain -----------------------------------------------------------------------------
 def test_two_nodes_answering_as_primary_at_once_is_split_brain():
     samples = roles("dbnode1", None, 0.0, 3.0) + roles("dbnode2", None, 1.5, 3.0, offset=0.05)
-    f = rc.reconcile([], samples, {}, fault_s=1.0, old_leader="dbnode1")
+    f = reconcile.reconcile([], samples, {}, fault_s=1.0, old_leader="dbnode1")
     patroni = [o for o in f.split_brain if o.source == PATRONI]
     assert len(patroni) == 1 and patroni[0].nodes == ("dbnode1", "dbnode2")
     assert patroni[0].start_s == pytest.approx(1.55) and patroni[0].end_s == pytest.approx(3.0, abs=0.11)
@@ -251,24 +251,24 @@ def test_a_handover_between_two_readings_is_not_split_brain():
     # 'primary' reading is at 2.05 s. Under a latest-reading view both 'are' primary for 50 ms,
     # but neither reading pair confirms it.
     samples = roles("dbnode1", 2.05, None, 4.0) + roles("dbnode2", None, 2.05, 4.0, offset=0.05)
-    assert rc.two_primaries(samples) == []
+    assert reconcile.two_primaries(samples) == []
 
 
 def test_a_silent_node_is_not_counted_as_primary():
     samples = (roles("dbnode1", None, 0.0, 1.0)
                + [Sample(t / 10, PATRONI, "dbnode1", error="no answer") for t in range(11, 30)]
                + roles("dbnode2", None, 1.2, 3.0, offset=0.05))
-    assert rc.two_primaries(samples) == []
+    assert reconcile.two_primaries(samples) == []
 
 
 def test_two_primary_servers_up_in_haproxy_is_split_brain():
     # HAProxy has both UP behind 5432 from 1.0 to 1.4 s, and both nodes say they are primary.
     haproxy = [Sample(t / 10, HAPROXY, value="dbnode1+dbnode2" if 10 <= t <= 14 else "dbnode1") for t in range(30)]
     both = roles("dbnode1", None, 0.0, 3.0, offset=0.03) + roles("dbnode2", 1.6, None, 3.0, offset=0.06)
-    found = rc.haproxy_two_primaries(haproxy + both)
+    found = reconcile.haproxy_two_primaries(haproxy + both)
     assert [(o.source, o.start_s, o.end_s, o.nodes, o.confirmed) for o in found] == [
         (HAPROXY, 1.0, 1.4, ("dbnode1", "dbnode2"), True)]
-    f = rc.reconcile([], haproxy + both, {}, 0.5, "dbnode1")
+    f = reconcile.reconcile([], haproxy + both, {}, 0.5, "dbnode1")
     assert found[0] in f.split_brain and any("split brain" in p for p in f.problems())
     # Patroni sees the same event (both primary 0.06-1.56 s): it counts once, over its union.
     assert sorted(o.source for o in f.split_brain) == [HAPROXY, PATRONI]
@@ -277,9 +277,9 @@ def test_two_primary_servers_up_in_haproxy_is_split_brain():
 
 
 def test_separate_split_brain_intervals_are_counted_and_timed_apart():
-    overlaps = [rc.Overlap(PATRONI, 1.0, 2.0, ("a", "b")), rc.Overlap(HAPROXY, 1.5, 2.5, ("a", "b")),
-                rc.Overlap(PATRONI, 4.0, 4.25, ("a", "b"))]
-    assert rc.merged(overlaps) == [(1.0, 2.5), (4.0, 4.25)]
+    overlaps = [reconcile.Overlap(PATRONI, 1.0, 2.0, ("a", "b")), reconcile.Overlap(HAPROXY, 1.5, 2.5, ("a", "b")),
+                reconcile.Overlap(PATRONI, 4.0, 4.25, ("a", "b"))]
+    assert reconcile.merged(overlaps) == [(1.0, 2.5), (4.0, 4.25)]
 
 
 def test_an_unanswered_stats_reading_ends_a_haproxy_run():
@@ -290,7 +290,7 @@ def test_an_unanswered_stats_reading_ends_a_haproxy_run():
             return Sample(t / 10, HAPROXY, error="stats page does not answer")
         return Sample(t / 10, HAPROXY, value="dbnode1+dbnode2" if 10 <= t <= 18 else "dbnode1")
     both = roles("dbnode1", None, 0.0, 3.0, offset=0.03) + roles("dbnode2", None, 0.0, 3.0, offset=0.06)
-    found = rc.haproxy_two_primaries([reading(t) for t in range(30)] + both)
+    found = reconcile.haproxy_two_primaries([reading(t) for t in range(30)] + both)
     assert [(o.start_s, o.end_s) for o in found] == [(1.0, 1.2), (1.6, 1.8)]
 
 
@@ -302,7 +302,7 @@ def test_haproxy_lagging_behind_a_demotion_is_reported_but_is_not_split_brain():
                for t in range(40)]
     demoted = [Sample(round(t / 10 + 0.03, 3), PATRONI, "dbnode1", value="primary" if t < 15 else "demoted",
                       state="running" if t < 15 else "stopped") for t in range(40)]
-    f = rc.reconcile([], haproxy + demoted + roles("dbnode2", None, 1.7, 4.0, offset=0.06), {}, 1.4, "dbnode1")
+    f = reconcile.reconcile([], haproxy + demoted + roles("dbnode2", None, 1.7, 4.0, offset=0.06), {}, 1.4, "dbnode1")
     assert f.split_brain == [] and f.problems() == []
     assert [(o.start_s, o.end_s, o.confirmed) for o in f.haproxy_lag] == [(2.0, 2.5, False)]
     assert f.figures()["haproxy_stale_primary_s"] == pytest.approx(0.5)
@@ -313,7 +313,7 @@ def test_a_cancelled_synchronous_wait_is_recorded_on_the_acknowledgement():
     attempts = ledger(10)
     attempts[3].notice = ("WARNING: canceling wait for synchronous replication due to user request | "
                           "WARNING: The transaction has already committed locally, but might not have been replicated to the standby.")
-    f = rc.reconcile(attempts, [], table_of(attempts), 0.2, "dbnode1")
+    f = reconcile.reconcile(attempts, [], table_of(attempts), 0.2, "dbnode1")
     assert f.sync_cancelled == [4] and f.with_notices == [4]
     assert f.figures()["sync_wait_cancelled"] == 1
 
@@ -321,7 +321,7 @@ def test_a_cancelled_synchronous_wait_is_recorded_on_the_acknowledgement():
 def test_figures_are_flat_numbers_and_the_dict_round_trips_to_json():
     import json
     attempts, samples, table = clean_drill()
-    f = rc.reconcile(attempts, samples, table, fault_s=2.0, old_leader="dbnode1")
+    f = reconcile.reconcile(attempts, samples, table, fault_s=2.0, old_leader="dbnode1")
     figs = f.figures()
     assert figs["write_downtime_s"] == pytest.approx(0.65, abs=0.01)
     assert all(v is None or isinstance(v, (int, float)) for v in figs.values())
@@ -329,7 +329,7 @@ def test_figures_are_flat_numbers_and_the_dict_round_trips_to_json():
 
 
 def test_summarize_takes_min_median_max_and_skips_missing_values():
-    s = rc.summarize([{"a": 1.0, "b": None}, {"a": 3.0, "b": 2}, {"a": 2.0, "b": None}])
+    s = reconcile.summarize([{"a": 1.0, "b": None}, {"a": 3.0, "b": 2}, {"a": 2.0, "b": None}])
     assert s["a"] == {"min": 1.0, "median": 2.0, "max": 3.0, "n": 3}
     assert s["b"] == {"min": 2, "median": 2, "max": 2, "n": 1}
 
@@ -338,7 +338,7 @@ def test_writes_flow_only_when_every_recent_attempt_was_acknowledged():
     attempts = ledger(100, gap=(2.0, 3.0))
 
     def at(t: float) -> bool:   # what the runner sees at time t: the attempts finished by then
-        return rc.writes_flowing([a for a in attempts if a.end_s <= t], now_s=t, window_s=1.0)
+        return reconcile.writes_flowing([a for a in attempts if a.end_s <= t], now_s=t, window_s=1.0)
     assert at(1.9)
     assert not at(3.2)     # failures inside the window
     assert at(4.5)
@@ -351,8 +351,8 @@ def test_one_or_two_acknowledgements_between_hung_attempts_are_not_writes_flowin
     one = [Attempt(1, 5.0, 6.9, True, server="dbnode1")]
     two = [Attempt(1, 5.0, 6.7, True, server="dbnode1"), Attempt(2, 6.7, 7.45, True, server="dbnode1")]
     for acks in (one, two):
-        assert not rc.writes_flowing(acks, now_s=7.5, window_s=1.0), acks
+        assert not reconcile.writes_flowing(acks, now_s=7.5, window_s=1.0), acks
     # The writer's usual rhythm after them: flowing once a whole window of it has passed.
     steady = two + [Attempt(10 + i, 7.5 + 0.05 * i, 7.51 + 0.05 * i, True, server="dbnode1") for i in range(40)]
-    assert not rc.writes_flowing([a for a in steady if a.end_s <= 7.8], now_s=7.8, window_s=1.0)
-    assert rc.writes_flowing([a for a in steady if a.end_s <= 8.6], now_s=8.6, window_s=1.0)
+    assert not reconcile.writes_flowing([a for a in steady if a.end_s <= 7.8], now_s=7.8, window_s=1.0)
+    assert reconcile.writes_flowing([a for a in steady if a.end_s <= 8.6], now_s=8.6, window_s=1.0)

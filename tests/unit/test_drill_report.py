@@ -9,7 +9,7 @@ import json
 import pytest
 
 from pgha_lab import profiles
-from pgha_lab.drill import hostcpu, ledger, reconcile as rc, report, sampler
+from pgha_lab.drill import hostcpu, ledger, reconcile, report, sampler
 from pgha_lab.drill.clock import Clock
 from pgha_lab.drill.runner import DrillResult, Event
 from pgha_lab.drill.scenarios import SCENARIOS, Fault
@@ -29,7 +29,7 @@ def synthetic_result(table_change=None) -> DrillResult:
                                                                        Event(4.5, "healthy")],
         recovered=True, recovery_note="recovered before healing", healthy_after=True,
         attempts=attempts, samples=samples, table=table)
-    result.findings = rc.reconcile(attempts, samples, table, 2.0, "dbnode1")
+    result.findings = reconcile.reconcile(attempts, samples, table, 2.0, "dbnode1")
     return result
 
 
@@ -69,7 +69,7 @@ def test_writes_that_never_resume_are_not_within_the_bound(tmp_path):
     for a in result.attempts:
         if a.start_s >= 3.9:   # failing from 3.9 s to the end: an open gap of over a second
             a.ok, a.server, a.error = False, "", "connection refused"
-    result.findings = rc.reconcile(result.attempts, result.samples, {a.id: 1 for a in result.attempts if a.ok},
+    result.findings = reconcile.reconcile(result.attempts, result.samples, {a.id: 1 for a in result.attempts if a.ok},
                                    2.0, "dbnode1")
     assert result.findings.unresumed.seconds <= result.findings.downtime.seconds < result.bound_s
     assert result.within_bound is False
@@ -167,7 +167,7 @@ def varied_result(run: str, more_failed: int, lost: int) -> DrillResult:
     for a in result.attempts[51:51 + more_failed]:   # ids 52..: the first acks after the gap
         a.ok, a.server, a.error = False, "", "connection refused"
     table = {a.id: 1 for a in result.attempts if a.ok and not 10 <= a.id < 10 + lost}
-    result.findings = rc.reconcile(result.attempts, result.samples, table, 2.0, "dbnode1")
+    result.findings = reconcile.reconcile(result.attempts, result.samples, table, 2.0, "dbnode1")
     return result
 
 

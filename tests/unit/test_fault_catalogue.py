@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from pgha_lab import cli
-from pgha_lab import settings as lab_settings
+from pgha_lab import lab_settings
 from pgha_lab.chaos import catalogue
 from pgha_lab.chaos.actions import Chaos, wait
 from pgha_lab.chaos.expectations import Expectation

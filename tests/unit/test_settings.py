@@ -9,11 +9,11 @@ import threading
 import pytest
 import yaml
 
-from pgha_lab import cli, profiles, settings as ls
+from pgha_lab import cli, lab_settings, profiles
 from pgha_lab.context import LabContext
 from pgha_lab.drill import matrix
 from pgha_lab.errors import LabError
-from pgha_lab.render import haproxy as render_haproxy, patroni as render_patroni
+from pgha_lab.render import haproxy, patroni
 from pgha_lab.topology import Topology
 
 
@@ -24,27 +24,27 @@ from pgha_lab.topology import Topology
     ("quorum", {"synchronous_mode": "quorum", "synchronous_mode_strict": False}),
 ])
 def test_each_mode_is_patronis_own_keys_and_reads_back(mode, keys):
-    s = ls.LabSettings(replication=mode, failsafe=True, max_lag=0, rewind=False)
+    s = lab_settings.LabSettings(replication=mode, failsafe=True, max_lag=0, rewind=False)
     dcs = s.dcs()
     assert {k: dcs[k] for k in keys} == keys
     assert dcs["failsafe_mode"] is True and dcs["maximum_lag_on_failover"] == 0
     assert dcs["postgresql"] == {"use_pg_rewind": False}
-    assert ls.LabSettings.from_config(dcs) == s
+    assert lab_settings.LabSettings.from_config(dcs) == s
     assert s.differs_from(dcs) == {}
 
 
 def test_only_what_differs_is_patched():
-    live = ls.DEFAULT.dcs()
-    assert ls.LabSettings(replication="async").differs_from(live) == {"synchronous_mode": False}
+    live = lab_settings.DEFAULT.dcs()
+    assert lab_settings.LabSettings(replication="async").differs_from(live) == {"synchronous_mode": False}
     # A key Patroni's /config lacks counts as Patroni's default (failsafe off).
-    assert ls.DEFAULT.differs_from({k: v for k, v in live.items() if k != "failsafe_mode"}) == {}
+    assert lab_settings.DEFAULT.differs_from({k: v for k, v in live.items() if k != "failsafe_mode"}) == {}
 
 
 @pytest.mark.parametrize("settings, db_nodes, fragment", [
-    (ls.LabSettings(replication="semi"), 2, "unknown replication mode 'semi'"),
-    (ls.LabSettings(sync_count=2), 2, "--sync-count 2 is more than this lab's 1 replica(s)"),
-    (ls.LabSettings(sync_count=0), 3, "--sync-count takes 1 or more"),
-    (ls.LabSettings(max_lag=-1), 2, "--max-lag takes a byte count of 0 or more, not -1"),
+    (lab_settings.LabSettings(replication="semi"), 2, "unknown replication mode 'semi'"),
+    (lab_settings.LabSettings(sync_count=2), 2, "--sync-count 2 is more than this lab's 1 replica(s)"),
+    (lab_settings.LabSettings(sync_count=0), 3, "--sync-count takes 1 or more"),
+    (lab_settings.LabSettings(max_lag=-1), 2, "--max-lag takes a byte count of 0 or more, not -1"),
 ])
 def test_bad_settings_get_one_sentence(settings, db_nodes, fragment):
     with pytest.raises(LabError) as exc:
@@ -53,28 +53,28 @@ def test_bad_settings_get_one_sentence(settings, db_nodes, fragment):
 
 
 def test_two_standbys_may_be_synchronous_with_three_db_nodes():
-    assert ls.LabSettings(sync_count=2).validate(3).sync_count == 2
+    assert lab_settings.LabSettings(sync_count=2).validate(3).sync_count == 2
 
 
 def test_settings_persist_per_lab(tmp_path):
-    assert ls.load(tmp_path) == ls.DEFAULT
-    s = ls.LabSettings(replication="strict", failsafe=True)
-    assert ls.save(tmp_path, s) is True and ls.save(tmp_path, s) is False
-    assert ls.load(tmp_path) == s
-    (tmp_path / ls.SETTINGS_FILE).write_text("{nope")
+    assert lab_settings.load(tmp_path) == lab_settings.DEFAULT
+    s = lab_settings.LabSettings(replication="strict", failsafe=True)
+    assert lab_settings.save(tmp_path, s) is True and lab_settings.save(tmp_path, s) is False
+    assert lab_settings.load(tmp_path) == s
+    (tmp_path / lab_settings.SETTINGS_FILE).write_text("{nope")
     with pytest.raises(LabError):
-        ls.load(tmp_path)
+        lab_settings.load(tmp_path)
 
 
 def test_bootstrap_dcs_carries_the_settings_and_the_callback_is_always_installed():
     topo = Topology.build()
     node = topo.db[0]
-    doc = render_patroni.settings(topo, node, profiles.FAST, ls.LabSettings(replication="quorum", failsafe=True))
+    doc = patroni.settings(topo, node, profiles.FAST, lab_settings.LabSettings(replication="quorum", failsafe=True))
     dcs = doc["bootstrap"]["dcs"]
     assert dcs["synchronous_mode"] == "quorum" and dcs["failsafe_mode"] is True
     assert dcs["postgresql"]["use_slots"] is True and dcs["postgresql"]["use_pg_rewind"] is True
     assert doc["postgresql"]["callbacks"]["on_role_change"].startswith("/opt/patroni/bin/python ")
-    files = render_patroni.render(topo, node, profiles.SEED)
+    files = patroni.render(topo, node, profiles.SEED)
     script = files[1].content
     compile(script, "haproxy_callback.py", "exec")
     assert f"ME = {node.name!r}" in script and str(topo.haproxy.address) in script
@@ -82,7 +82,7 @@ def test_bootstrap_dcs_carries_the_settings_and_the_callback_is_always_installed
     assert script.index("health down\" % o for o in others") < script.index("health up\" % ME")
     # The other servers are asked of HAProxy at run time: growing the lab leaves this file as it was.
     grown = Topology.build(db_nodes=3)
-    assert render_patroni.render(grown, grown.db[0], profiles.SEED)[1].content == script
+    assert patroni.render(grown, grown.db[0], profiles.SEED)[1].content == script
     # A node about to stop PostgreSQL takes itself off 5432 (Patroni runs before_stop with no arguments).
     assert doc["postgresql"]["before_stop"] == f"{doc['postgresql']['callbacks']['on_role_change']} before_stop"
     with socket.create_server(("127.0.0.1", 0)) as runtime_api:
@@ -102,7 +102,7 @@ FILE_NAME = "/etc/patroni/haproxy_callback.py"
 
 def test_with_two_haproxy_nodes_the_callback_tells_both_and_one_away_does_not_stop_the_other():
     topo = Topology.build(haproxy_nodes=2)
-    script = render_patroni.render(topo, topo.db[0], profiles.INSTANT)[1].content
+    script = patroni.render(topo, topo.db[0], profiles.INSTANT)[1].content
     assert str(topo.haproxy.address) in script and str(topo.haproxy2.address) in script
     scope: dict = {}
     exec(compile(script.replace('if __name__ == "__main__"', "if False"), "haproxy_callback.py", "exec"), scope)
@@ -137,10 +137,10 @@ def _one_request(server: socket.socket) -> str:
 
 def test_only_the_instant_profile_opens_the_runtime_api_on_the_lab_address():
     topo = Topology.build()
-    fast = render_haproxy.render_text(topo, profiles.FAST)
-    instant = render_haproxy.render_text(topo, profiles.INSTANT)
+    fast = haproxy.render_text(topo, profiles.FAST)
+    instant = haproxy.render_text(topo, profiles.INSTANT)
     assert "ipv4@" not in fast and "fastinter" not in fast
-    assert f"stats socket ipv4@{topo.haproxy.address}:{render_haproxy.RUNTIME_API_PORT} level admin" in instant
+    assert f"stats socket ipv4@{topo.haproxy.address}:{haproxy.RUNTIME_API_PORT} level admin" in instant
     assert "inter 500ms fastinter 100ms downinter 250ms fall 2 rise 1" in instant
     # 5432's check also wants PostgreSQL running out of recovery (Patroni says 200 on /primary while
     # it holds the key, with PostgreSQL stopping or not yet promoted); 5433's check is left alone.

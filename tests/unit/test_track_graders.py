@@ -410,7 +410,7 @@ import json  # noqa: E402
 
 import yaml  # noqa: E402
 
-from pgha_lab.render import etcd as render_etcd  # noqa: E402
+from pgha_lab.render import etcd  # noqa: E402
 from pgha_lab.track import s3_etcd  # noqa: E402
 
 ETCD_CONF = "/etc/etcd/etcd.conf.yml"
@@ -432,7 +432,7 @@ def etcd_readings(edit_conf=lambda node, doc: doc) -> Readings:
     r = Readings()
     certs = {n.name: _server_cert([n.name, str(n.address)]) for n in TOPO.etcd}
     for n in TOPO.etcd:
-        doc = edit_conf(n.name, render_etcd.settings(TOPO, n))
+        doc = edit_conf(n.name, etcd.settings(TOPO, n))
         r[f"{n.name}:text:{ETCD_CONF}"] = text(n.name, ETCD_CONF, yaml.safe_dump(doc, sort_keys=False))
         r[f"{n.name}:text:/etc/default/etcd"] = text(n.name, "/etc/default/etcd", "# defaults\n")
         r[f"{n.name}:cmd:show"] = cmd(n.name, "LoadState=loaded\nActiveState=active\nSubState=running\n"
