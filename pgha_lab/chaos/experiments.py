@@ -29,6 +29,7 @@ from pgha_lab.wait import Verdict, wait_until
 
 SYNC_TABLE = "pgha_chaos_sync"
 BLOCK_TABLE = "pgha_chaos_block"
+COMMIT_NAME = "pgha-cancel-sync-wait"   # the experiment's own commit, told apart from a drill writer's
 
 
 @dataclass
@@ -71,7 +72,7 @@ def cancel_sync_wait(ctx: LabContext, leader: Node) -> Result:
         try:
             with connect(ctx, leader) as conn:
                 conn.add_notice_handler(lambda d: notices.append(d.message_primary or ""))
-                conn.execute("set application_name = 'pgha-cancel-sync-wait'")
+                conn.execute("select set_config('application_name', %s, false)", (COMMIT_NAME,))
                 answer["id"] = one_row(conn.execute(f"insert into {SYNC_TABLE} default values returning id"))[0]
         except psycopg.Error as exc:
             answer["error"] = first_line(exc)
@@ -83,14 +84,20 @@ def cancel_sync_wait(ctx: LabContext, leader: Node) -> Result:
         client.start()
         waiting: list[int] = []
 
-        def a_commit_waits() -> Verdict:
-            rows = _on_node(ctx, leader, "select pid from pg_stat_activity where wait_event = 'SyncRep'")
+        def our_commit_waits() -> Verdict:
+            # Ours, not any: in a drill the writer's commits wait too, and one of them seen first had the
+            # cancel go out before this commit waited, which then waited on the frozen standby for good.
+            rows = _on_node(ctx, leader, "select pid, application_name = %s from pg_stat_activity "
+                                         "where wait_event = 'SyncRep'", (COMMIT_NAME,))
             waiting[:] = [r[0] for r in rows]
-            return Verdict(bool(waiting), f"{len(waiting)} commit(s) wait for {standby.name}")
-        verdict = wait_until(a_commit_waits, 15)
+            ours = any(r[1] for r in rows)
+            return Verdict(ours, f"{len(waiting)} commit(s) wait for {standby.name}, "
+                                 f"{'this experiment' if ours else 'not yet this experiment'}'s among them")
+        verdict = wait_until(our_commit_waits, 15)
         if not verdict.ok:
-            raise LabError(f"no commit waited for the synchronous standby {standby.name} within 15s; "
-                           f"synchronous replication may be off; `pgha-lab status` shows the cluster.")
+            raise LabError(f"the experiment's commit did not wait for the synchronous standby {standby.name} "
+                           f"within 15s ({answer.get('error', 'no answer yet')}); synchronous replication may be off; "
+                           "`pgha-lab status` shows the cluster.")
         # Every waiting commit is cancelled: a drill's writer caught waiting gets the same WARNING.
         cancelled = _on_node(ctx, leader, "select pid, pg_cancel_backend(pid) from pg_stat_activity "
                                           "where wait_event = 'SyncRep'")
