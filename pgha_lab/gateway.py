@@ -576,9 +576,10 @@ class LabDocker:
         (192.168.48.0/20 around 192.168.56.0/24 on a host with many networks): the lab's bridge then
         failed with "Pool overlaps". Made first, it is in use, and the engine's pick avoids it."""
         doc = yaml.safe_load(self.compose_file.read_text()) or {}
-        for key, net in (doc.get("networks") or {}).items():
-            pools = ((net or {}).get("ipam") or {}).get("config") or []
-            name = (net or {}).get("name") or f"{self.project}_{key}"
+        for key, spec in (doc.get("networks") or {}).items():
+            net = spec or {}
+            pools = (net.get("ipam") or {}).get("config") or []
+            name = net.get("name") or f"{self.project}_{key}"
             if not pools or net.get("external") or _exists("network", name):
                 continue
             cmd = ["docker", "network", "create", "--driver", net.get("driver", "bridge"),
