@@ -29,8 +29,13 @@ SINGLE_ACKER = Kind("single-acker", False,
 DUPLICATE = Kind("duplicate", False, "a value stored more than once under one key on the primary")
 REORDERED = Kind("reordered", False, "a list element stored before one whose append was acknowledged before it started")
 VANISHED_READ = Kind("vanished-read", False, "a read saw a value the final primary state does not hold")
+DISCARDED_READ = Kind("discarded-read", True,
+                      "a read saw a value the final primary state does not hold, written by a write whose outcome "
+                      "its client never learnt: a commit the old primary made locally (PostgreSQL shows it before "
+                      "the synchronous standby confirms it) and the failover discarded")
 DIVERGENT_REPLICA = Kind("divergent-replica", False, "a replica's final rows for a key differ from the primary's")
-KINDS = (LOST, PHANTOM, UNKNOWN_PRESENT, SINGLE_ACKER, DUPLICATE, REORDERED, VANISHED_READ, DIVERGENT_REPLICA)
+KINDS = (LOST, PHANTOM, UNKNOWN_PRESENT, SINGLE_ACKER, DUPLICATE, REORDERED, VANISHED_READ, DISCARDED_READ,
+         DIVERGENT_REPLICA)
 
 
 @dataclass(frozen=True)
@@ -146,17 +151,22 @@ def reordered(operations: Iterable[Operation], primary: FinalState) -> Finding:
 
 
 # -- reads -----------------------------------------------------------------------------------------
-def vanished_reads(operations: Iterable[Operation], primary: FinalState) -> Finding:
-    """Reads (either port) that saw a value the final primary state does not hold: it was
-    visible once, then vanished. Counted once per read."""
+def vanished_reads(operations: Iterable[Operation], primary: FinalState) -> tuple[Finding, Finding]:
+    """Reads (either port) that saw a value the final primary state does not hold: it was visible
+    once, then vanished. Counted once per read: as discarded (allowed) when every such value was
+    written by a write its client got no answer to, else as vanished."""
+    operations = tuple(operations)
     present = _present(primary)
-    cases = []
+    unsure = {(op.key, op.value) for op in operations if op.is_update and op.result == UNKNOWN}
+    vanished: list[str] = []
+    discarded: list[str] = []
     for op in operations:
         gone = [value for value in op.seen if value not in present.get(op.key, ())]
         if gone:
             port = f" via {op.port}" if op.port else ""
-            cases.append(f"{_describe(op)}{port}: {', '.join(map(str, gone))} not on the primary")
-    return _finding(VANISHED_READ, cases)
+            case = f"{_describe(op)}{port}: {', '.join(map(str, gone))} not on the primary"
+            (discarded if all((op.key, value) in unsure for value in gone) else vanished).append(case)
+    return _finding(VANISHED_READ, vanished), _finding(DISCARDED_READ, discarded)
 
 
 # -- replicas after the heal -------------------------------------------------------------------------
@@ -251,6 +261,6 @@ def check(operations: Iterable[Operation], finals: Iterable[FinalState]) -> Verd
         single_acker(operations),
         duplicates(primary),
         reordered(operations, primary),
-        vanished_reads(operations, primary),
+        *vanished_reads(operations, primary),
         divergent_replicas(primary, replicas),
     ))
