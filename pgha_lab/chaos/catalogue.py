@@ -134,7 +134,14 @@ def _expect_partition(act: Act) -> Expectation:
                                expectations.streams_on(act.ctx, node.name, _leader_name(act), hold),
                                hold + 15, holds=True)
         if _leader_name(act):
-            return expectations.from_plan(act.ctx, rules.replica_lost(act.now(), node.name, p, how=how))
+            if expectations.cuts_every_etcd_member(topo, peers):
+                return expectations.from_plan(act.ctx, rules.replica_lost(act.now(), node.name, p, how=how))
+            # It keeps etcd, so its member key never expires: the leader lets it go once its walsender
+            # gives up on it (no RST through a DROP), up to wal_sender_timeout, and Patroni's next loop.
+            plan = rules.replica_lost(act.now(), node.name, p,
+                                      how=f"was cut off from {', '.join(expectations.cut_names(peers))}")
+            return expectations.from_plan(act.ctx, replace(
+                plan, deadline_s=max(plan.deadline_s, WAL_SENDER_TIMEOUT_S + p.loop_wait + 15)))
         return Expectation(NOTHING)
     return lost(how)(act)
 
