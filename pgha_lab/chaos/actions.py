@@ -168,12 +168,11 @@ class Chaos:
         actions: list[str] = []
         if not self.ctl.state(node).running:
             return actions
-        if node.role is Role.DB:
-            stopped = self.read.stopped_pids(node)
-            if stopped:   # a frozen Patroni or a hung PostgreSQL
-                self.ctl.exec(node, "kill", "-CONT", *map(str, stopped))
-                actions.append(f"thawed {len(stopped)} stopped process(es) on {node.name}")
-        if self.read.has_rules(node) or self.read.has_qdisc(node):
+        inside = self.read.inside(node)
+        if node.role is Role.DB and inside.stopped_pids:   # a frozen Patroni or a hung PostgreSQL
+            self.ctl.exec(node, "kill", "-CONT", *map(str, inside.stopped_pids))
+            actions.append(f"thawed {len(inside.stopped_pids)} stopped process(es) on {node.name}")
+        if inside.has_chaos_rules or inside.has_qdisc:
             self.net.clear_all(node)
             actions.append(f"cleared {node.name}'s network faults")
         return actions

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from pgha_lab import dynamic_config
-from pgha_lab.chaos.nodes import CHAIN_IN, NodeReader, dropped_sources, is_patroni
+from pgha_lab.chaos.nodes import CHAIN_IN, Inside, NodeReader, dropped_sources, is_patroni
 from pgha_lab.dynamic_config import DEFAULT_MAX_LAG
 from pgha_lab.gateway import ContainerState
 from pgha_lab.probes import Cluster, Member
@@ -94,19 +94,18 @@ def read(ctx, cluster: Cluster | None = None, config: dict[str, Any] | None = No
     reachable = [n for n in topo.db if containers[n.name].condition == "running"]
     reader = NodeReader(ctx)
     with ThreadPoolExecutor(max_workers=max(1, len(reachable))) as pool:
-        inside = dict(zip([n.name for n in reachable],
-                          pool.map(lambda n: (reader.procs(n), reader.rules(n, CHAIN_IN)), reachable), strict=True))
+        inside = dict(zip([n.name for n in reachable], pool.map(reader.inside, reachable), strict=True))
     etcd = {str(n.address) for n in topo.etcd}
     return snapshot(cluster, sync_value, config, down, impairments(containers, inside, etcd))
 
 
 def impairments(containers: dict[str, ContainerState],
-                inside: dict[str, tuple[list[tuple[int, int, str, str]], list[str]]] | None = None,
+                inside: dict[str, Inside] | None = None,
                 etcd: set[str] | None = None) -> tuple[tuple[str, str], ...]:
     """What the lab's own faults leave a db node unable to do, whatever Patroni still lists: paused
     (a frozen VM) and isolated (its cable pulled) nodes, from Docker; a frozen Patroni, a hung
     PostgreSQL (processes in state T) and a cut from every etcd member (the partition chain's DROP
-    rules), from `inside`: each running node's processes and partition rules."""
+    rules), from `inside`: each running node's reading from inside."""
     out = []
     for name, c in sorted(containers.items()):
         if c.condition == "paused":
@@ -114,7 +113,7 @@ def impairments(containers: dict[str, ContainerState],
         elif c.condition == "isolated":
             out.append((name, f"{name} is off the lab network (isolated): it cannot reach etcd"))
         elif inside and name in inside:
-            procs, rules = inside[name]
+            procs, rules = inside[name].procs, inside[name].chain(CHAIN_IN)
             if any(is_patroni(ppid, proc) and st == "T" for _, ppid, st, proc in procs):
                 out.append((name, f"{name}'s Patroni is frozen: it cannot take the leader key"))
             elif any(proc == "postgres" and st == "T" for _, _, st, proc in procs):

@@ -5,6 +5,7 @@ they change anything."""
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 from pgha_lab.context import LabContext
 from pgha_lab.errors import LabError
@@ -12,15 +13,62 @@ from pgha_lab.node_paths import PG_DATA
 from pgha_lab.topology import Node, Role
 
 # One line per process of the node: pid, parent pid, state letter, name (from /proc: the images
-# carry no procps).
-PROCS = r"""for p in /proc/[0-9]*; do
-  [ -r "$p/status" ] || continue
-  awk '/^Name:/ {n=$2} /^State:/ {s=$2} /^Pid:/ {p=$2} /^PPid:/ {pp=$2} END {print p, pp, s, n}' "$p/status" 2>/dev/null
-done"""
+# carry no procps). One cat and one awk in all, not an awk a process: the reading runs often. cat
+# goes on past a process that ends while it reads (mawk would stop there); each status file starts
+# with its Name line, which closes the record before it.
+PROCS = r"""cat /proc/[0-9]*/status 2>/dev/null | awk '
+  /^Name:/ {if (p != "") print p, pp, s, n; n=$2; p=""}
+  /^State:/ {s=$2} /^Pid:/ {p=$2} /^PPid:/ {pp=$2}
+  END {if (p != "") print p, pp, s, n}'"""
+# What heal-all and the cluster state read of a node, in one exec: its processes, every iptables
+# rule, its tc queues.
+RULES_MARK, QDISCS_MARK = "@@pgha-rules@@", "@@pgha-qdiscs@@"
+INSIDE = f"{PROCS}; echo {RULES_MARK}; iptables -w -S 2>/dev/null; echo {QDISCS_MARK}; tc qdisc show 2>/dev/null"
 
 CHAIN_IN, CHAIN_OUT = "PGHA_CHAOS_IN", "PGHA_CHAOS_OUT"      # partitions
 LOSS_IN, LOSS_OUT = "PGHA_LOSS_IN", "PGHA_LOSS_OUT"          # random loss
 ALL_CHAINS = ((CHAIN_IN, "INPUT"), (CHAIN_OUT, "OUTPUT"), (LOSS_IN, "INPUT"), (LOSS_OUT, "OUTPUT"))
+
+
+def parse_procs(text: str) -> list[tuple[int, int, str, str]]:
+    """(pid, parent pid, state letter, name) from PROCS' lines."""
+    out = []
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) == 4 and parts[0].isdigit() and parts[1].isdigit():
+            out.append((int(parts[0]), int(parts[1]), parts[2], parts[3]))
+    return out
+
+
+@dataclass(frozen=True)
+class Inside:
+    """One reading of a node from inside (INSIDE's output)."""
+    procs: list[tuple[int, int, str, str]]
+    rules: list[str]   # every `-A CHAIN ...` rule of `iptables -S`
+    qdiscs: str        # `tc qdisc show`
+
+    @classmethod
+    def parse(cls, text: str) -> Inside:
+        procs, _, rest = text.partition(RULES_MARK)
+        rules, _, qdiscs = rest.partition(QDISCS_MARK)
+        return cls(parse_procs(procs), [r for r in rules.splitlines() if r.startswith("-A ")], qdiscs.strip("\n"))
+
+    def chain(self, name: str) -> list[str]:
+        return [r for r in self.rules if r.startswith(f"-A {name} ")]
+
+    @property
+    def stopped_pids(self) -> list[int]:
+        return [pid for pid, _, st, _ in self.procs if st == "T"]
+
+    @property
+    def has_chaos_rules(self) -> bool:
+        return any(self.chain(c) for c, _ in ALL_CHAINS)
+
+    @property
+    def has_qdisc(self) -> bool:
+        """A --rate or --delay left on the node's lab interface (tbf/htb, or netem where the kernel has it)."""
+        return any(f"qdisc {q} " in self.qdiscs for q in ("tbf", "htb", "netem"))
+
 
 def is_patroni(ppid: int, name: str) -> bool:
     # Patroni runs as a Python script: its process name is python3 (or patroni), a child of PID 1.
@@ -91,15 +139,13 @@ class NodeReader:
         return int(pid)
 
     def procs(self, node: Node) -> list[tuple[int, int, str, str]]:
-        """(pid, parent pid, state letter, name) of every process in the node, read from /proc."""
-        out = []
-        # Not checked: a process that ends while the scan reads it fails that one awk (the loop's
-        # exit status) and leaves every other line as good as before.
-        for line in self.ctl.exec(node, "sh", "-c", PROCS, check=False).stdout.splitlines():
-            parts = line.split()
-            if len(parts) == 4 and parts[0].isdigit() and parts[1].isdigit():
-                out.append((int(parts[0]), int(parts[1]), parts[2], parts[3]))
-        return out
+        """(pid, parent pid, state letter, name) of every process in the node, read from /proc. Not
+        checked: a pipeline's status is awk's, and a process gone mid-scan leaves the others' lines."""
+        return parse_procs(self.ctl.exec(node, "sh", "-c", PROCS, check=False).stdout)
+
+    def inside(self, node: Node) -> Inside:
+        """Processes, chaos rules and queues in one exec (a docker exec costs more than the three listings)."""
+        return Inside.parse(self.ctl.exec(node, "sh", "-c", INSIDE, check=False, timeout=10).stdout)
 
     def patroni_pid(self, node: Node) -> int:
         for pid, ppid, _, name in self.procs(node):
@@ -112,11 +158,8 @@ class NodeReader:
         postmaster = self.postmaster_pid(node)
         return [postmaster, *(pid for pid, ppid, _, _ in self.procs(node) if ppid == postmaster)]
 
-    def stopped_pids(self, node: Node) -> list[int]:
-        return [pid for pid, _, st, _ in self.procs(node) if st == "T"]
-
     def stopped(self, node: Node, pids: list[int]) -> bool:
-        return bool(set(pids) & set(self.stopped_pids(node)))
+        return any(st == "T" and pid in pids for pid, _, st, _ in self.procs(node))
 
     # -- network faults ----------------------------------------------------------------------
     def rules(self, node: Node, chain: str) -> list[str]:
@@ -138,18 +181,8 @@ class NodeReader:
             faults.add("slow link")
         return faults
 
-    def has_rules(self, node: Node) -> bool:
-        # One `iptables -S` for every chain: a docker exec costs more than the listing.
-        proc = self.ctl.exec(node, "iptables", "-w", "-S", check=False)
-        chains = tuple(f"-A {c} " for c, _ in ALL_CHAINS)
-        return proc.returncode == 0 and any(line.startswith(chains) for line in proc.stdout.splitlines())
-
     def qdiscs(self, node: Node) -> str:
         return self.ctl.exec(node, "tc", "qdisc", "show", check=False).stdout
-
-    def has_qdisc(self, node: Node) -> bool:
-        """A --rate or --delay left on the node's lab interface (tbf/htb, or netem where the kernel has it)."""
-        return any(f"qdisc {q} " in self.qdiscs(node) for q in ("tbf", "htb", "netem"))
 
     def queues(self) -> dict[str, str]:
         """`tc qdisc show` of every running db and etcd node, read once for a whole change. HAProxy's

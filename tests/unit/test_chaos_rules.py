@@ -7,6 +7,7 @@ from pgha_lab import profiles
 from pgha_lab.chaos import cluster_state, rules
 from pgha_lab.chaos.actions import parse_rate, slow_rate
 from pgha_lab.chaos.cluster_state import ClusterState, impairments
+from pgha_lab.chaos.nodes import Inside
 from pgha_lab.errors import LabError
 from pgha_lab.gateway import ContainerState
 from pgha_lab.probes import Cluster, Member
@@ -269,7 +270,7 @@ def test_a_replica_with_a_frozen_patroni_a_hung_postgres_or_cut_from_all_etcd_is
     etcd = {"10.0.0.11", "10.0.0.12", "10.0.0.13"}
 
     def why(procs, rules=()):
-        return impairments(running, {"dbnode2": (procs, list(rules))}, etcd)
+        return impairments(running, {"dbnode2": Inside(procs, list(rules), "")}, etcd)
     assert why([(1, 0, "S", "systemd"), (40, 1, "T", "python3")]) == (
         ("dbnode2", "dbnode2's Patroni is frozen: it cannot take the leader key"),)
     assert why([(40, 1, "S", "python3"), (50, 40, "T", "postgres")]) == (
@@ -283,3 +284,21 @@ def test_a_replica_with_a_frozen_patroni_a_hung_postgres_or_cut_from_all_etcd_is
     frozen = two_nodes(down=frozenset({"dbnode1"}), impaired=why([(40, 1, "T", "python3")]))
     plan = rules.leader_lost(frozen, "dbnode1", FAST, how="lost power")
     assert plan.kind == rules.NO_LEADER and "dbnode2's Patroni is frozen" in plan.text
+
+
+def test_one_reading_from_inside_parses_processes_rules_and_queues():
+    # INSIDE's output as a db node prints it: /proc's records, then `iptables -S`, then `tc qdisc show`.
+    text = ("1 0 S docker-init\n40 1 T python3\n52 40 S postgres\n"
+            "@@pgha-rules@@\n-P INPUT ACCEPT\n-N PGHA_CHAOS_IN\n-A INPUT -j PGHA_CHAOS_IN\n"
+            "-A PGHA_CHAOS_IN -s 10.0.0.11/32 -j DROP\n"
+            "@@pgha-qdiscs@@\nqdisc noqueue 0: dev lo root refcnt 2\n"
+            "qdisc tbf 8001: dev eth0 root refcnt 2 rate 2Mbit burst 32Kb lat 100ms\n")
+    got = Inside.parse(text)
+    assert got.procs == [(1, 0, "S", "docker-init"), (40, 1, "T", "python3"), (52, 40, "S", "postgres")]
+    assert got.stopped_pids == [40]
+    assert got.chain("PGHA_CHAOS_IN") == ["-A PGHA_CHAOS_IN -s 10.0.0.11/32 -j DROP"]
+    assert got.has_chaos_rules and got.has_qdisc and slow_rate(got.qdiscs) == 2_000_000
+    # A node with nothing on it: the jump into an empty chain is no chaos rule, noqueue no slow link.
+    clean = Inside.parse("1 0 S docker-init\n@@pgha-rules@@\n-A INPUT -j PGHA_CHAOS_IN\n@@pgha-qdiscs@@\n"
+                         "qdisc noqueue 0: dev eth0 root refcnt 2\n")
+    assert not clean.has_chaos_rules and not clean.has_qdisc and clean.stopped_pids == []
