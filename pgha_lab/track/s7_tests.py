@@ -183,8 +183,10 @@ def replicas_gone(evs: list[Event], since: str = "") -> list[Gone]:
     last_takeover = max((e.at for e in evs if e.kind == "promoted"), default="")   # ISO times compare as text
 
     def leader_stayed(g: Gone) -> bool:
-        t = _seconds(g.at)
-        return not any(e.node == g.leader and e.kind in ("stopped", "started") and t is not None
+        # Like for like: a replica stopped as its leader stopped too, or back from a power cut as its
+        # leader booted too (a start a minute before the stop is the learner starting Patroni, not a boot).
+        t, same = _seconds(g.at), "stopped" if g.how == "stopped" else "started"
+        return not any(e.node == g.leader and e.kind == same and t is not None
                        and (when := _seconds(e.at)) is not None and abs(when - t) <= LAB_WIDE_S for e in evs)
     return [g for g in out if g.at >= max(last_takeover, since) and leader_stayed(g)]
 

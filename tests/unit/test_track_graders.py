@@ -393,8 +393,24 @@ def test_a_replica_stopped_instead_of_the_leader():
     gone = s7_tests.replicas_gone(s7_tests.events(A, history_readings(one, two)))
     assert gone == [s7_tests.Gone("dbnode1", "2026-12-02T03:41:27+0000", "stopped", "dbnode2")]
     # The whole lab shut down (a snapshot, a host reboot): the leader went too, so no replica was "killed".
-    two = two + [("2026-12-02T03:41:29+0000", "Stopping patroni.service - Patroni...")]
-    assert s7_tests.replicas_gone(s7_tests.events(A, history_readings(one, two))) == []
+    down = two + [("2026-12-02T03:41:29+0000", "Stopping patroni.service - Patroni...")]
+    assert s7_tests.replicas_gone(s7_tests.events(A, history_readings(one, down))) == []
+
+
+def test_a_replica_stopped_soon_after_the_leaders_patroni_started_is_still_a_replica_stopped():
+    """Seen on a quiet host: the learner's chain started Patroni on the leader, switched over and
+    stopped the replica 63 s later. The leader's start is no sign of a lab-wide shutdown: only a
+    leader that stopped too is (and for a power cut, one that booted too)."""
+    one, two = SWITCHOVER_TO_2
+    started = [("2026-12-02T03:38:58+0000", "Started patroni.service - Patroni."), *two]
+    stopped = one + [("2026-12-02T03:40:10+0000", "Stopping patroni.service - Patroni...")]
+    gone = s7_tests.replicas_gone(s7_tests.events(A, history_readings(stopped, started)))
+    assert gone == [s7_tests.Gone("dbnode1", "2026-12-02T03:40:10+0000", "stopped", "dbnode2")]
+    # A power cut of the replica (a start line only) as the leader boots too is the whole lab booting.
+    cut = one + [("2026-12-02T03:40:40+0000", "Started patroni.service - Patroni.")]
+    assert [g.how for g in s7_tests.replicas_gone(s7_tests.events(A, history_readings(cut, two)))] == ["power cut"]
+    booted = two + [("2026-12-02T03:40:38+0000", "Started patroni.service - Patroni.")]
+    assert s7_tests.replicas_gone(s7_tests.events(A, history_readings(cut, booted))) == []
 
 
 def test_a_replica_that_lost_power_comes_back_with_a_start_line_only():
