@@ -686,7 +686,7 @@ def _api_exec(container: str, cmd: list[str], user: str | None, timeout: float,
     worker.start()
     worker.join(timeout)
     if not answer:
-        raise LabError(f"{what} did not finish within {timeout:.0f}s; the engine or the node is stuck.")
+        raise _stuck(what, timeout)
     if isinstance(answer[0], BaseException):
         raise answer[0]
     return answer[0]
@@ -696,4 +696,8 @@ def _run(args: list[str], timeout: float, what: str) -> subprocess.CompletedProc
     try:
         return subprocess.run(args, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
-        raise LabError(f"{what} did not finish within {timeout:.0f}s; the engine or the node is stuck.") from None
+        raise _stuck(what, timeout) from None
+
+
+def _stuck(what: str, timeout: float) -> LabError:
+    return LabError(f"{what} did not finish within {timeout:.0f}s; the engine or the node is stuck.")
