@@ -1,9 +1,27 @@
 """The bare lab in the state a test needs: booted and unconfigured (as `up --bare` leaves it)."""
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from pgha_lab.bare import survey
+
+# The bare chain (xdist_group "bare", one worker, one lab) in the order its lab is built on: booted and
+# untouched, then built step by step by the track's reference solution (the exported playbook tag by
+# tag), then that cluster checked as the playbook's build and driven with the lab's tools. One build
+# serves the chain; run alone, test_deploy builds its own (configured_bare_lab).
+CHAIN = ("test_bare_lab.py", "test_track_solve.py", "test_deploy.py", "test_tools.py")
+
+
+def pytest_collection_modifyitems(items):
+    """The chain's tests together in CHAIN's order, where its first test was collected (the rest as collected)."""
+    chain = [item for item in items if item.path.parent.name == "bare" and item.path.name in CHAIN]
+    if not chain:
+        return
+    first = items.index(chain[0])
+    rest = [item for item in items if item not in chain]
+    items[:] = rest[:first] + sorted(chain, key=lambda item: CHAIN.index(item.path.name)) + rest[first:]
 
 
 def untouched(lab) -> bool:
@@ -41,7 +59,10 @@ def configured_bare_lab(request, bare_lab, playbook_runs):
     bare_lab.ensure_up()
     if not survey.configured(survey.read(bare_lab.ctx)):
         request.getfixturevalue("fresh_bare_lab")
-        playbook_runs.append(run_playbook(bare_lab.ctx))
+        ran = run_playbook(bare_lab.ctx)
+        playbook_runs.append(ran)
+        assert ran.ok and ran.changed > 0 and set(ran.hosts) == set(bare_lab.ctx.topology.names), ran
+        print(f"figure: playbook, bare lab to cluster {ran.seconds:.0f} s, load {os.getloadavg()[0]:.1f}")
     verdict = wait_until(bare_lab.ctx.health, 180, interval_s=1.0)
     assert verdict.ok, f"the playbook-built lab is not healthy: {verdict.reason}"
     return bare_lab

@@ -13,9 +13,9 @@ import pytest
 from pgha_lab.lessons import progress
 from pgha_lab.track import course
 
-# A group of its own: on its own fresh bare lab it runs beside the learner track's chain, not after it
-# (the two are the labs phase's longest units).
-pytestmark = [pytest.mark.docker, pytest.mark.lab, pytest.mark.xdist_group("track-solve")]
+# The bare chain (tests/bare/conftest.py's CHAIN): the cluster it builds here, tag by tag, is the one
+# test_deploy and test_tools then check, so the chain builds it once.
+pytestmark = [pytest.mark.docker, pytest.mark.lab, pytest.mark.xdist_group("bare")]
 
 # step -> the known mistake or state its check names first, with the steps before it solved
 BEFORE = {1: "hostname", 2: "missing-file", 3: "not-configured", 4: "no-data-dir", 5: "no-patroni",
