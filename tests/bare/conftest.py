@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
@@ -11,16 +12,17 @@ from pgha_lab.bare import survey
 # untouched, then built step by step by the track's reference solution (the exported playbook tag by
 # tag), then that cluster checked as the playbook's build and driven with the lab's tools. One build
 # serves the chain; run alone, test_deploy builds its own (configured_bare_lab).
+HERE = Path(__file__).parent
 CHAIN = ("test_bare_lab.py", "test_track_solve.py", "test_deploy.py", "test_tools.py")
 
 
 def pytest_collection_modifyitems(items):
     """The chain's tests together in CHAIN's order, where its first test was collected (the rest as collected)."""
-    chain = [item for item in items if item.path.parent.name == "bare" and item.path.name in CHAIN]
+    chain = [item for item in items if item.path.parent == HERE and item.path.name in CHAIN]
     if not chain:
         return
     first = items.index(chain[0])
-    rest = [item for item in items if item not in chain]
+    rest = [item for item in items if item.path.parent != HERE or item.path.name not in CHAIN]
     items[:] = rest[:first] + sorted(chain, key=lambda item: CHAIN.index(item.path.name)) + rest[first:]
 
 
