@@ -115,7 +115,7 @@ class Chaos:
             act.need(node.role is Role.DB, f"{node.name} runs no PostgreSQL or Patroni; {action} takes a db node")
         if fault.in_node_network:
             act.need(node.role is not Role.HAPROXY,
-                     f"{node.name} has no iptables or tc inside to {action} it with; cut it whole with `chaos "
+                     f"{node.name} has no iptables inside to {action} it with; cut it whole with `chaos "
                      f"isolate {node.name}`, or cut a db node off from it with `chaos partition DBNODE --from "
                      f"{node.name}`")
         # The state that decides what follows, read before the fault changes it (the settings and

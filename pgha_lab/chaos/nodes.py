@@ -185,8 +185,8 @@ class NodeReader:
         return self.ctl.exec(node, "tc", "qdisc", "show", check=False).stdout
 
     def queues(self) -> dict[str, str]:
-        """`tc qdisc show` of every running db and etcd node, read once for a whole change. HAProxy's
-        image has no tc: its checks of a slow node are not slowed."""
+        """`tc qdisc show` of every running db and etcd node, read once for a whole change. HAProxy
+        nodes are left out: no network fault goes inside one (its image has tc but no iptables)."""
         nodes = [n for n in self.topo.nodes if n.role is not Role.HAPROXY and self.ctl.state(n).running]
         return {n.name: self.qdiscs(n) for n in nodes}
 
