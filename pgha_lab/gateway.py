@@ -671,7 +671,7 @@ def _api_exec(container: str, cmd: list[str], user: str | None, timeout: float,
         try:
             started = api.exec_create(container, cmd, user=user or "")
             out, err = api.exec_start(started["Id"], demux=True)
-            code = api.exec_inspect(started["Id"])["ExitCode"]
+            code = _exit_code(api, started["Id"])
             answer.append(subprocess.CompletedProcess(cmd, code if code is not None else 1,
                                                       (out or b"").decode(errors="replace"),
                                                       (err or b"").decode(errors="replace")))
@@ -690,6 +690,17 @@ def _api_exec(container: str, cmd: list[str], user: str | None, timeout: float,
     if isinstance(answer[0], BaseException):
         raise answer[0]
     return answer[0]
+
+
+def _exit_code(api: Any, exec_id: str) -> int | None:
+    """The exec's exit status. The engine may still list it as running for a moment after its output
+    has ended (moby#19607), with no exit code yet: read again until it says (a few seconds at most)."""
+    for _ in range(100):
+        state = api.exec_inspect(exec_id)
+        if not state.get("Running"):
+            return state.get("ExitCode")
+        time.sleep(0.05)
+    return None
 
 
 def _run(args: list[str], timeout: float, what: str) -> subprocess.CompletedProcess:
