@@ -13,7 +13,7 @@ from pgha_lab.lessons import progress
 from pgha_lab.lessons.progress import LearnerRecord
 from pgha_lab.track import catalogue
 from pgha_lab.track.assignment import Assignment
-from pgha_lab.track.model import Readings, Step, StepVerdict
+from pgha_lab.track.model import Finding, Readings, Step, StepVerdict
 from pgha_lab.track.readers import Reader
 
 PROGRESS_FILE = progress.TRACK_FILE
@@ -60,7 +60,13 @@ def steps_of(refs: Iterable[str | int] | None) -> list[Step]:
 def grade_step(step: Step, reader: Reader, assignment: Assignment) -> tuple[StepVerdict, Readings]:
     started = time.monotonic()
     readings = step.read(reader, assignment)
-    verdict = step.grade(assignment, readings)
+    silent = [r for r in readings.values() if r.unanswered]
+    if silent:   # a node that gave no answer says nothing of the learner's work: not judged, and said so
+        verdict = StepVerdict(step.id, False, findings=[Finding(
+            f"{silent[0].error}, so step {step.id} was not judged (nothing is known to be wrong yet); "
+            f"check again once every node answers", "`pgha-lab status`", "unanswered")])
+    else:
+        verdict = step.grade(assignment, readings)
     verdict.seconds = time.monotonic() - started
     return verdict, readings
 

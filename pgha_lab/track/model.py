@@ -28,18 +28,22 @@ class Source:
 
 @dataclass(frozen=True)
 class Reading:
-    """One thing read from a node or the network. `ok` False: it could not be read, `error` says why."""
+    """One thing read from a node or the network. `ok` False: it could not be read, `error` says why.
+    `unanswered`: the node gave no answer at all (not running, refused by the engine, too slow, an
+    answer cut short), so the reading says nothing about what the learner did."""
     source: Source
     ok: bool
     value: Any = None
     error: str = ""
+    unanswered: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, doc: dict[str, Any]) -> Reading:
-        return cls(Source(**doc["source"]), doc["ok"], doc.get("value"), doc.get("error", ""))
+        return cls(Source(**doc["source"]), doc["ok"], doc.get("value"), doc.get("error", ""),
+                   doc.get("unanswered", False))
 
 
 class Readings(dict):

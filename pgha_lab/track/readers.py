@@ -10,12 +10,14 @@ import shlex
 import socket
 import ssl
 import struct
+import subprocess
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from pgha_lab.context import LabContext
 from pgha_lab.errors import LabError
+from pgha_lab.gateway import NO_ENGINE
 from pgha_lab.track.model import Reading, Source
 
 EXEC_TIMEOUT = 120
@@ -66,9 +68,10 @@ class Reader:
         try:
             proc = self.docker.exec(node, "bash", "-c", script, check=False, user=user, timeout=timeout)
         except LabError:
-            return Reading(source, False, error=f"{node} did not answer within {timeout:.0f}s")
-        if proc.returncode in (125, 126) and "is not running" in proc.stderr:
-            return Reading(source, False, error=f"{node} is not running")
+            return Reading(source, False, error=f"{node} did not answer within {timeout:.0f}s", unanswered=True)
+        refused = _refusal(node, proc)
+        if refused:   # a node powered off is a state a step may judge (step 7's leader cut); the rest is silence
+            return Reading(source, False, error=refused, unanswered=not refused.endswith("is not running"))
         return Reading(source, True, {"rc": proc.returncode, "out": proc.stdout, "err": proc.stderr})
 
     def files(self, node: str, texts: Iterable[str] = (), certs: Iterable[str] = (), keys: Iterable[str] = (),
@@ -96,13 +99,20 @@ class Reader:
                          f"rc=${{PIPESTATUS[0]}}; echo; echo $rc")
         reading = self.run(node, "; ".join(parts) or "true")
         chunks = _split(reading.value["out"]) if reading.ok else {}
+        # Every part echoes its mark whatever it finds: a mark not there is an answer cut short, not a
+        # missing file.
+        cut_short = f"{node}'s answer to the check was cut short (exit status {reading.value['rc']})" \
+            if reading.ok else ""
         out: dict[str, Reading] = {}
         for name, (_, what) in commands.items():
             k = f"cmd:{name}"
             source = Source("command", node, what)
             lines = chunks.get(k, [])
-            if not reading.ok or len(lines) < 2:
-                out[k] = Reading(source, False, error=reading.error or f"no answer from {node}")
+            if not reading.ok:
+                out[k] = Reading(source, False, error=reading.error, unanswered=reading.unanswered)
+                continue
+            if len(lines) < 2:
+                out[k] = Reading(source, False, error=cut_short, unanswered=True)
                 continue
             text = base64.b64decode(lines[0] or b"").decode(errors="replace")
             out[k] = Reading(source, True, {"rc": int(lines[1]) if lines[1].strip().isdigit() else None,
@@ -111,9 +121,12 @@ class Reader:
             k = f"{mode}:{p}"
             source = Source("file", node, p)
             if not reading.ok:
-                out[k] = Reading(source, False, error=reading.error)
+                out[k] = Reading(source, False, error=reading.error, unanswered=reading.unanswered)
                 continue
-            lines = chunks.get(k, ["missing"])
+            if k not in chunks:
+                out[k] = Reading(source, False, error=cut_short, unanswered=True)
+                continue
+            lines = chunks[k]
             if not lines or lines[0] == "missing":
                 out[k] = Reading(source, False, error=f"{p} does not exist on {node}")
                 continue
@@ -152,6 +165,15 @@ class Reader:
     # -- from the host, over the network ------------------------------------------------------------
     def handshake(self, address: str, port: int, postgres: bool = False) -> Reading:
         return handshake(address, port, postgres)
+
+
+def _refusal(node: str, proc: subprocess.CompletedProcess) -> str:
+    """Why the engine ran nothing on the node (stopped, paused, gone, or the engine down), or "". The
+    API exec gives it as status 1 and the daemon's message, with nothing from the node."""
+    said = proc.stderr.strip()
+    if proc.returncode != 1 or proc.stdout or not (said.startswith("Error response from daemon") or said == NO_ENGINE):
+        return ""
+    return f"{node} is not running" if "is not running" in said else f"{node} could not be read: {said[:300]}"
 
 
 def _split(out: str) -> dict[str, list[str]]:

@@ -6,28 +6,12 @@ from __future__ import annotations
 
 import subprocess
 import time
-import uuid
-from pathlib import Path
 
 import pytest
 
 from pgha_lab.errors import LabError
-from pgha_lab.gateway import BASE_IMAGE, LABEL_NODE, LABEL_PROJECT, LabDocker
 
 pytestmark = pytest.mark.docker
-
-
-@pytest.fixture()
-def node(docker_client, built_images):
-    """A running container named and labelled as a lab's node `n1` of a throwaway project."""
-    project = f"pgha-exectest-{uuid.uuid4().hex[:8]}"
-    name = f"{project}-n1"
-    subprocess.run(["docker", "run", "-d", "--name", name, "--label", f"{LABEL_PROJECT}={project}",
-                    "--label", f"{LABEL_NODE}=n1", BASE_IMAGE, "sleep", "infinity"], check=True, capture_output=True)
-    try:
-        yield LabDocker(project, Path("/nonexistent/compose.yaml"))
-    finally:
-        subprocess.run(["docker", "rm", "-f", name], capture_output=True)
 
 
 def test_exec_gives_the_status_and_both_streams_as_the_cli_does(node):

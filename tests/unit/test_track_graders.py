@@ -3,6 +3,7 @@ where to look, never with the value to paste, and the same readings without it p
 are built the way the readers record them (files, command output, handshakes)."""
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import ipaddress
 
@@ -13,7 +14,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from pgha_lab.topology import Topology
-from pgha_lab.track import configs, s1_names, s2_certificates, s5_patroni, s6_haproxy, s7_tests
+from pgha_lab.track import catalogue, configs, course, s1_names, s2_certificates, s5_patroni, s6_haproxy, s7_tests
 from pgha_lab.track.assignment import Assignment
 from pgha_lab.track.model import Reading, Readings, Source
 
@@ -131,6 +132,25 @@ def cert_readings(change=None) -> Readings:
 def test_certificates_pass_as_the_assignment_asks():
     v = s2_certificates.grade(A, cert_readings())
     assert v.passed, v.findings[:3]
+
+
+def test_a_node_that_gave_no_answer_leaves_the_step_unjudged_instead_of_missing_files():
+    """Seen in CI: step 2's check right after its playbook said there was no CA certificate on etcd1
+    although the playbook had just put it there. A reading the node never answered is not a missing file."""
+    step = dataclasses.replace(catalogue.get(2), read=lambda reader, a: readings)
+    readings = cert_readings()
+    path = A.ca_path("etcd1")
+    readings[f"etcd1:cert:{path}"] = Reading(Source("file", "etcd1", path), False, unanswered=True,
+                                             error="etcd1's answer to the check was cut short (exit status 1)")
+    verdict, _ = course.grade_step(step, None, A)
+    assert not verdict.passed and verdict.findings[0].diagnosis == "unanswered", verdict.as_dict()
+    assert verdict.summary.startswith("etcd1's answer to the check was cut short (exit status 1), so step 2 was not "
+                                      "judged"), verdict.summary
+    assert "no CA certificate" not in verdict.summary
+    # The same reading as a file the node said is not there is judged, and named for what it is.
+    readings[f"etcd1:cert:{path}"] = missing("etcd1", path)
+    verdict, _ = course.grade_step(step, None, A)
+    assert verdict.findings[0].diagnosis == "missing-file" and "no CA certificate" in verdict.summary
 
 
 def test_a_san_without_the_nodes_address():
