@@ -29,8 +29,9 @@ class Source:
 @dataclass(frozen=True)
 class Reading:
     """One thing read from a node or the network. `ok` False: it could not be read, `error` says why.
-    `unanswered`: the node gave no answer at all (not running, refused by the engine, too slow, an
-    answer cut short), so the reading says nothing about what the learner did."""
+    `unanswered`: the node gave no answer at all (paused, refused by the engine, too slow, its answer
+    cut short), so the reading says nothing about what the learner did. A node powered off is not
+    silence: it is a state some steps judge."""
     source: Source
     ok: bool
     value: Any = None
