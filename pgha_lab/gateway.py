@@ -670,7 +670,7 @@ def _api_exec(container: str, cmd: list[str], user: str | None, timeout: float,
     def run() -> None:
         try:
             started = api.exec_create(container, cmd, user=user or "")
-            out, err = api.exec_start(started["Id"], demux=True)
+            out, err = _exec_output(api, started["Id"])
             code = _exit_code(api, started["Id"])
             answer.append(subprocess.CompletedProcess(cmd, code if code is not None else 1,
                                                       (out or b"").decode(errors="replace"),
@@ -690,6 +690,25 @@ def _api_exec(container: str, cmd: list[str], user: str | None, timeout: float,
     if isinstance(answer[0], BaseException):
         raise answer[0]
     return answer[0]
+
+
+def _exec_output(api: Any, exec_id: str) -> tuple[bytes, bytes]:
+    """Start the exec attached and read its stdout and stderr to the end. docker-py's exec_start reads
+    the attached stream from the socket beneath http.client's buffered reader, so output that came in
+    with the response's headers is lost (docker-py#2042, #3332; seen here under load: 1 exec in 1000
+    answered nothing, status 0). The same request, with the frames read from that buffered reader."""
+    res = api._post_json(api._url("/exec/{0}/start", exec_id), headers={"Connection": "Upgrade", "Upgrade": "tcp"},
+                         data={"Tty": False, "Detach": False}, stream=True)
+    try:
+        api._raise_for_status(res)
+        fp = res.raw._fp.fp   # what docker-py reads beneath (`.raw`), with its buffer
+        streams = {1: bytearray(), 2: bytearray()}
+        while len(header := fp.read(8)) == 8:   # a frame: stream (1 stdout, 2 stderr), 3 bytes, 4-byte length
+            data = fp.read(int.from_bytes(header[4:], "big"))
+            streams.get(header[0], streams[2]).extend(data)
+        return bytes(streams[1]), bytes(streams[2])
+    finally:
+        res.close()
 
 
 def _exit_code(api: Any, exec_id: str) -> int | None:
