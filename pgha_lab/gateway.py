@@ -656,6 +656,18 @@ def _api() -> Any:
     return docker.APIClient(**docker.utils.kwargs_from_env(), timeout=120, max_pool_size=32)
 
 
+ENGINE_REFUSED = "Error response from daemon: "   # how `docker exec`, and so the API exec, says the engine ran nothing
+
+
+def engine_refusal(proc: subprocess.CompletedProcess) -> str | None:
+    """The engine's reason when an exec ran nothing in the node (stopped, paused, gone, or the engine
+    itself down), as the API exec reports it; None when the command ran, whatever its status."""
+    said = proc.stderr.strip()
+    if proc.returncode == 1 and not proc.stdout and (said.startswith(ENGINE_REFUSED) or said == NO_ENGINE):
+        return said
+    return None
+
+
 def _api_exec(container: str, cmd: list[str], user: str | None, timeout: float,
               what: str) -> subprocess.CompletedProcess:
     """Run cmd in the container through the API: exit status, stdout and stderr as `docker exec` gives
@@ -673,10 +685,9 @@ def _api_exec(container: str, cmd: list[str], user: str | None, timeout: float,
             out, err = _exec_output(api, started["Id"])
             code = _exit_code(api, started["Id"])
             answer.append(subprocess.CompletedProcess(cmd, code if code is not None else 1,
-                                                      (out or b"").decode(errors="replace"),
-                                                      (err or b"").decode(errors="replace")))
+                                                      out.decode(errors="replace"), err.decode(errors="replace")))
         except docker.errors.APIError as exc:
-            answer.append(subprocess.CompletedProcess(cmd, 1, "", f"Error response from daemon: {exc.explanation}\n"))
+            answer.append(subprocess.CompletedProcess(cmd, 1, "", f"{ENGINE_REFUSED}{exc.explanation}\n"))
         except requests.exceptions.ConnectionError:
             answer.append(subprocess.CompletedProcess(cmd, 1, "", f"{NO_ENGINE}\n"))
         except BaseException as exc:  # handed to the caller's thread below

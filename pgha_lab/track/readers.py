@@ -10,14 +10,13 @@ import shlex
 import socket
 import ssl
 import struct
-import subprocess
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from pgha_lab.context import LabContext
 from pgha_lab.errors import LabError
-from pgha_lab.gateway import NO_ENGINE
+from pgha_lab.gateway import engine_refusal
 from pgha_lab.track.model import Reading, Source
 
 EXEC_TIMEOUT = 120
@@ -69,9 +68,11 @@ class Reader:
             proc = self.docker.exec(node, "bash", "-c", script, check=False, user=user, timeout=timeout)
         except LabError:
             return Reading(source, False, error=f"{node} did not answer within {timeout:.0f}s", unanswered=True)
-        refused = _refusal(node, proc)
-        if refused:   # a node powered off is a state a step may judge (step 7's leader cut); the rest is silence
-            return Reading(source, False, error=refused, unanswered=not refused.endswith("is not running"))
+        refused = engine_refusal(proc)
+        if refused is not None:
+            if "is not running" in refused:   # powered off: a state a step may judge (step 7's leader cut)
+                return Reading(source, False, error=f"{node} is not running")
+            return Reading(source, False, error=f"{node} could not be read: {refused[:300]}", unanswered=True)
         return Reading(source, True, {"rc": proc.returncode, "out": proc.stdout, "err": proc.stderr})
 
     def files(self, node: str, texts: Iterable[str] = (), certs: Iterable[str] = (), keys: Iterable[str] = (),
@@ -165,15 +166,6 @@ class Reader:
     # -- from the host, over the network ------------------------------------------------------------
     def handshake(self, address: str, port: int, postgres: bool = False) -> Reading:
         return handshake(address, port, postgres)
-
-
-def _refusal(node: str, proc: subprocess.CompletedProcess) -> str:
-    """Why the engine ran nothing on the node (stopped, paused, gone, or the engine down), or "". The
-    API exec gives it as status 1 and the daemon's message, with nothing from the node."""
-    said = proc.stderr.strip()
-    if proc.returncode != 1 or proc.stdout or not (said.startswith("Error response from daemon") or said == NO_ENGINE):
-        return ""
-    return f"{node} is not running" if "is not running" in said else f"{node} could not be read: {said[:300]}"
 
 
 def _split(out: str) -> dict[str, list[str]]:
